@@ -1,0 +1,507 @@
+"""Benchmark of the masters' replicated key-value store, against etcd measured on this machine.
+
+Starts three real master processes (`LocalMasters`), drives them through the client library
+(`raftorch.client.Client`) and prints, per row: throughput, p50/p99 latency and the leader's CPU
+use; then leader failover times (SIGKILL of the leader while one client keeps putting).
+
+    python bench/kv_bench.py [--quick] [--duration S] [--processes N] [--json]
+
+The targets are etcd 3.4's figures on this kind of machine (see ../shared/ANCHORS.md): 3 members
+on 127.0.0.1, a Python gRPC client, 16-byte keys, 100-byte values, 10 s per row.
+
+Client threads run in separate client processes (spawned, never forked: gRPC does not survive
+a fork), each thread with its own `Client` given all three endpoints. Every thread warms up
+until a common start time, then the operations it starts in [start, start + duration) are
+counted and their latencies (time.perf_counter per op) kept; percentiles are over all samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import platform
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import cast
+
+from raftorch.client import Client
+from raftorch.errors import RaftorchError
+from raftorch.local.masters import LocalMasters
+
+KEY_BYTES = 16
+VALUE_BYTES = 100
+KEY_SPACE = 1000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CHILD_READY_TIMEOUT = 60.0
+# A put in flight when the leader is killed that returns this soon after was answered by the
+# dying leader: no election can finish this fast (the minimum election timeout is 0.15 s).
+PRE_KILL_ACK_WINDOW = 0.05
+FAILOVER_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    op: str
+    threads: int
+    ops_per_s: float
+    etcd_p50_ms: float
+    etcd_p99_ms: float
+
+
+# etcd 3.4.23, 3 members on 127.0.0.1, Python gRPC client (../shared/ANCHORS.md).
+THROUGHPUT_TARGETS = (
+    Target("put", 1, 841, 1.1, 2.3),
+    Target("put", 8, 1645, 4.4, 13.1),
+    Target("put", 64, 2971, 18.0, 71.8),
+    Target("get", 8, 2233, 3.1, 11.4),
+)
+FAILOVER_TARGET_MEDIAN_S = 0.5
+FAILOVER_TARGET_MAX_S = 1.0
+ETCD_FAILOVER_MEDIAN_S = 1.34
+ETCD_FAILOVER_MAX_S = 2.86
+
+OP_LABELS = {"put": "put", "get": "get (linearizable)"}
+
+
+@dataclass(slots=True)
+class RowResult:
+    op: str
+    threads: int
+    processes: int
+    duration_s: float
+    ops: int
+    errors: int
+    ops_per_s: float
+    p50_ms: float
+    p99_ms: float
+    leader: str
+    leader_cpu_pct: float
+    master_cpu_pct: dict[str, float]
+    client_cpu_pct: float
+    target_ops_per_s: float
+    met: bool
+
+
+@dataclass(slots=True)
+class FailoverRun:
+    killed: str
+    new_leader: str
+    seconds: float | None
+    failed_puts: int
+
+
+@dataclass(slots=True)
+class FailoverResult:
+    runs: list[FailoverRun] = field(default_factory=list)
+
+    def times(self) -> list[float]:
+        return [r.seconds if r.seconds is not None else float("inf") for r in self.runs]
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times())
+
+    @property
+    def max_s(self) -> float:
+        return max(self.times())
+
+    @property
+    def met(self) -> bool:
+        return self.median_s <= FAILOVER_TARGET_MEDIAN_S and self.max_s <= FAILOVER_TARGET_MAX_S
+
+
+# -- workload ------------------------------------------------------------------------------
+
+
+def bench_keys() -> list[str]:
+    keys = [f"bench/{i:010d}" for i in range(KEY_SPACE)]
+    assert all(len(k) == KEY_BYTES for k in keys)
+    return keys
+
+
+def make_op(client: Client, op: str, keys: list[str], rng: random.Random) -> Callable[[], object]:
+    if op == "put":
+        value = rng.randbytes(VALUE_BYTES)
+        return lambda: client.put(rng.choice(keys), value)
+    if op == "get":
+        return lambda: client.get(rng.choice(keys))
+    raise ValueError(f"unknown operation {op!r}")
+
+
+@dataclass(slots=True)
+class ThreadTally:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+def drive(op: Callable[[], object], start_at: float, end_at: float, tally: ThreadTally) -> None:
+    """Run `op` until `end_at`; keep the latency of each op started at or after `start_at`."""
+    while True:
+        began = time.monotonic()
+        if began >= end_at:
+            return
+        t0 = time.perf_counter()
+        try:
+            op()
+        except RaftorchError:
+            if began >= start_at:
+                tally.errors += 1
+            continue
+        if began >= start_at:
+            tally.latencies.append(time.perf_counter() - t0)
+
+
+def sleep_until(when: float) -> None:
+    delay = when - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def load_process(endpoints: list[str], op: str, threads: int, seed: int,
+                 conn: multiprocessing.connection.Connection) -> None:
+    """One client process: `threads` threads, each with its own Client.
+
+    Protocol on `conn`: sends "ready" once every client has done one op, receives
+    (start_at, end_at) in time.monotonic() terms, sends (latencies, errors, cpu_seconds)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
+    keys = bench_keys()
+    clients = [Client(endpoints) for _ in range(threads)]
+    try:
+        ops = [make_op(c, op, keys, random.Random(seed * 1000 + i)) for i, c in enumerate(clients)]
+        for fn in ops:
+            fn()  # connects and finds the leader
+        conn.send("ready")
+        start_at, end_at = conn.recv()
+        tallies = [ThreadTally() for _ in ops]
+        workers = [threading.Thread(target=drive, args=(fn, start_at, end_at, t), daemon=True)
+                   for fn, t in zip(ops, tallies, strict=True)]
+        for w in workers:
+            w.start()
+        sleep_until(start_at)
+        cpu0 = time.process_time()
+        sleep_until(end_at)
+        cpu = time.process_time() - cpu0
+        for w in workers:
+            w.join()
+        conn.send(([x for t in tallies for x in t.latencies], sum(t.errors for t in tallies), cpu))
+    except Exception:  # reported to the parent, which fails the row
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        for c in clients:
+            c.close()
+
+
+def split(total: int, parts: int) -> list[int]:
+    """`total` threads over at most `parts` processes, as evenly as possible."""
+    parts = max(1, min(parts, total))
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+# -- measurement -------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def master_cpu(masters: LocalMasters) -> dict[str, float]:
+    return {name: cpu_seconds(m.proc.pid) for name, m in masters.masters.items()
+            if m.proc is not None and m.alive}
+
+
+def percentile(sorted_samples: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    if not sorted_samples:
+        return float("nan")
+    rank = max(1, -(-len(sorted_samples) * pct // 100))
+    return sorted_samples[int(rank) - 1]
+
+
+def recv(conn: multiprocessing.connection.Connection, timeout: float, what: str) -> object:
+    if not conn.poll(timeout):
+        raise TimeoutError(f"client process: no {what} within {timeout:.0f}s")
+    msg = conn.recv()
+    if isinstance(msg, tuple) and msg and msg[0] == "error":
+        raise RuntimeError(f"client process failed:\n{msg[1]}")
+    return msg
+
+
+def run_row(masters: LocalMasters, target: Target, processes: int, duration: float, warmup: float
+            ) -> RowResult:
+    leader = masters.wait_ready()
+    ctx = multiprocessing.get_context("spawn")
+    children: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []
+    try:
+        for i, n in enumerate(split(target.threads, processes)):
+            parent_end, child_end = ctx.Pipe()
+            proc = ctx.Process(target=load_process, args=(masters.endpoints, target.op, n, i + 1, child_end),
+                               daemon=True)
+            proc.start()
+            child_end.close()
+            children.append((proc, parent_end))
+        for _, conn in children:
+            recv(conn, CHILD_READY_TIMEOUT, "ready message")
+        start_at = time.monotonic() + warmup
+        end_at = start_at + duration
+        for _, conn in children:
+            conn.send((start_at, end_at))
+        sleep_until(start_at)
+        cpu0 = master_cpu(masters)
+        sleep_until(end_at)
+        cpu1 = master_cpu(masters)
+        latencies: list[float] = []
+        errors = 0
+        client_cpu = 0.0
+        for _, conn in children:
+            lat, errs, cpu = cast(tuple[list[float], int, float], recv(conn, 60.0, "results"))
+            latencies.extend(lat)
+            errors += errs
+            client_cpu += cpu
+    finally:
+        for child, conn in children:
+            conn.close()
+            child.join(5)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    latencies.sort()
+    ops_per_s = len(latencies) / duration
+    per_master = {n: 100 * (cpu1[n] - cpu0[n]) / duration for n in cpu0 if n in cpu1}
+    return RowResult(
+        op=target.op, threads=target.threads, processes=len(children), duration_s=duration,
+        ops=len(latencies), errors=errors, ops_per_s=ops_per_s,
+        p50_ms=1000 * percentile(latencies, 50), p99_ms=1000 * percentile(latencies, 99),
+        leader=leader, leader_cpu_pct=per_master.get(leader, float("nan")), master_cpu_pct=per_master,
+        client_cpu_pct=100 * client_cpu / duration, target_ops_per_s=target.ops_per_s,
+        met=ops_per_s >= target.ops_per_s)
+
+
+def preload(masters: LocalMasters) -> None:
+    """Write every key once, so that gets find a value."""
+    value = random.Random(0).randbytes(VALUE_BYTES)
+    with masters.client() as client, ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: client.put(k, value), bench_keys()))
+
+
+# -- failover ---------------------------------------------------------------------------
+
+
+class Writer:
+    """One thread putting in a loop; records (began, finished) of each successful put."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        self._client = Client(endpoints)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="failover-writer", daemon=True)
+        self.successes: list[tuple[float, float]] = []
+        self.failures = 0
+
+    def _run(self) -> None:
+        keys = bench_keys()
+        rng = random.Random(7)
+        value = rng.randbytes(VALUE_BYTES)
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                self._client.put(rng.choice(keys), value)
+            except RaftorchError:
+                self.failures += 1
+                continue
+            self.successes.append((began, time.monotonic()))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._client.close()
+
+    def first_success_after(self, killed_at: float) -> float | None:
+        for began, finished in self.successes:
+            if finished <= killed_at:
+                continue
+            if began < killed_at and finished - killed_at < PRE_KILL_ACK_WINDOW:
+                continue  # acknowledged by the old leader before it died
+            return finished
+        return None
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.002)
+    return predicate()
+
+
+def failover_once(masters: LocalMasters) -> FailoverRun:
+    leader = masters.wait_ready()
+    proc = masters.masters[leader].proc
+    assert proc is not None
+    writer = Writer(masters.endpoints)
+    writer.start()
+    try:
+        if not wait_for(lambda: len(writer.successes) >= 20, 10.0):
+            raise RuntimeError("the failover writer could not put before the kill")
+        os.kill(proc.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_for(lambda: writer.first_success_after(killed_at) is not None, FAILOVER_TIMEOUT)
+        first = writer.first_success_after(killed_at)
+    finally:
+        writer.stop()
+    failures = writer.failures
+    masters.kill(leader)  # reaps the process
+    new_leader = masters.wait_ready(60.0)
+    masters.start(leader)
+    masters.wait_ready(60.0)
+    return FailoverRun(killed=leader, new_leader=new_leader,
+                       seconds=None if first is None else first - killed_at, failed_puts=failures)
+
+
+def run_failover(masters: LocalMasters, runs: int) -> FailoverResult:
+    result = FailoverResult()
+    for i in range(runs):
+        run = failover_once(masters)
+        result.runs.append(run)
+        shown = "no successful put" if run.seconds is None else f"{run.seconds:.3f} s"
+        print(f"  failover run {i + 1}/{runs}: killed {run.killed}, new leader {run.new_leader}: "
+              f"first put after {shown}" + (f" ({run.failed_puts} puts failed)" if run.failed_puts else ""),
+              flush=True)
+    return result
+
+
+# -- output -----------------------------------------------------------------------------
+
+HEADER = (f"{'operation':<20}{'threads':>8}{'procs':>6}{'ops/s':>9}{'target':>9}{'':>5}"
+          f"{'p50 ms':>8}{'p99 ms':>8}{'etcd p50/p99':>14}{'leader CPU':>12}{'client CPU':>12}{'errors':>8}")
+
+
+def format_row(row: RowResult, target: Target) -> str:
+    verdict = "ok" if row.met else "MISS"
+    etcd = f"{target.etcd_p50_ms:.1f}/{target.etcd_p99_ms:.1f}"
+    return (f"{OP_LABELS[row.op]:<20}{row.threads:>8}{row.processes:>6}{row.ops_per_s:>9,.0f}"
+            f"{'>=' + format(target.ops_per_s, ',.0f'):>9}{verdict:>5}{row.p50_ms:>8.1f}{row.p99_ms:>8.1f}"
+            f"{etcd:>14}{row.leader_cpu_pct:>11.0f}%{row.client_cpu_pct:>11.0f}%{row.errors:>8}")
+
+
+def format_failover(result: FailoverResult) -> list[str]:
+    times = ", ".join("none" if r.seconds is None else f"{r.seconds:.3f}" for r in result.runs)
+    verdict = "ok" if result.met else "MISS"
+    return [
+        f"failover (SIGKILL leader -> first successful put), {len(result.runs)} runs: {times} s",
+        f"  median {result.median_s:.3f} s (target <= {FAILOVER_TARGET_MEDIAN_S} s; etcd {ETCD_FAILOVER_MEDIAN_S} s)"
+        f"   max {result.max_s:.3f} s (target <= {FAILOVER_TARGET_MAX_S} s; etcd {ETCD_FAILOVER_MAX_S} s)"
+        f"   {verdict}",
+    ]
+
+
+def machine_note() -> str:
+    cores = os.cpu_count() or 0
+    usable = len(os.sched_getaffinity(0))
+    return (f"machine: {cores} cores ({usable} usable), {platform.python_implementation()} "
+            f"{platform.python_version()}; client processes and the 3 masters share these {usable} cores, "
+            "so client CPU is taken from the masters")
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="3 s rows and 2 failover runs")
+    p.add_argument("--duration", type=float, default=None, help="seconds per throughput row (default 10)")
+    p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up before each row (default 1)")
+    p.add_argument("--failover-runs", type=int, default=None, help="default 5 (2 with --quick)")
+    p.add_argument("--processes", type=int, default=None,
+                   help="client processes per row (default: 1 up to 8 threads, 2 above)")
+    p.add_argument("--only", choices=["put", "get", "failover"], action="append",
+                   help="run only these benchmarks (repeatable)")
+    p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    args = p.parse_args(argv)
+    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
+    args.failover_runs = args.failover_runs or (2 if args.quick else 5)
+    return args
+
+
+def default_processes(threads: int) -> int:
+    return 1 if threads <= 8 else 2
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    only = set(args.only or ["put", "get", "failover"])
+    targets = [t for t in THROUGHPUT_TARGETS if t.op in only]
+    rows: list[RowResult] = []
+    failover: FailoverResult | None = None
+    with tempfile.TemporaryDirectory(prefix="raftorch-kv-bench-") as tmp:
+        masters = LocalMasters(root=Path(tmp))
+        try:
+            masters.start()
+            print(f"masters {', '.join(masters.endpoints)}; leader {masters.wait_ready(60.0)}", flush=True)
+            preload(masters)
+            for target in targets:
+                procs = args.processes or default_processes(target.threads)
+                rows.append(run_row(masters, target, procs, args.duration, args.warmup))
+                print(f"  done: {OP_LABELS[target.op]} x{target.threads}", flush=True)
+            if "failover" in only:
+                failover = run_failover(masters, args.failover_runs)
+        finally:
+            masters.stop()
+    print()
+    print(machine_note())
+    print(f"rows of {args.duration:g} s after {args.warmup:g} s warm-up; keys {KEY_BYTES} B, values "
+          f"{VALUE_BYTES} B; targets: etcd 3.4 on this machine; CPU in % of one core")
+    print()
+    print(HEADER)
+    by_key = {(t.op, t.threads): t for t in THROUGHPUT_TARGETS}
+    for row in rows:
+        print(format_row(row, by_key[(row.op, row.threads)]))
+    if failover is not None:
+        print()
+        print("\n".join(format_failover(failover)))
+    return {
+        "machine": {"cpu_count": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))},
+        "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "key_bytes": KEY_BYTES,
+                     "value_bytes": VALUE_BYTES, "key_space": KEY_SPACE},
+        "rows": [asdict(r) for r in rows],
+        "failover": None if failover is None else {
+            "runs": [asdict(r) for r in failover.runs], "median_s": failover.median_s,
+            "max_s": failover.max_s, "met": failover.met},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        results = run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; masters stopped", file=sys.stderr)
+        return 130
+    if args.json:
+        print()
+        print(json.dumps(results, indent=2, default=lambda x: None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""What every raftctl command shares: the endpoints, a client, and how errors are shown."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from raftorch import config as cfgload
+from raftorch.client import Client
+from raftorch.errors import Invalid, RaftorchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_ENDPOINTS = "127.0.0.1:2379"
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "raftorch" / "config.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    endpoints: list[str] = field(default_factory=lambda: [DEFAULT_ENDPOINTS])
+    timeout: float = 5.0
+    # How long a command keeps trying other masters before it gives up.
+    retry_for: float = 10.0
+
+
+@dataclass
+class CliContext:
+    endpoints_flag: str | None
+    config_path: Path
+    _client: Client | None = None
+
+    def config(self) -> ClientConfig:
+        layers: list[tuple[str, dict[str, Any]]] = []
+        if self.config_path.exists():
+            layers.append((f"config file {self.config_path}", cfgload.read_file(self.config_path)))
+        env = os.environ.get("RAFTORCH_ENDPOINTS")
+        if env:
+            layers.append(("RAFTORCH_ENDPOINTS", {"endpoints": env}))
+        if self.endpoints_flag:
+            layers.append(("--endpoints", {"endpoints": self.endpoints_flag}))
+        return cfgload.build(ClientConfig, layers)
+
+    def client(self) -> Client:
+        if self._client is None:
+            cfg = self.config()
+            self._client = Client(cfg.endpoints, timeout=cfg.timeout, retry_for=cfg.retry_for)
+        return self._client
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """One clear line and a non-zero exit code for every error a user can cause or meet."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RaftorchError as err:
+            fail(str(err), err.exit_code)
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
+        except BrokenPipeError:
+            raise SystemExit(0) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def get_ctx() -> CliContext:
+    obj = click.get_current_context().find_root().obj
+    if not isinstance(obj, CliContext):
+        raise Invalid("raftctl context missing")
+    return obj

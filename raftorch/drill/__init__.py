@@ -1,0 +1,1 @@
+"""Fault-injection drills: history recording and consistency checking."""

@@ -1,0 +1,1 @@
+"""The master: a store replica, the gRPC API, and (on the leader) the work only one may do."""

@@ -1,0 +1,3 @@
+from raftorch.master.main import main
+
+main()

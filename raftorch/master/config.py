@@ -1,0 +1,50 @@
+"""The master's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raftorch.errors import Invalid
+
+
+@dataclass(frozen=True, slots=True)
+class MasterConfig:
+    name: str
+    client_addr: str = "127.0.0.1:2379"
+    peer_addr: str = "127.0.0.1:2380"
+    # The other masters' Raft addresses, by name.
+    peers: dict[str, str] = field(default_factory=dict)
+    data_dir: Path = Path("/var/lib/raftorch/master")
+    secret_file: Path = Path("/etc/raftorch/cluster-secret")
+    log_level: str = "info"
+    # Seconds a write may wait for its commit before the client is told the outcome is unknown.
+    write_timeout: float = 5.0
+
+    def validate(self) -> None:
+        if not self.name:
+            raise Invalid("name: required")
+        for what, addr in [("client-addr", self.client_addr), ("peer-addr", self.peer_addr),
+                           *((f"peers.{n}", a) for n, a in self.peers.items())]:
+            check_addr(addr, what)
+        if self.name in self.peers:
+            raise Invalid(f"peers: lists this master ({self.name}) itself; list only the other masters")
+        if self.peer_addr in self.peers.values():
+            raise Invalid(f"peers: {self.peer_addr} is this master's own peer address")
+
+    def read_secret(self) -> str:
+        try:
+            secret = self.secret_file.read_text().strip()
+        except OSError as exc:
+            raise Invalid(f"secret-file: cannot read {self.secret_file}: {exc.strerror}") from None
+        if len(secret) < 16:
+            raise Invalid(f"secret-file: {self.secret_file} holds fewer than 16 characters; "
+                          "use a long random secret, the same on every master")
+        return secret
+
+
+def check_addr(addr: str, what: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise Invalid(f"{what}: expected HOST:PORT, got {addr!r}")
+    return host, int(port)

@@ -1,0 +1,56 @@
+"""The one place that builds gRPC channels and servers.
+
+Transport security (TLS, client credentials) arrives here and nowhere else: callers ask for a
+channel or a server by address and get the project's options.
+"""
+
+from __future__ import annotations
+
+import grpc
+import grpc.aio
+
+# Values up to 1 MiB plus headroom: larger requests fail with our own INVALID_ARGUMENT.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # Fail fast when a master is down, so the client moves on to the next one.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.enable_retries", 0),
+]
+
+_SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.so_reuseport", 0),
+]
+
+
+def channel(address: str) -> grpc.Channel:
+    """A blocking channel to a master or agent."""
+    return grpc.insecure_channel(address, options=_OPTIONS)
+
+
+def aio_channel(address: str) -> grpc.aio.Channel:
+    """An asyncio channel, for servers that call other servers."""
+    return grpc.aio.insecure_channel(address, options=_OPTIONS)
+
+
+def aio_server() -> grpc.aio.Server:
+    return grpc.aio.server(options=_SERVER_OPTIONS)
+
+
+def bind(server: grpc.aio.Server, address: str) -> int:
+    """Listen on `address`; returns the port (useful with port 0)."""
+    port: int = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return port

@@ -1,0 +1,295 @@
+"""The replicated state machine: `apply(command) -> result`, pure and deterministic.
+
+Every master applies the same commands in the same order and so holds the same state. No
+clocks, no randomness, no I/O: time-based decisions (lease expiry) are made by the leader and
+arrive here as commands.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from raftorch.api.v1 import cluster_pb2, kv_pb2, store_pb2
+from raftorch.errors import Invalid, NotFound, RaftorchError
+from raftorch.store.mvcc import Change, KeyIndex, Version
+
+# Revisions of history kept for watches and past reads; compaction runs every RETAIN revisions.
+HISTORY_RETAIN = 20_000
+# Request ids remembered for deduplication of retried writes.
+DEDUP_RETAIN = 50_000
+BATCH_FORMAT = 1
+
+
+@dataclass(slots=True)
+class Lease:
+    id: int
+    ttl: int
+    keys: set[str] = field(default_factory=set)
+
+
+def to_kv(version: Version, keys_only: bool = False) -> kv_pb2.KeyValue:
+    return kv_pb2.KeyValue(
+        key=version.key,
+        value=b"" if keys_only or version.value is None else version.value,
+        create_revision=version.create_revision,
+        mod_revision=version.mod_revision,
+        version=version.version,
+        lease=version.lease,
+    )
+
+
+def to_event(change: Change, prev_kv: bool = True) -> kv_pb2.Event:
+    event = kv_pb2.Event(
+        type=kv_pb2.Event.PUT if change.kv.alive else kv_pb2.Event.DELETE,
+        kv=to_kv(change.kv),
+    )
+    if prev_kv and change.prev is not None:
+        event.prev_kv.CopyFrom(to_kv(change.prev))
+    return event
+
+
+class StateMachine:
+    """KV store, leases, members and request deduplication."""
+
+    def __init__(self, member: str = "") -> None:
+        self.member = member
+        self.index = KeyIndex()
+        self.leases: dict[int, Lease] = {}
+        self.next_lease_id = 1
+        self.fence_term = 0
+        self.members: dict[str, cluster_pb2.Member] = {}
+        self.dedup: OrderedDict[str, store_pb2.CommandResult] = OrderedDict()
+        # Changes made by the commands applied since the last `take_changes()`.
+        self._changes: list[Change] = []
+        self._handlers: dict[str, Callable[[store_pb2.Command], store_pb2.CommandResult]] = {
+            "put": self._put,
+            "delete_range": self._delete_range,
+            "txn": self._txn,
+            "compact": self._compact,
+            "lease_grant": self._lease_grant,
+            "lease_revoke": self._lease_revoke,
+            "lease_expire": self._lease_expire,
+            "member": self._member,
+            "fence": self._fence,
+        }
+
+    @property
+    def revision(self) -> int:
+        return self.index.revision
+
+    def header(self, raft_term: int = 0) -> kv_pb2.ResponseHeader:
+        return kv_pb2.ResponseHeader(member=self.member, revision=self.index.revision, raft_term=raft_term)
+
+    # -- apply ----------------------------------------------------------------------
+
+    def apply_batch(self, data: bytes) -> list[store_pb2.CommandResult]:
+        batch = store_pb2.CommandBatch.FromString(data)
+        if batch.format != BATCH_FORMAT:
+            # A newer master wrote this; applying it partly would fork the replicas.
+            raise RuntimeError(f"log entry format {batch.format} is newer than this master understands")
+        return [self.apply(command) for command in batch.commands]
+
+    def apply(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        rid = command.request_id
+        if rid and rid in self.dedup:
+            return self.dedup[rid]
+        kind = command.WhichOneof("op")
+        handler = self._handlers.get(kind or "")
+        if handler is None:
+            result = _error(Invalid(f"unknown command {kind!r}"))
+        else:
+            try:
+                result = handler(command)
+            except RaftorchError as err:
+                result = _error(err)
+        if rid:
+            self.dedup[rid] = result
+            if len(self.dedup) > DEDUP_RETAIN:
+                self.dedup.popitem(last=False)
+        self._maybe_compact()
+        return result
+
+    def take_changes(self) -> list[Change]:
+        changes, self._changes = self._changes, []
+        return changes
+
+    def _maybe_compact(self) -> None:
+        if self.index.revision - self.index.compact_revision >= 2 * HISTORY_RETAIN:
+            self.index.compact(self.index.revision - HISTORY_RETAIN)
+
+    # -- key-value --------------------------------------------------------------------
+
+    def _put(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        self._check_put(command.put)
+        self.index.revision += 1
+        return store_pb2.CommandResult(put=self._do_put(command.put))
+
+    def _check_put(self, req: kv_pb2.PutRequest) -> None:
+        if req.lease and req.lease not in self.leases:
+            raise NotFound(f"lease {req.lease} not found")
+
+    def _do_put(self, req: kv_pb2.PutRequest) -> kv_pb2.PutResponse:
+        change = self.index.put(req.key, req.value, req.lease, self.index.revision)
+        self._record(change)
+        resp = kv_pb2.PutResponse(header=self.header())
+        if req.prev_kv and change.prev is not None:
+            resp.prev_kv.CopyFrom(to_kv(change.prev))
+        return resp
+
+    def _delete_range(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        req = command.delete_range
+        if not any(True for _ in self.index.range(req.key, req.prefix, 0)):
+            return store_pb2.CommandResult(delete_range=kv_pb2.DeleteRangeResponse(header=self.header()))
+        self.index.revision += 1
+        return store_pb2.CommandResult(delete_range=self._do_delete(req))
+
+    def _do_delete(self, req: kv_pb2.DeleteRangeRequest) -> kv_pb2.DeleteRangeResponse:
+        victims = list(self.index.range(req.key, req.prefix, 0))
+        resp = kv_pb2.DeleteRangeResponse()
+        for victim in victims:
+            change = self.index.delete(victim.key, self.index.revision)
+            if change is not None:
+                self._record(change)
+                resp.deleted += 1
+                if req.prev_kv:
+                    resp.prev_kvs.append(to_kv(victim))
+        resp.header.CopyFrom(self.header())
+        return resp
+
+    def _record(self, change: Change) -> None:
+        """Keep lease attachments in step with a change and queue it for watchers."""
+        old_lease = change.prev.lease if change.prev else 0
+        new_lease = change.kv.lease if change.kv.alive else 0
+        if old_lease != new_lease and old_lease in self.leases:
+            self.leases[old_lease].keys.discard(change.kv.key)
+        if new_lease:
+            self.leases[new_lease].keys.add(change.kv.key)
+        self._changes.append(change)
+
+    def range(self, req: kv_pb2.RangeRequest) -> kv_pb2.RangeResponse:
+        """A read on this replica's state (the caller decides about barriers)."""
+        resp = kv_pb2.RangeResponse()
+        for version in self.index.range(req.key, req.prefix, req.revision):
+            resp.count += 1
+            if req.count_only:
+                continue
+            if req.limit and len(resp.kvs) >= req.limit:
+                resp.more = True
+                continue
+            resp.kvs.append(to_kv(version, req.keys_only))
+        resp.header.CopyFrom(self.header())
+        return resp
+
+    def _txn(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        req = command.txn
+        succeeded = all(self._compare(c) for c in req.compare)
+        ops = req.success if succeeded else req.failure
+        for op in ops:
+            if op.WhichOneof("request") == "request_put":
+                self._check_put(op.request_put)
+        writes = any(
+            op.WhichOneof("request") == "request_put"
+            or (op.WhichOneof("request") == "request_delete_range"
+                and any(True for _ in self.index.range(op.request_delete_range.key,
+                                                        op.request_delete_range.prefix, 0)))
+            for op in ops
+        )
+        if writes:
+            self.index.revision += 1
+        resp = kv_pb2.TxnResponse(succeeded=succeeded)
+        for op in ops:
+            kind = op.WhichOneof("request")
+            if kind == "request_put":
+                resp.responses.add(response_put=self._do_put(op.request_put))
+            elif kind == "request_delete_range":
+                resp.responses.add(response_delete_range=self._do_delete(op.request_delete_range))
+            elif kind == "request_range":
+                resp.responses.add(response_range=self.range(op.request_range))
+        resp.header.CopyFrom(self.header())
+        return store_pb2.CommandResult(txn=resp)
+
+    def _compare(self, cmp: kv_pb2.Compare) -> bool:
+        current = self.index.current(cmp.key)
+        target = cmp.target
+        have: int | bytes
+        want: int | bytes
+        if target == kv_pb2.Compare.VALUE:
+            if current is None or current.value is None:
+                return False
+            have, want = current.value, cmp.value
+        elif target == kv_pb2.Compare.VERSION:
+            have, want = (current.version if current else 0), cmp.version
+        elif target == kv_pb2.Compare.CREATE:
+            have, want = (current.create_revision if current else 0), cmp.create_revision
+        elif target == kv_pb2.Compare.MOD:
+            have, want = (current.mod_revision if current else 0), cmp.mod_revision
+        else:
+            have, want = (current.lease if current else 0), cmp.lease
+        result = cmp.result
+        if result == kv_pb2.Compare.EQUAL:
+            return have == want
+        if result == kv_pb2.Compare.NOT_EQUAL:
+            return have != want
+        if result == kv_pb2.Compare.GREATER:
+            return have > want  # type: ignore[operator]
+        return have < want  # type: ignore[operator]
+
+    def _compact(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        self.index.compact(command.compact.revision)
+        return store_pb2.CommandResult(compact=kv_pb2.CompactResponse(header=self.header()))
+
+    # -- leases -------------------------------------------------------------------------
+
+    def _lease_grant(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        req = command.lease_grant
+        lease_id = req.id or self.next_lease_id
+        if lease_id in self.leases:
+            raise Invalid(f"lease {lease_id} already exists")
+        self.next_lease_id = max(self.next_lease_id, lease_id + 1)
+        self.leases[lease_id] = Lease(lease_id, req.ttl)
+        return store_pb2.CommandResult(
+            lease_grant=kv_pb2.LeaseGrantResponse(header=self.header(), id=lease_id, ttl=req.ttl))
+
+    def _lease_revoke(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        self._revoke(command.lease_revoke.id)
+        return store_pb2.CommandResult(lease_revoke=kv_pb2.LeaseRevokeResponse(header=self.header()))
+
+    def _lease_expire(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        req = command.lease_expire
+        if req.term < self.fence_term:
+            raise Invalid(f"lease expiry decided in term {req.term}, but term {self.fence_term} has begun")
+        self._revoke(req.id)
+        return store_pb2.CommandResult(done=self.header())
+
+    def _revoke(self, lease_id: int) -> None:
+        lease = self.leases.pop(lease_id, None)
+        if lease is None:
+            raise NotFound(f"lease {lease_id} not found")
+        live = [key for key in sorted(lease.keys) if self.index.current(key) is not None]
+        if not live:
+            return
+        self.index.revision += 1
+        for key in live:
+            change = self.index.delete(key, self.index.revision)
+            if change is not None:
+                self._changes.append(change)
+
+    # -- membership and leadership ----------------------------------------------------
+
+    def _member(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        member = command.member
+        if not member.name:
+            raise Invalid("member name is empty")
+        self.members[member.name] = cluster_pb2.Member()
+        self.members[member.name].CopyFrom(member)
+        return store_pb2.CommandResult(done=self.header())
+
+    def _fence(self, command: store_pb2.Command) -> store_pb2.CommandResult:
+        self.fence_term = max(self.fence_term, command.fence.term)
+        return store_pb2.CommandResult(done=self.header())
+
+
+def _error(err: RaftorchError) -> store_pb2.CommandResult:
+    return store_pb2.CommandResult(error=store_pb2.CommandError(code=err.code, message=err.message))
