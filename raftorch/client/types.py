@@ -61,8 +61,8 @@ class WatchEvent:
         return self.kv.mod_revision
 
     @classmethod
-    def from_pb(cls, ev: kv_pb2.Event) -> WatchEvent:
-        return cls("PUT" if ev.type == kv_pb2.Event.PUT else "DELETE", KeyValue.from_pb(ev.kv),
+    def from_pb(cls, ev: kv_pb2.KeyEvent) -> WatchEvent:
+        return cls("PUT" if ev.type == kv_pb2.KeyEvent.PUT else "DELETE", KeyValue.from_pb(ev.kv),
                    KeyValue.from_pb(ev.prev_kv) if ev.HasField("prev_kv") else None)
 
 

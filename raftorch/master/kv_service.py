@@ -143,9 +143,9 @@ class KVService(kv_pb2_grpc.KVServicer):
         except RaftorchError as err:
             await context.abort(err.grpc_code, err.message)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[list[kv_pb2.Event], int]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[list[kv_pb2.KeyEvent], int]] = asyncio.Queue()
 
-        def notify(events: list[kv_pb2.Event], revision: int) -> None:
+        def notify(events: list[kv_pb2.KeyEvent], revision: int) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, (events, revision))
 
         watcher = Watcher(request.key, request.prefix, request.prev_kv, notify)
@@ -192,10 +192,10 @@ class KVService(kv_pb2_grpc.KVServicer):
 
     @staticmethod
     def _replay(machine: StateMachine, request: kv_pb2.WatchRequest, watcher: Watcher
-                ) -> list[tuple[int, list[kv_pb2.Event]]]:
+                ) -> list[tuple[int, list[kv_pb2.KeyEvent]]]:
         if request.start_revision <= 0 or request.start_revision > machine.revision:
             return []
-        grouped: list[tuple[int, list[kv_pb2.Event]]] = []
+        grouped: list[tuple[int, list[kv_pb2.KeyEvent]]] = []
         for revision, change in machine.index.changes_since(request.start_revision):
             if not watcher.matches(change.kv.key):
                 continue

@@ -26,6 +26,8 @@ BATCH_FORMAT = 1
 class Lease:
     id: int
     ttl: int
+    # Sequence number of the grant: tells a re-granted id from the lease it replaced.
+    grant: int = 0
     keys: set[str] = field(default_factory=set)
 
 
@@ -40,9 +42,9 @@ def to_kv(version: Version, keys_only: bool = False) -> kv_pb2.KeyValue:
     )
 
 
-def to_event(change: Change, prev_kv: bool = True) -> kv_pb2.Event:
-    event = kv_pb2.Event(
-        type=kv_pb2.Event.PUT if change.kv.alive else kv_pb2.Event.DELETE,
+def to_event(change: Change, prev_kv: bool = True) -> kv_pb2.KeyEvent:
+    event = kv_pb2.KeyEvent(
+        type=kv_pb2.KeyEvent.PUT if change.kv.alive else kv_pb2.KeyEvent.DELETE,
         kv=to_kv(change.kv),
     )
     if prev_kv and change.prev is not None:
@@ -58,6 +60,7 @@ class StateMachine:
         self.index = KeyIndex()
         self.leases: dict[int, Lease] = {}
         self.next_lease_id = 1
+        self.lease_grants = 0
         self.fence_term = 0
         self.members: dict[str, cluster_pb2.Member] = {}
         self.dedup: OrderedDict[str, store_pb2.CommandResult] = OrderedDict()
@@ -186,9 +189,12 @@ class StateMachine:
         req = command.txn
         succeeded = all(self._compare(c) for c in req.compare)
         ops = req.success if succeeded else req.failure
+        # Check everything that can fail before writing anything: a txn is all or nothing.
         for op in ops:
             if op.WhichOneof("request") == "request_put":
                 self._check_put(op.request_put)
+            elif op.WhichOneof("request") == "request_range":
+                self.index.check_revision(op.request_range.revision)
         writes = any(
             op.WhichOneof("request") == "request_put"
             or (op.WhichOneof("request") == "request_delete_range"
@@ -248,7 +254,8 @@ class StateMachine:
         if lease_id in self.leases:
             raise Invalid(f"lease {lease_id} already exists")
         self.next_lease_id = max(self.next_lease_id, lease_id + 1)
-        self.leases[lease_id] = Lease(lease_id, req.ttl)
+        self.lease_grants += 1
+        self.leases[lease_id] = Lease(lease_id, req.ttl, self.lease_grants)
         return store_pb2.CommandResult(
             lease_grant=kv_pb2.LeaseGrantResponse(header=self.header(), id=lease_id, ttl=req.ttl))
 

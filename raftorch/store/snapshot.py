@@ -27,18 +27,19 @@ def dump_state(machine: StateMachine) -> store_pb2.Snapshot:
         compact_revision=machine.index.compact_revision,
         next_lease_id=machine.next_lease_id,
         fence_term=machine.fence_term,
+        lease_grants=machine.lease_grants,
     )
     for name, versions in machine.index.all_versions():
         snap.keys.add(key=name, versions=[_kv(v) for v in versions], deleted=[not v.alive for v in versions])
     for lease in machine.leases.values():
-        snap.leases.add(id=lease.id, ttl=lease.ttl)
+        snap.leases.add(id=lease.id, ttl=lease.ttl, grant=lease.grant)
     for rid, result in machine.dedup.items():
         snap.dedup.add(request_id=rid, result=result)
     for member in machine.members.values():
         snap.members.append(member)
     for revision, change in machine.index.history:
         event = snap.history.add(revision=revision).event
-        event.type = kv_pb2.Event.PUT if change.kv.alive else kv_pb2.Event.DELETE
+        event.type = kv_pb2.KeyEvent.PUT if change.kv.alive else kv_pb2.KeyEvent.DELETE
         event.kv.CopyFrom(_kv(change.kv))
         if change.prev is not None:
             event.prev_kv.CopyFrom(_kv(change.prev))
@@ -56,11 +57,12 @@ def load_state(machine: StateMachine, snap: store_pb2.Snapshot) -> None:
     for item in snap.history:
         ev = item.event
         prev = _version(ev.prev_kv, False) if ev.HasField("prev_kv") else None
-        history.append((item.revision, Change(_version(ev.kv, ev.type == kv_pb2.Event.DELETE), prev)))
+        history.append((item.revision, Change(_version(ev.kv, ev.type == kv_pb2.KeyEvent.DELETE), prev)))
     machine.index.load(snap.revision, snap.compact_revision, keys, history)
     machine.next_lease_id = snap.next_lease_id
     machine.fence_term = snap.fence_term
-    machine.leases = {lease.id: Lease(lease.id, lease.ttl) for lease in snap.leases}
+    machine.lease_grants = snap.lease_grants
+    machine.leases = {lease.id: Lease(lease.id, lease.ttl, lease.grant) for lease in snap.leases}
     for name, versions in keys.items():
         current = versions[-1]
         if current.alive and current.lease in machine.leases:

@@ -18,7 +18,7 @@ from raftorch.store.mvcc import Change
 # A watcher that falls this many events behind is cut off; its client resumes from history.
 WATCHER_BACKLOG_LIMIT = 100_000
 
-Notify = Callable[[list[kv_pb2.Event], int], None]
+Notify = Callable[[list[kv_pb2.KeyEvent], int], None]
 
 
 @dataclass(eq=False)
@@ -35,7 +35,7 @@ class Watcher:
     def matches(self, key: str) -> bool:
         return key.startswith(self.key) if self.prefix else key == self.key
 
-    def select(self, changes: list[Change]) -> list[kv_pb2.Event]:
+    def select(self, changes: list[Change]) -> list[kv_pb2.KeyEvent]:
         return [to_event(c, self.prev_kv) for c in changes if self.matches(c.kv.key)]
 
     def consumed(self, count: int) -> None:

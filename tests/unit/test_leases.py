@@ -299,8 +299,6 @@ def test_revoked_lease_is_never_expired() -> None:
     assert cluster.replica.expiries() == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: LeaseKeeper keeps the deadline of a revoked lease id; a lease "
-                                       "re-granted with that id before the next tick inherits it and expires early")
 def test_regranted_lease_id_gets_a_fresh_ttl() -> None:
     cluster, lease = _leader_with_lease()
     cluster.clock.advance(TTL - 1)

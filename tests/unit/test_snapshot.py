@@ -41,7 +41,7 @@ def _range(m: StateMachine, key: str = "", prefix: bool = True, revision: int = 
     return list(m.range(kv_pb2.RangeRequest(key=key, prefix=prefix, revision=revision)).kvs)
 
 
-def _events_since(m: StateMachine, revision: int) -> list[tuple[int, kv_pb2.Event]]:
+def _events_since(m: StateMachine, revision: int) -> list[tuple[int, kv_pb2.KeyEvent]]:
     return [(rev, to_event(change)) for rev, change in m.index.changes_since(revision)]
 
 
@@ -104,7 +104,7 @@ def test_round_trip_preserves_history_for_watch_replay() -> None:
     r = _restored(m)
     assert _events_since(r, 1) == _events_since(m, 1)
     kinds = [(rev, e.type, e.kv.key) for rev, e in _events_since(r, 3)]
-    assert kinds[:2] == [(3, kv_pb2.Event.PUT, "gone"), (4, kv_pb2.Event.DELETE, "gone")]
+    assert kinds[:2] == [(3, kv_pb2.KeyEvent.PUT, "gone"), (4, kv_pb2.KeyEvent.DELETE, "gone")]
     deleted = next(e for rev, e in _events_since(r, 4) if rev == 4)
     assert deleted.prev_kv.value == b"x"
 

@@ -15,9 +15,9 @@ class Inbox:
     """A notify callback that records what it is given."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[list[kv_pb2.Event], int]] = []
+        self.calls: list[tuple[list[kv_pb2.KeyEvent], int]] = []
 
-    def __call__(self, events: list[kv_pb2.Event], revision: int) -> None:
+    def __call__(self, events: list[kv_pb2.KeyEvent], revision: int) -> None:
         self.calls.append((events, revision))
 
     def keys(self) -> list[str]:
@@ -90,7 +90,7 @@ def test_publish_preserves_change_order_in_one_notification() -> None:
     hub.publish([first, _delete(first.kv, 3), _put("j", 3)], 3)
     ((events, _),) = inbox.calls
     assert [(e.type, e.kv.key) for e in events] == [
-        (kv_pb2.Event.PUT, "k"), (kv_pb2.Event.DELETE, "k"), (kv_pb2.Event.PUT, "j")]
+        (kv_pb2.KeyEvent.PUT, "k"), (kv_pb2.KeyEvent.DELETE, "k"), (kv_pb2.KeyEvent.PUT, "j")]
 
 
 def test_publish_of_no_changes_notifies_nobody() -> None:
@@ -198,4 +198,4 @@ def test_memory_replica_publishes_applied_changes() -> None:
     replica.submit(store_pb2.Command(put=kv_pb2.PutRequest(key="other", value=b"1")))
     replica.submit(store_pb2.Command(delete_range=kv_pb2.DeleteRangeRequest(key="k/", prefix=True)))
     assert [(revision, [(e.type, e.kv.key) for e in events]) for events, revision in inbox.calls] == [
-        (1, [(kv_pb2.Event.PUT, "k/1")]), (3, [(kv_pb2.Event.DELETE, "k/1")])]
+        (1, [(kv_pb2.KeyEvent.PUT, "k/1")]), (3, [(kv_pb2.KeyEvent.DELETE, "k/1")])]

@@ -542,26 +542,28 @@ class WatchRequest(_message.Message):
 Global___WatchRequest: _TypeAlias = WatchRequest  # noqa: Y015
 
 @_typing.final
-class Event(_message.Message):
+class KeyEvent(_message.Message):
+    """One change of a key."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     class _EventType:
         ValueType = _typing.NewType("ValueType", _builtins.int)
         V: _TypeAlias = ValueType  # noqa: Y015
 
-    class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Event._EventType.ValueType], _builtins.type):
+    class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[KeyEvent._EventType.ValueType], _builtins.type):
         DESCRIPTOR: _descriptor.EnumDescriptor
-        PUT: Event._EventType.ValueType  # 0
-        DELETE: Event._EventType.ValueType  # 1
+        PUT: KeyEvent._EventType.ValueType  # 0
+        DELETE: KeyEvent._EventType.ValueType  # 1
 
     class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper): ...
-    PUT: Event.EventType.ValueType  # 0
-    DELETE: Event.EventType.ValueType  # 1
+    PUT: KeyEvent.EventType.ValueType  # 0
+    DELETE: KeyEvent.EventType.ValueType  # 1
 
     TYPE_FIELD_NUMBER: _builtins.int
     KV_FIELD_NUMBER: _builtins.int
     PREV_KV_FIELD_NUMBER: _builtins.int
-    type: Global___Event.EventType.ValueType
+    type: Global___KeyEvent.EventType.ValueType
     @_builtins.property
     def kv(self) -> Global___KeyValue: ...
     @_builtins.property
@@ -569,7 +571,7 @@ class Event(_message.Message):
     def __init__(
         self,
         *,
-        type: Global___Event.EventType.ValueType = ...,
+        type: Global___KeyEvent.EventType.ValueType = ...,
         kv: Global___KeyValue | None = ...,
         prev_kv: Global___KeyValue | None = ...,
     ) -> None: ...
@@ -579,7 +581,7 @@ class Event(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Event: _TypeAlias = Event  # noqa: Y015
+Global___KeyEvent: _TypeAlias = KeyEvent  # noqa: Y015
 
 @_typing.final
 class WatchResponse(_message.Message):
@@ -593,12 +595,12 @@ class WatchResponse(_message.Message):
     @_builtins.property
     def header(self) -> Global___ResponseHeader: ...
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyEvent]: ...
     def __init__(
         self,
         *,
         header: Global___ResponseHeader | None = ...,
-        events: _abc.Iterable[Global___Event] | None = ...,
+        events: _abc.Iterable[Global___KeyEvent] | None = ...,
         compact_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015

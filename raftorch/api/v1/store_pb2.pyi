@@ -232,17 +232,21 @@ class LeaseRecord(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
+    GRANT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     ttl: _builtins.int
+    grant: _builtins.int
+    """Which grant this is: a lease id granted again is a new lease to the leader's timers."""
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
         ttl: _builtins.int = ...,
+        grant: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant", "id", b"id", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -308,12 +312,12 @@ class HistoryEvent(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
     @_builtins.property
-    def event(self) -> _kv_pb2.Event: ...
+    def event(self) -> _kv_pb2.KeyEvent: ...
     def __init__(
         self,
         *,
         revision: _builtins.int = ...,
-        event: _kv_pb2.Event | None = ...,
+        event: _kv_pb2.KeyEvent | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -367,11 +371,13 @@ class Snapshot(_message.Message):
     LAST_APPLIED_FIELD_NUMBER: _builtins.int
     PREVIOUS_FIELD_NUMBER: _builtins.int
     CLUSTER_FIELD_NUMBER: _builtins.int
+    LEASE_GRANTS_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     revision: _builtins.int
     compact_revision: _builtins.int
     next_lease_id: _builtins.int
     fence_term: _builtins.int
+    lease_grants: _builtins.int
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyVersions]: ...
     @_builtins.property
@@ -406,10 +412,11 @@ class Snapshot(_message.Message):
         last_applied: Global___LogEntry | None = ...,
         previous: Global___LogEntry | None = ...,
         cluster: _abc.Iterable[_builtins.str] | None = ...,
+        lease_grants: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_applied", b"last_applied", "previous", b"previous"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "compact_revision", b"compact_revision", "dedup", b"dedup", "fence_term", b"fence_term", "format", b"format", "history", b"history", "keys", b"keys", "last_applied", b"last_applied", "leases", b"leases", "members", b"members", "next_lease_id", b"next_lease_id", "previous", b"previous", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "compact_revision", b"compact_revision", "dedup", b"dedup", "fence_term", b"fence_term", "format", b"format", "history", b"history", "keys", b"keys", "last_applied", b"last_applied", "lease_grants", b"lease_grants", "leases", b"leases", "members", b"members", "next_lease_id", b"next_lease_id", "previous", b"previous", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
