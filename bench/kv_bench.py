@@ -4,20 +4,28 @@ Starts three real master processes (`LocalMasters`), drives them through the cli
 (`raftorch.client.Client`) and prints, per row: throughput, p50/p99 latency and the leader's CPU
 use; then leader failover times (SIGKILL of the leader while one client keeps putting).
 
-    python bench/kv_bench.py [--quick] [--duration S] [--processes N] [--json]
+    python bench/kv_bench.py [--quick] [--duration S] [--processes N] [--only put|get|failover] [--json]
 
-The targets are etcd 3.4's figures on this kind of machine (see ../shared/ANCHORS.md): 3 members
-on 127.0.0.1, a Python gRPC client, 16-byte keys, 100-byte values, 10 s per row.
+The targets are etcd 3.4's figures on this kind of machine (the project's shared notes,
+../shared/ANCHORS.md from the repository root): 3 members on 127.0.0.1, a Python gRPC client,
+16-byte keys, 100-byte values, 10 s per row.
 
-Client threads run in separate client processes (spawned, never forked: gRPC does not survive
-a fork), each thread with its own `Client` given all three endpoints. Every thread warms up
-until a common start time, then the operations it starts in [start, start + duration) are
-counted and their latencies (time.perf_counter per op) kept; percentiles are over all samples.
+Client threads run in client processes (spawned, never forked: gRPC does not survive a fork),
+each thread with its own `Client` given all three endpoints (it finds the leader itself); by
+default one process up to 8 threads and two above. Every thread warms up until a common start
+time, then the operations it starts in [start, start + duration) are counted and their latencies
+(time.perf_counter per op) kept; percentiles are over all samples. The leader's CPU comes from
+utime + stime in /proc/<pid>/stat over the same window.
+
+Failover: one thread puts in a loop; the leader gets SIGKILL; the time is from right after
+os.kill returns to the first put that succeeds after it (time.monotonic). Between runs the
+killed master is restarted and the cluster waited on until ready.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -88,11 +96,17 @@ class RowResult:
     p50_ms: float
     p99_ms: float
     leader: str
+    leader_after: str
+    terms: tuple[int, int]
     leader_cpu_pct: float
     master_cpu_pct: dict[str, float]
     client_cpu_pct: float
     target_ops_per_s: float
     met: bool
+
+    @property
+    def leader_changed(self) -> bool:
+        return self.leader != self.leader_after or self.terms[0] != self.terms[1]
 
 
 @dataclass(slots=True)
@@ -197,8 +211,11 @@ def load_process(endpoints: list[str], op: str, threads: int, seed: int,
         for w in workers:
             w.join()
         conn.send(([x for t in tallies for x in t.latencies], sum(t.errors for t in tallies), cpu))
+    except (BrokenPipeError, EOFError):
+        pass  # the parent is gone (interrupted); nothing to report to
     except Exception:  # reported to the parent, which fails the row
-        conn.send(("error", traceback.format_exc()))
+        with contextlib.suppress(BrokenPipeError):
+            conn.send(("error", traceback.format_exc()))
     finally:
         for c in clients:
             c.close()
@@ -235,10 +252,19 @@ def percentile(sorted_samples: Sequence[float], pct: float) -> float:
     return sorted_samples[int(rank) - 1]
 
 
+def leader_and_term(masters: LocalMasters) -> tuple[str, int]:
+    leader = masters.wait_ready()
+    with masters.client(timeout=2.0, retry_for=2.0) as client:
+        return leader, client.member_status(masters.masters[leader].client_addr).term
+
+
 def recv(conn: multiprocessing.connection.Connection, timeout: float, what: str) -> object:
     if not conn.poll(timeout):
         raise TimeoutError(f"client process: no {what} within {timeout:.0f}s")
-    msg = conn.recv()
+    try:
+        msg = conn.recv()
+    except EOFError:
+        raise RuntimeError(f"a client process exited before sending its {what}") from None
     if isinstance(msg, tuple) and msg and msg[0] == "error":
         raise RuntimeError(f"client process failed:\n{msg[1]}")
     return msg
@@ -246,7 +272,7 @@ def recv(conn: multiprocessing.connection.Connection, timeout: float, what: str)
 
 def run_row(masters: LocalMasters, target: Target, processes: int, duration: float, warmup: float
             ) -> RowResult:
-    leader = masters.wait_ready()
+    leader, term = leader_and_term(masters)
     ctx = multiprocessing.get_context("spawn")
     children: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []
     try:
@@ -282,6 +308,7 @@ def run_row(masters: LocalMasters, target: Target, processes: int, duration: flo
             if child.is_alive():
                 child.kill()
                 child.join()
+    leader_after, term_after = leader_and_term(masters)
     latencies.sort()
     ops_per_s = len(latencies) / duration
     per_master = {n: 100 * (cpu1[n] - cpu0[n]) / duration for n in cpu0 if n in cpu1}
@@ -289,7 +316,8 @@ def run_row(masters: LocalMasters, target: Target, processes: int, duration: flo
         op=target.op, threads=target.threads, processes=len(children), duration_s=duration,
         ops=len(latencies), errors=errors, ops_per_s=ops_per_s,
         p50_ms=1000 * percentile(latencies, 50), p99_ms=1000 * percentile(latencies, 99),
-        leader=leader, leader_cpu_pct=per_master.get(leader, float("nan")), master_cpu_pct=per_master,
+        leader=leader, leader_after=leader_after, terms=(term, term_after),
+        leader_cpu_pct=per_master.get(leader, float("nan")), master_cpu_pct=per_master,
         client_cpu_pct=100 * client_cpu / duration, target_ops_per_s=target.ops_per_s,
         met=ops_per_s >= target.ops_per_s)
 
@@ -401,7 +429,8 @@ def format_row(row: RowResult, target: Target) -> str:
     etcd = f"{target.etcd_p50_ms:.1f}/{target.etcd_p99_ms:.1f}"
     return (f"{OP_LABELS[row.op]:<20}{row.threads:>8}{row.processes:>6}{row.ops_per_s:>9,.0f}"
             f"{'>=' + format(target.ops_per_s, ',.0f'):>9}{verdict:>5}{row.p50_ms:>8.1f}{row.p99_ms:>8.1f}"
-            f"{etcd:>14}{row.leader_cpu_pct:>11.0f}%{row.client_cpu_pct:>11.0f}%{row.errors:>8}")
+            f"{etcd:>14}{row.leader_cpu_pct:>11.0f}%{'*' if row.leader_changed else ' '}"
+            f"{row.client_cpu_pct:>10.0f}%{row.errors:>8}")
 
 
 def format_failover(result: FailoverResult) -> list[str]:
@@ -415,6 +444,11 @@ def format_failover(result: FailoverResult) -> list[str]:
     ]
 
 
+def finite(x: float) -> float | None:
+    """JSON has no infinity: a failover without a successful put becomes null."""
+    return x if x != float("inf") else None
+
+
 def machine_note() -> str:
     cores = os.cpu_count() or 0
     usable = len(os.sched_getaffinity(0))
@@ -424,6 +458,17 @@ def machine_note() -> str:
 
 
 # -- main -------------------------------------------------------------------------------
+
+
+def print_log_tails(masters: LocalMasters, lines: int = 15) -> None:
+    """The masters' last log lines, before the work dir (and the logs) is removed."""
+    for name, m in masters.masters.items():
+        try:
+            tail = m.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        print(f"--- {name} log ({m.log_path.name}), last {len(tail)} lines:", file=sys.stderr)
+        print("\n".join(tail), file=sys.stderr)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -465,6 +510,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 print(f"  done: {OP_LABELS[target.op]} x{target.threads}", flush=True)
             if "failover" in only:
                 failover = run_failover(masters, args.failover_runs)
+        except Exception:
+            print_log_tails(masters)
+            raise
         finally:
             masters.stop()
     print()
@@ -476,6 +524,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     by_key = {(t.op, t.threads): t for t in THROUGHPUT_TARGETS}
     for row in rows:
         print(format_row(row, by_key[(row.op, row.threads)]))
+    for row in rows:
+        if row.leader_changed:
+            print(f"* {OP_LABELS[row.op]} x{row.threads}: the leader changed during the row ({row.leader} term "
+                  f"{row.terms[0]} -> {row.leader_after} term {row.terms[1]}); CPU is that of {row.leader}")
     if failover is not None:
         print()
         print("\n".join(format_failover(failover)))
@@ -483,10 +535,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "machine": {"cpu_count": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))},
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "key_bytes": KEY_BYTES,
                      "value_bytes": VALUE_BYTES, "key_space": KEY_SPACE},
-        "rows": [asdict(r) for r in rows],
+        "rows": [{**asdict(r), "leader_changed": r.leader_changed} for r in rows],
         "failover": None if failover is None else {
-            "runs": [asdict(r) for r in failover.runs], "median_s": failover.median_s,
-            "max_s": failover.max_s, "met": failover.met},
+            "runs": [asdict(r) for r in failover.runs], "median_s": finite(failover.median_s),
+            "max_s": finite(failover.max_s), "met": failover.met},
     }
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from raftorch.api.v1 import cluster_pb2, kv_pb2
 from raftorch.client.connection import Connection, Stubs, parse_endpoints
+from raftorch.client.objects import Objects
 from raftorch.client.types import (
     ClusterStatus,
     Compare,
@@ -62,6 +63,7 @@ class Client:
         """`pin` keeps every call on the given endpoints (in order) instead of moving to the
         leader the cluster reports; writes still work, as any master forwards them."""
         self._conn = Connection(parse_endpoints(endpoints), timeout, retry_for, pin)
+        self.objects = Objects(self._conn)
 
     @property
     def endpoints(self) -> list[str]:

@@ -11,7 +11,7 @@ from typing import TypeVar
 import grpc
 
 from raftorch import rpc
-from raftorch.api.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2_grpc
+from raftorch.api.v1 import agents_pb2_grpc, cluster_pb2, cluster_pb2_grpc, kv_pb2_grpc, resources_pb2_grpc
 from raftorch.errors import Invalid, RaftorchError, Unavailable, UnknownOutcome, from_grpc_code
 
 T = TypeVar("T")
@@ -27,6 +27,8 @@ class Stubs:
         self.channel = rpc.channel(address)
         self.kv = kv_pb2_grpc.KVStub(self.channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(self.channel)
+        self.resources = resources_pb2_grpc.ResourcesStub(self.channel)
+        self.agents = agents_pb2_grpc.AgentsStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()

@@ -58,6 +58,7 @@ class LocalMasters:
     host: str = "127.0.0.1"
     secret_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
     masters: dict[str, MasterProcess] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,7 +84,7 @@ class LocalMasters:
         peers = ",".join(f"{o.name}={o.peer_addr}" for o in self.masters.values() if o.name != name)
         return [sys.executable, "-m", "raftorch.master", "--name", name, "--client-addr", m.client_addr,
                 "--peer-addr", m.peer_addr, "--peers", peers, "--data-dir", str(m.data_dir),
-                "--secret-file", str(self.secret_file)]
+                "--secret-file", str(self.secret_file), *self.extra_args]
 
     def start(self, name: str | None = None, secret_file: Path | None = None) -> None:
         for m in self.masters.values() if name is None else [self.masters[name]]:

@@ -20,6 +20,12 @@ class MasterConfig:
     log_level: str = "info"
     # Seconds a write may wait for its commit before the client is told the outcome is unknown.
     write_timeout: float = 5.0
+    # A node not heard from for this many seconds is NotReady ...
+    node_grace: float = 10.0
+    # ... and after this many more NotReady seconds its pods are replaced elsewhere.
+    eviction_timeout: float = 30.0
+    service_cidr: str = "10.96.0.0/16"
+    cluster_cidr: str = "10.244.0.0/16"
 
     def validate(self) -> None:
         if not self.name:

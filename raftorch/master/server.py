@@ -10,11 +10,27 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from raftorch import rpc
-from raftorch.api.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc, store_pb2
+from raftorch.api.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    cluster_pb2,
+    cluster_pb2_grpc,
+    kv_pb2,
+    kv_pb2_grpc,
+    resources_pb2,
+    resources_pb2_grpc,
+    store_pb2,
+)
+from raftorch.master.agents_service import AgentsService
 from raftorch.master.cluster_service import ClusterService
 from raftorch.master.config import MasterConfig
 from raftorch.master.forward import LeaderForwarder
+from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.kv_service import KVService
+from raftorch.master.manager import ControllerManager, ManagerSettings
+from raftorch.master.node_lifecycle import LifecycleSettings
+from raftorch.master.registry import NetworkSettings, Registry
+from raftorch.master.resources_service import ResourcesService
 from raftorch.store.leases import LeaseKeeper
 from raftorch.store.replica import RaftReplica, RaftSettings
 
@@ -23,6 +39,8 @@ log = structlog.get_logger("raftorch.master")
 SERVICES = (
     kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name,
     cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name,
+    resources_pb2.DESCRIPTOR.services_by_name["Resources"].full_name,
+    agents_pb2.DESCRIPTOR.services_by_name["Agents"].full_name,
 )
 LEASE_TICK = 0.1
 REGISTER_RETRY = 0.5
@@ -36,6 +54,8 @@ class Master:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
+        self.heartbeats = HeartbeatTracker()
+        self.manager: ControllerManager | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -49,6 +69,11 @@ class Master:
                                    self._settings, on_role_change=self._role_changed)
         self.leases = LeaseKeeper(self.replica)
         self.forwarder = LeaderForwarder(self.replica)
+        self.registry = Registry(self.replica, NetworkSettings(cfg.service_cidr, cfg.cluster_cidr))
+        resources_pb2_grpc.add_ResourcesServicer_to_server(
+            ResourcesService(self.registry, cfg.write_timeout), self.server)
+        agents_pb2_grpc.add_AgentsServicer_to_server(
+            AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout), self.server)
         kv_pb2_grpc.add_KVServicer_to_server(
             KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), self.server)
         cluster_pb2_grpc.add_ClusterServicer_to_server(
@@ -67,7 +92,14 @@ class Master:
 
     def _role_changed(self, leader: bool, term: int) -> None:
         """pysyncobj's tick thread: record the change, hand the rest to the event loop."""
-        self.leases.on_role_change(leader, term) if hasattr(self, "leases") else None
+        if hasattr(self, "leases"):
+            self.leases.on_role_change(leader, term)
+        if leader:
+            self.heartbeats.reset()
+        manager = self.manager
+        if manager is not None and (not leader or manager.term != term):
+            manager._stop.set()  # never block Raft's thread: the manager exits by itself
+            self.manager = None
         log.info("role_changed", leader=leader, term=term)
         if leader and self._loop is not None:
             self._loop.call_soon_threadsafe(lambda: self._tasks.append(
@@ -81,10 +113,21 @@ class Master:
             try:
                 await asyncio.wait_for(asyncio.wrap_future(future), 5.0)
                 log.info("leader_fenced", term=term)
+                self._start_controllers(term)
                 return
             except Exception as exc:
                 log.warning("fence_retry", term=term, error=str(exc))
                 await asyncio.sleep(0.1)
+
+    def _start_controllers(self, term: int) -> None:
+        if not (self.replica.is_leader and self.replica.term == term):
+            return
+        if self.manager is not None:
+            self.manager._stop.set()
+        cfg = self.config
+        settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout))
+        self.manager = ControllerManager(self.registry, self.heartbeats, term, settings)
+        self.manager.start()
 
     async def _register(self) -> None:
         """Make sure the store lists this master with its current addresses."""
@@ -117,6 +160,8 @@ class Master:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.manager is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
         await self.server.stop(grace)
         await self.forwarder.close()
         await asyncio.get_running_loop().run_in_executor(None, self.replica.stop)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from raftorch.api.v1 import cluster_pb2, kv_pb2, store_pb2
-from raftorch.errors import Invalid, NotFound, RaftorchError
+from raftorch.errors import Conflict, Invalid, NotFound, RaftorchError
 from raftorch.store.mvcc import Change, KeyIndex, Version
 
 # Revisions of history kept for watches and past reads; compaction runs every RETAIN revisions.
@@ -102,6 +102,9 @@ class StateMachine:
         handler = self._handlers.get(kind or "")
         if handler is None:
             result = _error(Invalid(f"unknown command {kind!r}"))
+        elif command.fence_term and command.fence_term != self.fence_term:
+            result = _error(Conflict(
+                f"decided by the leader of term {command.fence_term}, but term {self.fence_term} is current"))
         else:
             try:
                 result = handler(command)

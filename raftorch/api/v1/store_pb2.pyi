@@ -85,7 +85,12 @@ class Command(_message.Message):
     LEASE_EXPIRE_FIELD_NUMBER: _builtins.int
     MEMBER_FIELD_NUMBER: _builtins.int
     FENCE_FIELD_NUMBER: _builtins.int
+    FENCE_TERM_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    fence_term: _builtins.int
+    """Set on leader-only decisions (scheduler, controllers): applied only while this term's
+    fence is the newest, so a deposed leader's late writes are rejected.
+    """
     @_builtins.property
     def put(self) -> _kv_pb2.PutRequest: ...
     @_builtins.property
@@ -117,10 +122,11 @@ class Command(_message.Message):
         lease_expire: Global___LeaseExpire | None = ...,
         member: _cluster_pb2.Member | None = ...,
         fence: Global___LeaderFence | None = ...,
+        fence_term: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "fence", b"fence", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member", b"member", "op", b"op", "put", b"put", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "fence", b"fence", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member", b"member", "op", b"op", "put", b"put", "request_id", b"request_id", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "fence", b"fence", "fence_term", b"fence_term", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member", b"member", "op", b"op", "put", b"put", "request_id", b"request_id", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire", "member", "fence"]  # noqa: Y015
     _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015

@@ -1,0 +1,1 @@
+"""The node agent: registration, heartbeats, the pod reconciler and its runtimes."""

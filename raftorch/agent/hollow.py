@@ -1,0 +1,169 @@
+"""Hollow nodes: many fake nodes in one process, for tests and scale benchmarks.
+
+Like Kubernetes' kubemark, each hollow node registers, heartbeats and "runs" the pods bound
+to it: a pod becomes Running and Ready with a made-up address at once, nothing is started.
+One heartbeat stream and one pod watch serve the whole fleet, so a thousand nodes cost a
+few threads, not thousands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import itertools
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+import grpc
+import structlog
+
+from raftorch.api.v1 import agents_pb2, objects_pb2
+from raftorch.client import Client
+from raftorch.client.objects import ObjectWatch
+from raftorch.errors import RaftorchError
+from raftorch.objects import format_time
+
+log = structlog.get_logger("raftorch.hollow")
+
+
+class HollowFleet:
+    def __init__(self, endpoints: list[str], names: list[str], heartbeat_period: float = 1.0,
+                 cpu: str = "4", memory: str = "16Gi", pods: str = "110") -> None:
+        self.client = Client(endpoints, timeout=5.0, retry_for=30.0)
+        self._conn = self.client._conn
+        self.names = list(names)
+        self.period = heartbeat_period
+        self.capacity = {"cpu": cpu, "memory": memory, "pods": pods}
+        self._stop = threading.Event()
+        self._silenced: set[str] = set()
+        self._cidrs: dict[str, ipaddress.IPv4Network] = {}
+        self._next_ip: dict[str, Iterator[ipaddress.IPv4Address]] = {}
+        self._reported: dict[str, str] = {}
+        self._statuses: queue.Queue[tuple[str, agents_pb2.PodStatusUpdate]] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._watch: ObjectWatch | None = None
+        self.heartbeats_sent = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name in self.names:
+            self.register(name)
+        for target in (self._heartbeat_loop, self._watch_loop, self._report_loop):
+            t = threading.Thread(target=target, name=f"hollow-{target.__name__}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.close()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.client.close()
+
+    def register(self, name: str) -> None:
+        node = objects_pb2.Node(
+            metadata=objects_pb2.ObjectMeta(name=name, labels={"kubernetes.io/hostname": name}),
+            status=objects_pb2.NodeStatus(capacity=self.capacity, allocatable=self.capacity, runtime="fake",
+                                          addresses=[objects_pb2.NodeAddress(type="Hostname", address=name)]))
+        req = agents_pb2.RegisterNodeRequest(node=node)
+        got: objects_pb2.Node = self._conn.call(lambda s, t: s.agents.RegisterNode(req, timeout=t))
+        net = ipaddress.ip_network(got.spec.pod_cidr)
+        assert isinstance(net, ipaddress.IPv4Network)
+        self._cidrs[name] = net
+        self._next_ip[name] = itertools.cycle(list(net.hosts())[1:])
+
+    def silence(self, name: str) -> None:
+        """Stop heartbeating and acting for one node, as if its host died."""
+        self._silenced.add(name)
+
+    def revive(self, name: str) -> None:
+        self._silenced.discard(name)
+
+    # -- heartbeats -----------------------------------------------------------------------
+
+    def _beats(self) -> Iterator[agents_pb2.HeartbeatRequest]:
+        seq = itertools.count(1)
+        while not self._stop.is_set():
+            started = time.monotonic()
+            for name in self.names:
+                if name not in self._silenced:
+                    yield agents_pb2.HeartbeatRequest(node=name, sequence=next(seq))
+                    self.heartbeats_sent += 1
+            self._stop.wait(max(0.0, self.period - (time.monotonic() - started)))
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.is_set():
+            address = self._conn._candidate()
+            try:
+                for _ in self._conn.stubs(address).agents.Heartbeat(self._beats()):
+                    if self._stop.is_set():
+                        break
+            except grpc.RpcError:
+                self._conn._failed(address)
+                self._stop.wait(0.2)
+
+    # -- pods -------------------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        mine = set(self.names)
+        self._watch = self.client.objects.watch("Pod")
+        try:
+            for event in self._watch:
+                pod = event.object
+                assert isinstance(pod, objects_pb2.Pod)
+                node = pod.spec.node_name
+                if node not in mine or node in self._silenced or event.type == "DELETED":
+                    self._reported.pop(pod.metadata.uid, None)
+                    continue
+                if pod.metadata.annotations.get("raftorch.io/mirror") == "true":
+                    continue
+                if pod.status.phase == "Running" or self._reported.get(pod.metadata.uid) == "Running":
+                    continue
+                self._reported[pod.metadata.uid] = "Running"
+                self._statuses.put((node, self._running(node, pod)))
+        except RaftorchError as err:
+            if not self._stop.is_set():
+                log.warning("hollow_watch_failed", error=str(err))
+
+    def _running(self, node: str, pod: objects_pb2.Pod) -> agents_pb2.PodStatusUpdate:
+        now = format_time(time.time())
+        status = objects_pb2.PodStatus(
+            phase="Running", pod_ip=str(next(self._next_ip[node])), host_ip=node, start_time=now,
+            conditions=[objects_pb2.Condition(type="Ready", status="True", last_transition_time=now)],
+            container_statuses=[objects_pb2.ContainerStatus(
+                name=c.name, ready=True, image=c.image,
+                state=objects_pb2.ContainerState(state="running", started_at=now)) for c in pod.spec.containers])
+        return agents_pb2.PodStatusUpdate(namespace=pod.metadata.namespace, name=pod.metadata.name,
+                                          uid=pod.metadata.uid, status=status)
+
+    def _report(self, req: agents_pb2.ReportPodStatusRequest) -> None:
+        self._conn.call(lambda s, t: s.agents.ReportPodStatus(req, timeout=t))
+
+    def _report_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self._statuses.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch = [first]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 500:
+                    batch.append(self._statuses.get_nowait())
+            by_node: dict[str, list[agents_pb2.PodStatusUpdate]] = defaultdict(list)
+            for node, update in batch:
+                by_node[node].append(update)
+            for node, updates in by_node.items():
+                req = agents_pb2.ReportPodStatusRequest(node=node, updates=updates)
+                try:
+                    self._report(req)
+                except RaftorchError as err:
+                    log.warning("hollow_report_failed", node=node, error=str(err))
+                    for u in updates:
+                        self._reported.pop(u.uid, None)
+
+

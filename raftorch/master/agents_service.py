@@ -1,0 +1,143 @@
+"""The Agents gRPC service: node registration, heartbeats, a node's pods, pod status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+import grpc.aio
+import structlog
+
+from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2, resources_pb2
+from raftorch.errors import Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
+from raftorch.master.forward import LeaderForwarder
+from raftorch.master.handlers import time_left, unary, wait_write
+from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.registry import Registry
+from raftorch.master.resources_service import watch_objects
+from raftorch.objects import kind_of
+
+log = structlog.get_logger("raftorch.master")
+
+FORWARD_INTERVAL = 0.5
+STATUS_RETRIES = 3
+
+
+class AgentsService(agents_pb2_grpc.AgentsServicer):
+    def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, forwarder: LeaderForwarder,
+                 write_timeout: float) -> None:
+        self._registry = registry
+        self._replica = registry.replica
+        self._heartbeats = heartbeats
+        self._forwarder = forwarder
+        self._write_timeout = write_timeout
+        self._to_forward: set[str] = set()
+        self._forward_task: asyncio.Task[None] | None = None
+
+    @unary
+    async def RegisterNode(self, request: agents_pb2.RegisterNodeRequest, context: grpc.aio.ServicerContext
+                           ) -> objects_pb2.Node:
+        node = request.node
+        if not node.metadata.name:
+            raise Invalid("node.metadata.name: required")
+        for _attempt in range(STATUS_RETRIES):
+            try:
+                result = await wait_write(self._registry.register_node(node),
+                                          time_left(context, self._write_timeout))
+                assert isinstance(result, objects_pb2.Node)
+                return result
+            except Conflict:
+                continue
+        raise Conflict(f"node {node.metadata.name!r} kept changing during registration; retry")
+
+    async def Heartbeat(self, request_iterator: AsyncIterator[agents_pb2.HeartbeatRequest],
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[agents_pb2.HeartbeatResponse]:
+        async for beat in request_iterator:
+            self._received([beat.node])
+            leader = ""
+            with contextlib.suppress(RaftorchError):
+                leader = self._forwarder.leader_client_addr()
+            yield agents_pb2.HeartbeatResponse(sequence=beat.sequence, leader=leader)
+
+    @unary
+    async def ForwardHeartbeats(self, request: agents_pb2.HeartbeatBatch, context: grpc.aio.ServicerContext
+                                ) -> agents_pb2.HeartbeatBatchResponse:
+        self._received(list(request.nodes))
+        return agents_pb2.HeartbeatBatchResponse()
+
+    def _received(self, nodes: list[str]) -> None:
+        if self._replica.is_leader:
+            self._heartbeats.record(nodes)
+            return
+        # Followers pass heartbeats on to the leader in batches.
+        self._to_forward.update(nodes)
+        if self._forward_task is None or self._forward_task.done():
+            self._forward_task = asyncio.create_task(self._forward_soon())
+
+    async def _forward_soon(self) -> None:
+        await asyncio.sleep(FORWARD_INTERVAL)
+        nodes, self._to_forward = sorted(self._to_forward), set()
+        if not nodes:
+            return
+        if self._replica.is_leader:
+            self._heartbeats.record(nodes)
+            return
+        try:
+            stub = agents_pb2_grpc.AgentsStub(self._forwarder.channel(self._forwarder.leader_client_addr()))
+            await stub.ForwardHeartbeats(agents_pb2.HeartbeatBatch(nodes=nodes), timeout=2.0)
+        except (RaftorchError, grpc.aio.AioRpcError) as exc:
+            log.warning("heartbeat_forward_failed", nodes=len(nodes), error=str(exc))
+
+    @unary
+    async def ReportPodStatus(self, request: agents_pb2.ReportPodStatusRequest,
+                              context: grpc.aio.ServicerContext) -> agents_pb2.ReportPodStatusResponse:
+        pods = kind_of("Pod")
+        gone: list[str] = []
+        waits = []
+        for update in request.updates:
+            try:
+                pod = self._registry.get(pods, update.namespace, update.name)
+            except NotFound:
+                gone.append(update.uid)
+                continue
+            assert isinstance(pod, objects_pb2.Pod)
+            if pod.metadata.uid != update.uid:
+                gone.append(update.uid)
+                continue
+            if pod.spec.node_name != request.node:
+                raise PermissionDenied(f"pod {update.namespace}/{update.name} is not bound to node {request.node}")
+            waits.append(self._set_status(pod, update.status, context))
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, NotFound):
+                raise result
+        return agents_pb2.ReportPodStatusResponse(gone=gone)
+
+    async def _set_status(self, pod: objects_pb2.Pod, status: objects_pb2.PodStatus,
+                          context: grpc.aio.ServicerContext) -> None:
+        for _attempt in range(STATUS_RETRIES):
+            pod.status.CopyFrom(status)
+            try:
+                await wait_write(self._registry.update(pod, status_only=True),
+                                 time_left(context, self._write_timeout))
+                return
+            except Conflict:
+                fresh = self._registry.get(kind_of("Pod"), pod.metadata.namespace, pod.metadata.name)
+                assert isinstance(fresh, objects_pb2.Pod)
+                if fresh.metadata.uid != pod.metadata.uid:
+                    return
+                pod = fresh
+        raise Conflict(f"pod {pod.metadata.namespace}/{pod.metadata.name} kept changing; status not saved")
+
+    async def WatchNodePods(self, request: agents_pb2.WatchNodePodsRequest, context: grpc.aio.ServicerContext
+                            ) -> AsyncIterator[resources_pb2.ObjectEvent]:
+        node = request.node
+
+        def bound_here(msg: object) -> bool:
+            return isinstance(msg, objects_pb2.Pod) and msg.spec.node_name == node
+
+        async for event in watch_objects(self._replica, kind_of("Pod"), "", bound_here, request.resource_version,
+                                         context):
+            yield event

@@ -1,0 +1,388 @@
+"""Leader-only work: the scheduler and the controllers, on one thread, fenced by term.
+
+Each pass reads the leader's object cache, asks the pure planners what to change
+(scheduler.schedule, controllers.plan_*, node_lifecycle.plan_lifecycle), and carries the
+plans out through the registry. Every write carries the term it was decided in, so a deposed
+leader's writes are rejected by the store. Passes are level-triggered: they run after any
+change and every RESYNC seconds, re-reading state each time; a failed write is simply
+planned again on the next pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_all
+from dataclasses import dataclass, field
+
+import structlog
+from google.protobuf.message import Message
+
+from raftorch.api.v1 import objects_pb2
+from raftorch.errors import RaftorchError
+from raftorch.master.cache import ObjectCache
+from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
+from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
+from raftorch.master.registry import SYSTEM_NAMESPACE, Registry
+from raftorch.master.scheduler import NodeInfo, PodRequest, Snapshot, schedule
+from raftorch.objects import (
+    controller_of,
+    format_time,
+    kind_of,
+    parse_count,
+    parse_cpu,
+    parse_memory,
+    pod_is_terminal,
+    set_condition,
+)
+
+log = structlog.get_logger("raftorch.controllers")
+
+RESYNC = 5.0
+WRITE_WAIT = 10.0
+MIRROR_ANNOTATION = "raftorch.io/mirror"
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    lifecycle_period: float = 0.5
+
+
+def is_mirror(pod: objects_pb2.Pod) -> bool:
+    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
+
+
+class ControllerManager:
+    def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, term: int,
+                 settings: ManagerSettings | None = None,
+                 wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
+        self.registry = registry
+        self.heartbeats = heartbeats
+        self.term = term
+        self.settings = settings or ManagerSettings()
+        self.wall = wall
+        self.mono = mono
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"controllers-term-{term}", daemon=True)
+        self._unschedulable_reasons: dict[str, str] = {}
+        self.bound = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _leading(self) -> bool:
+        replica = self.registry.replica
+        return not self._stop.is_set() and replica.is_leader and replica.term == self.term
+
+    def _run(self) -> None:
+        cache = ObjectCache(self.registry.replica)
+        log.info("controllers_started", term=self.term)
+        try:
+            self._wait(self.registry.ensure_namespaces(["default", SYSTEM_NAMESPACE], fence_term=self.term))
+            last_full = 0.0
+            last_lifecycle = 0.0
+            dirty = True
+            while self._leading():
+                changed = cache.drain()
+                if cache.overflowed:
+                    break
+                now = self.mono()
+                if changed:
+                    dirty = True
+                if now - last_lifecycle >= self.settings.lifecycle_period:
+                    last_lifecycle = now
+                    self._pass("node lifecycle", self._node_lifecycle, cache)
+                if dirty or now - last_full >= RESYNC:
+                    dirty = False
+                    last_full = now
+                    for name, step in (("scheduler", self._schedule), ("deployments", self._deployments),
+                                       ("replicasets", self._replicasets), ("endpoints", self._endpoints),
+                                       ("garbage collector", self._gc)):
+                        self._pass(name, step, cache)
+                        cache.drain()
+                cache.wait(0.2)
+        except Exception:
+            log.exception("controllers_crashed", term=self.term)
+        finally:
+            cache.close()
+            log.info("controllers_stopped", term=self.term)
+
+    def _pass(self, name: str, step: Callable[[ObjectCache], list[Future[Message]]], cache: ObjectCache) -> None:
+        try:
+            futures = step(cache)
+        except RaftorchError as err:
+            log.warning("controller_pass_failed", controller=name, error=str(err))
+            return
+        self._wait(futures)
+
+    def _wait(self, futures: list[Future[Message]]) -> None:
+        if not futures:
+            return
+        wait_all(futures, timeout=WRITE_WAIT)
+        for f in futures:
+            if f.done() and f.exception() is not None:
+                log.debug("controller_write_failed", error=str(f.exception()))
+
+    # -- node lifecycle ---------------------------------------------------------------------
+
+    def _node_lifecycle(self, cache: ObjectCache) -> list[Future[Message]]:
+        nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
+        seen, since = self.heartbeats.snapshot()
+        plan = plan_lifecycle(nodes, seen, since, self.mono(), self.wall(), self.settings.lifecycle)
+        futures: list[Future[Message]] = []
+        now_text = format_time(self.wall())
+        by_name = {n.metadata.name: n for n in nodes}
+        for change in plan.changes:
+            node = objects_pb2.Node()
+            node.CopyFrom(by_name[change.node])
+            set_condition(node.status.conditions, "Ready", "True" if change.ready else "False",
+                          change.reason, change.message, now_text)
+            log.info("node_readiness", node=change.node, ready=change.ready, reason=change.reason)
+            futures.append(self.registry.update(node, status_only=True, fence_term=self.term))
+        if plan.evict:
+            evicted = set(plan.evict)
+            for pod in cache.items("Pod"):
+                assert isinstance(pod, objects_pb2.Pod)
+                if pod.spec.node_name in evicted and not is_mirror(pod):
+                    log.info("pod_evicted", pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
+                             node=pod.spec.node_name)
+                    futures.append(self.registry.delete(kind_of("Pod"), pod.metadata.namespace, pod.metadata.name,
+                                                        pod.metadata.resource_version, fence_term=self.term))
+        return futures
+
+    # -- scheduler -------------------------------------------------------------------------------
+
+    def _schedule(self, cache: ObjectCache) -> list[Future[Message]]:
+        pods = [p for p in cache.items("Pod") if isinstance(p, objects_pb2.Pod)]
+        pending = [p for p in pods if not p.spec.node_name and not p.metadata.deletion_timestamp
+                   and not pod_is_terminal(p)]
+        if not pending:
+            return []
+        nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
+        snapshot = build_snapshot(nodes, pods)
+        pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
+        by_uid = {p.metadata.uid: p for p in pending}
+        plan = schedule(snapshot, [pod_request(p) for p in pending], self.wall())
+        futures: list[Future[Message]] = []
+        for binding in plan.bindings:
+            pod = objects_pb2.Pod()
+            pod.CopyFrom(by_uid[binding.uid])
+            pod.spec.node_name = binding.node
+            self._unschedulable_reasons.pop(binding.uid, None)
+            futures.append(self.registry.update(pod, fence_term=self.term))
+        self.bound += len(plan.bindings)
+        for item in plan.unschedulable:
+            if self._unschedulable_reasons.get(item.uid) != item.reason:
+                self._unschedulable_reasons[item.uid] = item.reason
+                futures.append(self._event(by_uid[item.uid], "FailedScheduling", item.reason, "Warning"))
+        return futures
+
+    def _event(self, pod: objects_pb2.Pod, reason: str, message: str, kind: str) -> Future[Message]:
+        now = format_time(self.wall())
+        event = objects_pb2.Event(
+            metadata=objects_pb2.ObjectMeta(name=f"{pod.metadata.name}.{secrets.token_hex(4)}",
+                                            namespace=pod.metadata.namespace),
+            involved_object=objects_pb2.ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
+                                                        name=pod.metadata.name, uid=pod.metadata.uid),
+            reason=reason, message=message, type=kind, count=1, first_timestamp=now, last_timestamp=now,
+            source="scheduler")
+        return self.registry.create(event, fence_term=self.term)
+
+    # -- deployments and replica sets ----------------------------------------------------------
+
+    def _deployments(self, cache: ObjectCache) -> list[Future[Message]]:
+        rs_by_owner: dict[str, list[objects_pb2.ReplicaSet]] = defaultdict(list)
+        for rs in cache.items("ReplicaSet"):
+            assert isinstance(rs, objects_pb2.ReplicaSet)
+            ref = controller_of(rs.metadata)
+            if ref is not None:
+                rs_by_owner[ref.uid].append(rs)
+        pods_by_owner = _pods_by_owner(cache)
+        futures: list[Future[Message]] = []
+        rs_kind = kind_of("ReplicaSet")
+        for deploy in cache.items("Deployment"):
+            assert isinstance(deploy, objects_pb2.Deployment)
+            if deploy.metadata.deletion_timestamp:
+                continue
+            owned = rs_by_owner.get(deploy.metadata.uid, [])
+            pods = [p for rs in owned for p in pods_by_owner.get(rs.metadata.uid, [])]
+            plan = plan_deployment(deploy, owned, pods, now=format_time(self.wall()))
+            if plan.template_from_rollback is not None or plan.clear_rollback:
+                updated = objects_pb2.Deployment()
+                updated.CopyFrom(deploy)
+                if plan.template_from_rollback is not None:
+                    updated.spec.template.CopyFrom(plan.template_from_rollback)
+                updated.spec.ClearField("rollback_to")
+                rolled = self.registry.update(updated, fence_term=self.term)
+                futures.append(rolled)
+                # The rollback's outcome condition goes in once the spec is written.
+                rolled.add_done_callback(functools.partial(self._rollback_status, status=plan.status))
+                continue
+            by_name = {rs.metadata.name: rs for rs in owned}
+            if plan.create is not None:
+                futures.append(self.registry.create(plan.create, fence_term=self.term))
+            changes: dict[str, objects_pb2.ReplicaSet] = {}
+            for name, replicas in plan.scale:
+                rs = changes.setdefault(name, _copy_rs(by_name[name]))
+                rs.spec.replicas = replicas
+            for name, revision in plan.update_revision:
+                rs = changes.setdefault(name, _copy_rs(by_name[name]))
+                rs.metadata.annotations["deployment.raftorch.io/revision"] = revision
+            for rs in changes.values():
+                futures.append(self.registry.update(rs, fence_term=self.term))
+            for name in plan.delete:
+                futures.append(self.registry.delete(rs_kind, deploy.metadata.namespace, name,
+                                                    by_name[name].metadata.resource_version, fence_term=self.term))
+            if plan.status.SerializeToString(deterministic=True) != \
+                    deploy.status.SerializeToString(deterministic=True):
+                updated = objects_pb2.Deployment()
+                updated.CopyFrom(deploy)
+                updated.status.CopyFrom(plan.status)
+                futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
+        return futures
+
+    def _rollback_status(self, written: Future[Message], *, status: objects_pb2.DeploymentStatus) -> None:
+        if written.exception() is not None:
+            return
+        deploy = written.result()
+        assert isinstance(deploy, objects_pb2.Deployment)
+        deploy.status.CopyFrom(status)
+        self.registry.update(deploy, status_only=True, fence_term=self.term)
+
+    def _replicasets(self, cache: ObjectCache) -> list[Future[Message]]:
+        pods_by_owner = _pods_by_owner(cache)
+        futures: list[Future[Message]] = []
+        pod_kind = kind_of("Pod")
+        for rs in cache.items("ReplicaSet"):
+            assert isinstance(rs, objects_pb2.ReplicaSet)
+            pods = pods_by_owner.get(rs.metadata.uid, [])
+            plan = plan_replicaset(rs, pods, lambda: secrets.token_hex(3)[:5])
+            for pod in plan.create:
+                futures.append(self.registry.create(pod, fence_term=self.term))
+            by_name = {p.metadata.name: p for p in pods}
+            for name in plan.delete:
+                futures.append(self.registry.delete(pod_kind, rs.metadata.namespace, name,
+                                                    by_name[name].metadata.resource_version, fence_term=self.term))
+            if plan.status.SerializeToString(deterministic=True) != rs.status.SerializeToString(deterministic=True):
+                updated = _copy_rs(rs)
+                updated.status.CopyFrom(plan.status)
+                futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
+        return futures
+
+    # -- endpoints and garbage collection ------------------------------------------------------
+
+    def _endpoints(self, cache: ObjectCache) -> list[Future[Message]]:
+        pods_by_ns: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
+        for pod in cache.items("Pod"):
+            assert isinstance(pod, objects_pb2.Pod)
+            pods_by_ns[pod.metadata.namespace].append(pod)
+        stored = {(e.metadata.namespace, e.metadata.name): e for e in cache.items("Endpoints")
+                  if isinstance(e, objects_pb2.Endpoints)}
+        futures: list[Future[Message]] = []
+        wanted: set[tuple[str, str]] = set()
+        for svc in cache.items("Service"):
+            assert isinstance(svc, objects_pb2.Service)
+            if not svc.spec.selector:
+                continue
+            key = (svc.metadata.namespace, svc.metadata.name)
+            wanted.add(key)
+            desired = plan_endpoints(svc, pods_by_ns.get(svc.metadata.namespace, []))
+            current = stored.get(key)
+            if current is None:
+                futures.append(self.registry.create(desired, fence_term=self.term))
+            elif not endpoints_equal(current, desired):
+                desired.metadata.resource_version = current.metadata.resource_version
+                futures.append(self.registry.update(desired, fence_term=self.term))
+        ep_kind = kind_of("Endpoints")
+        for key, ep in stored.items():
+            if key not in wanted:
+                futures.append(self.registry.delete(ep_kind, key[0], key[1], ep.metadata.resource_version,
+                                                    fence_term=self.term))
+        return futures
+
+    def _gc(self, cache: ObjectCache) -> list[Future[Message]]:
+        live: set[str] = set()
+        candidates: list[tuple[str, objects_pb2.ObjectMeta]] = []
+        for kind_name in ("Deployment", "ReplicaSet", "Pod", "Service", "Node"):
+            for obj in cache.items(kind_name):
+                meta: objects_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
+                live.add(meta.uid)
+                if kind_name in ("ReplicaSet", "Pod") and meta.owner_references:
+                    candidates.append((kind_name, meta))
+        futures: list[Future[Message]] = []
+        for kind_name, namespace, name in plan_gc(candidates, live):
+            futures.append(self.registry.delete(kind_of(kind_name), namespace, name, fence_term=self.term))
+        return futures
+
+
+def _copy_rs(rs: objects_pb2.ReplicaSet) -> objects_pb2.ReplicaSet:
+    out = objects_pb2.ReplicaSet()
+    out.CopyFrom(rs)
+    return out
+
+
+def _pods_by_owner(cache: ObjectCache) -> dict[str, list[objects_pb2.Pod]]:
+    out: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
+    for pod in cache.items("Pod"):
+        assert isinstance(pod, objects_pb2.Pod)
+        ref = controller_of(pod.metadata)
+        if ref is not None:
+            out[ref.uid].append(pod)
+    return out
+
+
+def pod_request(pod: objects_pb2.Pod) -> PodRequest:
+    cpu = memory = 0
+    ports: set[tuple[str, int]] = set()
+    for c in pod.spec.containers:
+        cpu += parse_cpu(c.resources.requests["cpu"]) if "cpu" in c.resources.requests else 0
+        memory += parse_memory(c.resources.requests["memory"]) if "memory" in c.resources.requests else 0
+        ports.update((p.protocol or "TCP", p.host_port) for p in c.ports if p.host_port)
+    ref = controller_of(pod.metadata)
+    return PodRequest(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, cpu, memory,
+                      dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "")
+
+
+def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -> Snapshot:
+    used: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    ports: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    owners: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for pod in pods:
+        if not pod.spec.node_name or pod_is_terminal(pod) or is_mirror(pod):
+            continue
+        req = pod_request(pod)
+        u = used[pod.spec.node_name]
+        u[0] += req.cpu
+        u[1] += req.memory
+        u[2] += 1
+        ports[pod.spec.node_name].update(req.host_ports)
+        if req.owner_uid:
+            owners[pod.spec.node_name][req.owner_uid] += 1
+    infos = []
+    for node in nodes:
+        name = node.metadata.name
+        alloc = node.status.allocatable or node.status.capacity
+        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+        u = used[name]
+        infos.append(NodeInfo(
+            name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
+            allocatable_cpu=parse_cpu(alloc.get("cpu", "0")), allocatable_memory=parse_memory(alloc.get("memory", "0")),
+            allocatable_pods=parse_count(alloc.get("pods", "110")), used_cpu=u[0], used_memory=u[1], pod_count=u[2],
+            host_ports=frozenset(ports[name]), owner_pods=dict(owners[name])))
+    return Snapshot(tuple(infos))

@@ -1,0 +1,380 @@
+"""Cluster objects in the store: how each kind is kept, created, updated and deleted.
+
+Objects are protobuf messages stored under `/registry/...` keys; an object's
+resource_version is its key's mod revision. Every write is one store transaction whose
+compares make it safe against concurrent writers (create: the key is absent and the
+namespace exists; update and delete: the key is unchanged since it was read), so writes can
+go through any master. Allocations (ClusterIPs, NodePorts, pod CIDRs) are keys of their own,
+taken in the same transaction as the object that holds them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+from raftorch.api.v1 import kv_pb2, objects_pb2, store_pb2
+from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, RaftorchError, error_for_code
+from raftorch.objects import (
+    Kind,
+    apply_defaults,
+    check_unknown_fields,
+    format_time,
+    kind_of,
+    kind_of_message,
+    store_key,
+    store_prefix,
+    validate,
+)
+from raftorch.store.replica import RaftReplica
+
+ALLOC_PREFIX = "/registry/allocations/"
+DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
+DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
+NODE_PORT_RANGE = (30000, 32767)
+SYSTEM_NAMESPACE = "raftorch-system"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSettings:
+    service_cidr: str = DEFAULT_SERVICE_CIDR
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR
+    node_cidr_prefix: int = 24
+
+
+def _cmp(key: str, target: kv_pb2.Compare.Target.ValueType, result: kv_pb2.Compare.Result.ValueType,
+         **value: Any) -> kv_pb2.Compare:
+    return kv_pb2.Compare(key=key, target=target, result=result, **value)
+
+
+def absent(key: str) -> kv_pb2.Compare:
+    return _cmp(key, kv_pb2.Compare.CREATE, kv_pb2.Compare.EQUAL, create_revision=0)
+
+
+def present(key: str) -> kv_pb2.Compare:
+    return _cmp(key, kv_pb2.Compare.CREATE, kv_pb2.Compare.GREATER, create_revision=0)
+
+
+def unchanged(key: str, revision: int) -> kv_pb2.Compare:
+    return _cmp(key, kv_pb2.Compare.MOD, kv_pb2.Compare.EQUAL, mod_revision=revision)
+
+
+def put_op(key: str, value: bytes) -> kv_pb2.RequestOp:
+    return kv_pb2.RequestOp(request_put=kv_pb2.PutRequest(key=key, value=value))
+
+
+def delete_op(key: str, prefix: bool = False) -> kv_pb2.RequestOp:
+    return kv_pb2.RequestOp(request_delete_range=kv_pb2.DeleteRangeRequest(key=key, prefix=prefix, prev_kv=True))
+
+
+def get_op(key: str) -> kv_pb2.RequestOp:
+    return kv_pb2.RequestOp(request_range=kv_pb2.RangeRequest(key=key))
+
+
+def decode(kind: Kind, kv: kv_pb2.KeyValue | Any) -> Message:
+    msg = kind.message.FromString(kv.value)
+    msg.metadata.resource_version = kv.mod_revision  # type: ignore[attr-defined]
+    return msg
+
+
+def encode(msg: Message) -> bytes:
+    # The revision is the key's; storing it would be stale the moment it is written.
+    rv = msg.metadata.resource_version  # type: ignore[attr-defined]
+    msg.metadata.resource_version = 0  # type: ignore[attr-defined]
+    data = msg.SerializeToString()
+    msg.metadata.resource_version = rv  # type: ignore[attr-defined]
+    return data
+
+
+def _chain(future: Future[store_pb2.CommandResult],
+           finish: Callable[[kv_pb2.TxnResponse], Message]) -> Future[Message]:
+    out: Future[Message] = Future()
+
+    def done(f: Future[store_pb2.CommandResult]) -> None:
+        try:
+            result = f.result()
+            if result.WhichOneof("result") == "error":
+                raise error_for_code(result.error.code, result.error.message)
+            out.set_result(finish(result.txn))
+        except BaseException as exc:
+            out.set_exception(exc)
+
+    future.add_done_callback(done)
+    return out
+
+
+class Registry:
+    def __init__(self, replica: RaftReplica, network: NetworkSettings | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.replica = replica
+        self.network = network or NetworkSettings()
+        self.clock = clock
+
+    # -- reads (from the local replica; callers decide about read barriers) ----------
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Message:
+        key = store_key(kind, namespace, name)
+        with self.replica.reading() as machine:
+            found = machine.index.current(key)
+        if found is None:
+            where = f" in namespace {namespace!r}" if kind.namespaced else ""
+            raise NotFound(f"{kind.name.lower()} {name!r} not found{where}")
+        return decode(kind, found)
+
+    def list_kind(self, kind: Kind, namespace: str = "") -> tuple[list[Message], int]:
+        prefix = store_prefix(kind, namespace or None)
+        with self.replica.reading() as machine:
+            found = list(machine.index.range(prefix, True, 0))
+            revision = machine.revision
+        return [decode(kind, kv) for kv in found], revision
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _txn(self, compare: Sequence[kv_pb2.Compare], success: Sequence[kv_pb2.RequestOp],
+             failure: Sequence[kv_pb2.RequestOp], request_id: str, fence_term: int,
+             finish: Callable[[kv_pb2.TxnResponse], Message]) -> Future[Message]:
+        txn = kv_pb2.TxnRequest(compare=compare, success=success, failure=failure)
+        command = store_pb2.Command(request_id=request_id or uuid.uuid4().hex, txn=txn, fence_term=fence_term)
+        return _chain(self.replica.submit(command), finish)
+
+    def create(self, msg: Message, request_id: str = "", fence_term: int = 0) -> Future[Message]:
+        kind = kind_of_message(msg)
+        check_unknown_fields(msg)
+        apply_defaults(msg)
+        meta = msg.metadata  # type: ignore[attr-defined]
+        if not kind.namespaced and meta.namespace:
+            raise Invalid(f"metadata.namespace: {kind.name} objects are not namespaced")
+        validate(msg)
+        meta.uid = uuid.uuid4().hex
+        meta.creation_timestamp = format_time(self.clock())
+        meta.generation = 1
+        meta.resource_version = 0
+        meta.ClearField("deletion_timestamp")
+        key = store_key(kind, meta.namespace, meta.name)
+        compare = [absent(key)]
+        success = [put_op(key, b"")]
+        failure = [get_op(key)]
+        ns_key = ""
+        if kind.namespaced:
+            ns_key = store_key(kind_of("Namespace"), "", meta.namespace)
+            compare.append(present(ns_key))
+            failure.append(get_op(ns_key))
+        allocations = self._allocate(kind, msg)
+        for alloc_key, _ in allocations:
+            compare.append(absent(alloc_key))
+            success.append(put_op(alloc_key, key.encode()))
+            failure.append(get_op(alloc_key))
+        success[0] = put_op(key, encode(msg))
+
+        def finish(resp: kv_pb2.TxnResponse) -> Message:
+            if resp.succeeded:
+                msg.metadata.resource_version = resp.header.revision  # type: ignore[attr-defined]
+                return msg
+            existing, *rest = (r.response_range for r in resp.responses)
+            if existing.kvs:
+                raise AlreadyExists(f"{kind.name.lower()} {meta.name!r} already exists"
+                                    + (f" in namespace {meta.namespace!r}" if kind.namespaced else ""))
+            if kind.namespaced:
+                ns_found, *rest = rest
+                if not ns_found.kvs:
+                    raise NotFound(f"namespace {meta.namespace!r} not found")
+            for found, (_, field_path) in zip(rest, allocations, strict=True):
+                if found.kvs:
+                    raise AlreadyExists(f"{field_path}: already allocated to another object; choose another")
+            raise Conflict("the store changed during the create; retry")
+
+        return self._txn(compare, success, failure, request_id, fence_term, finish)
+
+    def _allocate(self, kind: Kind, msg: Message) -> list[tuple[str, str]]:
+        """Fill in ClusterIP and NodePorts of a new service; returns (allocation key, field)."""
+        if kind.name == "Node":
+            node: objects_pb2.Node = msg  # type: ignore[assignment]
+            if not node.spec.pod_cidr:
+                return []
+            return [(f"{ALLOC_PREFIX}podcidrs/{node.spec.pod_cidr.replace('/', '_')}",
+                     f"spec.podCIDR: {node.spec.pod_cidr}")]
+        if kind.name != "Service":
+            return []
+        svc: objects_pb2.Service = msg  # type: ignore[assignment]
+        with self.replica.reading() as machine:
+            taken = {kv.key for kv in machine.index.range(ALLOC_PREFIX, True, 0)}
+        out: list[tuple[str, str]] = []
+        if not svc.spec.cluster_ip:
+            svc.spec.cluster_ip = self._free_ip(taken)
+        elif svc.spec.cluster_ip not in ipaddress.ip_network(self.network.service_cidr):
+            raise Invalid(f"spec.clusterIP: {svc.spec.cluster_ip} is outside the service range "
+                          f"{self.network.service_cidr}")
+        out.append((f"{ALLOC_PREFIX}clusterips/{svc.spec.cluster_ip}", "spec.clusterIP"))
+        if svc.spec.type == "NodePort":
+            chosen = {p.node_port for p in svc.spec.ports if p.node_port}
+            for i, port in enumerate(svc.spec.ports):
+                if not port.node_port:
+                    port.node_port = self._free_node_port(taken, chosen)
+                    chosen.add(port.node_port)
+                out.append((f"{ALLOC_PREFIX}nodeports/{port.protocol or 'TCP'}/{port.node_port}",
+                            f"spec.ports[{i}].nodePort: {port.node_port}"))
+        return out
+
+    def _free_ip(self, taken: set[str]) -> str:
+        net = ipaddress.ip_network(self.network.service_cidr)
+        size = net.num_addresses
+        for _ in range(200):
+            ip = str(net[random.randrange(10, size - 1)])
+            if f"{ALLOC_PREFIX}clusterips/{ip}" not in taken:
+                return ip
+        raise RaftorchError("no free ClusterIP left in the service range")
+
+    def _free_node_port(self, taken: set[str], chosen: set[int]) -> int:
+        low, high = NODE_PORT_RANGE
+        free = [p for p in range(low, high + 1)
+                if p not in chosen and f"{ALLOC_PREFIX}nodeports/TCP/{p}" not in taken
+                and f"{ALLOC_PREFIX}nodeports/UDP/{p}" not in taken]
+        if not free:
+            raise RaftorchError("no free NodePort left in 30000-32767")
+        return random.choice(free)
+
+    def update(self, msg: Message, status_only: bool = False, request_id: str = "",
+               fence_term: int = 0) -> Future[Message]:
+        kind = kind_of_message(msg)
+        check_unknown_fields(msg)
+        meta = msg.metadata  # type: ignore[attr-defined]
+        if kind.namespaced and not meta.namespace:
+            meta.namespace = "default"
+        current = self.get(kind, meta.namespace, meta.name)
+        cur_meta = current.metadata  # type: ignore[attr-defined]
+        if meta.resource_version and meta.resource_version != cur_meta.resource_version:
+            raise Conflict(f"{kind.name.lower()} {meta.name!r} was changed since revision "
+                           f"{meta.resource_version} (now {cur_meta.resource_version}): re-read and retry")
+        if status_only:
+            new = type(current)()
+            new.CopyFrom(current)
+            if not hasattr(new, "status"):
+                raise Invalid(f"{kind.name} objects have no status")
+            new.status.CopyFrom(msg.status)  # type: ignore[attr-defined]
+        else:
+            new = msg
+            apply_defaults(new)
+            if meta.uid and meta.uid != cur_meta.uid:
+                raise Conflict(f"metadata.uid: {meta.uid} is not the stored object's uid {cur_meta.uid}")
+            # Server-managed metadata stays as stored.
+            meta.uid = cur_meta.uid
+            meta.creation_timestamp = cur_meta.creation_timestamp
+            meta.generation = cur_meta.generation
+            if cur_meta.deletion_timestamp:
+                meta.deletion_timestamp = cur_meta.deletion_timestamp
+            if hasattr(new, "status") and not status_only and kind.name not in ("Node", "Namespace"):
+                new.status.CopyFrom(current.status)  # type: ignore[attr-defined]
+            if _spec_bytes(new) != _spec_bytes(current):
+                meta.generation = cur_meta.generation + 1
+            validate(new)
+        new.metadata.resource_version = cur_meta.resource_version  # type: ignore[attr-defined]
+        key = store_key(kind, cur_meta.namespace, cur_meta.name)
+
+        def finish(resp: kv_pb2.TxnResponse) -> Message:
+            if not resp.succeeded:
+                found = resp.responses[0].response_range
+                if not found.kvs:
+                    raise NotFound(f"{kind.name.lower()} {cur_meta.name!r} not found")
+                raise Conflict(f"{kind.name.lower()} {cur_meta.name!r} was changed concurrently: re-read and retry")
+            new.metadata.resource_version = resp.header.revision  # type: ignore[attr-defined]
+            return new
+
+        return self._txn([unchanged(key, cur_meta.resource_version)], [put_op(key, encode(new))],
+                         [get_op(key)], request_id, fence_term, finish)
+
+    def delete(self, kind: Kind, namespace: str, name: str, resource_version: int = 0,
+               request_id: str = "", fence_term: int = 0) -> Future[Message]:
+        if kind.namespaced and not namespace:
+            namespace = "default"
+        current = self.get(kind, namespace, name)
+        rv = current.metadata.resource_version  # type: ignore[attr-defined]
+        if resource_version and resource_version != rv:
+            raise Conflict(f"{kind.name.lower()} {name!r} was changed since revision {resource_version}")
+        key = store_key(kind, namespace, name)
+        success = [delete_op(key)] + [delete_op(k) for k in self._held_allocations(kind, current)]
+        if kind.name == "Namespace":
+            # Everything in the namespace goes with it.
+            success += [delete_op(store_prefix(k, name), prefix=True) for k in _namespaced_kinds()]
+
+        def finish(resp: kv_pb2.TxnResponse) -> Message:
+            if not resp.succeeded:
+                found = resp.responses[0].response_range
+                if not found.kvs:
+                    raise NotFound(f"{kind.name.lower()} {name!r} not found")
+                raise Conflict(f"{kind.name.lower()} {name!r} was changed concurrently: re-read and retry")
+            return current
+
+        return self._txn([unchanged(key, rv)], success, [get_op(key)], request_id, fence_term, finish)
+
+    def _held_allocations(self, kind: Kind, msg: Message) -> list[str]:
+        if kind.name == "Service":
+            svc: objects_pb2.Service = msg  # type: ignore[assignment]
+            keys = [f"{ALLOC_PREFIX}clusterips/{svc.spec.cluster_ip}"] if svc.spec.cluster_ip else []
+            keys += [f"{ALLOC_PREFIX}nodeports/{p.protocol or 'TCP'}/{p.node_port}"
+                     for p in svc.spec.ports if p.node_port]
+            return keys
+        if kind.name == "Node":
+            node: objects_pb2.Node = msg  # type: ignore[assignment]
+            return [f"{ALLOC_PREFIX}podcidrs/{node.spec.pod_cidr.replace('/', '_')}"] if node.spec.pod_cidr else []
+        return []
+
+    # -- nodes ----------------------------------------------------------------------------
+
+    def register_node(self, node: objects_pb2.Node) -> Future[Message]:
+        """Create the node with a fresh pod CIDR, or update what the agent reports of it."""
+        kind = kind_of("Node")
+        try:
+            current: objects_pb2.Node = self.get(kind, "", node.metadata.name)  # type: ignore[assignment]
+        except NotFound:
+            node.spec.pod_cidr = self._free_pod_cidr()
+            node.status.ClearField("conditions")
+            return self.create(node)
+        merged = objects_pb2.Node()
+        merged.CopyFrom(current)
+        merged.metadata.labels.clear()
+        merged.metadata.labels.update(node.metadata.labels)
+        status = merged.status
+        conditions = list(status.conditions)
+        status.CopyFrom(node.status)
+        del status.conditions[:]
+        status.conditions.extend(conditions)
+        return self.update(merged)
+
+    def _free_pod_cidr(self) -> str:
+        net = ipaddress.ip_network(self.network.cluster_cidr)
+        with self.replica.reading() as machine:
+            taken = {kv.key for kv in machine.index.range(f"{ALLOC_PREFIX}podcidrs/", True, 0)}
+        for subnet in net.subnets(new_prefix=self.network.node_cidr_prefix):
+            if f"{ALLOC_PREFIX}podcidrs/{str(subnet).replace('/', '_')}" not in taken:
+                return str(subnet)
+        raise RaftorchError(f"no free pod CIDR left in the cluster CIDR {net}")
+
+    def ensure_namespaces(self, names: Iterable[str], fence_term: int = 0) -> list[Future[Message]]:
+        futures = []
+        for name in names:
+            try:
+                self.get(kind_of("Namespace"), "", name)
+            except NotFound:
+                ns = objects_pb2.Namespace(metadata=objects_pb2.ObjectMeta(name=name),
+                                           status=objects_pb2.NamespaceStatus(phase="Active"))
+                futures.append(self.create(ns, request_id=f"namespace-{name}", fence_term=fence_term))
+        return futures
+
+
+def _namespaced_kinds() -> list[Kind]:
+    from raftorch.objects import KINDS
+
+    return [k for k in KINDS if k.namespaced]
+
+
+def _spec_bytes(msg: Message) -> bytes:
+    spec = getattr(msg, "spec", None)
+    return spec.SerializeToString(deterministic=True) if spec is not None else b""

@@ -1,0 +1,214 @@
+"""The Resources gRPC service: create, read, update, delete and watch cluster objects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+
+from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
+from raftorch.errors import Compacted, Invalid, RaftorchError
+from raftorch.master.handlers import time_left, unary, wait_read, wait_write
+from raftorch.master.registry import Registry, decode
+from raftorch.objects import (
+    Kind,
+    check_unknown_fields,
+    kind_of,
+    matches,
+    object_matches_fields,
+    parse_field_selector,
+    parse_label_selector,
+    store_prefix,
+    unwrap,
+    wrap,
+)
+from raftorch.store.replica import RaftReplica
+from raftorch.store.watch import Watcher
+
+Filter = Callable[[Message], bool]
+WATCH_BOOKMARK_INTERVAL = 10.0
+
+
+def make_filter(kind: Kind, label_selector: str, field_selector: str) -> Filter:
+    labels = parse_label_selector(label_selector) if label_selector else None
+    fields = parse_field_selector(field_selector) if field_selector else []
+
+    def accept(msg: Message) -> bool:
+        if labels is not None and not matches(labels, msg.metadata.labels):  # type: ignore[attr-defined]
+            return False
+        return not fields or object_matches_fields(kind, msg, fields)
+
+    return accept
+
+
+class ResourcesService(resources_pb2_grpc.ResourcesServicer):
+    def __init__(self, registry: Registry, write_timeout: float) -> None:
+        self._registry = registry
+        self._replica = registry.replica
+        self._write_timeout = write_timeout
+
+    async def _barrier(self, context: grpc.aio.ServicerContext) -> None:
+        await wait_read(self._replica.barrier(), time_left(context, self._write_timeout))
+
+    @unary
+    async def Create(self, request: resources_pb2.CreateRequest, context: grpc.aio.ServicerContext
+                     ) -> objects_pb2.Object:
+        check_unknown_fields(request.object)
+        _, msg = unwrap(request.object)
+        future = self._registry.create(msg, request.request_id)
+        return wrap(await wait_write(future, time_left(context, self._write_timeout)))
+
+    @unary
+    async def Get(self, request: resources_pb2.GetRequest, context: grpc.aio.ServicerContext
+                  ) -> objects_pb2.Object:
+        kind = kind_of(request.kind)
+        await self._barrier(context)
+        return wrap(self._registry.get(kind, _namespace(kind, request.namespace), request.name))
+
+    @unary
+    async def List(self, request: resources_pb2.ListRequest, context: grpc.aio.ServicerContext
+                   ) -> resources_pb2.ListResponse:
+        kind = kind_of(request.kind)
+        accept = make_filter(kind, request.label_selector, request.field_selector)
+        if not request.serializable:
+            await self._barrier(context)
+        items, revision = self._registry.list_kind(kind, request.namespace if kind.namespaced else "")
+        return resources_pb2.ListResponse(items=[wrap(m) for m in items if accept(m)], resource_version=revision)
+
+    @unary
+    async def Update(self, request: resources_pb2.UpdateRequest, context: grpc.aio.ServicerContext
+                     ) -> objects_pb2.Object:
+        check_unknown_fields(request.object)
+        _, msg = unwrap(request.object)
+        future = self._registry.update(msg, request_id=request.request_id)
+        return wrap(await wait_write(future, time_left(context, self._write_timeout)))
+
+    @unary
+    async def UpdateStatus(self, request: resources_pb2.UpdateRequest, context: grpc.aio.ServicerContext
+                           ) -> objects_pb2.Object:
+        check_unknown_fields(request.object)
+        _, msg = unwrap(request.object)
+        future = self._registry.update(msg, status_only=True, request_id=request.request_id)
+        return wrap(await wait_write(future, time_left(context, self._write_timeout)))
+
+    @unary
+    async def Delete(self, request: resources_pb2.DeleteRequest, context: grpc.aio.ServicerContext
+                     ) -> objects_pb2.Object:
+        kind = kind_of(request.kind)
+        if request.propagation not in ("", "Background", "Orphan"):
+            raise Invalid(f"propagation: expected Background or Orphan, got {request.propagation!r}")
+        await self._barrier(context)
+        namespace = _namespace(kind, request.namespace)
+        if request.propagation == "Orphan":
+            await self._orphan_dependents(kind, namespace, request.name, context)
+        future = self._registry.delete(kind, namespace, request.name,
+                                       request.resource_version, request.request_id)
+        return wrap(await wait_write(future, time_left(context, self._write_timeout)))
+
+    async def _orphan_dependents(self, kind: Kind, namespace: str, name: str,
+                                 context: grpc.aio.ServicerContext) -> None:
+        owner = self._registry.get(kind, namespace, name)
+        uid = owner.metadata.uid  # type: ignore[attr-defined]
+        for dep_kind in (kind_of("ReplicaSet"), kind_of("Pod")):
+            items, _ = self._registry.list_kind(dep_kind, namespace)
+            for item in items:
+                refs = item.metadata.owner_references  # type: ignore[attr-defined]
+                keep = [r for r in refs if r.uid != uid]
+                if len(keep) != len(refs):
+                    del refs[:]
+                    refs.extend(keep)
+                    await wait_write(self._registry.update(item), time_left(context, self._write_timeout))
+
+    async def Watch(self, request: resources_pb2.WatchObjectsRequest, context: grpc.aio.ServicerContext
+                    ) -> AsyncIterator[resources_pb2.ObjectEvent]:
+        try:
+            kind = kind_of(request.kind)
+            accept = make_filter(kind, request.label_selector, request.field_selector)
+            namespace = request.namespace if kind.namespaced else ""
+        except RaftorchError as err:
+            await context.abort(err.grpc_code, err.message)
+        async for event in watch_objects(self._replica, kind, namespace, accept, request.resource_version,
+                                         context):
+            yield event
+
+
+def _namespace(kind: Kind, namespace: str) -> str:
+    return (namespace or "default") if kind.namespaced else ""
+
+
+def to_object_event(kind: Kind, ev: kv_pb2.KeyEvent, accept: Filter) -> resources_pb2.ObjectEvent | None:
+    """A key change as an object event, seen through a filter: an object leaving the filter
+    is DELETED for the watcher, one entering it is ADDED."""
+    new = decode(kind, ev.kv) if ev.type == kv_pb2.KeyEvent.PUT else None
+    old = decode(kind, ev.prev_kv) if ev.HasField("prev_kv") else None
+    now_in = new is not None and accept(new)
+    was_in = old is not None and accept(old)
+    if now_in and new is not None:
+        kind_text = "MODIFIED" if was_in else "ADDED"
+        return resources_pb2.ObjectEvent(type=kind_text, object=wrap(new), resource_version=ev.kv.mod_revision)
+    if was_in and old is not None:
+        return resources_pb2.ObjectEvent(type="DELETED", object=wrap(old), resource_version=ev.kv.mod_revision)
+    return None
+
+
+async def watch_objects(replica: RaftReplica, kind: Kind, namespace: str, accept: Filter, resource_version: int,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[resources_pb2.ObjectEvent]:
+    """Shared by the Resources and Agents services: current objects (when resource_version is
+    0) or history after resource_version, a BOOKMARK, then live changes."""
+    prefix = store_prefix(kind, namespace or None)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[list[kv_pb2.KeyEvent], int]] = asyncio.Queue()
+
+    def notify(events: list[kv_pb2.KeyEvent], revision: int) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (events, revision))
+
+    watcher = Watcher(prefix, True, True, notify)
+    initial: list[resources_pb2.ObjectEvent] = []
+    with replica.reading() as machine:
+        start = machine.revision
+        try:
+            if resource_version <= 0:
+                for kv in machine.index.range(prefix, True, 0):
+                    msg = decode(kind, kv)
+                    if accept(msg):
+                        initial.append(resources_pb2.ObjectEvent(type="ADDED", object=wrap(msg),
+                                                                 resource_version=kv.mod_revision))
+            elif resource_version < start:
+                for _, change in machine.index.changes_since(resource_version + 1):
+                    if watcher.matches(change.kv.key):
+                        for ev in watcher.select([change]):
+                            converted = to_object_event(kind, ev, accept)
+                            if converted is not None:
+                                initial.append(converted)
+        except Compacted as err:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE,
+                                f"{err.message}; list again and watch from the list's resource_version")
+        replica.hub.add(watcher)
+    try:
+        for event in initial:
+            yield event
+        yield resources_pb2.ObjectEvent(type="BOOKMARK", resource_version=start)
+        while True:
+            try:
+                events, _ = await asyncio.wait_for(queue.get(), WATCH_BOOKMARK_INTERVAL)
+            except TimeoutError:
+                yield resources_pb2.ObjectEvent(type="BOOKMARK", resource_version=replica.machine.revision)
+                continue
+            if watcher.overflowed and not events:
+                break
+            watcher.consumed(len(events))
+            for ev in events:
+                if ev.kv.mod_revision <= resource_version:
+                    continue
+                converted = to_object_event(kind, ev, accept)
+                if converted is not None:
+                    yield converted
+            if watcher.overflowed and queue.empty():
+                break
+    finally:
+        with replica.reading():
+            replica.hub.remove(watcher)
+    await context.abort(grpc.StatusCode.UNAVAILABLE, "watch fell behind; resume from the last resource_version")
