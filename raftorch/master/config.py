@@ -24,6 +24,8 @@ class MasterConfig:
     node_grace: float = 10.0
     # ... and after this many more NotReady seconds its pods are replaced elsewhere.
     eviction_timeout: float = 30.0
+    # Raft log entries kept before a snapshot replaces them.
+    compaction_entries: int = 20_000
     service_cidr: str = "10.96.0.0/16"
     cluster_cidr: str = "10.244.0.0/16"
 

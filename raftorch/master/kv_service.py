@@ -42,7 +42,7 @@ class KVService(kv_pb2_grpc.KVServicer):
         return result
 
     async def _barrier(self, context: grpc.aio.ServicerContext) -> None:
-        await wait_read(self._replica.barrier(), time_left(context, self._write_timeout))
+        await wait_read(self._replica.read_barrier(), time_left(context, self._write_timeout))
 
     def _stamp(self, header: kv_pb2.ResponseHeader) -> None:
         header.raft_term = self._replica.term

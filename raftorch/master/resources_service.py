@@ -51,7 +51,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
         self._write_timeout = write_timeout
 
     async def _barrier(self, context: grpc.aio.ServicerContext) -> None:
-        await wait_read(self._replica.barrier(), time_left(context, self._write_timeout))
+        await wait_read(self._replica.read_barrier(), time_left(context, self._write_timeout))
 
     @unary
     async def Create(self, request: resources_pb2.CreateRequest, context: grpc.aio.ServicerContext

@@ -44,6 +44,9 @@ class MemoryReplica:
         future.set_result(None)
         return future
 
+    def read_barrier(self) -> Future[None]:
+        return self.barrier()
+
     def status(self) -> ReplicaStatus:
         return ReplicaStatus("leader", self.term, self._index, self._index, self.leader_peer_addr,
                              self.machine.revision, True)

@@ -28,24 +28,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pysyncobj.tcp_connection
 import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
 from raftorch.api.v1 import store_pb2
 from raftorch.errors import NotLeader, Unavailable, UnknownOutcome
 from raftorch.store.machine import BATCH_FORMAT, StateMachine
+from raftorch.store.read_index import ReadIndexTracker
 from raftorch.store.snapshot import dump_state, load_state
 from raftorch.store.watch import WatchHub
 
 log = structlog.get_logger("raftorch.store")
 
-MAX_INFLIGHT_ENTRIES = 2
+_NOT_SERIALIZING: int = SERIALIZER_STATE.NOT_SERIALIZING
+_SERIALIZING: int = SERIALIZER_STATE.SERIALIZING
+_SUCCESS: int = SERIALIZER_STATE.SUCCESS
+_FAILED: int = SERIALIZER_STATE.FAILED
+
+MAX_INFLIGHT_ENTRIES = 1
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 PING_INTERVAL = 0.5
 # An entry whose outcome pysyncobj never reports frees its slot after this long.
@@ -67,7 +75,8 @@ class RaftSettings:
     append_period: float = 0.04
     leader_fallback: float = 1.0
     connection_retry: float = 0.3
-    log_compaction_entries: int = 5000
+    log_compaction_entries: int = 20_000
+    log_compaction_seconds: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +88,10 @@ class ReplicaStatus:
     leader_peer_addr: str
     revision: int
     has_quorum: bool
+
+
+class _SnapshotInProgress(Exception):
+    """Raised to pysyncobj's serializer: the snapshot is being written by a child process."""
 
 
 class PeerCipher:
@@ -130,7 +143,28 @@ class _Transport(TCPTransport):  # type: ignore[misc]
     def __init__(self, syncObj: SyncObj, selfNode: Any, otherNodes: Any) -> None:
         # Swap the cipher in before any connection object copies it.
         syncObj._SyncObj__encryptor = PeerCipher(syncObj.conf.password)
+        self._reads: ReadIndexTracker = syncObj._replica.reads
         super().__init__(syncObj, selfNode, otherNodes)
+
+    def send(self, node: Any, message: Any) -> None:
+        super().send(node, message)
+        if isinstance(message, dict) and message.get("type") == "append_entries":
+            self._reads.on_sent(node)
+
+
+class _NoCompression:
+    """Peer messages are small and travel a LAN: zlib cost more CPU per commit than it saved."""
+
+    @staticmethod
+    def compress(data: bytes, _level: int = 0) -> bytes:
+        return data
+
+    @staticmethod
+    def decompress(data: bytes) -> bytes:
+        return data
+
+
+pysyncobj.tcp_connection.zlib = _NoCompression
 
 
 class _RaftNode(SyncObj):  # type: ignore[misc]
@@ -147,6 +181,7 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
         after newer entries were sent (pipelining), then resends entries the follower has.
         Handle acknowledgements here so the next index only moves back on a real reset."""
         if isinstance(message, dict) and message.get("type") == "next_node_idx" and self._isLeader():
+            self._replica.reads.on_answer(node)
             match = self._SyncObj__raftMatchIndex
             nxt = self._SyncObj__raftNextIndex
             if node in match:
@@ -159,6 +194,15 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
                 self._SyncObj__lastResponseTime[node] = time.monotonic()
                 return
         SyncObj._SyncObj__onMessageReceived(self, node, message)
+
+    def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
+        self._replica.reads.on_disconnect(node)
+        SyncObj._SyncObj__onNodeDisconnected(self, node)
+
+    def request_heartbeat(self) -> None:
+        """Make the Raft thread send append-entries to every follower now (any thread)."""
+        self._SyncObj__newAppendEntriesTime = 0
+        self._SyncObj__pipeNotifier.notify()
 
     def send_pings(self) -> None:
         transport = self._SyncObj__transport
@@ -202,6 +246,7 @@ class RaftReplica:
         self.lock = threading.RLock()
         self.hub = WatchHub()
         self._on_role_change = on_role_change
+        self.reads = ReadIndexTracker()
         self._cond = threading.Lock()
         self._pending: deque[_Submission] = deque()
         self._inflight: dict[int, float] = {}
@@ -209,6 +254,8 @@ class RaftReplica:
         self._stopped = False
         self._last_ping = 0.0
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._dump_file = data_dir / "raft.dump"
+        self._snapshot_pid = 0
         conf = SyncObjConf(
             password=secret,
             appendEntriesUseBatch=False,
@@ -218,9 +265,11 @@ class RaftReplica:
             leaderFallbackTimeout=settings.leader_fallback,
             connectionRetryTime=settings.connection_retry,
             journalFile=str(data_dir / "raft.journal"),
-            fullDumpFile=str(data_dir / "raft.dump"),
+            fullDumpFile=str(self._dump_file),
             serializer=self._serialize,
             deserializer=self._deserialize,
+            serializeChecker=self._snapshot_state,
+            logCompactionMinTime=settings.log_compaction_seconds,
             logCompactionMinEntries=settings.log_compaction_entries,
             appendEntriesBatchSizeBytes=2 * MAX_ENTRY_BYTES,
             sendBufferSize=2**20,
@@ -279,6 +328,17 @@ class RaftReplica:
     def barrier(self) -> Future[None]:
         """Resolves once a log entry started after this call is applied here."""
         return self._enqueue(None)
+
+    def read_barrier(self) -> Future[None]:
+        """Resolves once this replica may answer a linearizable read.
+
+        On a leader whose term is fenced: ReadIndex, no log entry. Elsewhere: a log barrier."""
+        term = self.term
+        if self.is_leader and self.machine.fence_term == term:
+            future = self.reads.add(term, int(self._node.raftCommitIndex), list(self._node.otherNodes))
+            self._node.request_heartbeat()
+            return future
+        return self.barrier()
 
     def _enqueue(self, command: store_pb2.Command | None) -> Future[Any]:
         future: Future[Any] = Future()
@@ -347,6 +407,7 @@ class RaftReplica:
         return results
 
     def _state_changed(self, old: int, new: int) -> None:
+        self.reads.on_term_change()
         if self._on_role_change is not None:
             leader = new == 2  # pysyncobj's _RAFT_STATE.LEADER
             self._on_role_change(leader, int(self._node.raftCurrentTerm) if hasattr(self, "_node") else 0)
@@ -357,22 +418,63 @@ class RaftReplica:
             batch = self._take_batch()
         if batch is not None:
             self._send(*batch)
+        node = self._node
+        self.reads.poll(node._isLeader(), node.raftCurrentTerm, node.raftLastApplied, len(node.otherNodes))
         now = time.monotonic()
         if now - self._last_ping >= PING_INTERVAL:
             self._last_ping = now
             self._node.send_pings()
 
     def _serialize(self, path: str, raft_data: Any) -> None:
+        """Write a snapshot in a forked child, so the Raft thread never waits for it.
+
+        The child inherits a copy-on-write image of the state at exactly the last applied
+        entry (this runs on the thread that applies entries), writes the dump file beside the
+        real one and renames it into place. pysyncobj would rename `path` itself when this
+        returns; raising tells it the work goes on elsewhere, and `_snapshot_state` reports
+        the child's outcome through pysyncobj's serializeChecker hook."""
+        if self._snapshot_pid:
+            raise _SnapshotInProgress()
+        final = str(self._dump_file)
+        pid = os.fork()
+        if pid == 0:  # the child: write, then leave without running any parent cleanup
+            code = 1
+            try:
+                self._write_snapshot(final + ".child", final, raft_data)
+                code = 0
+            finally:
+                os._exit(code)
+        self._snapshot_pid = pid
+        raise _SnapshotInProgress()
+
+    def _write_snapshot(self, tmp: str, final: str, raft_data: Any) -> None:
         last_applied, previous, cluster = raft_data
-        with self.lock:
-            snap = dump_state(self.machine)
+        snap = dump_state(self.machine)
         for target, entry in ((snap.last_applied, last_applied), (snap.previous, previous)):
             target.command, target.index, target.term = entry
         snap.cluster.extend(sorted(str(getattr(n, "address", n)) for n in cluster))
-        with open(path, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(snap.SerializeToString())
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    def _snapshot_state(self) -> int:
+        """pysyncobj's serializeChecker: the state of the snapshot child, if any."""
+        if not self._snapshot_pid:
+            return _NOT_SERIALIZING
+        try:
+            pid, status = os.waitpid(self._snapshot_pid, os.WNOHANG)
+        except ChildProcessError:
+            self._snapshot_pid = 0
+            return _FAILED
+        if pid == 0:
+            return _SERIALIZING
+        self._snapshot_pid = 0
+        if os.waitstatus_to_exitcode(status) == 0:
+            return _SUCCESS
+        log.warning("snapshot_failed", exit_status=status)
+        return _FAILED
 
     def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
         snap = store_pb2.Snapshot.FromString(Path(path).read_bytes())

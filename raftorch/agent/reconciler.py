@@ -1,0 +1,456 @@
+"""Pod reconciliation as a pure function: desired pods, the runtime's containers, memory and time in; a plan out.
+
+`plan_pod_actions` never does I/O and never reads a clock. The executor lists containers, calls
+it, keeps `plan.state`, carries out `plan.actions` in order (stops, removes, then starts), reports
+`plan.statuses`, feeds failed starts back with `record_start_failure` and probe results with
+`record_probe`, and plans again by `plan.wake_at` at the latest.
+
+The rules, in the manner of the kubelet:
+
+* Containers of pods not desired (deleted, moved) are stopped with the pod's grace (from memory,
+  else the container's grace label, else `default_grace`) and removed. So are containers named
+  in no pod spec, older attempts still running, and dead containers beyond the newest one.
+* A running container is adopted, never restarted: a restarted agent disturbs nothing. The only
+  exception is a failed liveness probe, which stops it; it then restarts as its policy says.
+* A missing container starts (attempt 0). An exited one restarts as the restart policy says
+  (Always; OnFailure when the exit code is not 0; Never), with a back-off per container: the
+  first restart is immediate, then `backoff_base` doubling up to `backoff_max` after each exit,
+  counted from the exit time; a run of `backoff_reset` seconds or more forgets the back-off.
+  Meanwhile the container waits with reason CrashLoopBackOff.
+* A failed start (ErrImagePull, ErrImageNeverPull, RunContainerError, ...) waits with that reason
+  and message, and is retried with the same back-off (at least `backoff_base`).
+* The restart count is the attempt label of the newest container, so it survives agent restarts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from raftorch.agent.probes import LIVENESS, READINESS, ProbeSettings, ProbeTracker
+from raftorch.agent.runtime.base import CREATED, ContainerInfo, ContainerSpec, container_spec
+from raftorch.api.v1 import objects_pb2
+from raftorch.errors import Invalid
+from raftorch.objects import format_time, parse_time, set_condition
+
+__all__ = [
+    "Action", "AgentPodState", "ContainerRecord", "Exit", "PodRecord", "ProbeCheck", "ReconcileConfig",
+    "ReconcilePlan", "RemoveContainer", "StartContainer", "StopContainer", "due_probes", "plan_pod_actions",
+    "record_probe", "record_start_failure",
+]
+
+CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+CONTAINER_CREATING = "ContainerCreating"
+CONFIG_ERROR = "CreateContainerConfigError"
+_MAX_STEPS = 30  # far past any back-off cap; keeps 2**steps small
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileConfig:
+    node: str
+    host_ip: str = ""
+    backoff_base: float = 10.0
+    backoff_max: float = 300.0
+    backoff_reset: float = 600.0
+    default_grace: int = 30
+    network: str | None = None  # handed to every ContainerSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """One finished run of a container."""
+
+    container_id: str
+    attempt: int
+    exit_code: int
+    reason: str
+    message: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @classmethod
+    def of(cls, info: ContainerInfo) -> Exit:
+        return cls(info.id, info.attempt, info.exit_code, info.reason or ("Completed" if info.exit_code == 0 else
+                   "Error"), info.message, info.started_at, info.finished_at)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecord:
+    last_attempt: int = -1  # the newest attempt seen created; -1: never
+    last_exit: Exit | None = None
+    backoff_until: float = 0.0
+    backoff_steps: int = 0  # exits (and failed starts) since the back-off was last reset
+    backoff_for: str = ""  # the container whose exit set `backoff_until`
+    waiting_reason: str = ""  # of the last failed start, until an attempt as new as it is seen
+    waiting_message: str = ""
+    waiting_attempt: int = 0
+    liveness: ProbeTracker | None = None
+    readiness: ProbeTracker | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PodRecord:
+    namespace: str
+    name: str
+    grace_seconds: int
+    pod_ip: str = ""
+    start_time: str = ""
+    containers: Mapping[str, ContainerRecord] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPodState:
+    """What the agent remembers between plans, by pod uid. Losing it is safe: only back-offs reset."""
+
+    pods: Mapping[str, PodRecord] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StartContainer:
+    spec: ContainerSpec
+
+
+@dataclass(frozen=True, slots=True)
+class StopContainer:
+    container_id: str
+    pod_uid: str
+    container: str
+    grace_seconds: float
+    remove: bool  # remove once stopped
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveContainer:
+    container_id: str
+    pod_uid: str
+    container: str
+    reason: str
+
+
+Action = StartContainer | StopContainer | RemoveContainer
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilePlan:
+    actions: tuple[Action, ...]
+    statuses: Mapping[str, objects_pb2.PodStatus]  # by pod uid; none for pods already Succeeded/Failed
+    state: AgentPodState
+    wake_at: float | None  # the plan may change by then without anything else changing
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeCheck:
+    pod_uid: str
+    container: str
+    kind: str
+    container_id: str
+    pod_ip: str
+    probe: objects_pb2.Probe
+    named_ports: Mapping[str, int]
+
+
+class _Plan:
+    """The plan under construction."""
+
+    def __init__(self, now: float, config: ReconcileConfig) -> None:
+        self.now = now
+        self.config = config
+        self.stops: list[StopContainer] = []
+        self.removes: list[RemoveContainer] = []
+        self.starts: list[StartContainer] = []
+        self.wake: list[float] = []
+
+    def stop(self, info: ContainerInfo, grace: float, remove: bool, reason: str) -> None:
+        if info.running:
+            self.stops.append(StopContainer(info.id, info.pod_uid, info.container, grace, remove, reason))
+        elif remove:
+            self.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, reason))
+
+    def wake_at(self, when: float) -> None:
+        if when > self.now:
+            self.wake.append(when)
+
+
+def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[ContainerInfo], state: AgentPodState,
+                     now: float, config: ReconcileConfig) -> ReconcilePlan:
+    """The actions that bring this node's containers to the desired pods, and the pods' statuses."""
+    plan = _Plan(now, config)
+    by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
+    for info in running:
+        by_pod[info.pod_uid].append(info)
+    pods: dict[str, PodRecord] = {}
+    statuses: dict[str, objects_pb2.PodStatus] = {}
+    for pod in desired:
+        uid = pod.metadata.uid
+        if uid in pods:
+            continue
+        pods[uid], status = _plan_pod(plan, pod, by_pod.pop(uid, []), state.pods.get(uid))
+        if status is not None:
+            statuses[uid] = status
+    for uid, infos in by_pod.items():
+        old = state.pods.get(uid)
+        for info in infos:
+            grace = old.grace_seconds if old is not None else info.grace_seconds
+            plan.stop(info, config.default_grace if grace is None else grace, True, "pod is gone")
+        if old is not None:
+            pods[uid] = old  # its grace is needed until its containers are gone
+    actions: tuple[Action, ...] = (*plan.stops, *plan.removes, *plan.starts)
+    return ReconcilePlan(actions, statuses, AgentPodState(pods), min(plan.wake, default=None))
+
+
+def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
+              old: PodRecord | None) -> tuple[PodRecord, objects_pb2.PodStatus | None]:
+    grace = pod.spec.termination_grace_period_seconds or plan.config.default_grace
+    record = old or PodRecord(pod.metadata.namespace, pod.metadata.name, grace,
+                              start_time=pod.status.start_time or format_time(plan.now))
+    terminal = pod.status.phase in ("Succeeded", "Failed")
+    stopping = terminal or bool(pod.metadata.deletion_timestamp)
+    by_name: dict[str, list[ContainerInfo]] = defaultdict(list)
+    for info in infos:
+        by_name[info.container].append(info)
+    for name in set(by_name) - {c.name for c in pod.spec.containers}:
+        for info in by_name[name]:
+            plan.stop(info, grace, True, "not in the pod's spec")
+    records: dict[str, ContainerRecord] = {}
+    statuses: list[objects_pb2.ContainerStatus] = []
+    kinds: list[str] = []
+    ips: list[str] = []
+    for container in pod.spec.containers:
+        rec, status, kind, ip = _plan_container(plan, pod, container, by_name.get(container.name, []),
+                                                record.containers.get(container.name, ContainerRecord()),
+                                                grace, stopping)
+        records[container.name] = rec
+        statuses.append(status)
+        kinds.append(kind)
+        if ip:
+            ips.append(ip)
+    host_ip = plan.config.host_ip
+    pod_ip = ips[0] if ips else (host_ip if pod.spec.host_network else "") or record.pod_ip or pod.status.pod_ip
+    record = replace(record, grace_seconds=grace, pod_ip=pod_ip, containers=records)
+    if terminal:
+        return record, None
+    return record, _pod_status(pod, statuses, kinds, record, plan)
+
+
+def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Container,
+                    infos: list[ContainerInfo], rec: ContainerRecord, grace: int,
+                    stopping: bool) -> tuple[ContainerRecord, objects_pb2.ContainerStatus, str, str]:
+    """The container's new record, status, phase class (running, pending, stopped, succeeded) and IP."""
+    now = plan.now
+    live: list[ContainerInfo] = []
+    for info in sorted(infos, key=lambda i: (i.attempt, i.started_at or 0.0)):
+        if info.state == CREATED:  # half-made by an agent that died meanwhile
+            plan.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, "never started"))
+        else:
+            live.append(info)
+    current = live[-1] if live else None
+    dead = [i for i in live[:-1] if not i.running]
+    keep = dead[-1] if current is not None and current.running and dead else None
+    for info in live[:-1]:
+        if info is not keep:
+            plan.stop(info, grace, True, "superseded by a newer attempt")
+    rec = replace(rec, last_attempt=max([rec.last_attempt, *(i.attempt for i in live)]))
+    if rec.waiting_reason and rec.last_attempt >= rec.waiting_attempt:
+        rec = replace(rec, waiting_reason="", waiting_message="")
+    for info in (keep, current):
+        if info is not None and not info.running and (rec.last_exit is None or rec.last_exit.attempt <= info.attempt):
+            rec = replace(rec, last_exit=Exit.of(info))
+    status = objects_pb2.ContainerStatus(name=container.name, image=container.image,
+                                         restart_count=max(rec.last_attempt, 0),
+                                         container_id=current.id if current is not None else "")
+    if current is not None and current.running:
+        rec = _trackers(rec, pod, container, current, now)
+        for tracker in (rec.liveness, rec.readiness):
+            if tracker is not None:
+                plan.wake_at(max(tracker.next_due, now + 1e-3))
+        if stopping:
+            plan.stop(current, grace, False, "pod is terminating")
+        elif rec.liveness is not None and rec.liveness.failed:
+            plan.stop(current, grace, False, "liveness probe failed")
+        status.ready = rec.readiness is None or rec.readiness.passing
+        status.state.CopyFrom(_state("running", started_at=current.started_at))
+        if rec.last_exit is not None and rec.last_exit.attempt < current.attempt:
+            status.last_state.CopyFrom(_terminated(rec.last_exit))
+        return rec, status, "running", current.ip
+    rec = replace(rec, liveness=None, readiness=None)
+    last = rec.last_exit if rec.last_exit is not None and rec.last_exit.attempt >= rec.last_attempt else None
+    if last is None and rec.last_attempt >= 0:  # it ran, and is gone without a trace
+        last = Exit(f"lost-{pod.metadata.uid}-{container.name}-{rec.last_attempt}", rec.last_attempt, 137,
+                    "ContainerStatusUnknown", "The container could not be located")
+        rec = replace(rec, last_exit=last)
+    restart = last is None or pod.spec.restart_policy == "Always" or (
+        pod.spec.restart_policy == "OnFailure" and last.exit_code != 0)
+    if last is not None and (stopping or not restart):
+        status.state.CopyFrom(_terminated(last))
+        return rec, status, "succeeded" if last.exit_code == 0 else "stopped", ""
+    if last is not None:
+        status.last_state.CopyFrom(_terminated(last))
+        if rec.backoff_for != last.container_id:
+            rec = _back_off(rec, last, plan)
+    kind = "pending" if last is None else "stopped"
+    if stopping:
+        status.state.CopyFrom(_state("waiting", reason=CONTAINER_CREATING))
+        return rec, status, kind, ""
+    if now < rec.backoff_until:
+        plan.wake_at(rec.backoff_until)
+        delay = _delay(rec.backoff_steps - 1, plan.config)
+        message = rec.waiting_message or (f"back-off {delay:g}s restarting failed container={container.name} "
+                                          f"pod={pod.metadata.namespace}/{pod.metadata.name}")
+        status.state.CopyFrom(_state("waiting", reason=rec.waiting_reason or CRASH_LOOP_BACK_OFF, message=message))
+        return rec, status, kind, ""
+    try:
+        spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1, network=plan.config.network)
+    except Invalid as err:
+        status.state.CopyFrom(_state("waiting", reason=CONFIG_ERROR, message=str(err)))
+        return rec, status, kind, ""
+    plan.starts.append(StartContainer(spec))
+    status.state.CopyFrom(_state("waiting", reason=rec.waiting_reason or CONTAINER_CREATING,
+                                 message=rec.waiting_message))
+    return rec, status, kind, ""
+
+
+def _trackers(rec: ContainerRecord, pod: objects_pb2.Pod, container: objects_pb2.Container, info: ContainerInfo,
+              now: float) -> ContainerRecord:
+    """Probe trackers for the running container `info`: kept while it is the same container, else new."""
+    started = info.started_at if info.started_at is not None else now
+    liveness = readiness = None
+    if container.HasField("liveness_probe"):
+        liveness = rec.liveness
+        if liveness is None or liveness.container_id != info.id:
+            liveness = ProbeTracker.start(LIVENESS, ProbeSettings.from_proto(container.liveness_probe), info.id,
+                                          started)
+    if container.HasField("readiness_probe"):
+        readiness = rec.readiness
+        if readiness is None or readiness.container_id != info.id:
+            # An agent that restarts keeps an adopted container's reported readiness.
+            reported = any(s.container_id == info.id and s.ready for s in pod.status.container_statuses)
+            readiness = ProbeTracker.start(READINESS, ProbeSettings.from_proto(container.readiness_probe), info.id,
+                                           started, passing=reported)
+    return replace(rec, liveness=liveness, readiness=readiness)
+
+
+def _delay(steps: int, config: ReconcileConfig) -> float:
+    if steps <= 0:
+        return 0.0
+    return float(min(config.backoff_base * 2 ** min(steps - 1, _MAX_STEPS), config.backoff_max))
+
+
+def _back_off(rec: ContainerRecord, last: Exit, plan: _Plan) -> ContainerRecord:
+    """The back-off after a newly seen exit."""
+    steps = rec.backoff_steps
+    if (last.started_at is not None and last.finished_at is not None
+            and last.finished_at - last.started_at >= plan.config.backoff_reset):
+        steps = 0
+    since = last.finished_at if last.finished_at is not None else plan.now
+    return replace(rec, backoff_until=since + _delay(steps, plan.config), backoff_steps=min(steps + 1, _MAX_STEPS),
+                   backoff_for=last.container_id)
+
+
+def _state(state: str, *, reason: str = "", message: str = "", exit_code: int = 0, started_at: float | None = None,
+           finished_at: float | None = None) -> objects_pb2.ContainerState:
+    return objects_pb2.ContainerState(
+        state=state, reason=reason, message=message, exit_code=exit_code,
+        started_at=format_time(started_at) if started_at is not None else "",
+        finished_at=format_time(finished_at) if finished_at is not None else "")
+
+
+def _terminated(last: Exit) -> objects_pb2.ContainerState:
+    return _state("terminated", reason=last.reason, message=last.message, exit_code=last.exit_code,
+                  started_at=last.started_at, finished_at=last.finished_at)
+
+
+def _phase(restart_policy: str, kinds: Sequence[str]) -> str:
+    """The pod phase from its containers' classes, as the kubelet decides it."""
+    running, pending = kinds.count("running"), kinds.count("pending")
+    succeeded = kinds.count("succeeded")
+    stopped = kinds.count("stopped") + succeeded
+    if pending or not kinds:
+        return "Pending"
+    if running:
+        return "Running"
+    if restart_policy == "Always":
+        return "Running"
+    if stopped == succeeded:
+        return "Succeeded"
+    return "Failed" if restart_policy == "Never" else "Running"
+
+
+def _pod_status(pod: objects_pb2.Pod, statuses: list[objects_pb2.ContainerStatus], kinds: list[str],
+                record: PodRecord, plan: _Plan) -> objects_pb2.PodStatus:
+    phase = _phase(pod.spec.restart_policy or "Always", kinds)
+    status = objects_pb2.PodStatus(phase=phase, pod_ip=record.pod_ip, host_ip=plan.config.host_ip,
+                                   start_time=record.start_time, container_statuses=statuses)
+    status.conditions.extend(pod.status.conditions)  # so transition times carry over
+    now_text = format_time(plan.now)
+    unready = [s.name for s in statuses if not (s.ready and s.state.state == "running")]
+    if phase in ("Succeeded", "Failed"):
+        reason, message = "PodCompleted", ""
+    elif unready:
+        reason, message = "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]"
+    else:
+        reason, message = "", ""
+    ready = "True" if not unready and phase == "Running" else "False"
+    for condition in ("ContainersReady", "Ready"):
+        set_condition(status.conditions, condition, ready, reason, message, now_text)
+    return status
+
+
+def record_start_failure(state: AgentPodState, action: StartContainer, reason: str, message: str, now: float,
+                         config: ReconcileConfig) -> AgentPodState:
+    """Remember a start that failed (`RuntimeFailure.reason` and message): shown, and retried after a back-off."""
+    spec = action.spec
+    pod = state.pods.get(spec.pod_uid)
+    if pod is None:
+        return state
+    rec = pod.containers.get(spec.container, ContainerRecord())
+    steps = max(rec.backoff_steps, 1)
+    rec = replace(rec, waiting_reason=reason, waiting_message=message, waiting_attempt=spec.attempt,
+                  backoff_until=now + _delay(steps, config), backoff_steps=min(steps + 1, _MAX_STEPS))
+    return _with_container(state, spec.pod_uid, pod, spec.container, rec)
+
+
+def due_probes(desired: Sequence[objects_pb2.Pod], state: AgentPodState, now: float) -> list[ProbeCheck]:
+    """The probes to run now, for running containers of desired pods."""
+    checks: list[ProbeCheck] = []
+    for pod in desired:
+        record = state.pods.get(pod.metadata.uid)
+        if record is None or pod.metadata.deletion_timestamp:
+            continue
+        for container in pod.spec.containers:
+            rec = record.containers.get(container.name)
+            if rec is None:
+                continue
+            ports = {p.name: p.container_port for p in container.ports if p.name}
+            for tracker, probe in ((rec.liveness, container.liveness_probe),
+                                   (rec.readiness, container.readiness_probe)):
+                if tracker is not None and tracker.due(now):
+                    checks.append(ProbeCheck(pod.metadata.uid, container.name, tracker.kind, tracker.container_id,
+                                             record.pod_ip or "127.0.0.1", probe, ports))
+    return checks
+
+
+def record_probe(state: AgentPodState, check: ProbeCheck, ok: bool, now: float) -> AgentPodState:
+    """Feed a probe result in; a result for a container that has since been replaced is dropped."""
+    pod = state.pods.get(check.pod_uid)
+    rec = pod.containers.get(check.container) if pod is not None else None
+    if pod is None or rec is None:
+        return state
+    tracker = rec.liveness if check.kind == LIVENESS else rec.readiness
+    if tracker is None or tracker.container_id != check.container_id:
+        return state
+    tracker = tracker.record(ok, now)
+    rec = replace(rec, liveness=tracker) if check.kind == LIVENESS else replace(rec, readiness=tracker)
+    return _with_container(state, check.pod_uid, pod, check.container, rec)
+
+
+def _with_container(state: AgentPodState, uid: str, pod: PodRecord, name: str, rec: ContainerRecord) -> AgentPodState:
+    pods = dict(state.pods)
+    pods[uid] = replace(pod, containers={**pod.containers, name: rec})
+    return AgentPodState(pods)
+
+
+def start_time_of(record: PodRecord) -> float | None:
+    """The pod's start time in seconds, for executors that age pods."""
+    return parse_time(record.start_time) if record.start_time else None
