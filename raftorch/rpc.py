@@ -54,3 +54,17 @@ def bind(server: grpc.aio.Server, address: str) -> int:
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return port
+
+
+def server(max_workers: int = 16) -> grpc.Server:
+    """A thread-pool server, for processes built around threads (the agent)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return grpc.server(ThreadPoolExecutor(max_workers=max_workers), options=_SERVER_OPTIONS)
+
+
+def bind_sync(srv: grpc.Server, address: str) -> int:
+    port: int = srv.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return port

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Install what raftorch needs on a fresh Debian machine (run as root): system packages and a
-# virtualenv in .venv with raftorch and its development tools. Safe to run again.
+# Install what raftorch needs on a fresh Debian machine (run as root): system packages (Docker
+# engine, busybox for offline images, iproute2, iptables), a virtualenv in .venv with raftorch
+# and its development tools, a running dockerd, and the local test images. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     need=()
-    for pkg in python3-venv iproute2 iptables; do
+    for pkg in python3-venv iproute2 iptables docker.io busybox-static; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ ${#need[@]} -gt 0 ]; then
@@ -21,4 +22,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -e '.[dev]'
+
+# The Node.js client example (and its test) needs its two npm packages.
+if command -v npm >/dev/null; then
+    npm ci --prefix clients/node --no-audit --no-fund --silent >/dev/null
+fi
+
+if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
+    bash scripts/start_docker.sh
+    if [ -f scripts/build_images.sh ]; then
+        bash scripts/build_images.sh
+    fi
+fi
 echo "setup: done (.venv ready)"

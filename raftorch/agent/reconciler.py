@@ -1,25 +1,22 @@
 """Pod reconciliation as a pure function: desired pods, the runtime's containers, memory and time in; a plan out.
 
-`plan_pod_actions` never does I/O and never reads a clock. The executor lists containers, calls
-it, keeps `plan.state`, carries out `plan.actions` in order (stops, removes, then starts), reports
-`plan.statuses`, feeds failed starts back with `record_start_failure` and probe results with
-`record_probe`, and plans again by `plan.wake_at` at the latest.
+The executor lists containers, calls `plan_pod_actions`, keeps `plan.state`, carries out
+`plan.actions` in order (stops, removes, starts), reports `plan.statuses`, feeds failed starts
+back with `record_start_failure` and probe results with `record_probe`, and plans again by
+`plan.wake_at` at the latest. The rules, in the manner of the kubelet:
 
-The rules, in the manner of the kubelet:
-
-* Containers of pods not desired (deleted, moved) are stopped with the pod's grace (from memory,
-  else the container's grace label, else `default_grace`) and removed. So are containers named
-  in no pod spec, older attempts still running, and dead containers beyond the newest one.
-* A running container is adopted, never restarted: a restarted agent disturbs nothing. The only
-  exception is a failed liveness probe, which stops it; it then restarts as its policy says.
-* A missing container starts (attempt 0). An exited one restarts as the restart policy says
-  (Always; OnFailure when the exit code is not 0; Never), with a back-off per container: the
-  first restart is immediate, then `backoff_base` doubling up to `backoff_max` after each exit,
-  counted from the exit time; a run of `backoff_reset` seconds or more forgets the back-off.
-  Meanwhile the container waits with reason CrashLoopBackOff.
-* A failed start (ErrImagePull, ErrImageNeverPull, RunContainerError, ...) waits with that reason
-  and message, and is retried with the same back-off (at least `backoff_base`).
-* The restart count is the attempt label of the newest container, so it survives agent restarts.
+* Containers of pods not desired are stopped with the pod's grace (remembered, else the
+  container's grace label, else `default_grace`) and removed; so are containers named in no pod
+  spec, older attempts still running, and dead containers but the newest.
+* A running container is adopted, never restarted (a restarted agent disturbs nothing), unless
+  its liveness probe fails: then it is stopped and restarts as its policy says.
+* A missing container starts. An exited one restarts as the restart policy says (Always;
+  OnFailure on a non-zero exit; Never) after a back-off: none for the first restart, then
+  `backoff_base` doubling up to `backoff_max`, from the exit time; a run of `backoff_reset`
+  seconds forgets it. Meanwhile the container waits with reason CrashLoopBackOff.
+* A failed start (ErrImagePull, RunContainerError, ...) waits with that reason and message and
+  is retried with the same back-off, at least `backoff_base`.
+* The restart count is the attempt label of the newest container: it survives agent restarts.
 """
 
 from __future__ import annotations
@@ -30,12 +27,22 @@ from dataclasses import dataclass, field, replace
 
 from raftorch.agent.probes import LIVENESS, READINESS, ProbeSettings, ProbeTracker
 from raftorch.agent.runtime.base import CREATED, ContainerInfo, ContainerSpec, container_spec
+from raftorch.agent.runtime.status import (
+    PENDING,
+    RUNNING,
+    STOPPED,
+    SUCCEEDED,
+    Exit,
+    container_state,
+    pod_status,
+    terminated,
+)
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
-from raftorch.objects import format_time, parse_time, set_condition
+from raftorch.objects import format_time
 
 __all__ = [
-    "Action", "AgentPodState", "ContainerRecord", "Exit", "PodRecord", "ProbeCheck", "ReconcileConfig",
+    "Action", "AgentPodState", "ContainerRecord", "PodRecord", "ProbeCheck", "ReconcileConfig",
     "ReconcilePlan", "RemoveContainer", "StartContainer", "StopContainer", "due_probes", "plan_pod_actions",
     "record_probe", "record_start_failure",
 ]
@@ -55,24 +62,6 @@ class ReconcileConfig:
     backoff_reset: float = 600.0
     default_grace: int = 30
     network: str | None = None  # handed to every ContainerSpec
-
-
-@dataclass(frozen=True, slots=True)
-class Exit:
-    """One finished run of a container."""
-
-    container_id: str
-    attempt: int
-    exit_code: int
-    reason: str
-    message: str = ""
-    started_at: float | None = None
-    finished_at: float | None = None
-
-    @classmethod
-    def of(cls, info: ContainerInfo) -> Exit:
-        return cls(info.id, info.attempt, info.exit_code, info.reason or ("Completed" if info.exit_code == 0 else
-                   "Error"), info.message, info.started_at, info.finished_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +220,8 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
     record = replace(record, grace_seconds=grace, pod_ip=pod_ip, containers=records)
     if terminal:
         return record, None
-    return record, _pod_status(pod, statuses, kinds, record, plan)
+    return record, pod_status(pod, statuses, kinds, pod_ip=pod_ip, host_ip=host_ip, start_time=record.start_time,
+                              now=plan.now)
 
 
 def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Container,
@@ -254,9 +244,9 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
     rec = replace(rec, last_attempt=max([rec.last_attempt, *(i.attempt for i in live)]))
     if rec.waiting_reason and rec.last_attempt >= rec.waiting_attempt:
         rec = replace(rec, waiting_reason="", waiting_message="")
-    for info in (keep, current):
-        if info is not None and not info.running and (rec.last_exit is None or rec.last_exit.attempt <= info.attempt):
-            rec = replace(rec, last_exit=Exit.of(info))
+    for done in (keep, current):
+        if done is not None and not done.running and (rec.last_exit is None or rec.last_exit.attempt <= done.attempt):
+            rec = replace(rec, last_exit=Exit.of(done))
     status = objects_pb2.ContainerStatus(name=container.name, image=container.image,
                                          restart_count=max(rec.last_attempt, 0),
                                          container_id=current.id if current is not None else "")
@@ -270,43 +260,44 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         elif rec.liveness is not None and rec.liveness.failed:
             plan.stop(current, grace, False, "liveness probe failed")
         status.ready = rec.readiness is None or rec.readiness.passing
-        status.state.CopyFrom(_state("running", started_at=current.started_at))
+        status.state.CopyFrom(container_state("running", started_at=current.started_at))
         if rec.last_exit is not None and rec.last_exit.attempt < current.attempt:
-            status.last_state.CopyFrom(_terminated(rec.last_exit))
-        return rec, status, "running", current.ip
+            status.last_state.CopyFrom(terminated(rec.last_exit))
+        return rec, status, RUNNING, current.ip
     rec = replace(rec, liveness=None, readiness=None)
     last = rec.last_exit if rec.last_exit is not None and rec.last_exit.attempt >= rec.last_attempt else None
     if last is None and rec.last_attempt >= 0:  # it ran, and is gone without a trace
         last = Exit(f"lost-{pod.metadata.uid}-{container.name}-{rec.last_attempt}", rec.last_attempt, 137,
                     "ContainerStatusUnknown", "The container could not be located")
         rec = replace(rec, last_exit=last)
-    restart = last is None or pod.spec.restart_policy == "Always" or (
-        pod.spec.restart_policy == "OnFailure" and last.exit_code != 0)
+    policy = pod.spec.restart_policy or "Always"
+    restart = last is None or policy == "Always" or (policy == "OnFailure" and last.exit_code != 0)
     if last is not None and (stopping or not restart):
-        status.state.CopyFrom(_terminated(last))
-        return rec, status, "succeeded" if last.exit_code == 0 else "stopped", ""
+        status.state.CopyFrom(terminated(last))
+        return rec, status, SUCCEEDED if last.exit_code == 0 else STOPPED, ""
     if last is not None:
-        status.last_state.CopyFrom(_terminated(last))
+        status.last_state.CopyFrom(terminated(last))
         if rec.backoff_for != last.container_id:
             rec = _back_off(rec, last, plan)
-    kind = "pending" if last is None else "stopped"
+    kind = PENDING if last is None else STOPPED
     if stopping:
-        status.state.CopyFrom(_state("waiting", reason=CONTAINER_CREATING))
+        status.state.CopyFrom(container_state("waiting", reason=CONTAINER_CREATING))
         return rec, status, kind, ""
     if now < rec.backoff_until:
         plan.wake_at(rec.backoff_until)
         delay = _delay(rec.backoff_steps - 1, plan.config)
         message = rec.waiting_message or (f"back-off {delay:g}s restarting failed container={container.name} "
                                           f"pod={pod.metadata.namespace}/{pod.metadata.name}")
-        status.state.CopyFrom(_state("waiting", reason=rec.waiting_reason or CRASH_LOOP_BACK_OFF, message=message))
+        status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CRASH_LOOP_BACK_OFF,
+                                              message=message))
         return rec, status, kind, ""
     try:
         spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1, network=plan.config.network)
     except Invalid as err:
-        status.state.CopyFrom(_state("waiting", reason=CONFIG_ERROR, message=str(err)))
+        status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=str(err)))
         return rec, status, kind, ""
     plan.starts.append(StartContainer(spec))
-    status.state.CopyFrom(_state("waiting", reason=rec.waiting_reason or CONTAINER_CREATING,
+    status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CONTAINER_CREATING,
                                  message=rec.waiting_message))
     return rec, status, kind, ""
 
@@ -346,55 +337,6 @@ def _back_off(rec: ContainerRecord, last: Exit, plan: _Plan) -> ContainerRecord:
     since = last.finished_at if last.finished_at is not None else plan.now
     return replace(rec, backoff_until=since + _delay(steps, plan.config), backoff_steps=min(steps + 1, _MAX_STEPS),
                    backoff_for=last.container_id)
-
-
-def _state(state: str, *, reason: str = "", message: str = "", exit_code: int = 0, started_at: float | None = None,
-           finished_at: float | None = None) -> objects_pb2.ContainerState:
-    return objects_pb2.ContainerState(
-        state=state, reason=reason, message=message, exit_code=exit_code,
-        started_at=format_time(started_at) if started_at is not None else "",
-        finished_at=format_time(finished_at) if finished_at is not None else "")
-
-
-def _terminated(last: Exit) -> objects_pb2.ContainerState:
-    return _state("terminated", reason=last.reason, message=last.message, exit_code=last.exit_code,
-                  started_at=last.started_at, finished_at=last.finished_at)
-
-
-def _phase(restart_policy: str, kinds: Sequence[str]) -> str:
-    """The pod phase from its containers' classes, as the kubelet decides it."""
-    running, pending = kinds.count("running"), kinds.count("pending")
-    succeeded = kinds.count("succeeded")
-    stopped = kinds.count("stopped") + succeeded
-    if pending or not kinds:
-        return "Pending"
-    if running:
-        return "Running"
-    if restart_policy == "Always":
-        return "Running"
-    if stopped == succeeded:
-        return "Succeeded"
-    return "Failed" if restart_policy == "Never" else "Running"
-
-
-def _pod_status(pod: objects_pb2.Pod, statuses: list[objects_pb2.ContainerStatus], kinds: list[str],
-                record: PodRecord, plan: _Plan) -> objects_pb2.PodStatus:
-    phase = _phase(pod.spec.restart_policy or "Always", kinds)
-    status = objects_pb2.PodStatus(phase=phase, pod_ip=record.pod_ip, host_ip=plan.config.host_ip,
-                                   start_time=record.start_time, container_statuses=statuses)
-    status.conditions.extend(pod.status.conditions)  # so transition times carry over
-    now_text = format_time(plan.now)
-    unready = [s.name for s in statuses if not (s.ready and s.state.state == "running")]
-    if phase in ("Succeeded", "Failed"):
-        reason, message = "PodCompleted", ""
-    elif unready:
-        reason, message = "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]"
-    else:
-        reason, message = "", ""
-    ready = "True" if not unready and phase == "Running" else "False"
-    for condition in ("ContainersReady", "Ready"):
-        set_condition(status.conditions, condition, ready, reason, message, now_text)
-    return status
 
 
 def record_start_failure(state: AgentPodState, action: StartContainer, reason: str, message: str, now: float,
@@ -450,7 +392,3 @@ def _with_container(state: AgentPodState, uid: str, pod: PodRecord, name: str, r
     pods[uid] = replace(pod, containers={**pod.containers, name: rec})
     return AgentPodState(pods)
 
-
-def start_time_of(record: PodRecord) -> float | None:
-    """The pod's start time in seconds, for executors that age pods."""
-    return parse_time(record.start_time) if record.start_time else None

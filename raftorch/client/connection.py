@@ -82,15 +82,18 @@ class Connection:
             if self.endpoints[self._cursor % len(self.endpoints)] == address:
                 self._cursor += 1
 
-    def discover_leader(self, address: str) -> None:
-        """Ask one master who leads; prefer the leader if its address is one we may use."""
+    def discover_leader(self, address: str, failed: str = "") -> None:
+        """Ask one master who leads; prefer the leader if its address is one we may use.
+
+        `failed` is an address that just failed us: a master may still name it as leader for
+        a moment after it died, and going back to it would only waste the retry."""
         try:
             resp: cluster_pb2.MemberListResponse = self.stubs(address).cluster.MemberList(
                 cluster_pb2.MemberListRequest(), timeout=min(self.timeout, 1.0))
         except grpc.RpcError:
             return
         for member in resp.members:
-            if member.name == resp.leader and member.client_addr:
+            if member.name == resp.leader and member.client_addr and member.client_addr != failed:
                 with self._lock:
                     if member.client_addr not in self.endpoints:
                         # Learned from the cluster: usable as a fallback too.
@@ -124,7 +127,7 @@ class Connection:
                 tried.add(address)
                 self._failed(address)
                 if first_failure and not self.pin:
-                    self.discover_leader(self._candidate())
+                    self.discover_leader(self._candidate(), failed=address)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

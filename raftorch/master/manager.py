@@ -108,6 +108,7 @@ class ControllerManager:
                 if now - last_lifecycle >= self.settings.lifecycle_period:
                     last_lifecycle = now
                     self._pass("node lifecycle", self._node_lifecycle, cache)
+                    self._pass("master pods", self._master_pods, cache)
                 if dirty or now - last_full >= RESYNC:
                     dirty = False
                     last_full = now
@@ -164,6 +165,51 @@ class ControllerManager:
                              node=pod.spec.node_name)
                     futures.append(self.registry.delete(kind_of("Pod"), pod.metadata.namespace, pod.metadata.name,
                                                         pod.metadata.resource_version, fence_term=self.term))
+        return futures
+
+    # -- the masters as pods of raftorch-system ---------------------------------------------------
+
+    def _master_pods(self, cache: ObjectCache) -> list[Future[Message]]:
+        """Each master shows up in `get pods -A`, Ready while the leader has a Raft link to it."""
+        replica = self.registry.replica
+        with replica.reading() as machine:
+            members = list(machine.members.values())
+        connected = replica.connected_peers() | {replica.peer_addr}
+        existing = {p.metadata.name: p for p in cache.items("Pod")
+                    if isinstance(p, objects_pb2.Pod) and p.metadata.namespace == SYSTEM_NAMESPACE}
+        futures: list[Future[Message]] = []
+        now = format_time(self.wall())
+        for member in members:
+            name = f"master-{member.name}"
+            ready = "True" if member.peer_addr in connected else "False"
+            pod = existing.get(name)
+            if pod is None:
+                pod = objects_pb2.Pod(
+                    metadata=objects_pb2.ObjectMeta(name=name, namespace=SYSTEM_NAMESPACE,
+                                                    labels={"component": "raftorch-master"},
+                                                    annotations={MIRROR_ANNOTATION: "true"}),
+                    spec=objects_pb2.PodSpec(node_name=member.name, containers=[objects_pb2.Container(
+                        name="master", image="raftorch-master", ports=[objects_pb2.ContainerPort(
+                            name="grpc", container_port=int(member.client_addr.rpartition(":")[2] or 0))])]))
+                futures.append(self.registry.create(pod, fence_term=self.term))
+                continue
+            current = next((c.status for c in pod.status.conditions if c.type == "Ready"), "")
+            if current == ready and pod.status.phase == "Running":
+                continue
+            updated = objects_pb2.Pod()
+            updated.CopyFrom(pod)
+            host = member.client_addr.rpartition(":")[0]
+            updated.status.phase = "Running"
+            updated.status.host_ip = host
+            updated.status.pod_ip = host
+            updated.status.start_time = updated.status.start_time or now
+            set_condition(updated.status.conditions, "Ready", ready, "RaftLink",
+                          "connected to the leader" if ready == "True" else "no Raft link to the leader", now)
+            del updated.status.container_statuses[:]
+            updated.status.container_statuses.add(
+                name="master", ready=ready == "True", image="raftorch-master",
+                state=objects_pb2.ContainerState(state="running", started_at=updated.status.start_time))
+            futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
         return futures
 
     # -- scheduler -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.kv_service import KVService
 from raftorch.master.manager import ControllerManager, ManagerSettings
 from raftorch.master.node_lifecycle import LifecycleSettings
+from raftorch.master.pods_service import PodsService
 from raftorch.master.registry import NetworkSettings, Registry
 from raftorch.master.resources_service import ResourcesService
 from raftorch.store.leases import LeaseKeeper
@@ -41,6 +42,7 @@ SERVICES = (
     cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name,
     resources_pb2.DESCRIPTOR.services_by_name["Resources"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["Agents"].full_name,
+    agents_pb2.DESCRIPTOR.services_by_name["Pods"].full_name,
 )
 LEASE_TICK = 0.1
 REGISTER_RETRY = 0.5
@@ -75,6 +77,7 @@ class Master:
             ResourcesService(self.registry, cfg.write_timeout), self.server)
         agents_pb2_grpc.add_AgentsServicer_to_server(
             AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout), self.server)
+        agents_pb2_grpc.add_PodsServicer_to_server(PodsService(self.registry, self.forwarder), self.server)
         kv_pb2_grpc.add_KVServicer_to_server(
             KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), self.server)
         cluster_pb2_grpc.add_ClusterServicer_to_server(

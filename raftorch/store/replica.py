@@ -301,6 +301,11 @@ class RaftReplica:
         leader = self._node._getLeader()
         return str(leader.address) if leader is not None else ""
 
+    def connected_peers(self) -> set[str]:
+        """Peer addresses of the masters this one has a Raft connection to right now."""
+        node = self._node
+        return {str(n.address) for n in node.otherNodes if node.isNodeConnected(n)}
+
     def status(self) -> ReplicaStatus:
         node = self._node
         if node._isLeader():

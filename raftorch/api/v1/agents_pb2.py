@@ -27,7 +27,7 @@ from raftorch.api.v1 import objects_pb2 as raftorch_dot_v1_dot_objects__pb2
 from raftorch.api.v1 import resources_pb2 as raftorch_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18raftorch/v1/agents.proto\x12\x0braftorch.v1\x1a\x19raftorch/v1/objects.proto\x1a\x1braftorch/v1/resources.proto\"6\n\x13RegisterNodeRequest\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.raftorch.v1.Node\"2\n\x10HeartbeatRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"5\n\x11HeartbeatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x1f\n\x0eHeartbeatBatch\x12\r\n\x05nodes\x18\x01 \x03(\t\"\x18\n\x16HeartbeatBatchResponse\"g\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12&\n\x06status\x18\x04 \x01(\x0b\x32\x16.raftorch.v1.PodStatus\"U\n\x16ReportPodStatusRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12-\n\x07updates\x18\x02 \x03(\x0b\x32\x1c.raftorch.v1.PodStatusUpdate\"\'\n\x17ReportPodStatusResponse\x12\x0c\n\x04gone\x18\x01 \x03(\t\">\n\x14WatchNodePodsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\x32\xa2\x03\n\x06\x41gents\x12\x43\n\x0cRegisterNode\x12 .raftorch.v1.RegisterNodeRequest\x1a\x11.raftorch.v1.Node\x12N\n\tHeartbeat\x12\x1d.raftorch.v1.HeartbeatRequest\x1a\x1e.raftorch.v1.HeartbeatResponse(\x01\x30\x01\x12U\n\x11\x46orwardHeartbeats\x12\x1b.raftorch.v1.HeartbeatBatch\x1a#.raftorch.v1.HeartbeatBatchResponse\x12\\\n\x0fReportPodStatus\x12#.raftorch.v1.ReportPodStatusRequest\x1a$.raftorch.v1.ReportPodStatusResponse\x12N\n\rWatchNodePods\x12!.raftorch.v1.WatchNodePodsRequest\x1a\x18.raftorch.v1.ObjectEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18raftorch/v1/agents.proto\x12\x0braftorch.v1\x1a\x19raftorch/v1/objects.proto\x1a\x1braftorch/v1/resources.proto\"6\n\x13RegisterNodeRequest\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.raftorch.v1.Node\"2\n\x10HeartbeatRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"5\n\x11HeartbeatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x1f\n\x0eHeartbeatBatch\x12\r\n\x05nodes\x18\x01 \x03(\t\"\x18\n\x16HeartbeatBatchResponse\"g\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12&\n\x06status\x18\x04 \x01(\x0b\x32\x16.raftorch.v1.PodStatus\"U\n\x16ReportPodStatusRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12-\n\x07updates\x18\x02 \x03(\x0b\x32\x1c.raftorch.v1.PodStatusUpdate\"\'\n\x17ReportPodStatusResponse\x12\x0c\n\x04gone\x18\x01 \x03(\t\">\n\x14WatchNodePodsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"d\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xa2\x03\n\x06\x41gents\x12\x43\n\x0cRegisterNode\x12 .raftorch.v1.RegisterNodeRequest\x1a\x11.raftorch.v1.Node\x12N\n\tHeartbeat\x12\x1d.raftorch.v1.HeartbeatRequest\x1a\x1e.raftorch.v1.HeartbeatResponse(\x01\x30\x01\x12U\n\x11\x46orwardHeartbeats\x12\x1b.raftorch.v1.HeartbeatBatch\x1a#.raftorch.v1.HeartbeatBatchResponse\x12\\\n\x0fReportPodStatus\x12#.raftorch.v1.ReportPodStatusRequest\x1a$.raftorch.v1.ReportPodStatusResponse\x12N\n\rWatchNodePods\x12!.raftorch.v1.WatchNodePodsRequest\x1a\x18.raftorch.v1.ObjectEvent0\x01\x32\x41\n\x04Pods\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x32\x46\n\tNodeAgent\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,6 +52,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTPODSTATUSRESPONSE']._serialized_end=550
   _globals['_WATCHNODEPODSREQUEST']._serialized_start=552
   _globals['_WATCHNODEPODSREQUEST']._serialized_end=614
-  _globals['_AGENTS']._serialized_start=617
-  _globals['_AGENTS']._serialized_end=1035
+  _globals['_LOGSREQUEST']._serialized_start=616
+  _globals['_LOGSREQUEST']._serialized_end=716
+  _globals['_LOGCHUNK']._serialized_start=718
+  _globals['_LOGCHUNK']._serialized_end=742
+  _globals['_AGENTS']._serialized_start=745
+  _globals['_AGENTS']._serialized_end=1163
+  _globals['_PODS']._serialized_start=1165
+  _globals['_PODS']._serialized_end=1230
+  _globals['_NODEAGENT']._serialized_start=1232
+  _globals['_NODEAGENT']._serialized_end=1302
 # @@protoc_insertion_point(module_scope)

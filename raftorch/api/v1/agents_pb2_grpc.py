@@ -273,3 +273,153 @@ class Agents:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class PodsStub:
+    """Served by masters: finds the pod's node and relays the agent's answer.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Logs = channel.unary_stream(
+                '/raftorch.v1.Pods/Logs',
+                request_serializer=raftorch_dot_v1_dot_agents__pb2.LogsRequest.SerializeToString,
+                response_deserializer=raftorch_dot_v1_dot_agents__pb2.LogChunk.FromString,
+                _registered_method=True)
+
+
+class PodsServicer:
+    """Served by masters: finds the pod's node and relays the agent's answer.
+    """
+
+    def Logs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PodsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=raftorch_dot_v1_dot_agents__pb2.LogsRequest.FromString,
+                    response_serializer=raftorch_dot_v1_dot_agents__pb2.LogChunk.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'raftorch.v1.Pods', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('raftorch.v1.Pods', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Pods:
+    """Served by masters: finds the pod's node and relays the agent's answer.
+    """
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/raftorch.v1.Pods/Logs',
+            raftorch_dot_v1_dot_agents__pb2.LogsRequest.SerializeToString,
+            raftorch_dot_v1_dot_agents__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class NodeAgentStub:
+    """Served by each agent on its agent endpoint, for the masters.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Logs = channel.unary_stream(
+                '/raftorch.v1.NodeAgent/Logs',
+                request_serializer=raftorch_dot_v1_dot_agents__pb2.LogsRequest.SerializeToString,
+                response_deserializer=raftorch_dot_v1_dot_agents__pb2.LogChunk.FromString,
+                _registered_method=True)
+
+
+class NodeAgentServicer:
+    """Served by each agent on its agent endpoint, for the masters.
+    """
+
+    def Logs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeAgentServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=raftorch_dot_v1_dot_agents__pb2.LogsRequest.FromString,
+                    response_serializer=raftorch_dot_v1_dot_agents__pb2.LogChunk.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'raftorch.v1.NodeAgent', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('raftorch.v1.NodeAgent', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeAgent:
+    """Served by each agent on its agent endpoint, for the masters.
+    """
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/raftorch.v1.NodeAgent/Logs',
+            raftorch_dot_v1_dot_agents__pb2.LogsRequest.SerializeToString,
+            raftorch_dot_v1_dot_agents__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

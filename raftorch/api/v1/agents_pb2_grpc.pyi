@@ -97,3 +97,59 @@ class AgentsServicer(metaclass=_abc_1.ABCMeta):
         """The pods bound to one node: current ones as ADDED, then changes."""
 
 def add_AgentsServicer_to_server(servicer: AgentsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class PodsStub:
+    """Served by masters: finds the pod's node and relays the agent's answer."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> PodsAsyncStub: ...
+    Logs: _grpc.UnaryStreamMultiCallable[_agents_pb2.LogsRequest, _agents_pb2.LogChunk]
+
+@_typing.type_check_only
+class PodsAsyncStub(PodsStub):
+    """Served by masters: finds the pod's node and relays the agent's answer."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Logs: _aio.UnaryStreamMultiCallable[_agents_pb2.LogsRequest, _agents_pb2.LogChunk]  # type: ignore[assignment]
+
+class PodsServicer(metaclass=_abc_1.ABCMeta):
+    """Served by masters: finds the pod's node and relays the agent's answer."""
+
+    @_abc_1.abstractmethod
+    def Logs(
+        self,
+        request: _agents_pb2.LogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agents_pb2.LogChunk], _abc.AsyncIterator[_agents_pb2.LogChunk]]: ...
+
+def add_PodsServicer_to_server(servicer: PodsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class NodeAgentStub:
+    """Served by each agent on its agent endpoint, for the masters."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> NodeAgentAsyncStub: ...
+    Logs: _grpc.UnaryStreamMultiCallable[_agents_pb2.LogsRequest, _agents_pb2.LogChunk]
+
+@_typing.type_check_only
+class NodeAgentAsyncStub(NodeAgentStub):
+    """Served by each agent on its agent endpoint, for the masters."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Logs: _aio.UnaryStreamMultiCallable[_agents_pb2.LogsRequest, _agents_pb2.LogChunk]  # type: ignore[assignment]
+
+class NodeAgentServicer(metaclass=_abc_1.ABCMeta):
+    """Served by each agent on its agent endpoint, for the masters."""
+
+    @_abc_1.abstractmethod
+    def Logs(
+        self,
+        request: _agents_pb2.LogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agents_pb2.LogChunk], _abc.AsyncIterator[_agents_pb2.LogChunk]]: ...
+
+def add_NodeAgentServicer_to_server(servicer: NodeAgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,819 @@
+"""Benchmark of the whole control plane: scheduling throughput with hollow nodes, against Kubernetes.
+
+    python bench/control_plane_bench.py [--quick] [--nodes N] [--pods P] [--deployments D] [--fleets K] [--json]
+
+Starts three real masters (`LocalMasters`, in a temporary directory, always torn down) and N
+hollow nodes (`HollowFleet`: fake runtimes, 4 cores / 16Gi / 110 pods each, one heartbeat per
+second) spread over K fleet processes. Once every node is registered and Ready, it creates D
+deployments of P/D replicas (each pod asks for 100m cpu and 64Mi memory) from a pool of client
+threads, and measures, from one Resources watch on all pods in this process:
+
+- pods bound per second: bound pods / (last bind seen - first pod seen), and per pod the time
+  from its first event to the first event with spec.node_name set (p50, p99);
+- the time from the first deployment create to every pod Running (as the hollow nodes report).
+
+While the pods are scheduled and started, a separate process creates Event objects at a steady
+rate (default 20/s, paced, one call at a time) and records each call's latency: Events are small,
+need no scheduling, and no controller reacts to them, so the probe measures the write path without
+disturbing what is measured (a pending pod would be re-tried by every scheduler pass).
+
+Then two idle windows (no writes from the benchmark): one after the nodes are Ready and before any
+deployment, one after every pod is Running (and the store has settled). For each it reads the
+leader's Raft commit index and store revision at both ends and counts the keys changed by kind
+(a KV watch on every key): heartbeats alone should cause no log entries at all. The fleets report
+how many heartbeats they sent. At the end: peak (VmHWM) and current (VmRSS) memory of each master,
+and the leader's CPU use (utime + stime from /proc) per phase, in % of one core.
+
+Node registration: the fleets register concurrently, and two masters' registrations can pick the
+same free pod CIDR; the store then refuses the second with AlreadyExists, which the master does not
+retry. The fleets here retry (after a short random pause) and the number of such collisions is shown.
+The cluster CIDR is widened to fit a /24 per node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import math
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.process
+import os
+import platform
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from raftorch.agent.hollow import HollowFleet
+from raftorch.api.v1 import objects_pb2
+from raftorch.client import Client
+from raftorch.errors import AlreadyExists, RaftorchError
+from raftorch.local.masters import LocalMasters
+from raftorch.objects import format_time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BENCH_LABEL = "bench-app"
+NAMESPACE = "default"
+NODE_CPU, NODE_MEMORY, NODE_PODS = "4", "16Gi", "110"
+POD_CPU, POD_MEMORY = "100m", "64Mi"
+HEARTBEAT_PERIOD = 1.0
+CHILD_TIMEOUT = 30.0
+PROGRESS_EVERY = 5.0
+SETTLE_QUIET = 2.0
+SETTLE_MAX = 30.0
+REGISTER_ATTEMPTS = 10
+
+TARGET_PODS_PER_S = 1000.0
+TARGET_CREATE_P99_MS = 100.0
+TARGET_IDLE_ENTRIES_PER_S = 0.0
+TARGET_RSS_MB = 500.0
+K8S_NOTE = "Kubernetes: ~100/s end to end at 5,000 nodes; 800-900/s in its integration benchmark"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    nodes: int
+    pods: int
+    deployments: int
+    fleets: int
+    creators: int
+    probe_rate: float
+    idle_s: float
+    timeout_s: float
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+
+def percentile(sorted_samples: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of sorted samples (nan when there are none)."""
+    if not sorted_samples:
+        return float("nan")
+    rank = max(1, math.ceil(len(sorted_samples) * pct / 100))
+    return sorted_samples[rank - 1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc/<pid>/stat; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmHWM (peak) and VmRSS (now) of a process, in MB."""
+    out: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "VmRSS"):
+                    out[key] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def node_names(count: int) -> list[str]:
+    return [f"hollow-{i:05d}" for i in range(count)]
+
+
+def cluster_cidr(nodes: int) -> str:
+    """A cluster CIDR with room for a /24 per node (at least the default /16)."""
+    bits = max(8, math.ceil(math.log2(max(nodes, 2))))
+    return f"10.0.0.0/{max(8, 24 - bits)}"
+
+
+def split(items: Sequence[str], parts: int) -> list[list[str]]:
+    parts = max(1, min(parts, len(items)))
+    return [list(items[i::parts]) for i in range(parts)]
+
+
+def replicas_per_deployment(pods: int, deployments: int) -> list[int]:
+    base, extra = divmod(pods, deployments)
+    return [base + (1 if i < extra else 0) for i in range(deployments)]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(every)
+    return check()
+
+
+def recv(conn: multiprocessing.connection.Connection, timeout: float, what: str) -> Any:
+    if not conn.poll(timeout):
+        raise TimeoutError(f"child process: no {what} within {timeout:.0f}s")
+    try:
+        msg = conn.recv()
+    except EOFError:
+        raise RuntimeError(f"a child process exited before sending its {what}") from None
+    if isinstance(msg, tuple) and msg and msg[0] == "error":
+        raise RuntimeError(f"child process failed:\n{msg[1]}")
+    return msg
+
+
+# -- hollow fleet processes ------------------------------------------------------------------
+
+
+class BenchFleet(HollowFleet):
+    """A HollowFleet whose registration survives pod CIDR collisions with other fleets."""
+
+    collisions = 0
+
+    def register(self, name: str) -> None:
+        for attempt in range(REGISTER_ATTEMPTS):
+            try:
+                super().register(name)
+                return
+            except AlreadyExists:
+                if attempt == REGISTER_ATTEMPTS - 1:
+                    raise
+                self.collisions += 1
+                time.sleep(random.uniform(0.0, 0.05))
+
+
+def fleet_main(endpoints: list[str], names: list[str], conn: multiprocessing.connection.Connection) -> None:
+    """One fleet process. Sends ("ready", info) once registered; answers "stats"; exits on "stop"."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
+    fleet = BenchFleet(endpoints, names, HEARTBEAT_PERIOD, NODE_CPU, NODE_MEMORY, NODE_PODS)
+    try:
+        started = time.monotonic()
+        fleet.start()
+        conn.send(("ready", {"register_s": time.monotonic() - started, "collisions": fleet.collisions}))
+        while (msg := conn.recv()) != "stop":
+            if msg == "stats":
+                conn.send(("stats", fleet.heartbeats_sent))
+    except (BrokenPipeError, EOFError):
+        pass
+    except Exception:
+        with contextlib.suppress(BrokenPipeError):
+            conn.send(("error", traceback.format_exc()))
+    finally:
+        fleet.stop()
+
+
+# -- the create-latency probe process ----------------------------------------------------------
+
+
+def probe_event(i: int) -> objects_pb2.Event:
+    now = format_time(time.time())
+    return objects_pb2.Event(
+        metadata=objects_pb2.ObjectMeta(name=f"bench-probe-{i:06d}", namespace=NAMESPACE),
+        involved_object=objects_pb2.ObjectReference(kind="Pod", namespace=NAMESPACE, name="bench-probe"),
+        reason="BenchProbe", message="create-latency probe", type="Normal", count=1,
+        first_timestamp=now, last_timestamp=now, source="control-plane-bench")
+
+
+def probe_main(endpoints: list[str], rate: float, conn: multiprocessing.connection.Connection) -> None:
+    """Creates one Event every 1/rate s until "stop"; then sends (latencies, errors)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    client = Client(endpoints, timeout=10.0, retry_for=30.0)
+    latencies: list[float] = []
+    errors = 0
+    try:
+        client.cluster_status()  # connects and finds the leader before the clock starts
+        conn.send(("ready",))
+        interval = 1.0 / rate
+        next_at = time.monotonic()
+        for i in itertools.count():
+            if conn.poll(max(0.0, next_at - time.monotonic())):
+                break
+            next_at += interval
+            t0 = time.perf_counter()
+            try:
+                client.objects.create(probe_event(i))
+            except RaftorchError:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+        conn.send(("done", latencies, errors))
+    except (BrokenPipeError, EOFError):
+        pass
+    except Exception:
+        with contextlib.suppress(BrokenPipeError):
+            conn.send(("error", traceback.format_exc()))
+    finally:
+        client.close()
+
+
+@dataclass(slots=True)
+class Child:
+    proc: multiprocessing.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+
+    def stop(self, timeout: float = 15.0) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send("stop")
+        self.proc.join(timeout)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def spawn(target: Callable[..., None], *args: object) -> Child:
+    ctx = multiprocessing.get_context("spawn")
+    parent_end, child_end = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(*args, child_end), daemon=True)
+    proc.start()
+    child_end.close()
+    return Child(proc, parent_end)
+
+
+# -- watches in this process -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PodTimes:
+    seen: float
+    bound: float | None = None
+    running: float | None = None
+
+
+class PodTracker:
+    """Follows every pod through one Resources watch and notes when each is seen, bound, Running."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        self._client = Client(endpoints, timeout=10.0, retry_for=60.0)
+        self._watch = self._client.objects.watch("pods")
+        self.pods: dict[str, PodTimes] = {}
+        self.bound = 0
+        self.running = 0
+        self.events = 0
+        self.error = ""
+        self._thread = threading.Thread(target=self._run, name="pod-tracker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for ev in self._watch:
+                self._record(ev.object, time.monotonic())
+        except RaftorchError as err:
+            self.error = str(err)
+
+    def _record(self, pod: Any, now: float) -> None:
+        if not isinstance(pod, objects_pb2.Pod) or BENCH_LABEL not in pod.metadata.labels:
+            return
+        self.events += 1
+        times = self.pods.get(pod.metadata.uid)
+        if times is None:
+            times = self.pods[pod.metadata.uid] = PodTimes(now)
+        if times.bound is None and pod.spec.node_name:
+            times.bound = now
+            self.bound += 1
+        if times.running is None and pod.status.phase == "Running":
+            times.running = now
+            self.running += 1
+
+    def close(self) -> None:
+        self._watch.close()
+        self._client.close()
+
+
+class NodeTracker:
+    """Counts nodes whose Ready condition is True, from a Resources watch on nodes."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        self._client = Client(endpoints, timeout=10.0, retry_for=60.0)
+        self._watch = self._client.objects.watch("nodes")
+        self.ready: set[str] = set()
+        self.seen: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="node-tracker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(RaftorchError):
+            for ev in self._watch:
+                node = ev.object
+                assert isinstance(node, objects_pb2.Node)
+                name = node.metadata.name
+                self.seen.add(name)
+                ready = ev.type != "DELETED" and any(
+                    c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+                (self.ready.add if ready else self.ready.discard)(name)
+
+    def close(self) -> None:
+        self._watch.close()
+        self._client.close()
+
+
+class KeyCounter:
+    """Counts changed keys by kind (second path segment) from a KV watch on every key."""
+
+    def __init__(self, endpoints: list[str], start_revision: int) -> None:
+        self._client = Client(endpoints, timeout=10.0, retry_for=30.0)
+        self._watch = self._client.watch("", prefix=True, start_revision=start_revision)
+        self.changes: list[tuple[int, str]] = []
+        self._thread = threading.Thread(target=self._run, name="key-counter", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(RaftorchError):
+            for ev in self._watch:
+                parts = ev.kv.key.split("/")
+                kind = "/".join(parts[2:4]) if parts[2:3] == ["allocations"] else "/".join(parts[1:3])
+                self.changes.append((ev.revision, f"{kind} {ev.type.lower()}"))
+
+    def revisions(self, upto: int) -> int:
+        return len({rev for rev, _ in self.changes if rev <= upto})
+
+    def by_kind(self, upto: int) -> dict[str, int]:
+        return dict(Counter(kind for rev, kind in self.changes if rev <= upto).most_common())
+
+    def close(self) -> None:
+        self._watch.close()
+        self._client.close()
+
+
+# -- the cluster ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Cluster:
+    masters: LocalMasters
+    leader: str
+    client: Client
+    fleets: list[Child] = field(default_factory=list)
+
+    def leader_pid(self) -> int:
+        proc = self.masters.masters[self.leader].proc
+        assert proc is not None
+        return proc.pid
+
+    def leader_status(self) -> tuple[int, int]:
+        """(commit index, store revision) as the leader reports them."""
+        status = self.client.member_status(self.masters.masters[self.leader].client_addr)
+        return status.commit_index, status.revision
+
+    def current_leader(self) -> str:
+        return self.client.cluster_status().leader
+
+    def heartbeats_sent(self) -> int:
+        total = 0
+        for fleet in self.fleets:
+            fleet.conn.send("stats")
+            total += cast(int, recv(fleet.conn, CHILD_TIMEOUT, "stats")[1])
+        return total
+
+    def fleet_cpu(self) -> float:
+        return sum(cpu_seconds(f.proc.pid) for f in self.fleets if f.proc.pid is not None)
+
+
+def start_fleets(cluster: Cluster, settings: Settings) -> dict[str, float]:
+    """Spawn the fleet processes and wait until every node is registered."""
+    started = time.monotonic()
+    for names in split(node_names(settings.nodes), settings.fleets):
+        cluster.fleets.append(spawn(fleet_main, cluster.masters.endpoints, names))
+    timeout = CHILD_TIMEOUT + settings.nodes * 0.2
+    infos = [cast(dict[str, float], recv(f.conn, timeout, "registration")[1]) for f in cluster.fleets]
+    return {"register_s": time.monotonic() - started,
+            "collisions": sum(i["collisions"] for i in infos)}
+
+
+def wait_nodes_ready(nodes: NodeTracker, count: int, timeout: float) -> float:
+    started = time.monotonic()
+    if not wait_until(lambda: len(nodes.ready) >= count, timeout, 0.2):
+        raise TimeoutError(f"only {len(nodes.ready)} of {count} nodes Ready after {timeout:.0f}s "
+                           f"({len(nodes.seen)} registered)")
+    return time.monotonic() - started
+
+
+def deployment(name: str, replicas: int) -> objects_pb2.Deployment:
+    labels = {BENCH_LABEL: name}
+    return objects_pb2.Deployment(
+        metadata=objects_pb2.ObjectMeta(name=name, namespace=NAMESPACE),
+        spec=objects_pb2.DeploymentSpec(
+            replicas=replicas,
+            selector=objects_pb2.LabelSelector(match_labels=labels),
+            template=objects_pb2.PodTemplateSpec(
+                metadata=objects_pb2.ObjectMeta(labels=labels),
+                spec=objects_pb2.PodSpec(containers=[objects_pb2.Container(
+                    name="web", image="web:v1",
+                    resources=objects_pb2.ResourceRequirements(requests={"cpu": POD_CPU, "memory": POD_MEMORY}))]))))
+
+
+def create_deployments(endpoints: list[str], settings: Settings) -> list[float]:
+    """Create every deployment from a pool of threads (one Client each); returns call latencies."""
+    local = threading.local()
+
+    def create(item: tuple[int, int]) -> float:
+        if not hasattr(local, "client"):
+            local.client = Client(endpoints, timeout=10.0, retry_for=30.0)
+        t0 = time.perf_counter()
+        local.client.objects.create(deployment(f"bench-{item[0]:04d}", item[1]))
+        return time.perf_counter() - t0
+
+    items = list(enumerate(replicas_per_deployment(settings.pods, settings.deployments)))
+    with ThreadPoolExecutor(settings.creators) as pool:
+        return list(pool.map(create, items))
+
+
+# -- phases ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Idle:
+    seconds: float
+    raft_entries: int
+    store_revisions: int
+    heartbeats: int
+    changed_keys: dict[str, int]
+    leader_cpu_pct: float
+
+    @property
+    def entries_per_s(self) -> float:
+        return self.raft_entries / self.seconds
+
+    @property
+    def heartbeats_per_s(self) -> float:
+        return self.heartbeats / self.seconds
+
+
+def settle(cluster: Cluster) -> float:
+    """Wait until the store revision has not moved for SETTLE_QUIET s (at most SETTLE_MAX s)."""
+    started = time.monotonic()
+    last_rev, last_change = cluster.leader_status()[1], started
+    while time.monotonic() - started < SETTLE_MAX:
+        time.sleep(0.25)
+        rev = cluster.leader_status()[1]
+        if rev != last_rev:
+            last_rev, last_change = rev, time.monotonic()
+        elif time.monotonic() - last_change >= SETTLE_QUIET:
+            break
+    return time.monotonic() - started
+
+
+def measure_idle(cluster: Cluster, seconds: float) -> Idle:
+    pid = cluster.leader_pid()
+    commit0, rev0 = cluster.leader_status()
+    counter = KeyCounter(cluster.masters.endpoints, rev0 + 1)
+    try:
+        beats0, cpu0, t0 = cluster.heartbeats_sent(), cpu_seconds(pid), time.monotonic()
+        time.sleep(seconds)
+        commit1, rev1 = cluster.leader_status()
+        beats1, cpu1, t1 = cluster.heartbeats_sent(), cpu_seconds(pid), time.monotonic()
+        wait_until(lambda: counter.revisions(rev1) >= rev1 - rev0, 5.0)
+        changed = counter.by_kind(rev1)
+    finally:
+        counter.close()
+    return Idle(t1 - t0, commit1 - commit0, rev1 - rev0, beats1 - beats0, changed, 100 * (cpu1 - cpu0) / (t1 - t0))
+
+
+@dataclass(slots=True)
+class PodsPhase:
+    pods: int
+    seen: int = 0
+    bound: int = 0
+    running: int = 0
+    finished: bool = False
+    create_calls_s: float = 0.0
+    pods_per_s: float = float("nan")
+    bind_p50_ms: float = float("nan")
+    bind_p99_ms: float = float("nan")
+    all_bound_s: float = float("nan")
+    all_running_s: float = float("nan")
+    leader_cpu_pct: float = float("nan")
+    fleet_cpu_pct: float = float("nan")
+    probe_calls: int = 0
+    probe_errors: int = 0
+    probe_p50_ms: float = float("nan")
+    probe_p99_ms: float = float("nan")
+    probe_max_ms: float = float("nan")
+    progress: list[str] = field(default_factory=list)
+
+
+def progress_line(tracker: PodTracker, elapsed: float, leader_pct: float, fleet_pct: float) -> str:
+    return (f"  {elapsed:6.1f} s: pods seen {len(tracker.pods):>6}, bound {tracker.bound:>6}, "
+            f"running {tracker.running:>6}; leader CPU {leader_pct:4.0f}%, fleets CPU {fleet_pct:4.0f}%")
+
+
+def follow(cluster: Cluster, tracker: PodTracker, result: PodsPhase, started: float, timeout: float) -> None:
+    """Print progress until every pod runs or the timeout passes."""
+    pid = cluster.leader_pid()
+    last_t, last_cpu, last_fleet = time.monotonic(), cpu_seconds(pid), cluster.fleet_cpu()
+    while tracker.running < result.pods and time.monotonic() - started < timeout:
+        time.sleep(min(PROGRESS_EVERY, max(0.05, started + timeout - time.monotonic())))
+        if tracker.error:
+            raise RuntimeError(f"pod watch failed: {tracker.error}")
+        now, cpu, fleet = time.monotonic(), cpu_seconds(pid), cluster.fleet_cpu()
+        line = progress_line(tracker, now - started, 100 * (cpu - last_cpu) / (now - last_t),
+                             100 * (fleet - last_fleet) / (now - last_t))
+        result.progress.append(line)
+        print(line, flush=True)
+        last_t, last_cpu, last_fleet = now, cpu, fleet
+
+
+def summarize_pods(tracker: PodTracker, result: PodsPhase, started: float) -> None:
+    times = list(tracker.pods.values())
+    bound = sorted(t.bound for t in times if t.bound is not None)
+    running = [t.running for t in times if t.running is not None]
+    result.seen, result.bound, result.running = len(times), len(bound), len(running)
+    result.finished = result.running >= result.pods
+    if bound and times:
+        first_seen = min(t.seen for t in times)
+        span = bound[-1] - first_seen
+        result.pods_per_s = len(bound) / span if span > 0 else float("nan")
+        lat = sorted(t.bound - t.seen for t in times if t.bound is not None)
+        result.bind_p50_ms, result.bind_p99_ms = 1000 * percentile(lat, 50), 1000 * percentile(lat, 99)
+        if len(bound) >= result.pods:
+            result.all_bound_s = bound[-1] - started
+    if result.finished:
+        result.all_running_s = max(running) - started
+
+
+def summarize_probe(probe: Child, result: PodsPhase) -> None:
+    probe.conn.send("stop")
+    _, latencies, errors = recv(probe.conn, CHILD_TIMEOUT, "probe results")
+    lat = sorted(cast(list[float], latencies))
+    result.probe_calls, result.probe_errors = len(lat), cast(int, errors)
+    result.probe_p50_ms, result.probe_p99_ms = 1000 * percentile(lat, 50), 1000 * percentile(lat, 99)
+    result.probe_max_ms = 1000 * lat[-1] if lat else float("nan")
+
+
+def run_pods(cluster: Cluster, settings: Settings) -> PodsPhase:
+    result = PodsPhase(settings.pods)
+    tracker = PodTracker(cluster.masters.endpoints)
+    probe = spawn(probe_main, cluster.masters.endpoints, settings.probe_rate)
+    try:
+        recv(probe.conn, CHILD_TIMEOUT, "probe ready message")
+        pid = cluster.leader_pid()
+        cpu0, fleet0, started = cpu_seconds(pid), cluster.fleet_cpu(), time.monotonic()
+        create_lat = create_deployments(cluster.masters.endpoints, settings)
+        result.create_calls_s = time.monotonic() - started
+        print(f"  {len(create_lat)} deployments created in {result.create_calls_s:.2f} s "
+              f"(slowest call {1000 * max(create_lat):.0f} ms)", flush=True)
+        follow(cluster, tracker, result, started, settings.timeout_s)
+        elapsed = time.monotonic() - started
+        result.leader_cpu_pct = 100 * (cpu_seconds(pid) - cpu0) / elapsed
+        result.fleet_cpu_pct = 100 * (cluster.fleet_cpu() - fleet0) / elapsed
+        summarize_probe(probe, result)
+        summarize_pods(tracker, result, started)
+    finally:
+        probe.stop()
+        tracker.close()
+    return result
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Report:
+    settings: Settings
+    leader: str
+    leader_after: str
+    register_s: float
+    cidr_collisions: int
+    ready_s: float
+    idle_nodes: Idle
+    pods: PodsPhase
+    settle_s: float
+    idle_after: Idle | None
+    memory: dict[str, dict[str, float]]
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+def fmt_idle(idle: Idle | None) -> str:
+    if idle is None:
+        return "n/a (pods did not all run)"
+    return f"{idle.entries_per_s:.2f}/s ({idle.raft_entries} in {idle.seconds:.1f} s)"
+
+
+def fmt_changes(idle: Idle | None) -> str:
+    if idle is None:
+        return "n/a"
+    if not idle.changed_keys:
+        return "none"
+    return ", ".join(f"{k} x{n}" for k, n in idle.changed_keys.items())
+
+
+def table_rows(r: Report) -> Iterator[tuple[str, str, str, str]]:
+    p = r.pods
+    yield ("pods bound per second", f"{p.pods_per_s:,.0f}/s ({p.bound:,}/{p.pods:,} bound)",
+           f">= {TARGET_PODS_PER_S:,.0f}/s", verdict(p.pods_per_s >= TARGET_PODS_PER_S and p.bound >= p.pods))
+    yield ("pod first event -> bound, p50 / p99", f"{p.bind_p50_ms:,.0f} / {p.bind_p99_ms:,.0f} ms", "", "")
+    yield ("deployments created -> all pods bound", f"{p.all_bound_s:,.1f} s", "", "")
+    yield ("deployments created -> all pods Running", f"{p.all_running_s:,.1f} s ({p.running:,} Running)", "", "")
+    yield (f"create call (Event, {r.settings.probe_rate:g}/s) p50 / p99",
+           f"{p.probe_p50_ms:,.1f} / {p.probe_p99_ms:,.1f} ms (max {p.probe_max_ms:,.0f}; "
+           f"{p.probe_calls} calls, {p.probe_errors} errors)",
+           f"p99 <= {TARGET_CREATE_P99_MS:.0f} ms", verdict(p.probe_p99_ms <= TARGET_CREATE_P99_MS))
+    for label, idle in (("nodes only", r.idle_nodes), ("after pods", r.idle_after)):
+        yield (f"idle Raft entries/s ({label})", fmt_idle(idle), "0/s",
+               "" if idle is None else verdict(idle.entries_per_s <= TARGET_IDLE_ENTRIES_PER_S))
+        yield (f"  store writes, keys changed ({label})",
+               "n/a" if idle is None else f"{idle.store_revisions} revisions: {fmt_changes(idle)}", "", "")
+        if idle is not None:
+            yield (f"  heartbeats sent/s; leader CPU ({label})",
+                   f"{idle.heartbeats_per_s:,.0f}/s; {idle.leader_cpu_pct:.0f}%", "", "")
+    for name, mem in r.memory.items():
+        mark = " (leader)" if name == r.leader else ""
+        peak = mem.get("VmHWM", float("nan"))
+        yield (f"master {name}{mark} RSS peak / now", f"{peak:,.0f} / {mem.get('VmRSS', float('nan')):,.0f} MB",
+               f"<= {TARGET_RSS_MB:.0f} MB", verdict(peak <= TARGET_RSS_MB))
+    yield ("leader CPU / fleets CPU, pods phase", f"{p.leader_cpu_pct:.0f}% / {p.fleet_cpu_pct:.0f}%", "", "")
+
+
+def print_report(r: Report) -> None:
+    s = r.settings
+    cores = len(os.sched_getaffinity(0))
+    print()
+    print(f"control plane: 3 masters, {s.nodes:,} hollow nodes in {min(s.fleets, s.nodes)} processes "
+          f"(heartbeat every {HEARTBEAT_PERIOD:g} s), {s.deployments} deployments, {s.pods:,} pods "
+          f"({POD_CPU} cpu, {POD_MEMORY} each)")
+    print(f"machine: {os.cpu_count()} cores ({cores} usable), {platform.python_implementation()} "
+          f"{platform.python_version()}; masters, fleets and this process share them; CPU in % of one core")
+    print(f"nodes registered in {r.register_s:.1f} s ({r.cidr_collisions} pod CIDR collisions retried), "
+          f"all Ready {r.ready_s:.1f} s later; store settled {r.settle_s:.1f} s after the last pod ran")
+    if r.leader_after != r.leader:
+        print(f"NOTE: the leader changed during the run ({r.leader} -> {r.leader_after})")
+    if not r.pods.finished:
+        print(f"NOTE: timed out after {s.timeout_s:.0f} s: {r.pods.seen:,} pods seen, {r.pods.bound:,} bound, "
+              f"{r.pods.running:,} Running of {r.pods.pods:,}")
+    print()
+    rows = list(table_rows(r))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    header = ("metric", "figure", "target")
+    print(f"{header[0]:<{widths[0]}}  {header[1]:<{widths[1]}}  {header[2]:<{widths[2]}}")
+    for row in rows:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip())
+    print(f"\npods/s target: {K8S_NOTE}")
+
+
+def to_json(r: Report) -> dict[str, Any]:
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    out = asdict(r)
+    for key, idle in (("idle_nodes", r.idle_nodes), ("idle_after", r.idle_after)):
+        if idle is not None:
+            out[key].update(entries_per_s=idle.entries_per_s, heartbeats_per_s=idle.heartbeats_per_s)
+    return cast(dict[str, Any], clean(out))
+
+
+def print_log_tails(masters: LocalMasters, lines: int = 15) -> None:
+    for name, m in masters.masters.items():
+        try:
+            tail = m.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        print(f"--- {name} log, last {len(tail)} lines:", file=sys.stderr)
+        print("\n".join(tail), file=sys.stderr)
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def run_cluster(cluster: Cluster, settings: Settings) -> Report:
+    nodes = NodeTracker(cluster.masters.endpoints)
+    try:
+        print(f"registering {settings.nodes:,} hollow nodes in {settings.fleets} processes ...", flush=True)
+        reg = start_fleets(cluster, settings)
+        ready_s = wait_nodes_ready(nodes, settings.nodes, 60.0 + settings.nodes * 0.1)
+    finally:
+        nodes.close()
+    print(f"  registered in {reg['register_s']:.1f} s, all Ready {ready_s:.1f} s later; "
+          f"idle {settings.idle_s:g} s (nodes only) ...", flush=True)
+    settle(cluster)
+    idle_nodes = measure_idle(cluster, settings.idle_s)
+    print(f"creating {settings.deployments} deployments, {settings.pods:,} pods ...", flush=True)
+    pods = run_pods(cluster, settings)
+    settle_s, idle_after = float("nan"), None
+    if pods.finished:
+        settle_s = settle(cluster)
+        print(f"idle {settings.idle_s:g} s (after pods) ...", flush=True)
+        idle_after = measure_idle(cluster, settings.idle_s)
+    memory = {name: memory_mb(m.proc.pid) for name, m in cluster.masters.masters.items() if m.proc is not None}
+    return Report(settings, cluster.leader, cluster.current_leader(), reg["register_s"], int(reg["collisions"]),
+                  ready_s, idle_nodes, pods, settle_s, idle_after, memory)
+
+
+def run(settings: Settings) -> Report:
+    with tempfile.TemporaryDirectory(prefix="raftorch-cp-bench-") as tmp:
+        masters = LocalMasters(Path(tmp), extra_args=["--cluster-cidr", cluster_cidr(settings.nodes)])
+        cluster: Cluster | None = None
+        try:
+            masters.start()
+            leader = masters.wait_ready(60.0)
+            cluster = Cluster(masters, leader, masters.client(timeout=10.0, retry_for=30.0))
+            print(f"masters {', '.join(masters.endpoints)}; leader {leader}", flush=True)
+            return run_cluster(cluster, settings)
+        except Exception:
+            print_log_tails(masters)
+            raise
+        finally:
+            if cluster is not None:
+                for fleet in cluster.fleets:
+                    fleet.stop()
+                cluster.client.close()
+            masters.stop()
+
+
+def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="100 nodes, 1,000 pods, 10 deployments")
+    p.add_argument("--nodes", type=int, help="hollow nodes (default 1,000)")
+    p.add_argument("--pods", type=int, help="pods in all (default 10,000)")
+    p.add_argument("--deployments", type=int, help="deployments sharing the pods (default 100)")
+    p.add_argument("--fleets", type=int, default=4, help="hollow fleet processes (default 4)")
+    p.add_argument("--creators", type=int, default=8, help="client threads creating deployments (default 8)")
+    p.add_argument("--probe-rate", type=float, default=20.0, help="probe creates per second (default 20)")
+    p.add_argument("--idle", type=float, default=10.0, help="seconds of each idle window (default 10)")
+    p.add_argument("--timeout", type=float, help="seconds for every pod to run (default 600, 180 with --quick)")
+    p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    args = p.parse_args(argv)
+    quick = args.quick
+    settings = Settings(
+        nodes=args.nodes or (100 if quick else 1000), pods=args.pods or (1000 if quick else 10000),
+        deployments=args.deployments or (10 if quick else 100), fleets=max(1, args.fleets),
+        creators=max(1, args.creators), probe_rate=args.probe_rate, idle_s=args.idle,
+        timeout_s=args.timeout or (180.0 if quick else 600.0))
+    if min(settings.nodes, settings.pods, settings.deployments) < 1 or settings.probe_rate <= 0:
+        p.error("--nodes, --pods, --deployments and --probe-rate must be positive")
+    return settings, bool(args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings, as_json = parse_args(argv)
+    try:
+        report = run(settings)
+    except KeyboardInterrupt:
+        print("\ninterrupted; everything stopped", file=sys.stderr)
+        return 130
+    print_report(report)
+    if as_json:
+        print()
+        print(json.dumps(to_json(report), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

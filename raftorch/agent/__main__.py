@@ -1,0 +1,3 @@
+from raftorch.agent.main import main
+
+main()

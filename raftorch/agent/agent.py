@@ -1,0 +1,330 @@
+"""The agent's executor: carries out the pod reconciler's plans against a container runtime.
+
+Threads: heartbeats (one stream to a master, moved to another when it fails), the watch of
+this node's pods, the reconcile loop (plan, act, probe, report), and the agent endpoint
+(logs) for the masters. All decisions are made by `plan_pod_actions`; this module only does
+what the plan says and feeds outcomes back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import structlog
+
+from raftorch import rpc
+from raftorch.agent.config import AgentConfig
+from raftorch.agent.probes import run_probe
+from raftorch.agent.reconciler import (
+    AgentPodState,
+    ReconcileConfig,
+    RemoveContainer,
+    StartContainer,
+    StopContainer,
+    due_probes,
+    plan_pod_actions,
+    record_probe,
+    record_start_failure,
+)
+from raftorch.agent.runtime.base import ContainerRuntime, RuntimeFailure
+from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
+from raftorch.client import Client
+from raftorch.client.objects import ObjectWatch
+from raftorch.errors import AlreadyExists, RaftorchError
+from raftorch.objects import format_time
+
+log = structlog.get_logger("raftorch.agent")
+
+MIRROR_ANNOTATION = "raftorch.io/mirror"
+SYSTEM_NAMESPACE = "raftorch-system"
+RECONCILE_PERIOD = 0.5
+VERSION = "0.1.0"
+
+
+def is_mirror(pod: objects_pb2.Pod) -> bool:
+    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
+
+
+def host_capacity() -> dict[str, str]:
+    memory = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    memory = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return {"cpu": str(os.cpu_count() or 1), "memory": str(memory or 1 << 30), "pods": "110"}
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, runtime: ContainerRuntime) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.client = Client(config.masters, timeout=5.0, retry_for=30.0)
+        self._conn = self.client._conn
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._pods: dict[str, objects_pb2.Pod] = {}
+        self._pods_lock = threading.Lock()
+        self._reported: dict[str, bytes] = {}
+        self._stopping: set[str] = set()
+        self._stopper = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent-stop")
+        self._threads: list[threading.Thread] = []
+        self._watch: ObjectWatch | None = None
+        self._server: grpc.Server | None = None
+        self.state = AgentPodState()
+        self.rconfig = ReconcileConfig(node=config.name, host_ip=config.node_ip, backoff_base=config.backoff_base)
+        self.endpoint = f"{config.node_ip}:{config.agent_port}"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._serve_endpoint()
+        self.register()
+        for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop):
+            t = threading.Thread(target=target, name=f"agent-{target.__name__.strip('_')}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info("agent_started", node=self.config.name, runtime=self.config.runtime, endpoint=self.endpoint,
+                 masters=self.config.masters)
+
+    def stop(self) -> None:
+        """Stop the agent; the pods' containers keep running (a restarted agent adopts them)."""
+        self._stop.set()
+        self._wake.set()
+        if self._watch is not None:
+            self._watch.close()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._stopper.shutdown(wait=False, cancel_futures=True)
+        if self._server is not None:
+            self._server.stop(1).wait(2)
+        self.client.close()
+        log.info("agent_stopped", node=self.config.name)
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    # -- registration and heartbeats ------------------------------------------------------
+
+    def register(self) -> None:
+        cfg = self.config
+        capacity = host_capacity()
+        node = objects_pb2.Node(
+            metadata=objects_pb2.ObjectMeta(name=cfg.name, labels={"kubernetes.io/hostname": cfg.name, **cfg.labels}),
+            status=objects_pb2.NodeStatus(
+                capacity=capacity, allocatable=capacity, runtime=cfg.runtime, agent_version=VERSION,
+                agent_endpoint=self.endpoint,
+                addresses=[objects_pb2.NodeAddress(type="InternalIP", address=cfg.node_ip),
+                           objects_pb2.NodeAddress(type="Hostname", address=cfg.name)]))
+        req = agents_pb2.RegisterNodeRequest(node=node)
+        while not self._stop.is_set():
+            try:
+                registered: objects_pb2.Node = self._conn.call(lambda s, t: s.agents.RegisterNode(req, timeout=t))
+                self.pod_cidr = registered.spec.pod_cidr
+                log.info("node_registered", node=cfg.name, pod_cidr=registered.spec.pod_cidr)
+                break
+            except RaftorchError as err:
+                log.warning("register_retry", error=str(err))
+                self._stop.wait(1.0)
+        self._ensure_mirror_pod()
+
+    def _ensure_mirror_pod(self) -> None:
+        """The agent shows up in `get pods -A` as a running system component."""
+        now = format_time(time.time())
+        pod = objects_pb2.Pod(
+            metadata=objects_pb2.ObjectMeta(name=f"agent-{self.config.name}", namespace=SYSTEM_NAMESPACE,
+                                            labels={"component": "raftorch-agent"},
+                                            annotations={MIRROR_ANNOTATION: "true"}),
+            spec=objects_pb2.PodSpec(node_name=self.config.name, containers=[objects_pb2.Container(
+                name="agent", image=f"raftorch-agent:{VERSION}")]))
+        try:
+            created = self.client.objects.create(pod)
+        except AlreadyExists:
+            created = self.client.objects.get("pods", pod.metadata.name, SYSTEM_NAMESPACE)
+        except RaftorchError as err:
+            log.warning("mirror_pod_failed", error=str(err))
+            return
+        assert isinstance(created, objects_pb2.Pod)
+        status = objects_pb2.PodStatus(
+            phase="Running", host_ip=self.config.node_ip, pod_ip=self.config.node_ip, start_time=now,
+            conditions=[objects_pb2.Condition(type="Ready", status="True", last_transition_time=now)],
+            container_statuses=[objects_pb2.ContainerStatus(
+                name="agent", ready=True, image=f"raftorch-agent:{VERSION}",
+                state=objects_pb2.ContainerState(state="running", started_at=now))])
+        self._report({created.metadata.uid: (created, status)})
+
+    def _beats(self) -> Iterator[agents_pb2.HeartbeatRequest]:
+        for seq in itertools.count(1):
+            if self._stop.is_set():
+                return
+            yield agents_pb2.HeartbeatRequest(node=self.config.name, sequence=seq)
+            self._stop.wait(self.config.heartbeat_period)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.is_set():
+            address = self._conn._candidate()
+            try:
+                for _ in self._conn.stubs(address).agents.Heartbeat(self._beats()):
+                    pass
+            except grpc.RpcError as exc:
+                if not self._stop.is_set():
+                    log.info("heartbeat_stream_moved", master=address, code=exc.code().name)
+                self._conn._failed(address)
+                self._stop.wait(0.2)
+
+    # -- pods ---------------------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        request = agents_pb2.WatchNodePodsRequest(node=self.config.name)
+        while not self._stop.is_set():
+            self._watch = ObjectWatch(self._conn, request, open_stream="agents")
+            try:
+                for event in self._watch:
+                    pod = event.object
+                    assert isinstance(pod, objects_pb2.Pod)
+                    with self._pods_lock:
+                        if event.type == "DELETED" or pod.spec.node_name != self.config.name:
+                            self._pods.pop(pod.metadata.uid, None)
+                        else:
+                            self._pods[pod.metadata.uid] = pod
+                    self._wake.set()
+            except RaftorchError as err:
+                if not self._stop.is_set():
+                    log.warning("pod_watch_failed", error=str(err))
+                    self._stop.wait(1.0)
+
+    def desired(self) -> list[objects_pb2.Pod]:
+        with self._pods_lock:
+            return [p for p in self._pods.values() if not is_mirror(p)]
+
+    def _reconcile_loop(self) -> None:
+        while not self._stop.is_set():
+            wake_at = time.time() + RECONCILE_PERIOD
+            try:
+                wake_at = min(wake_at, self.reconcile_once())
+            except RaftorchError as err:
+                log.warning("reconcile_failed", error=str(err))
+            except Exception:
+                log.exception("reconcile_crashed")
+            self._wake.wait(max(0.0, wake_at - time.time()))
+            self._wake.clear()
+
+    def reconcile_once(self) -> float:
+        desired = self.desired()
+        running = self.runtime.list_containers(self.config.name)
+        now = time.time()
+        plan = plan_pod_actions(desired, running, self.state, now, self.rconfig)
+        self.state = plan.state
+        for action in plan.actions:
+            if isinstance(action, StopContainer):
+                self._stop_async(action)
+            elif isinstance(action, RemoveContainer):
+                if action.container_id not in self._stopping:
+                    self.runtime.remove(action.container_id)
+            elif isinstance(action, StartContainer):
+                self._start(action, now)
+        for check in due_probes(desired, self.state, now):
+            ok = run_probe(check.probe, check.pod_ip, check.container_id, self.runtime, check.named_ports)
+            self.state = record_probe(self.state, check, ok, time.time())
+        by_uid = {p.metadata.uid: p for p in desired}
+        changed = {}
+        for uid, status in plan.statuses.items():
+            data = status.SerializeToString(deterministic=True)
+            if uid in by_uid and self._reported.get(uid) != data:
+                changed[uid] = (by_uid[uid], status)
+        if changed:
+            self._report(changed)
+        for uid in list(self._reported):
+            if uid not in by_uid:
+                del self._reported[uid]
+        return plan.wake_at or now + RECONCILE_PERIOD
+
+    def _start(self, action: StartContainer, now: float) -> None:
+        spec = action.spec
+        try:
+            pod = next((p for p in self.desired() if p.metadata.uid == spec.pod_uid), None)
+            policy = next((c.image_pull_policy for c in pod.spec.containers if c.name == spec.container),
+                          "IfNotPresent") if pod else "IfNotPresent"
+            self.runtime.ensure_image(spec.image, policy or "IfNotPresent")
+            self.runtime.create_and_start(spec)
+            log.info("container_started", pod=f"{spec.pod_namespace}/{spec.pod_name}", container=spec.container,
+                     attempt=spec.attempt)
+        except RuntimeFailure as err:
+            log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
+                        container=spec.container, reason=err.reason, error=err.message)
+            self.state = record_start_failure(self.state, action, err.reason, err.message, now, self.rconfig)
+            self._wake.set()
+
+    def _stop_async(self, action: StopContainer) -> None:
+        if action.container_id in self._stopping:
+            return
+        self._stopping.add(action.container_id)
+
+        def run() -> None:
+            try:
+                self.runtime.stop(action.container_id, action.grace_seconds)
+                if action.remove:
+                    self.runtime.remove(action.container_id)
+            except RaftorchError as err:
+                log.warning("container_stop_failed", container=action.container_id, error=str(err))
+            finally:
+                self._stopping.discard(action.container_id)
+                self._wake.set()
+
+        self._stopper.submit(run)
+
+    def _report(self, changed: dict[str, tuple[objects_pb2.Pod, objects_pb2.PodStatus]]) -> None:
+        updates = [agents_pb2.PodStatusUpdate(namespace=pod.metadata.namespace, name=pod.metadata.name,
+                                              uid=uid, status=status) for uid, (pod, status) in changed.items()]
+        req = agents_pb2.ReportPodStatusRequest(node=self.config.name, updates=updates)
+        try:
+            self._conn.call(lambda s, t: s.agents.ReportPodStatus(req, timeout=t))
+        except RaftorchError as err:
+            log.warning("status_report_failed", error=str(err), pods=len(updates))
+            return
+        for uid, (_, status) in changed.items():
+            self._reported[uid] = status.SerializeToString(deterministic=True)
+
+    # -- the agent endpoint -------------------------------------------------------------------
+
+    def _serve_endpoint(self) -> None:
+        self._server = rpc.server(max_workers=32)
+        agents_pb2_grpc.add_NodeAgentServicer_to_server(_NodeAgentService(self), self._server)
+        port = rpc.bind_sync(self._server, f"{self.config.node_ip}:{self.config.agent_port}")
+        self.endpoint = f"{self.config.node_ip}:{port}"
+        self._server.start()
+
+
+class _NodeAgentService(agents_pb2_grpc.NodeAgentServicer):
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def Logs(self, request: agents_pb2.LogsRequest, context: grpc.ServicerContext) -> Iterator[agents_pb2.LogChunk]:
+        agent = self._agent
+        with agent._pods_lock:
+            pod = next((p for p in agent._pods.values()
+                        if p.metadata.namespace == request.namespace and p.metadata.name == request.pod), None)
+        if pod is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"pod {request.namespace}/{request.pod} is not on this node")
+        assert pod is not None
+        containers = [c for c in agent.runtime.list_containers(agent.config.name)
+                      if c.pod_uid == pod.metadata.uid and c.container == request.container]
+        if not containers:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"container {request.container} of pod {request.pod} has not started yet")
+        newest = max(containers, key=lambda c: c.attempt)
+        try:
+            for data in agent.runtime.logs(newest.id, tail=request.tail_lines or None, follow=request.follow):
+                if not context.is_active():
+                    return
+                yield agents_pb2.LogChunk(data=data)
+        except RaftorchError as err:
+            context.abort(err.grpc_code, err.message)

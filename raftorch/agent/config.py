@@ -1,0 +1,46 @@
+"""The agent's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raftorch.errors import Invalid
+
+RUNTIMES = ("docker", "process", "fake")
+NETWORK_MODES = ("iptables", "userspace", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    # The node's name, unique in the cluster.
+    name: str
+    masters: list[str] = field(default_factory=lambda: ["127.0.0.1:2379"])
+    runtime: str = "docker"
+    # The address other nodes and the masters reach this node at.
+    node_ip: str = "127.0.0.1"
+    data_dir: Path = Path("/var/lib/raftorch/agent")
+    # Port of this agent's own endpoint (logs, port-forward), on node_ip.
+    agent_port: int = 10250
+    heartbeat_period: float = 1.0
+    labels: dict[str, str] = field(default_factory=dict)
+    # How services are made reachable on this node.
+    network_mode: str = "iptables"
+    # First restart delay of a crashing container; doubles up to five minutes.
+    backoff_base: float = 10.0
+    docker_url: str = ""
+    log_level: str = "info"
+
+    def validate(self) -> None:
+        if not self.name:
+            raise Invalid("name: required")
+        if self.runtime not in RUNTIMES:
+            raise Invalid(f"runtime: expected one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.network_mode not in NETWORK_MODES:
+            raise Invalid(f"network-mode: expected one of {', '.join(NETWORK_MODES)}, got {self.network_mode!r}")
+        if not self.masters:
+            raise Invalid("masters: at least one HOST:PORT")
+        if not 0 <= self.agent_port < 65536:
+            raise Invalid(f"agent-port: {self.agent_port} is not a port")
+        if self.heartbeat_period <= 0:
+            raise Invalid("heartbeat-period: must be positive")

@@ -1,0 +1,91 @@
+"""`raftorch-agent`: run the agent of one node."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from raftorch import config as cfgload
+from raftorch import logs
+from raftorch.agent.config import AgentConfig
+from raftorch.agent.runtime.base import ContainerRuntime
+from raftorch.errors import RaftorchError
+
+EXAMPLE = """
+Example:
+
+\b
+  raftorch-agent --name node-1 --masters 127.0.0.1:2379,127.0.0.1:2381 \\
+      --runtime docker --node-ip 10.0.0.11 --data-dir /var/lib/raftorch/agent
+"""
+
+
+def make_runtime(config: AgentConfig) -> ContainerRuntime:
+    if config.runtime == "docker":
+        from raftorch.agent.runtime.docker import DockerRuntime
+
+        return DockerRuntime(base_url=config.docker_url or None)
+    if config.runtime == "process":
+        from raftorch.agent.runtime.process import ProcessRuntime
+
+        return ProcessRuntime(config.data_dir / "processes", host_ip=config.node_ip)
+    from raftorch.agent.runtime.fake import FakeRuntime
+
+    return FakeRuntime()
+
+
+@click.command(epilog=EXAMPLE, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@click.option("--name", help="This node's name, unique in the cluster.")
+@click.option("--masters", help="Masters' gRPC addresses: HOST:PORT,...")
+@click.option("--runtime", type=click.Choice(["docker", "process", "fake"]), default=None,
+              help="How pods run: Docker containers, host processes, or nothing (hollow node).")
+@click.option("--node-ip", help="The address the masters and other nodes reach this node at.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where the agent keeps its state.")
+@click.option("--agent-port", type=int, help="Port of the agent endpoint (logs, port-forward); 0 picks one.")
+@click.option("--network-mode", type=click.Choice(["iptables", "userspace", "none"]), default=None,
+              help="How services reach pods on this node.")
+@click.option("--heartbeat-period", type=float, help="Seconds between heartbeats (default 1).")
+@click.option("--backoff-base", type=float, help="First restart delay of a crashing container, seconds.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+def main(config_file: Path | None, **flags: Any) -> None:
+    """Run a raftorch agent: register the node, heartbeat, run its pods.
+
+    Settings come from flags, then RAFTORCH_AGENT_* environment variables, then the
+    --config file, then defaults.
+    """
+    logs.configure(service=True, level=flags.get("log_level") or "info")
+    try:
+        layers: list[tuple[str, dict[str, Any]]] = []
+        if config_file is not None:
+            layers.append((f"config file {config_file}", cfgload.read_file(config_file)))
+        layers.append(("environment", cfgload.from_env(AgentConfig, "RAFTORCH_AGENT")))
+        layers.append(("flags", {k: v for k, v in flags.items() if v is not None}))
+        config = cfgload.build(AgentConfig, layers)
+        config.validate()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        runtime = make_runtime(config)
+    except (RaftorchError, OSError) as err:
+        click.echo(f"raftorch-agent: {err}", err=True)
+        sys.exit(2)
+    logs.configure(service=True, level=config.log_level)
+    from raftorch.agent.agent import Agent
+
+    agent = Agent(config, runtime)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent._stop.set())
+    try:
+        agent.start()
+    except (RaftorchError, OSError) as err:
+        click.echo(f"raftorch-agent: {err}", err=True)
+        sys.exit(1)
+    agent.wait()
+    agent.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The Pods gRPC service: things about pods that only their node's agent knows (logs)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import grpc.aio
+
+from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
+from raftorch.errors import Conflict, Invalid, RaftorchError, Unavailable
+from raftorch.master.forward import LeaderForwarder
+from raftorch.master.registry import Registry
+from raftorch.objects import NODE, POD
+
+
+class PodsService(agents_pb2_grpc.PodsServicer):
+    def __init__(self, registry: Registry, forwarder: LeaderForwarder) -> None:
+        self._registry = registry
+        self._forwarder = forwarder
+
+    def agent_endpoint(self, namespace: str, name: str, container: str) -> tuple[str, str]:
+        """The agent serving the pod, and the container meant (the only one when not named)."""
+        pod = self._registry.get(POD, namespace or "default", name)
+        assert isinstance(pod, objects_pb2.Pod)
+        names = [c.name for c in pod.spec.containers]
+        if not container:
+            if len(names) != 1:
+                raise Invalid(f"pod {name} has several containers; choose one of: {', '.join(names)}")
+            container = names[0]
+        elif container not in names:
+            raise Invalid(f"container {container!r} is not in pod {name} (containers: {', '.join(names)})")
+        if not pod.spec.node_name:
+            raise Conflict(f"pod {name} is not scheduled to a node yet")
+        node = self._registry.get(NODE, "", pod.spec.node_name)
+        assert isinstance(node, objects_pb2.Node)
+        if not node.status.agent_endpoint:
+            raise Unavailable(f"the agent of node {pod.spec.node_name} has no endpoint for logs")
+        return node.status.agent_endpoint, container
+
+    async def Logs(self, request: agents_pb2.LogsRequest, context: grpc.aio.ServicerContext
+                   ) -> AsyncIterator[agents_pb2.LogChunk]:
+        try:
+            endpoint, container = self.agent_endpoint(request.namespace, request.pod, request.container)
+        except RaftorchError as err:
+            await context.abort(err.grpc_code, err.message)
+        forwarded = agents_pb2.LogsRequest()
+        forwarded.CopyFrom(request)
+        forwarded.namespace = request.namespace or "default"
+        forwarded.container = container
+        stub = agents_pb2_grpc.NodeAgentStub(self._forwarder.channel(endpoint))
+        try:
+            async for chunk in stub.Logs(forwarded):
+                yield chunk
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNAVAILABLE:
+                await context.abort(code, f"the agent at {endpoint} is unreachable: {exc.details()}")
+            await context.abort(code, exc.details() or code.name)
