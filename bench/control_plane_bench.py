@@ -1,16 +1,18 @@
 """Benchmark of the whole control plane: scheduling throughput with hollow nodes, against Kubernetes.
 
-    python bench/control_plane_bench.py [--quick] [--nodes N] [--pods P] [--deployments D] [--fleets K] [--json]
+    python bench/control_plane_bench.py [--quick] [--nodes N] [--pods P] [--deployments D] [--fleets K]
+                                        [--profile DIR] [--logs DIR] [--json]
 
 Starts three real masters (`LocalMasters`, in a temporary directory, always torn down) and N
 hollow nodes (`HollowFleet`: fake runtimes, 4 cores / 16Gi / 110 pods each, one heartbeat per
-second) spread over K fleet processes. Once every node is registered and Ready, it creates D
-deployments of P/D replicas (each pod asks for 100m cpu and 64Mi memory) from a pool of client
-threads, and measures, from one Resources watch on all pods in this process:
+second) spread over K fleet processes (spawned). Once every node is registered and Ready, it
+creates D deployments of P/D replicas (each pod asks for 100m cpu and 64Mi memory) from a pool of
+client threads, and measures, from one Resources watch on all pods in this process:
 
 - pods bound per second: bound pods / (last bind seen - first pod seen), and per pod the time
   from its first event to the first event with spec.node_name set (p50, p99);
-- the time from the first deployment create to every pod Running (as the hollow nodes report).
+- the time from the first deployment create to every pod bound, and to every pod Running (as
+  the hollow nodes report it).
 
 While the pods are scheduled and started, a separate process creates Event objects at a steady
 rate (default 20/s, paced, one call at a time) and records each call's latency: Events are small,
@@ -18,16 +20,22 @@ need no scheduling, and no controller reacts to them, so the probe measures the 
 disturbing what is measured (a pending pod would be re-tried by every scheduler pass).
 
 Then two idle windows (no writes from the benchmark): one after the nodes are Ready and before any
-deployment, one after every pod is Running (and the store has settled). For each it reads the
-leader's Raft commit index and store revision at both ends and counts the keys changed by kind
-(a KV watch on every key): heartbeats alone should cause no log entries at all. The fleets report
-how many heartbeats they sent. At the end: peak (VmHWM) and current (VmRSS) memory of each master,
-and the leader's CPU use (utime + stime from /proc) per phase, in % of one core.
+deployment, one after every pod is Running (and the store has settled: no new revision for 2 s).
+For each it reads the leader's Raft commit index and store revision at both ends and counts the
+keys changed by kind (a KV watch on every key): heartbeats alone should cause no log entries at
+all. The fleets report how many heartbeats they sent. At the end: peak (VmHWM) and current (VmRSS)
+memory of each master, also before the pods; the CPU of every master and of the fleets over the
+pods phase (utime + stime from /proc, in % of one core); the elections during the pods phase (the
+leader's term, and how often each master became leader, from the role_changed lines of its log);
+and a check of the pod watch against a linearizable list at the end (pods listed but never seen).
 
-Node registration: the fleets register concurrently, and two masters' registrations can pick the
-same free pod CIDR; the store then refuses the second with AlreadyExists, which the master does not
-retry. The fleets here retry (after a short random pause) and the number of such collisions is shown.
+Node registration: the fleets register concurrently, and two registrations can pick the same free
+pod CIDR; the store then refuses the second with AlreadyExists, which the master does not retry.
+The fleets here retry (after a short random pause) and the number of such collisions is shown.
 The cluster CIDR is widened to fit a /24 per node.
+
+`--profile DIR` runs `py-spy record --idle --format raw` on every master for the pods phase (one
+file per master, for flamegraph.pl or speedscope); `--logs DIR` keeps the masters' logs.
 """
 
 from __future__ import annotations
@@ -43,7 +51,9 @@ import multiprocessing.process
 import os
 import platform
 import random
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -299,6 +309,7 @@ class PodTracker:
         self.bound = 0
         self.running = 0
         self.events = 0
+        self.deleted = 0
         self.error = ""
         self._thread = threading.Thread(target=self._run, name="pod-tracker", daemon=True)
         self._thread.start()
@@ -306,14 +317,17 @@ class PodTracker:
     def _run(self) -> None:
         try:
             for ev in self._watch:
-                self._record(ev.object, time.monotonic())
+                self._record(ev.type, ev.object, time.monotonic())
         except RaftorchError as err:
             self.error = str(err)
 
-    def _record(self, pod: Any, now: float) -> None:
+    def _record(self, kind: str, pod: Any, now: float) -> None:
         if not isinstance(pod, objects_pb2.Pod) or BENCH_LABEL not in pod.metadata.labels:
             return
         self.events += 1
+        if kind == "DELETED":
+            self.deleted += 1
+            return
         times = self.pods.get(pod.metadata.uid)
         if times is None:
             times = self.pods[pod.metadata.uid] = PodTimes(now)
@@ -390,22 +404,36 @@ class KeyCounter:
 @dataclass(slots=True)
 class Cluster:
     masters: LocalMasters
-    leader: str
     client: Client
+    leader: str = ""
+    term: int = 0
     fleets: list[Child] = field(default_factory=list)
 
-    def leader_pid(self) -> int:
-        proc = self.masters.masters[self.leader].proc
+    def refresh(self) -> str:
+        """Ask who leads now; remembers and returns the leader's name."""
+        status = self.client.cluster_status()
+        self.leader = status.leader
+        self.term = max((m.term for m in status.members if m.name == status.leader), default=self.term)
+        return self.leader
+
+    def pid(self, name: str) -> int:
+        proc = self.masters.masters[name].proc
         assert proc is not None
         return proc.pid
 
-    def leader_status(self) -> tuple[int, int]:
-        """(commit index, store revision) as the leader reports them."""
-        status = self.client.member_status(self.masters.masters[self.leader].client_addr)
-        return status.commit_index, status.revision
+    def pids(self) -> dict[str, int]:
+        return {name: m.proc.pid for name, m in self.masters.masters.items() if m.proc is not None}
 
-    def current_leader(self) -> str:
-        return self.client.cluster_status().leader
+    def master_cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids().items()}
+
+    def memory(self) -> dict[str, dict[str, float]]:
+        return {name: memory_mb(pid) for name, pid in self.pids().items()}
+
+    def leader_status(self) -> tuple[int, int, int]:
+        """(commit index, store revision, term) as the remembered leader reports them."""
+        status = self.client.member_status(self.masters.masters[self.leader].client_addr)
+        return status.commit_index, status.revision, status.term
 
     def heartbeats_sent(self) -> int:
         total = 0
@@ -416,6 +444,19 @@ class Cluster:
 
     def fleet_cpu(self) -> float:
         return sum(cpu_seconds(f.proc.pid) for f in self.fleets if f.proc.pid is not None)
+
+
+def leaderships(masters: LocalMasters) -> dict[str, int]:
+    """How many times each master has become leader, from the role_changed lines of its log."""
+    out: dict[str, int] = {}
+    for name, m in masters.masters.items():
+        try:
+            text = m.log_path.read_text(errors="replace")
+        except OSError:
+            continue
+        out[name] = sum(1 for line in text.splitlines()
+                        if '"role_changed"' in line and '"leader": true' in line)
+    return out
 
 
 def start_fleets(cluster: Cluster, settings: Settings) -> dict[str, float]:
@@ -454,17 +495,58 @@ def deployment(name: str, replicas: int) -> objects_pb2.Deployment:
 def create_deployments(endpoints: list[str], settings: Settings) -> list[float]:
     """Create every deployment from a pool of threads (one Client each); returns call latencies."""
     local = threading.local()
+    clients: list[Client] = []
 
     def create(item: tuple[int, int]) -> float:
         if not hasattr(local, "client"):
             local.client = Client(endpoints, timeout=10.0, retry_for=30.0)
+            clients.append(local.client)
         t0 = time.perf_counter()
         local.client.objects.create(deployment(f"bench-{item[0]:04d}", item[1]))
         return time.perf_counter() - t0
 
     items = list(enumerate(replicas_per_deployment(settings.pods, settings.deployments)))
-    with ThreadPoolExecutor(settings.creators) as pool:
-        return list(pool.map(create, items))
+    try:
+        with ThreadPoolExecutor(settings.creators) as pool:
+            return list(pool.map(create, items))
+    finally:
+        for c in clients:
+            c.close()
+
+
+# -- profiling (optional) ---------------------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy record (raw, idle threads included) of every master, from start() until stop()."""
+
+    def __init__(self, out_dir: Path | None) -> None:
+        self.out_dir = out_dir
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, pids: dict[str, int], label: str) -> None:
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        for name, pid in pids.items():
+            out = self.out_dir / f"{label}-{name}-{pid}.txt"
+            self._procs.append(subprocess.Popen(
+                [py_spy, "record", "--pid", str(pid), "--rate", "50", "--idle", "--nonblocking",
+                 "--format", "raw", "--output", str(out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        for proc in self._procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
 
 
 # -- phases ---------------------------------------------------------------------------------------
@@ -472,12 +554,14 @@ def create_deployments(endpoints: list[str], settings: Settings) -> list[float]:
 
 @dataclass(slots=True)
 class Idle:
+    leader: str
     seconds: float
     raft_entries: int
     store_revisions: int
     heartbeats: int
     changed_keys: dict[str, int]
     leader_cpu_pct: float
+    term_changed: bool
 
     @property
     def entries_per_s(self) -> float:
@@ -491,6 +575,7 @@ class Idle:
 def settle(cluster: Cluster) -> float:
     """Wait until the store revision has not moved for SETTLE_QUIET s (at most SETTLE_MAX s)."""
     started = time.monotonic()
+    cluster.refresh()
     last_rev, last_change = cluster.leader_status()[1], started
     while time.monotonic() - started < SETTLE_MAX:
         time.sleep(0.25)
@@ -503,19 +588,21 @@ def settle(cluster: Cluster) -> float:
 
 
 def measure_idle(cluster: Cluster, seconds: float) -> Idle:
-    pid = cluster.leader_pid()
-    commit0, rev0 = cluster.leader_status()
+    leader = cluster.refresh()
+    pid = cluster.pid(leader)
+    commit0, rev0, term0 = cluster.leader_status()
     counter = KeyCounter(cluster.masters.endpoints, rev0 + 1)
     try:
         beats0, cpu0, t0 = cluster.heartbeats_sent(), cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)
-        commit1, rev1 = cluster.leader_status()
+        commit1, rev1, term1 = cluster.leader_status()
         beats1, cpu1, t1 = cluster.heartbeats_sent(), cpu_seconds(pid), time.monotonic()
         wait_until(lambda: counter.revisions(rev1) >= rev1 - rev0, 5.0)
         changed = counter.by_kind(rev1)
     finally:
         counter.close()
-    return Idle(t1 - t0, commit1 - commit0, rev1 - rev0, beats1 - beats0, changed, 100 * (cpu1 - cpu0) / (t1 - t0))
+    return Idle(leader, t1 - t0, commit1 - commit0, rev1 - rev0, beats1 - beats0, changed,
+                100 * (cpu1 - cpu0) / (t1 - t0), term1 != term0 or cluster.refresh() != leader)
 
 
 @dataclass(slots=True)
@@ -531,8 +618,13 @@ class PodsPhase:
     bind_p99_ms: float = float("nan")
     all_bound_s: float = float("nan")
     all_running_s: float = float("nan")
-    leader_cpu_pct: float = float("nan")
+    master_cpu_pct: dict[str, float] = field(default_factory=dict)
     fleet_cpu_pct: float = float("nan")
+    terms: tuple[int, int] = (0, 0)
+    leaderships: dict[str, int] = field(default_factory=dict)
+    listed: int = 0
+    unseen_by_watch: int = 0
+    deleted_seen: int = 0
     probe_calls: int = 0
     probe_errors: int = 0
     probe_p50_ms: float = float("nan")
@@ -541,21 +633,25 @@ class PodsPhase:
     progress: list[str] = field(default_factory=list)
 
 
-def progress_line(tracker: PodTracker, elapsed: float, leader_pct: float, fleet_pct: float) -> str:
+def progress_line(cluster: Cluster, tracker: PodTracker, elapsed: float, leader_pct: float, fleet_pct: float
+                  ) -> str:
     return (f"  {elapsed:6.1f} s: pods seen {len(tracker.pods):>6}, bound {tracker.bound:>6}, "
-            f"running {tracker.running:>6}; leader CPU {leader_pct:4.0f}%, fleets CPU {fleet_pct:4.0f}%")
+            f"running {tracker.running:>6}; leader {cluster.leader} (term {cluster.term}) CPU {leader_pct:4.0f}%, "
+            f"fleets CPU {fleet_pct:4.0f}%")
 
 
 def follow(cluster: Cluster, tracker: PodTracker, result: PodsPhase, started: float, timeout: float) -> None:
     """Print progress until every pod runs or the timeout passes."""
-    pid = cluster.leader_pid()
-    last_t, last_cpu, last_fleet = time.monotonic(), cpu_seconds(pid), cluster.fleet_cpu()
+    last_t, last_cpu, last_fleet = time.monotonic(), cluster.master_cpu(), cluster.fleet_cpu()
     while tracker.running < result.pods and time.monotonic() - started < timeout:
         time.sleep(min(PROGRESS_EVERY, max(0.05, started + timeout - time.monotonic())))
         if tracker.error:
             raise RuntimeError(f"pod watch failed: {tracker.error}")
-        now, cpu, fleet = time.monotonic(), cpu_seconds(pid), cluster.fleet_cpu()
-        line = progress_line(tracker, now - started, 100 * (cpu - last_cpu) / (now - last_t),
+        with contextlib.suppress(RaftorchError):
+            cluster.refresh()
+        now, cpu, fleet = time.monotonic(), cluster.master_cpu(), cluster.fleet_cpu()
+        leader_cpu = cpu.get(cluster.leader, 0.0) - last_cpu.get(cluster.leader, 0.0)
+        line = progress_line(cluster, tracker, now - started, 100 * leader_cpu / (now - last_t),
                              100 * (fleet - last_fleet) / (now - last_t))
         result.progress.append(line)
         print(line, flush=True)
@@ -567,6 +663,7 @@ def summarize_pods(tracker: PodTracker, result: PodsPhase, started: float) -> No
     bound = sorted(t.bound for t in times if t.bound is not None)
     running = [t.running for t in times if t.running is not None]
     result.seen, result.bound, result.running = len(times), len(bound), len(running)
+    result.deleted_seen = tracker.deleted
     result.finished = result.running >= result.pods
     if bound and times:
         first_seen = min(t.seen for t in times)
@@ -580,6 +677,14 @@ def summarize_pods(tracker: PodTracker, result: PodsPhase, started: float) -> No
         result.all_running_s = max(running) - started
 
 
+def check_watch(cluster: Cluster, tracker: PodTracker, result: PodsPhase) -> None:
+    """Compare the pods a (linearizable) list returns with those the watch reported."""
+    items, _ = cluster.client.objects.list("pods", label_selector=BENCH_LABEL)
+    uids = {p.metadata.uid for p in items if isinstance(p, objects_pb2.Pod)}
+    result.listed = len(uids)
+    result.unseen_by_watch = len(uids - tracker.pods.keys())
+
+
 def summarize_probe(probe: Child, result: PodsPhase) -> None:
     probe.conn.send("stop")
     _, latencies, errors = recv(probe.conn, CHILD_TIMEOUT, "probe results")
@@ -589,25 +694,34 @@ def summarize_probe(probe: Child, result: PodsPhase) -> None:
     result.probe_max_ms = 1000 * lat[-1] if lat else float("nan")
 
 
-def run_pods(cluster: Cluster, settings: Settings) -> PodsPhase:
+def run_pods(cluster: Cluster, settings: Settings, profiler: Profiler) -> PodsPhase:
     result = PodsPhase(settings.pods)
     tracker = PodTracker(cluster.masters.endpoints)
     probe = spawn(probe_main, cluster.masters.endpoints, settings.probe_rate)
     try:
         recv(probe.conn, CHILD_TIMEOUT, "probe ready message")
-        pid = cluster.leader_pid()
-        cpu0, fleet0, started = cpu_seconds(pid), cluster.fleet_cpu(), time.monotonic()
+        cluster.refresh()
+        term0, leaderships0 = cluster.term, leaderships(cluster.masters)
+        profiler.start(cluster.pids(), "pods")
+        cpu0, fleet0, started = cluster.master_cpu(), cluster.fleet_cpu(), time.monotonic()
         create_lat = create_deployments(cluster.masters.endpoints, settings)
         result.create_calls_s = time.monotonic() - started
         print(f"  {len(create_lat)} deployments created in {result.create_calls_s:.2f} s "
               f"(slowest call {1000 * max(create_lat):.0f} ms)", flush=True)
         follow(cluster, tracker, result, started, settings.timeout_s)
-        elapsed = time.monotonic() - started
-        result.leader_cpu_pct = 100 * (cpu_seconds(pid) - cpu0) / elapsed
+        elapsed, cpu1 = time.monotonic() - started, cluster.master_cpu()
+        profiler.stop()
+        result.master_cpu_pct = {n: 100 * (cpu1[n] - cpu0.get(n, 0.0)) / elapsed for n in cpu1}
         result.fleet_cpu_pct = 100 * (cluster.fleet_cpu() - fleet0) / elapsed
+        cluster.refresh()
+        result.terms = (term0, cluster.term)
+        after = leaderships(cluster.masters)
+        result.leaderships = {n: after[n] - leaderships0.get(n, 0) for n in after}
         summarize_probe(probe, result)
         summarize_pods(tracker, result, started)
+        check_watch(cluster, tracker, result)
     finally:
+        profiler.stop()
         probe.stop()
         tracker.close()
     return result
@@ -619,16 +733,16 @@ def run_pods(cluster: Cluster, settings: Settings) -> PodsPhase:
 @dataclass(slots=True)
 class Report:
     settings: Settings
-    leader: str
-    leader_after: str
     register_s: float
     cidr_collisions: int
     ready_s: float
     idle_nodes: Idle
+    memory_before_pods: dict[str, dict[str, float]]
     pods: PodsPhase
     settle_s: float
     idle_after: Idle | None
     memory: dict[str, dict[str, float]]
+    leader_at_end: str
 
 
 def verdict(ok: bool) -> str:
@@ -638,15 +752,34 @@ def verdict(ok: bool) -> str:
 def fmt_idle(idle: Idle | None) -> str:
     if idle is None:
         return "n/a (pods did not all run)"
-    return f"{idle.entries_per_s:.2f}/s ({idle.raft_entries} in {idle.seconds:.1f} s)"
+    changed = " (leader changed!)" if idle.term_changed else ""
+    return f"{idle.entries_per_s:.2f}/s ({idle.raft_entries} in {idle.seconds:.1f} s){changed}"
 
 
-def fmt_changes(idle: Idle | None) -> str:
-    if idle is None:
-        return "n/a"
+def fmt_changes(idle: Idle) -> str:
     if not idle.changed_keys:
         return "none"
     return ", ".join(f"{k} x{n}" for k, n in idle.changed_keys.items())
+
+
+def idle_rows(label: str, idle: Idle | None) -> Iterator[tuple[str, str, str, str]]:
+    yield (f"idle Raft entries/s ({label})", fmt_idle(idle), "0/s",
+           "" if idle is None else verdict(idle.entries_per_s <= TARGET_IDLE_ENTRIES_PER_S))
+    if idle is None:
+        return
+    yield ("  store revisions; keys changed", f"{idle.store_revisions}; {fmt_changes(idle)}", "", "")
+    yield ("  heartbeats sent/s; leader CPU", f"{idle.heartbeats_per_s:,.0f}/s; {idle.leader_cpu_pct:.0f}% "
+           f"({idle.leader})", "", "")
+
+
+def memory_rows(r: Report) -> Iterator[tuple[str, str, str, str]]:
+    nan = float("nan")
+    for name, mem in r.memory.items():
+        mark = " (leader)" if name == r.leader_at_end else ""
+        peak, before = mem.get("VmHWM", nan), r.memory_before_pods.get(name, {}).get("VmRSS", nan)
+        yield (f"master {name}{mark} RSS peak / now / before pods",
+               f"{peak:,.0f} / {mem.get('VmRSS', nan):,.0f} / {before:,.0f} MB",
+               f"<= {TARGET_RSS_MB:.0f} MB", verdict(peak <= TARGET_RSS_MB))
 
 
 def table_rows(r: Report) -> Iterator[tuple[str, str, str, str]]:
@@ -660,20 +793,16 @@ def table_rows(r: Report) -> Iterator[tuple[str, str, str, str]]:
            f"{p.probe_p50_ms:,.1f} / {p.probe_p99_ms:,.1f} ms (max {p.probe_max_ms:,.0f}; "
            f"{p.probe_calls} calls, {p.probe_errors} errors)",
            f"p99 <= {TARGET_CREATE_P99_MS:.0f} ms", verdict(p.probe_p99_ms <= TARGET_CREATE_P99_MS))
-    for label, idle in (("nodes only", r.idle_nodes), ("after pods", r.idle_after)):
-        yield (f"idle Raft entries/s ({label})", fmt_idle(idle), "0/s",
-               "" if idle is None else verdict(idle.entries_per_s <= TARGET_IDLE_ENTRIES_PER_S))
-        yield (f"  store writes, keys changed ({label})",
-               "n/a" if idle is None else f"{idle.store_revisions} revisions: {fmt_changes(idle)}", "", "")
-        if idle is not None:
-            yield (f"  heartbeats sent/s; leader CPU ({label})",
-                   f"{idle.heartbeats_per_s:,.0f}/s; {idle.leader_cpu_pct:.0f}%", "", "")
-    for name, mem in r.memory.items():
-        mark = " (leader)" if name == r.leader else ""
-        peak = mem.get("VmHWM", float("nan"))
-        yield (f"master {name}{mark} RSS peak / now", f"{peak:,.0f} / {mem.get('VmRSS', float('nan')):,.0f} MB",
-               f"<= {TARGET_RSS_MB:.0f} MB", verdict(peak <= TARGET_RSS_MB))
-    yield ("leader CPU / fleets CPU, pods phase", f"{p.leader_cpu_pct:.0f}% / {p.fleet_cpu_pct:.0f}%", "", "")
+    yield from idle_rows("nodes only", r.idle_nodes)
+    yield from idle_rows("after pods", r.idle_after)
+    yield from memory_rows(r)
+    cpu = ", ".join(f"{n} {v:.0f}%" for n, v in p.master_cpu_pct.items())
+    yield ("CPU during pods phase: masters; fleets", f"{cpu}; {p.fleet_cpu_pct:.0f}%", "", "")
+    elections = ", ".join(f"{n} x{v}" for n, v in p.leaderships.items() if v)
+    yield ("elections during pods phase", f"term {p.terms[0]} -> {p.terms[1]}; became leader: {elections or 'none'}",
+           "0", verdict(p.terms[0] == p.terms[1]))
+    yield ("watch check: listed / seen / unseen / deleted",
+           f"{p.listed:,} / {p.seen:,} / {p.unseen_by_watch} / {p.deleted_seen}", "", "")
 
 
 def print_report(r: Report) -> None:
@@ -683,12 +812,12 @@ def print_report(r: Report) -> None:
     print(f"control plane: 3 masters, {s.nodes:,} hollow nodes in {min(s.fleets, s.nodes)} processes "
           f"(heartbeat every {HEARTBEAT_PERIOD:g} s), {s.deployments} deployments, {s.pods:,} pods "
           f"({POD_CPU} cpu, {POD_MEMORY} each)")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} cores ({cores} usable), {platform.python_implementation()} "
-          f"{platform.python_version()}; masters, fleets and this process share them; CPU in % of one core")
+          f"{platform.python_version()}; masters, fleets and this process share them; CPU in % of one core; "
+          f"load average at the end {load}")
     print(f"nodes registered in {r.register_s:.1f} s ({r.cidr_collisions} pod CIDR collisions retried), "
           f"all Ready {r.ready_s:.1f} s later; store settled {r.settle_s:.1f} s after the last pod ran")
-    if r.leader_after != r.leader:
-        print(f"NOTE: the leader changed during the run ({r.leader} -> {r.leader_after})")
     if not r.pods.finished:
         print(f"NOTE: timed out after {s.timeout_s:.0f} s: {r.pods.seen:,} pods seen, {r.pods.bound:,} bound, "
               f"{r.pods.running:,} Running of {r.pods.pods:,}")
@@ -708,7 +837,7 @@ def to_json(r: Report) -> dict[str, Any]:
             return None
         if isinstance(x, dict):
             return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
+        if isinstance(x, list | tuple):
             return [clean(v) for v in x]
         return x
 
@@ -729,10 +858,19 @@ def print_log_tails(masters: LocalMasters, lines: int = 15) -> None:
         print("\n".join(tail), file=sys.stderr)
 
 
+def copy_logs(masters: LocalMasters, out_dir: Path | None) -> None:
+    if out_dir is None:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for m in masters.masters.values():
+        with contextlib.suppress(OSError):
+            shutil.copy(m.log_path, out_dir / m.log_path.name)
+
+
 # -- main -------------------------------------------------------------------------------------------
 
 
-def run_cluster(cluster: Cluster, settings: Settings) -> Report:
+def register_nodes(cluster: Cluster, settings: Settings) -> tuple[dict[str, float], float]:
     nodes = NodeTracker(cluster.masters.endpoints)
     try:
         print(f"registering {settings.nodes:,} hollow nodes in {settings.fleets} processes ...", flush=True)
@@ -742,42 +880,58 @@ def run_cluster(cluster: Cluster, settings: Settings) -> Report:
         nodes.close()
     print(f"  registered in {reg['register_s']:.1f} s, all Ready {ready_s:.1f} s later; "
           f"idle {settings.idle_s:g} s (nodes only) ...", flush=True)
+    return reg, ready_s
+
+
+def run_cluster(cluster: Cluster, settings: Settings, profiler: Profiler) -> Report:
+    reg, ready_s = register_nodes(cluster, settings)
     settle(cluster)
     idle_nodes = measure_idle(cluster, settings.idle_s)
+    memory_before = cluster.memory()
     print(f"creating {settings.deployments} deployments, {settings.pods:,} pods ...", flush=True)
-    pods = run_pods(cluster, settings)
+    pods = run_pods(cluster, settings, profiler)
     settle_s, idle_after = float("nan"), None
     if pods.finished:
         settle_s = settle(cluster)
         print(f"idle {settings.idle_s:g} s (after pods) ...", flush=True)
         idle_after = measure_idle(cluster, settings.idle_s)
-    memory = {name: memory_mb(m.proc.pid) for name, m in cluster.masters.masters.items() if m.proc is not None}
-    return Report(settings, cluster.leader, cluster.current_leader(), reg["register_s"], int(reg["collisions"]),
-                  ready_s, idle_nodes, pods, settle_s, idle_after, memory)
+    return Report(settings, reg["register_s"], int(reg["collisions"]), ready_s, idle_nodes, memory_before, pods,
+                  settle_s, idle_after, cluster.memory(), cluster.refresh())
 
 
-def run(settings: Settings) -> Report:
+def run(settings: Settings, profile_dir: Path | None, logs_dir: Path | None) -> Report:
     with tempfile.TemporaryDirectory(prefix="raftorch-cp-bench-") as tmp:
         masters = LocalMasters(Path(tmp), extra_args=["--cluster-cidr", cluster_cidr(settings.nodes)])
         cluster: Cluster | None = None
+        profiler = Profiler(profile_dir)
         try:
             masters.start()
-            leader = masters.wait_ready(60.0)
-            cluster = Cluster(masters, leader, masters.client(timeout=10.0, retry_for=30.0))
-            print(f"masters {', '.join(masters.endpoints)}; leader {leader}", flush=True)
-            return run_cluster(cluster, settings)
+            masters.wait_ready(60.0)
+            cluster = Cluster(masters, masters.client(timeout=10.0, retry_for=30.0))
+            print(f"masters {', '.join(masters.endpoints)}; leader {cluster.refresh()}", flush=True)
+            return run_cluster(cluster, settings, profiler)
         except Exception:
             print_log_tails(masters)
             raise
         finally:
+            profiler.stop()
             if cluster is not None:
                 for fleet in cluster.fleets:
                     fleet.stop()
                 cluster.client.close()
             masters.stop()
+            copy_logs(masters, logs_dir)
 
 
-def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
+@dataclass(frozen=True, slots=True)
+class Options:
+    settings: Settings
+    json: bool
+    profile_dir: Path | None
+    logs_dir: Path | None
+
+
+def parse_args(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="100 nodes, 1,000 pods, 10 deployments")
     p.add_argument("--nodes", type=int, help="hollow nodes (default 1,000)")
@@ -788,6 +942,9 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
     p.add_argument("--probe-rate", type=float, default=20.0, help="probe creates per second (default 20)")
     p.add_argument("--idle", type=float, default=10.0, help="seconds of each idle window (default 10)")
     p.add_argument("--timeout", type=float, help="seconds for every pod to run (default 600, 180 with --quick)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="py-spy record every master during the pods phase into DIR (raw, idle threads included)")
+    p.add_argument("--logs", type=Path, metavar="DIR", help="copy the masters' logs into DIR at the end")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = p.parse_args(argv)
     quick = args.quick
@@ -798,18 +955,18 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, bool]:
         timeout_s=args.timeout or (180.0 if quick else 600.0))
     if min(settings.nodes, settings.pods, settings.deployments) < 1 or settings.probe_rate <= 0:
         p.error("--nodes, --pods, --deployments and --probe-rate must be positive")
-    return settings, bool(args.json)
+    return Options(settings, bool(args.json), args.profile, args.logs)
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings, as_json = parse_args(argv)
+    opts = parse_args(argv)
     try:
-        report = run(settings)
+        report = run(opts.settings, opts.profile_dir, opts.logs_dir)
     except KeyboardInterrupt:
         print("\ninterrupted; everything stopped", file=sys.stderr)
         return 130
     print_report(report)
-    if as_json:
+    if opts.json:
         print()
         print(json.dumps(to_json(report), indent=2))
     return 0

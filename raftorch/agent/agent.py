@@ -8,18 +8,22 @@ what the plan says and feeds outcomes back.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import grpc
 import structlog
 
 from raftorch import rpc
 from raftorch.agent.config import AgentConfig
+from raftorch.agent.network import NodeNetwork
 from raftorch.agent.probes import run_probe
 from raftorch.agent.reconciler import (
     AgentPodState,
@@ -36,7 +40,7 @@ from raftorch.agent.runtime.base import ContainerRuntime, RuntimeFailure
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
-from raftorch.errors import AlreadyExists, RaftorchError
+from raftorch.errors import AlreadyExists, Conflict, RaftorchError
 from raftorch.objects import format_time
 
 log = structlog.get_logger("raftorch.agent")
@@ -73,6 +77,8 @@ class Agent:
         self._wake = threading.Event()
         self._pods: dict[str, objects_pb2.Pod] = {}
         self._pods_lock = threading.Lock()
+        # No reconcile before the pod list arrived: every running container would look orphaned.
+        self._pods_synced = threading.Event()
         self._reported: dict[str, bytes] = {}
         self._stopping: set[str] = set()
         self._stopper = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent-stop")
@@ -82,12 +88,15 @@ class Agent:
         self.state = AgentPodState()
         self.rconfig = ReconcileConfig(node=config.name, host_ip=config.node_ip, backoff_base=config.backoff_base)
         self.endpoint = f"{config.node_ip}:{config.agent_port}"
+        self.network: NodeNetwork | None = None
+        self.pod_cidr = ""
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         self._serve_endpoint()
         self.register()
+        self._start_network()
         for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop):
             t = threading.Thread(target=target, name=f"agent-{target.__name__.strip('_')}", daemon=True)
             t.start()
@@ -98,6 +107,8 @@ class Agent:
     def stop(self) -> None:
         """Stop the agent; the pods' containers keep running (a restarted agent adopts them)."""
         self._stop.set()
+        if self.network is not None:
+            self.network.stop()
         self._wake.set()
         if self._watch is not None:
             self._watch.close()
@@ -135,6 +146,36 @@ class Agent:
                 log.warning("register_retry", error=str(err))
                 self._stop.wait(1.0)
         self._ensure_mirror_pod()
+
+    def _start_network(self) -> None:
+        """The pod network (a Docker bridge on the node's pod CIDR) and the service rules."""
+        cfg = self.config
+        if cfg.runtime == "docker" and self.pod_cidr:
+            from raftorch.net import ensure_docker_network, remove_docker_network
+
+            client = getattr(self.runtime, "client", None)
+            if client is not None:
+                wanted = f"raftorch-{cfg.name}"
+                try:
+                    name = ensure_docker_network(client, wanted, self.pod_cidr)
+                except Conflict:
+                    # Left from an earlier cluster with another CIDR: its pods are gone too.
+                    log.warning("pod_network_replaced", network=wanted, pod_cidr=self.pod_cidr)
+                    for container in self.runtime.list_containers(cfg.name):
+                        self.runtime.stop(container.id, 0)
+                        self.runtime.remove(container.id)
+                    remove_docker_network(client, wanted)
+                    name = ensure_docker_network(client, wanted, self.pod_cidr)
+                self.rconfig = replace(self.rconfig, network=name)
+        self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, cfg.network_mode)
+        try:
+            self.network.start()
+        except RaftorchError as err:
+            if cfg.network_mode != "iptables":
+                raise
+            log.warning("iptables_unusable_falling_back_to_userspace", error=str(err))
+            self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, "userspace")
+            self.network.start()
 
     def _ensure_mirror_pod(self) -> None:
         """The agent shows up in `get pods -A` as a running system component."""
@@ -187,6 +228,7 @@ class Agent:
         while not self._stop.is_set():
             self._watch = ObjectWatch(self._conn, request, open_stream="agents")
             try:
+                threading.Thread(target=self._mark_synced, args=(self._watch,), daemon=True).start()
                 for event in self._watch:
                     pod = event.object
                     assert isinstance(pod, objects_pb2.Pod)
@@ -201,11 +243,20 @@ class Agent:
                     log.warning("pod_watch_failed", error=str(err))
                     self._stop.wait(1.0)
 
+    def _mark_synced(self, watch: ObjectWatch) -> None:
+        while not self._stop.is_set():
+            if watch.synced.wait(0.5):
+                self._pods_synced.set()
+                self._wake.set()
+                return
+
     def desired(self) -> list[objects_pb2.Pod]:
         with self._pods_lock:
             return [p for p in self._pods.values() if not is_mirror(p)]
 
     def _reconcile_loop(self) -> None:
+        while not self._stop.is_set() and not self._pods_synced.wait(0.5):
+            pass
         while not self._stop.is_set():
             wake_at = time.time() + RECONCILE_PERIOD
             try:
@@ -306,6 +357,53 @@ class Agent:
 class _NodeAgentService(agents_pb2_grpc.NodeAgentServicer):
     def __init__(self, agent: Agent) -> None:
         self._agent = agent
+
+    def PortForward(self, request_iterator: Iterator[agents_pb2.PortForwardFrame],
+                    context: grpc.ServicerContext) -> Iterator[agents_pb2.PortForwardFrame]:
+        """Connect to the pod's port from this node and pipe the tunnel's bytes both ways."""
+        first = next(request_iterator, None)
+        if first is None:
+            return
+        agent = self._agent
+        with agent._pods_lock:
+            pod = next((p for p in agent._pods.values()
+                        if p.metadata.namespace == first.namespace and p.metadata.name == first.pod), None)
+        if pod is None or not pod.status.pod_ip:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"pod {first.namespace}/{first.pod} is not running on this node")
+        assert pod is not None
+        try:
+            sock = socket.create_connection((pod.status.pod_ip, first.port), timeout=5)
+        except OSError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f"cannot connect to {first.pod} port {first.port}: {exc.strerror or exc}")
+        sock.settimeout(None)
+
+        def downstream_to_pod() -> None:
+            try:
+                for frame in request_iterator:
+                    if frame.data:
+                        sock.sendall(frame.data)
+                    if frame.eof:
+                        sock.shutdown(socket.SHUT_WR)
+                        return
+            except (OSError, grpc.RpcError):
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+
+        pump = threading.Thread(target=downstream_to_pod, daemon=True)
+        pump.start()
+        try:
+            while context.is_active():
+                data = sock.recv(65536)
+                if not data:
+                    yield agents_pb2.PortForwardFrame(eof=True)
+                    break
+                yield agents_pb2.PortForwardFrame(data=data)
+            pump.join(timeout=5)
+        finally:
+            sock.close()
 
     def Logs(self, request: agents_pb2.LogsRequest, context: grpc.ServicerContext) -> Iterator[agents_pb2.LogChunk]:
         agent = self._agent

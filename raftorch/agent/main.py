@@ -52,7 +52,8 @@ def make_runtime(config: AgentConfig) -> ContainerRuntime:
 @click.option("--heartbeat-period", type=float, help="Seconds between heartbeats (default 1).")
 @click.option("--backoff-base", type=float, help="First restart delay of a crashing container, seconds.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
-def main(config_file: Path | None, **flags: Any) -> None:
+@click.option("--uninstall", is_flag=True, help="Remove this node's network rules, routes and pod network; exit.")
+def main(config_file: Path | None, uninstall: bool, **flags: Any) -> None:
     """Run a raftorch agent: register the node, heartbeat, run its pods.
 
     Settings come from flags, then RAFTORCH_AGENT_* environment variables, then the
@@ -73,6 +74,9 @@ def main(config_file: Path | None, **flags: Any) -> None:
         click.echo(f"raftorch-agent: {err}", err=True)
         sys.exit(2)
     logs.configure(service=True, level=config.log_level)
+    if uninstall:
+        _uninstall(config, runtime)
+        return
     from raftorch.agent.agent import Agent
 
     agent = Agent(config, runtime)
@@ -85,6 +89,30 @@ def main(config_file: Path | None, **flags: Any) -> None:
         sys.exit(1)
     agent.wait()
     agent.stop()
+
+
+def _uninstall(config: AgentConfig, runtime: ContainerRuntime) -> None:
+    from raftorch.net import IptablesApplier, RouteApplier, remove_docker_network
+
+    problems: list[str] = []
+    try:
+        IptablesApplier().cleanup()
+    except RaftorchError as err:
+        problems.append(f"iptables rules: {err}")
+    try:
+        RouteApplier("10.244.0.0/16").cleanup()
+    except RaftorchError as err:
+        problems.append(f"routes: {err}")
+    client = getattr(runtime, "client", None)
+    if client is not None:
+        try:
+            remove_docker_network(client, f"raftorch-{config.name}")
+        except RaftorchError as err:
+            problems.append(f"pod network: {err}")
+    if problems:
+        click.echo("raftorch-agent: uninstall incomplete: " + "; ".join(problems), err=True)
+        sys.exit(1)
+    click.echo(f"raftorch-agent: removed the network rules, routes and pod network of {config.name}")
 
 
 if __name__ == "__main__":

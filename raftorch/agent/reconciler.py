@@ -298,7 +298,7 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         return rec, status, kind, ""
     plan.starts.append(StartContainer(spec))
     status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CONTAINER_CREATING,
-                                 message=rec.waiting_message))
+                                          message=rec.waiting_message))
     return rec, status, kind, ""
 
 

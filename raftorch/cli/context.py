@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import click
 
 from raftorch import config as cfgload
 from raftorch.client import Client
-from raftorch.errors import Invalid, RaftorchError
+from raftorch.errors import Invalid, RaftorchError, Unavailable, UnknownOutcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +57,22 @@ class CliContext:
             self._client = Client(cfg.endpoints, timeout=cfg.timeout, retry_for=cfg.retry_for)
         return self._client
 
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+# "127.0.0.1:2379: deployment 'x' not found": which master answered is noise once one has.
+_ANSWERED_BY = re.compile(r"^\S+:\d+: ")
+
+
+def one_line(err: RaftorchError) -> str:
+    text = str(err)
+    if not isinstance(err, Unavailable | UnknownOutcome):
+        text = _ANSWERED_BY.sub("", text, count=1)
+    return " ".join(text.split())
+
 
 def fail(message: str, code: int = 1) -> None:
     click.echo(f"error: {message}", err=True)
@@ -70,11 +87,18 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RaftorchError as err:
-            fail(str(err), err.exit_code)
+            fail(one_line(err), err.exit_code)
         except KeyboardInterrupt:
             raise SystemExit(130) from None
         except BrokenPipeError:
             raise SystemExit(0) from None
+        except (SystemExit, click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as err:
+            # A bug, not a user's mistake; RAFTORCH_DEBUG=1 shows the traceback.
+            if os.environ.get("RAFTORCH_DEBUG"):
+                raise
+            fail(f"internal error: {type(err).__name__}: {' '.join(str(err).split())}", 1)
 
     return wrapper  # type: ignore[return-value]
 

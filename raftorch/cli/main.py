@@ -7,9 +7,17 @@ from pathlib import Path
 import click
 
 from raftorch import logs
+from raftorch.cli.apply import apply, delete
 from raftorch.cli.cluster import cluster
+from raftorch.cli.completion import completion
 from raftorch.cli.context import CliContext, default_config_path
+from raftorch.cli.create import create, expose
+from raftorch.cli.describe import describe
+from raftorch.cli.get import get
 from raftorch.cli.kv import kv
+from raftorch.cli.nodes import cordon, drain, uncordon
+from raftorch.cli.podlogs import logs as logs_command
+from raftorch.cli.rollout import rollout, scale, set_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,18 +28,23 @@ from raftorch.cli.kv import kv
 @click.version_option(package_name="raftorch")
 @click.pass_context
 def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None) -> None:
-    """raftctl controls a raftorch cluster.
+    """raftctl controls a raftorch cluster, with kubectl's verbs and habits.
 
     \b
     Example:
       raftctl --endpoints 127.0.0.1:2379 cluster status
+      raftctl create deployment web --image=nginx:1.25 --replicas=3
+      raftctl get pods -o wide
+      raftctl apply -f web.yaml
     """
     logs.configure(service=False, level="warning")
     ctx.obj = CliContext(endpoints, config_path or default_config_path())
+    ctx.call_on_close(ctx.obj.close)
 
 
-cli.add_command(kv)
-cli.add_command(cluster)
+for _command in (get, describe, create, apply, delete, expose, scale, set_group, rollout, cordon, uncordon, drain,
+                 logs_command, completion, kv, cluster):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ class Stubs:
         self.cluster = cluster_pb2_grpc.ClusterStub(self.channel)
         self.resources = resources_pb2_grpc.ResourcesStub(self.channel)
         self.agents = agents_pb2_grpc.AgentsStub(self.channel)
+        self.pods = agents_pb2_grpc.PodsStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()

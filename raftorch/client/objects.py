@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import grpc
 from google.protobuf.message import Message
 
-from raftorch.api.v1 import objects_pb2, resources_pb2
+from raftorch.api.v1 import agents_pb2, objects_pb2, resources_pb2
 from raftorch.errors import Unavailable, from_grpc_code
 from raftorch.objects import unwrap, wrap
 
@@ -76,23 +76,49 @@ class Objects:
             kind=kind, namespace=namespace, label_selector=label_selector, field_selector=field_selector,
             resource_version=resource_version))
 
+    def logs(self, pod: str, namespace: str = "", container: str = "", follow: bool = False,
+             tail_lines: int = 0) -> Iterator[bytes]:
+        """A pod's log as chunks of bytes, relayed by a master from the agent of the pod's node;
+        with `follow`, until the container stops or the iterator is closed.
+
+        The pod is read first, which finds a master that answers (with failover) and reports a
+        missing pod as NotFound. The stream itself is not moved to another master on failure:
+        UNAVAILABLE from it usually means the node's agent is unreachable, which another master
+        would not change."""
+        self.get("pods", pod, namespace)
+        req = agents_pb2.LogsRequest(namespace=namespace, pod=pod, container=container, follow=follow,
+                                     tail_lines=tail_lines)
+        call = self._conn.stubs(self._conn._candidate()).pods.Logs(req)
+        return _log_chunks(call)
+
+
+def _log_chunks(call: grpc.Future) -> Iterator[bytes]:
+    try:
+        for chunk in call:
+            yield chunk.data
+    except grpc.RpcError as exc:
+        raise from_grpc_code(exc.code(), exc.details() or exc.code().name) from None
+    finally:
+        call.cancel()
+
 
 class ObjectWatch:
     """Object events in order, resumed on another master from the last resource_version seen."""
 
-    def __init__(self, conn: Connection, request: resources_pb2.WatchObjectsRequest,
+    def __init__(self, conn: Connection, request: resources_pb2.WatchObjectsRequest | agents_pb2.WatchNodePodsRequest,
                  open_stream: str = "resources") -> None:
         self._conn = conn
         self._request = request
         self._open = open_stream
         self.resource_version = request.resource_version
         self._closed = threading.Event()
+        # Set once the stream has delivered the current state (its first bookmark).
+        self.synced = threading.Event()
         self._call: grpc.Future | None = None
         self._lock = threading.Lock()
 
     def _stream(self, address: str) -> grpc.Future:
-        req = type(self._request)()
-        req.CopyFrom(self._request)
+        req = type(self._request).FromString(self._request.SerializeToString())
         req.resource_version = self.resource_version
         stubs = self._conn.stubs(address)
         if self._open == "agents":
@@ -117,6 +143,8 @@ class ObjectWatch:
                     # objects in key order: only the bookmark says where that list ended.
                     if ev.type == "BOOKMARK" or self.resource_version:
                         self.resource_version = max(self.resource_version, ev.resource_version)
+                    if ev.type == "BOOKMARK":
+                        self.synced.set()
             except grpc.RpcError as exc:
                 code = exc.code()
                 if self._closed.is_set():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -37,6 +38,38 @@ class PodsService(agents_pb2_grpc.PodsServicer):
         if not node.status.agent_endpoint:
             raise Unavailable(f"the agent of node {pod.spec.node_name} has no endpoint for logs")
         return node.status.agent_endpoint, container
+
+    async def PortForward(self, request_iterator: AsyncIterator[agents_pb2.PortForwardFrame],
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[agents_pb2.PortForwardFrame]:
+        """Relay one tunnelled connection to the agent of the pod's node."""
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        try:
+            pod = self._registry.get(POD, first.namespace or "default", first.pod)
+            assert isinstance(pod, objects_pb2.Pod)
+            if not first.port or not 0 < first.port < 65536:
+                raise Invalid(f"port: {first.port} is not a port")
+            endpoint, _ = self.agent_endpoint(first.namespace, first.pod, pod.spec.containers[0].name)
+        except RaftorchError as err:
+            await context.abort(err.grpc_code, err.message)
+        call = agents_pb2_grpc.NodeAgentStub(self._forwarder.channel(endpoint)).PortForward()
+        first.namespace = first.namespace or "default"
+
+        async def upstream() -> None:
+            await call.write(first)
+            async for frame in request_iterator:
+                await call.write(frame)
+            await call.done_writing()
+
+        pump = asyncio.create_task(upstream())
+        try:
+            async for frame in call:
+                yield frame
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or exc.code().name)
+        finally:
+            pump.cancel()
 
     async def Logs(self, request: agents_pb2.LogsRequest, context: grpc.aio.ServicerContext
                    ) -> AsyncIterator[agents_pb2.LogChunk]:

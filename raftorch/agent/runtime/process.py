@@ -1,12 +1,13 @@
 """The `process` runtime: each container is a plain host process, for hosts without Docker.
 
-Like Nomad's raw_exec: the container's command and args run as a process in a session (and
-process group) of its own, with PATH and the container's env only (not the agent's environment,
-which may hold secrets), in its working dir or a scratch dir. Output goes to a log file. Images
-are ignored; ports are not mapped (the process binds host ports itself); the pod IP is the host
-IP; cpu and memory limits are not enforced.
+Like Nomad's raw_exec: the container's command and args run in a session (and process group) of
+their own, with PATH and the container's env only (not the agent's environment, which may hold
+secrets), in its working dir or a scratch dir. Output goes to a log file. Images are ignored;
+ports are not mapped (the process binds host ports itself); the pod IP is the host IP; cpu and
+memory limits are not enforced. Stopping is Docker's: SIGTERM to the command, and after the grace
+SIGKILL to everything in its process group (a child that made a session of its own escapes).
 
-State lives in `<data_dir>/containers/<id>/`: `state.json` (pid, start time, labels, ...),
+State lives in `<data_dir>/containers/<id>/`: `state.json` (pids, start time, labels, ...),
 `output.log`, and `exit_code`, written by a small `sh` wrapper around the command, so exit codes
 survive an agent restart. A new runtime object on the same data dir adopts the processes still
 running: one is ours only if its /proc start time and the boot id match what was recorded, so a
@@ -26,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,9 +49,12 @@ from raftorch.agent.runtime.base import (
 __all__ = ["ProcessRuntime"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Keeps the exit code: the command's, or 128+signal; TERM is trapped (handlers reset on exec, so
-# the command still gets it) so the wrapper outlives the command to write it. $0 is the file.
-_WRAPPER = 'trap : TERM INT HUP; "$@"; echo $? > "$0"'
+# Runs the command as a job of its own, records its pid ($0.pid) and its exit code ($0): the
+# command's, or 128+signal. Stop signals go to the command only, never to this wrapper, which so
+# needs no trap (a trap's handler would linger in a just-forked child and swallow a signal).
+_WRAPPER = '"$@" & echo $! > "$0.pid"; wait $!; echo $? > "$0"'
+# A background job starts with SIGINT and SIGQUIT ignored; this gives the command the defaults.
+_DEFAULT_SIGNALS = ("--default-signal=INT,QUIT",)
 _ID = re.compile(r"[0-9a-f]{32}")
 _POLL = 0.02
 
@@ -73,7 +77,7 @@ class _Record:
     finished_at: float | None = None
     reason: str = ""
     killed: bool = False  # we sent SIGKILL: no exit file means 137
-    extra: dict[str, str] = field(default_factory=dict)
+    main_pid: int = 0  # the command's process (pid is the wrapper's, whose group holds both)
 
 
 def _boot_id() -> str:
@@ -83,16 +87,38 @@ def _boot_id() -> str:
         return ""
 
 
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None if it is gone or a zombie."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from the state field on (field 3), or None if it is gone or a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    return None if fields[0] in ("Z", "X") else fields
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _is_child_of(pid: int, parent: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and int(fields[1]) == parent
+
+
+def _env_resetting_signals() -> list[str]:
+    """`env` with the options that reset SIGINT and SIGQUIT (coreutils 8.31+), or nothing."""
+    env = shutil.which("env")
+    if env is None:
+        return []
+    try:
+        done = subprocess.run([env, *_DEFAULT_SIGNALS, "true"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [env, *_DEFAULT_SIGNALS] if done.returncode == 0 else []
 
 
 def _tail_offset(f: BinaryIO, lines: int) -> int:
@@ -128,6 +154,7 @@ class ProcessRuntime(ContainerRuntime):
         self.kill_wait = kill_wait
         self._boot_id = _boot_id()
         self._lock = threading.Lock()
+        self._env = _env_resetting_signals()
 
     # -- records ----------------------------------------------------------------------------
 
@@ -233,7 +260,7 @@ class ProcessRuntime(ContainerRuntime):
         cwd.mkdir(exist_ok=True)
         try:
             with open(directory / "output.log", "ab") as log:
-                child = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, str(directory / "exit_code"), *argv],
+                child = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, str(directory / "exit_code"), *self._env, *argv],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          cwd=cwd, start_new_session=True)
         except OSError as exc:
@@ -244,32 +271,54 @@ class ProcessRuntime(ContainerRuntime):
         child.returncode = 0
         record = _Record(id=container_id, name=spec.runtime_name, labels=spec.labels(), image=spec.image, argv=argv,
                          env=env, cwd=str(cwd), pid=child.pid, start_ticks=_start_ticks(child.pid) or -1,
-                         boot_id=self._boot_id, started_at=time.time())
+                         boot_id=self._boot_id, started_at=time.time(), main_pid=self._main_pid(directory))
         self._save(record)
         return self._info(record)
 
+    @staticmethod
+    def _main_pid(directory: Path) -> int:
+        """The command's pid, which the wrapper writes as soon as it has forked it."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                return int((directory / "exit_code.pid").read_text())
+            time.sleep(0.002)
+        return 0  # pragma: no cover - only a wrapper that cannot run gets here
+
     def stop(self, container_id: str, grace_seconds: float) -> None:
+        """SIGTERM to the command (as Docker signals PID 1), then SIGKILL to its whole process group."""
         try:
             record = self._poll(container_id)
         except ContainerNotFound:
             return
         if record.state != RUNNING:
             return
-        self._signal(record, signal.SIGTERM)
+        self._terminate(record)
         if not self._wait(container_id, grace_seconds):
             with self._lock:
                 record = replace(self._load(container_id), killed=True)
                 self._save(record)
-            self._signal(record, signal.SIGKILL)
+            if self._alive(record):
+                self._kill_main(record, signal.SIGKILL, fallback_to_group=False)  # if it left the group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(record.pid, signal.SIGKILL)
             if not self._wait(container_id, self.kill_wait):
                 raise RuntimeFailure(f"container {container_id}: pid {record.pid} survived SIGKILL")
         # Whatever else the command left in its process group goes with it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(record.pid, signal.SIGKILL)
 
-    def _signal(self, record: _Record, sig: int) -> None:
+    def _terminate(self, record: _Record) -> None:
         if self._alive(record):
-            with contextlib.suppress(ProcessLookupError):
+            self._kill_main(record, signal.SIGTERM, fallback_to_group=True)
+
+    @staticmethod
+    def _kill_main(record: _Record, sig: int, fallback_to_group: bool) -> None:
+        """Signal the command; its pid is trusted only while the wrapper is its parent (never a recycled pid)."""
+        with contextlib.suppress(ProcessLookupError):
+            if record.main_pid and _is_child_of(record.main_pid, record.pid):
+                os.kill(record.main_pid, sig)
+            elif fallback_to_group and not record.main_pid:
                 os.killpg(record.pid, sig)
 
     def _wait(self, container_id: str, timeout: float) -> bool:

@@ -290,6 +290,11 @@ class PodsStub:
                 request_serializer=raftorch_dot_v1_dot_agents__pb2.LogsRequest.SerializeToString,
                 response_deserializer=raftorch_dot_v1_dot_agents__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/raftorch.v1.Pods/PortForward',
+                request_serializer=raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.SerializeToString,
+                response_deserializer=raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.FromString,
+                _registered_method=True)
 
 
 class PodsServicer:
@@ -302,6 +307,12 @@ class PodsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PortForward(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PodsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +320,11 @@ def add_PodsServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=raftorch_dot_v1_dot_agents__pb2.LogsRequest.FromString,
                     response_serializer=raftorch_dot_v1_dot_agents__pb2.LogChunk.SerializeToString,
+            ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.FromString,
+                    response_serializer=raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +365,33 @@ class Pods:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/raftorch.v1.Pods/PortForward',
+            raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.SerializeToString,
+            raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class NodeAgentStub:
     """Served by each agent on its agent endpoint, for the masters.
@@ -365,6 +408,11 @@ class NodeAgentStub:
                 request_serializer=raftorch_dot_v1_dot_agents__pb2.LogsRequest.SerializeToString,
                 response_deserializer=raftorch_dot_v1_dot_agents__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/raftorch.v1.NodeAgent/PortForward',
+                request_serializer=raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.SerializeToString,
+                response_deserializer=raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -377,6 +425,12 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PortForward(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -384,6 +438,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=raftorch_dot_v1_dot_agents__pb2.LogsRequest.FromString,
                     response_serializer=raftorch_dot_v1_dot_agents__pb2.LogChunk.SerializeToString,
+            ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.FromString,
+                    response_serializer=raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -414,6 +473,33 @@ class NodeAgent:
             '/raftorch.v1.NodeAgent/Logs',
             raftorch_dot_v1_dot_agents__pb2.LogsRequest.SerializeToString,
             raftorch_dot_v1_dot_agents__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/raftorch.v1.NodeAgent/PortForward',
+            raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.SerializeToString,
+            raftorch_dot_v1_dot_agents__pb2.PortForwardFrame.FromString,
             options,
             channel_credentials,
             insecure,

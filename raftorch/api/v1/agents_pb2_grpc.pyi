@@ -106,6 +106,7 @@ class PodsStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PodsAsyncStub: ...
     Logs: _grpc.UnaryStreamMultiCallable[_agents_pb2.LogsRequest, _agents_pb2.LogChunk]
+    PortForward: _grpc.StreamStreamMultiCallable[_agents_pb2.PortForwardFrame, _agents_pb2.PortForwardFrame]
 
 @_typing.type_check_only
 class PodsAsyncStub(PodsStub):
@@ -113,6 +114,7 @@ class PodsAsyncStub(PodsStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Logs: _aio.UnaryStreamMultiCallable[_agents_pb2.LogsRequest, _agents_pb2.LogChunk]  # type: ignore[assignment]
+    PortForward: _aio.StreamStreamMultiCallable[_agents_pb2.PortForwardFrame, _agents_pb2.PortForwardFrame]  # type: ignore[assignment]
 
 class PodsServicer(metaclass=_abc_1.ABCMeta):
     """Served by masters: finds the pod's node and relays the agent's answer."""
@@ -124,6 +126,13 @@ class PodsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agents_pb2.LogChunk], _abc.AsyncIterator[_agents_pb2.LogChunk]]: ...
 
+    @_abc_1.abstractmethod
+    def PortForward(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agents_pb2.PortForwardFrame],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agents_pb2.PortForwardFrame], _abc.AsyncIterator[_agents_pb2.PortForwardFrame]]: ...
+
 def add_PodsServicer_to_server(servicer: PodsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class NodeAgentStub:
@@ -134,6 +143,7 @@ class NodeAgentStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NodeAgentAsyncStub: ...
     Logs: _grpc.UnaryStreamMultiCallable[_agents_pb2.LogsRequest, _agents_pb2.LogChunk]
+    PortForward: _grpc.StreamStreamMultiCallable[_agents_pb2.PortForwardFrame, _agents_pb2.PortForwardFrame]
 
 @_typing.type_check_only
 class NodeAgentAsyncStub(NodeAgentStub):
@@ -141,6 +151,7 @@ class NodeAgentAsyncStub(NodeAgentStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Logs: _aio.UnaryStreamMultiCallable[_agents_pb2.LogsRequest, _agents_pb2.LogChunk]  # type: ignore[assignment]
+    PortForward: _aio.StreamStreamMultiCallable[_agents_pb2.PortForwardFrame, _agents_pb2.PortForwardFrame]  # type: ignore[assignment]
 
 class NodeAgentServicer(metaclass=_abc_1.ABCMeta):
     """Served by each agent on its agent endpoint, for the masters."""
@@ -151,5 +162,12 @@ class NodeAgentServicer(metaclass=_abc_1.ABCMeta):
         request: _agents_pb2.LogsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agents_pb2.LogChunk], _abc.AsyncIterator[_agents_pb2.LogChunk]]: ...
+
+    @_abc_1.abstractmethod
+    def PortForward(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agents_pb2.PortForwardFrame],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agents_pb2.PortForwardFrame], _abc.AsyncIterator[_agents_pb2.PortForwardFrame]]: ...
 
 def add_NodeAgentServicer_to_server(servicer: NodeAgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,309 @@
+"""The Docker runtime, through the Docker SDK (`docker.from_env()` or a `base_url`).
+
+Kubernetes' mapping: `command` replaces the image's entrypoint and `args` its cmd; ports are
+published on the host only when they have a host port; the cpu limit becomes nano_cpus and
+the memory limit mem_limit; the pod name is the hostname. Every Docker error comes out as a
+`raftorch.errors` class (see `base`), with the daemon's explanation in the message.
+
+Pulls run in a thread of their own and are given `pull_timeout` seconds: the SDK waits for a
+pull without any timeout, and a registry that never answers must not hang the agent. A pull
+that timed out goes on; asking for the same image again waits for it rather than starting
+another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import docker
+import docker.errors
+import docker.utils
+
+from raftorch.agent.runtime.base import (
+    CREATE_CONTAINER_ERROR,
+    CREATED,
+    ERR_IMAGE_NEVER_PULL,
+    EXITED,
+    LABEL_MANAGED,
+    LABEL_NODE,
+    PULL_ALWAYS,
+    PULL_NEVER,
+    PULL_POLICIES,
+    RUNNING,
+    ContainerInfo,
+    ContainerNotFound,
+    ContainerRuntime,
+    ContainerSpec,
+    ExecTimeout,
+    ImagePullError,
+    RuntimeFailure,
+    RuntimeUnavailable,
+    exit_reason,
+)
+from raftorch.errors import Invalid
+from raftorch.objects import parse_time
+
+__all__ = ["DockerRuntime"]
+
+_DOCKER_ZERO_TIME = "0001-01-01T00:00:00Z"
+_DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+_MIN_API_VERSION = "1.24"  # the SDK's minimum; only to ask the daemon for its own
+_MIN_NANO_CPUS = 10_000_000  # Docker refuses less than 0.01 CPU
+
+
+def _explain(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode(errors="replace")
+    return str(explanation or exc).strip()
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Docker's errors as raftorch's. Order matters: APIError is both a DockerException and an OSError."""
+    try:
+        yield
+    except docker.errors.NotFound as exc:
+        raise ContainerNotFound(f"{what}: {_explain(exc)}") from exc
+    except docker.errors.APIError as exc:
+        raise RuntimeFailure(f"{what}: {_explain(exc)}") from exc
+    except docker.errors.DockerException as exc:
+        raise RuntimeFailure(f"{what}: {_explain(exc)}") from exc
+    except OSError as exc:
+        raise RuntimeUnavailable(f"{what}: the Docker daemon cannot be reached: {exc}") from exc
+
+
+def _time(text: str | None) -> float | None:
+    if not text or text.startswith(_DOCKER_ZERO_TIME[:4]):
+        return None
+    try:
+        return parse_time(text)
+    except Invalid:
+        return None
+
+
+def _kind(status: str) -> str:
+    """Docker's container status as the runtime interface's state."""
+    if status in ("running", "paused", "restarting"):
+        return RUNNING
+    return CREATED if status == "created" else EXITED
+
+
+def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    kind = _kind(str(state.get("Status", "")))
+    config = attrs.get("Config") or {}
+    network = attrs.get("NetworkSettings") or {}
+    ip = network.get("IPAddress") or next(
+        (n["IPAddress"] for n in (network.get("Networks") or {}).values() if n and n.get("IPAddress")), "")
+    exit_code = int(state.get("ExitCode") or 0)
+    return ContainerInfo(
+        id=str(attrs["Id"]), state=kind, labels=dict(config.get("Labels") or {}),
+        name=str(attrs.get("Name", "")).lstrip("/"), image=str(config.get("Image", "")),
+        exit_code=exit_code if kind == EXITED else 0, started_at=_time(state.get("StartedAt")),
+        finished_at=_time(state.get("FinishedAt")) if kind == EXITED else None, ip=str(ip),
+        reason=exit_reason(exit_code, bool(state.get("OOMKilled"))) if kind == EXITED else "",
+        message=str(state.get("Error") or ""))
+
+
+def _create_args(spec: ContainerSpec, endpoint_config: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "image": spec.image, "name": spec.runtime_name, "labels": spec.labels(), "detach": True,
+        "environment": [f"{name}={value}" for name, value in spec.env],
+        "entrypoint": list(spec.command) or None, "command": list(spec.args) or None,
+        "working_dir": spec.working_dir or None,
+    }
+    ports = {f"{p.container_port}/{p.protocol.lower()}": p.host_port for p in spec.ports if p.host_port}
+    if ports:
+        args["ports"] = ports
+    if spec.cpu_millis:
+        args["nano_cpus"] = max(spec.cpu_millis * 1_000_000, _MIN_NANO_CPUS)
+    if spec.memory_bytes:
+        args["mem_limit"] = spec.memory_bytes
+    if spec.host_network:
+        args["network_mode"] = "host"
+    else:
+        args["hostname"] = spec.pod_name[:63]
+        if spec.network:
+            args["network"] = spec.network
+            if spec.ip_address:
+                args["networking_config"] = {spec.network: endpoint_config(ipv4_address=spec.ip_address)}
+    return args
+
+
+def _connect(base_url: str | None, timeout: float) -> Any:
+    """A client speaking the daemon's API version, as the SDK's "auto" does, minus the sockets the SDK
+    leaks when the daemon is down."""
+
+    def client(version: str) -> Any:
+        if base_url:
+            return docker.DockerClient(base_url=base_url, timeout=timeout, version=version)
+        return docker.from_env(timeout=timeout, version=version)
+
+    url = base_url or os.environ.get("DOCKER_HOST") or _DEFAULT_SOCKET
+    try:
+        if url.startswith("unix://"):
+            # The SDK leaks its socket when connecting to a unix socket fails; this one is closed.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(url.removeprefix("unix://"))
+        probe = client(_MIN_API_VERSION)  # sends nothing yet
+        try:
+            version = str(probe.version(api_version=False)["ApiVersion"])
+        finally:
+            probe.close()
+        return client(version)
+    except (docker.errors.DockerException, OSError) as exc:
+        raise RuntimeUnavailable(f"docker: cannot reach the daemon at {url}: {_explain(exc)}") from exc
+
+
+class DockerRuntime(ContainerRuntime):
+    name = "docker"
+
+    def __init__(self, client: Any = None, *, base_url: str | None = None, timeout: float = 60.0,
+                 pull_timeout: float = 300.0) -> None:
+        self.client = client if client is not None else _connect(base_url, timeout)
+        self.pull_timeout = pull_timeout
+        self._pulls: dict[str, Future[None]] = {}
+        self._inspected: dict[str, ContainerInfo] = {}  # by id; refreshed when the listed state differs
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def list_containers(self, node: str) -> list[ContainerInfo]:
+        """One cheap list call; a container is inspected again only when its state changed (or it is new)."""
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}"]}
+        infos = []
+        with _translated("listing containers"):
+            listed = self.client.api.containers(all=True, filters=filters)
+            for summary in listed:
+                cached = self._inspected.get(summary["Id"])
+                if cached is None or cached.state != _kind(str(summary.get("State", ""))):
+                    try:
+                        cached = _container_info(self.client.api.inspect_container(summary["Id"]))
+                    except docker.errors.NotFound:
+                        continue  # removed since the list
+                    with self._lock:
+                        self._inspected[cached.id] = cached
+                infos.append(cached)
+        with self._lock:
+            listed_ids = {c.id for c in infos}
+            for stale in [i for i, c in list(self._inspected.items()) if c.labels.get(LABEL_NODE) == node
+                          and i not in listed_ids]:
+                del self._inspected[stale]
+        return infos
+
+    # -- images -----------------------------------------------------------------------------
+
+    def ensure_image(self, image: str, policy: str) -> None:
+        if policy not in PULL_POLICIES:
+            raise Invalid(f"image pull policy: expected one of {', '.join(PULL_POLICIES)}, got {policy!r}")
+        if policy != PULL_ALWAYS and self._present(image):
+            return
+        if policy == PULL_NEVER:
+            raise ImagePullError(f'container image "{image}" is not present with pull policy of Never',
+                                 image=image, reason=ERR_IMAGE_NEVER_PULL)
+        with self._lock:
+            pull = self._pulls.get(image)
+            if pull is None or pull.done():
+                pull = self._pulls[image] = Future()
+                threading.Thread(target=self._pull, args=(image, pull), name=f"docker-pull {image}",
+                                 daemon=True).start()
+        try:
+            pull.result(timeout=self.pull_timeout)
+        except TimeoutError:
+            raise ImagePullError(f'failed to pull image "{image}": no answer within {self.pull_timeout:g}s',
+                                 image=image) from None
+        except (docker.errors.DockerException, OSError, RuntimeFailure) as exc:
+            raise ImagePullError(f'failed to pull image "{image}": {_explain(exc)}', image=image) from exc
+
+    def _present(self, image: str) -> bool:
+        try:
+            self.client.images.get(image)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.APIError as exc:  # e.g. an invalid reference
+            raise ImagePullError(f'image "{image}": {_explain(exc)}', image=image) from exc
+        except OSError as exc:
+            raise RuntimeUnavailable(f"docker: the daemon cannot be reached: {exc}") from exc
+        return True
+
+    def _pull(self, image: str, result: Future[None]) -> None:
+        try:
+            repository, tag = docker.utils.parse_repository_tag(image)
+            # Errors after the pull started come in the stream, not as an HTTP status.
+            for line in self.client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                if isinstance(line, dict) and line.get("error"):
+                    raise RuntimeFailure(str(line["error"]))
+        except BaseException as exc:  # handed to the waiting caller, whatever it is
+            result.set_exception(exc)
+        else:
+            result.set_result(None)
+
+    # -- containers -------------------------------------------------------------------------
+
+    def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
+        name = spec.runtime_name
+        with _translated(f"container {name}"):
+            try:
+                container = self.client.containers.create(
+                    **_create_args(spec, self.client.api.create_endpoint_config))
+            except docker.errors.APIError as exc:
+                raise RuntimeFailure(f"creating container {name}: {_explain(exc)}", CREATE_CONTAINER_ERROR) from exc
+            try:
+                container.start()
+                container.reload()
+            except docker.errors.APIError as exc:
+                with contextlib.suppress(docker.errors.DockerException, OSError):
+                    container.remove(force=True)
+                raise RuntimeFailure(f"starting container {name}: {_explain(exc)}") from exc
+            return _container_info(container.attrs)
+
+    def stop(self, container_id: str, grace_seconds: float) -> None:
+        # Docker sends the image's stop signal (SIGTERM by default), waits, then SIGKILLs.
+        with contextlib.suppress(ContainerNotFound), _translated(f"stopping container {container_id}"):
+            self.client.api.stop(container_id, timeout=math.ceil(max(grace_seconds, 0.0)))
+
+    def remove(self, container_id: str) -> None:
+        with contextlib.suppress(ContainerNotFound), _translated(f"removing container {container_id}"):
+            try:
+                self.client.api.remove_container(container_id, force=True, v=True)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409 or "already in progress" not in _explain(exc):
+                    raise
+
+    def exec(self, container_id: str, command: Sequence[str], timeout: float) -> int:
+        api = self.client.api
+        with _translated(f"exec in container {container_id}"):
+            exec_id = api.exec_create(container_id, list(command), stdout=False, stderr=False)["Id"]
+            api.exec_start(exec_id, detach=True)
+            deadline = time.monotonic() + timeout
+            pause = 0.005
+            while True:
+                info = api.exec_inspect(exec_id)
+                if not info.get("Running") and info.get("ExitCode") is not None:
+                    return int(info["ExitCode"])
+                if time.monotonic() >= deadline:
+                    raise ExecTimeout(f"exec in container {container_id}: no exit within {timeout:g}s")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+
+    def logs(self, container_id: str, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
+        with _translated(f"logs of container {container_id}"):
+            stream = self.client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow,
+                                          tail="all" if tail is None else max(tail, 0))
+        return self._chunks(stream, container_id)
+
+    @staticmethod
+    def _chunks(stream: Iterator[bytes], container_id: str) -> Iterator[bytes]:
+        with _translated(f"logs of container {container_id}"):
+            yield from stream
