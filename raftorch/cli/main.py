@@ -13,10 +13,13 @@ from raftorch.cli.completion import completion
 from raftorch.cli.context import CliContext, default_config_path
 from raftorch.cli.create import create, expose
 from raftorch.cli.describe import describe
+from raftorch.cli.drill import drill
 from raftorch.cli.get import get
 from raftorch.cli.kv import kv
+from raftorch.cli.localcluster import down, up
 from raftorch.cli.nodes import cordon, drain, uncordon
 from raftorch.cli.podlogs import logs as logs_command
+from raftorch.cli.portforward import port_forward
 from raftorch.cli.rollout import rollout, scale, set_group
 
 
@@ -43,7 +46,7 @@ def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None) -> 
 
 
 for _command in (get, describe, create, apply, delete, expose, scale, set_group, rollout, cordon, uncordon, drain,
-                 logs_command, completion, kv, cluster):
+                 logs_command, port_forward, completion, up, down, drill, kv, cluster):
     cli.add_command(_command)
 
 

@@ -48,6 +48,12 @@ class WorkloadSettings:
     think: float = 0.005
     # The first threads talk to one master each; the others follow the leader.
     pinned: bool = True
+    # Shares of writes and reads; the rest are compare-and-swaps.
+    writes: float = 0.4
+    reads: float = 0.4
+    # Reads answered from the contacted master's local state, not linearizable: only for
+    # checking that a drill does catch stale reads.
+    serializable_reads: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +151,9 @@ class Workload:
                 dice = rng.random()
                 seq += 1
                 value = f"{tid}.{seq}"
-                if dice < 0.4:
+                if dice < self.settings.writes:
                     self._write(client, tid, key, value, last)
-                elif dice < 0.8:
+                elif dice < self.settings.writes + self.settings.reads:
                     self._read(client, tid, key, last)
                 else:
                     self._cas(client, tid, key, value, last)
@@ -176,7 +182,7 @@ class Workload:
     def _read(self, client: Client, tid: int, key: str, last: dict[str, str | None]) -> None:
         token = self.recorder.invoke(tid, "read", key)
         try:
-            kv = client.get_one(self.full_key(key))
+            kv = client.get_one(self.full_key(key), serializable=self.settings.serializable_reads)
         except Exception as err:
             self._failed(token, err)
             return

@@ -148,9 +148,12 @@ class LocalCluster:
                 "--secret-file", str(secret)]
 
     def _agent_cmd(self, state: ClusterState, a: ProcessEntry) -> list[str]:
+        # All nodes share this host's network: one agent serves the NodePorts, on 127.0.0.1,
+        # with the userspace proxy (iptables NAT does not apply to loopback addresses).
+        mode = "userspace" if a is state.agents[0] else "none"
         return [sys.executable, "-m", "raftorch.agent", "--name", a.name, "--masters", ",".join(state.endpoints),
                 "--runtime", state.runtime, "--node-ip", "127.0.0.1", "--agent-port", str(a.agent_port),
-                "--data-dir", str(self.data_dir / a.name), "--backoff-base", "2"]
+                "--data-dir", str(self.data_dir / a.name), "--backoff-base", "2", "--network-mode", mode]
 
     def _spawn(self, name: str, cmd: list[str]) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)

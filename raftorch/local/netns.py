@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftorch.client import Client
-from raftorch.drill import probe
+from raftorch.drill import pods, probe
 from raftorch.local.masters import write_secret
 
 CLIENT_PORT = 2379
@@ -143,7 +143,7 @@ class NetnsCluster:
 
     def __init__(self, root: Path, masters: int = 3, workers: int = 2, runtime: str = "fake", *,
                  node_grace: float | None = None, eviction_timeout: float | None = None,
-                 heartbeat_period: float = 0.5, network_mode: str = "none", prefix: Path | None = None,
+                 heartbeat_period: float = 0.5, network_mode: str = "iptables", prefix: Path | None = None,
                  deploy: Path | None = None) -> None:
         self.root = root
         self.runtime = runtime
@@ -299,14 +299,8 @@ class NetnsCluster:
 
     def wait_nodes_ready(self, names: list[str], timeout: float = 60.0) -> None:
         with self.client(timeout=2.0, retry_for=2.0) as c:
-            def ready() -> bool:
-                nodes, _ = c.objects.list("nodes")
-                up = {n.metadata.name for n in nodes  # type: ignore[attr-defined]
-                      if any(cd.type == "Ready" and cd.status == "True"
-                             for cd in n.status.conditions)}  # type: ignore[attr-defined]
-                return set(names) <= up
-
-            probe.wait_for(ready, timeout, f"nodes {', '.join(names)} Ready", period=0.2)
+            probe.wait_for(lambda: set(names) <= set(pods.ready_nodes(c)), timeout,
+                           f"nodes {', '.join(names)} Ready", period=0.2)
 
     def leader(self, timeout: float = 30.0) -> str:
         return probe.wait_leader(self.master_endpoints, timeout=timeout)[0]

@@ -11,7 +11,7 @@ import grpc.aio
 import structlog
 
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2, resources_pb2
-from raftorch.errors import Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
+from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
@@ -23,6 +23,7 @@ log = structlog.get_logger("raftorch.master")
 
 FORWARD_INTERVAL = 0.5
 STATUS_RETRIES = 3
+REGISTER_RETRIES = 10
 
 
 class AgentsService(agents_pb2_grpc.AgentsServicer):
@@ -42,13 +43,14 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         node = request.node
         if not node.metadata.name:
             raise Invalid("node.metadata.name: required")
-        for _attempt in range(STATUS_RETRIES):
+        for _attempt in range(REGISTER_RETRIES):
             try:
                 result = await wait_write(self._registry.register_node(node),
                                           time_left(context, self._write_timeout))
                 assert isinstance(result, objects_pb2.Node)
                 return result
-            except Conflict:
+            except (Conflict, AlreadyExists):
+                # Another node took the same pod CIDR at the same moment: pick again.
                 continue
         raise Conflict(f"node {node.metadata.name!r} kept changing during registration; retry")
 

@@ -35,7 +35,7 @@ class ObjectCache:
             for kv in machine.index.range(REGISTRY_PREFIX, True, 0):
                 self._store(kv.key, kv)
             self.revision = machine.revision
-            replica.hub.add(self._watcher)
+            replica.hub.add(self._watcher, machine.revision)
 
     def _notify(self, events: list[kv_pb2.KeyEvent], revision: int) -> None:
         if not events:

@@ -157,7 +157,7 @@ class KVService(kv_pb2_grpc.KVServicer):
                                            compact_revision=machine.index.compact_revision)
                 await context.abort(err.grpc_code, err.message)
             start_header = machine.header(self._replica.term)
-            self._replica.hub.add(watcher)
+            self._replica.hub.add(watcher, machine.revision)
         try:
             for revision, events in backlog:
                 yield kv_pb2.WatchResponse(header=kv_pb2.ResponseHeader(

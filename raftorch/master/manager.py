@@ -115,8 +115,12 @@ class ControllerManager:
                     for name, step in (("scheduler", self._schedule), ("deployments", self._deployments),
                                        ("replicasets", self._replicasets), ("endpoints", self._endpoints),
                                        ("garbage collector", self._gc)):
+                        if not self._leading():
+                            break
                         self._pass(name, step, cache)
-                        cache.drain()
+                        # What a step changed (pods a replica set created, ...) is work for the next pass.
+                        if cache.drain():
+                            dirty = True
                 cache.wait(0.2)
         except Exception:
             log.exception("controllers_crashed", term=self.term)
@@ -135,10 +139,17 @@ class ControllerManager:
     def _wait(self, futures: list[Future[Message]]) -> None:
         if not futures:
             return
-        wait_all(futures, timeout=WRITE_WAIT)
+        deadline = self.mono() + WRITE_WAIT
+        pending = set(futures)
+        # In short steps: a deposed leader stops waiting as soon as it knows.
+        while pending and self._leading() and self.mono() < deadline:
+            _, pending = wait_all(pending, timeout=0.2)
         for f in futures:
             if f.done() and f.exception() is not None:
                 log.debug("controller_write_failed", error=str(f.exception()))
+        # The next pass must see these writes in the cache, or it would make them again.
+        replica = self.registry.replica
+        replica.hub.wait_dispatched(replica.machine.revision, 5.0)
 
     # -- node lifecycle ---------------------------------------------------------------------
 

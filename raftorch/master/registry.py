@@ -193,7 +193,7 @@ class Registry:
 
         return self._txn(compare, success, failure, request_id, fence_term, finish)
 
-    def _allocate(self, kind: Kind, msg: Message) -> list[tuple[str, str]]:
+    def _allocate(self, kind: Kind, msg: Message, held: set[str] | None = None) -> list[tuple[str, str]]:
         """Fill in ClusterIP and NodePorts of a new service; returns (allocation key, field)."""
         if kind.name == "Node":
             node: objects_pb2.Node = msg  # type: ignore[assignment]
@@ -205,11 +205,12 @@ class Registry:
             return []
         svc: objects_pb2.Service = msg  # type: ignore[assignment]
         with self.replica.reading() as machine:
-            taken = {kv.key for kv in machine.index.range(ALLOC_PREFIX, True, 0)}
+            # Keys this object already holds are not taken from its point of view.
+            taken = {kv.key for kv in machine.index.range(ALLOC_PREFIX, True, 0)} - (held or set())
         out: list[tuple[str, str]] = []
         if not svc.spec.cluster_ip:
             svc.spec.cluster_ip = self._free_ip(taken)
-        elif svc.spec.cluster_ip not in ipaddress.ip_network(self.network.service_cidr):
+        elif ipaddress.ip_address(svc.spec.cluster_ip) not in ipaddress.ip_network(self.network.service_cidr):
             raise Invalid(f"spec.clusterIP: {svc.spec.cluster_ip} is outside the service range "
                           f"{self.network.service_cidr}")
         out.append((f"{ALLOC_PREFIX}clusterips/{svc.spec.cluster_ip}", "spec.clusterIP"))
@@ -272,23 +273,59 @@ class Registry:
                 meta.deletion_timestamp = cur_meta.deletion_timestamp
             if hasattr(new, "status") and not status_only and kind.name not in ("Node", "Namespace"):
                 new.status.CopyFrom(current.status)  # type: ignore[attr-defined]
+            if kind.name == "Service":
+                self._keep_allocations(current, new)
             if _spec_bytes(new) != _spec_bytes(current):
                 meta.generation = cur_meta.generation + 1
             validate(new)
         new.metadata.resource_version = cur_meta.resource_version  # type: ignore[attr-defined]
         key = store_key(kind, cur_meta.namespace, cur_meta.name)
+        compare = [unchanged(key, cur_meta.resource_version)]
+        success = [put_op(key, b"")]
+        failure = [get_op(key)]
+        added: list[tuple[str, str]] = []
+        if kind.name == "Service" and not status_only:
+            # Ports or type changed: allocate what is new, release what is gone, atomically.
+            old_keys = set(self._held_allocations(kind, current))
+            wanted = self._allocate(kind, new, held=old_keys)
+            added = [(k, f) for k, f in wanted if k not in old_keys]
+            for alloc_key, _ in added:
+                compare.append(absent(alloc_key))
+                success.append(put_op(alloc_key, key.encode()))
+                failure.append(get_op(alloc_key))
+            success += [delete_op(k) for k in old_keys - {k for k, _ in wanted}]
+        success[0] = put_op(key, encode(new))
 
         def finish(resp: kv_pb2.TxnResponse) -> Message:
             if not resp.succeeded:
-                found = resp.responses[0].response_range
+                found, *allocs = (r.response_range for r in resp.responses)
                 if not found.kvs:
                     raise NotFound(f"{kind.name.lower()} {cur_meta.name!r} not found")
+                if found.kvs[0].mod_revision == cur_meta.resource_version:
+                    for got, (_, field_path) in zip(allocs, added, strict=True):
+                        if got.kvs:
+                            raise AlreadyExists(f"{field_path}: already allocated to another object; choose another")
                 raise Conflict(f"{kind.name.lower()} {cur_meta.name!r} was changed concurrently: re-read and retry")
             new.metadata.resource_version = resp.header.revision  # type: ignore[attr-defined]
             return new
 
-        return self._txn([unchanged(key, cur_meta.resource_version)], [put_op(key, encode(new))],
-                         [get_op(key)], request_id, fence_term, finish)
+        return self._txn(compare, success, failure, request_id, fence_term, finish)
+
+    @staticmethod
+    def _keep_allocations(current: Message, new: Message) -> None:
+        """An update that leaves out the ClusterIP or a port's NodePort keeps the stored one."""
+        cur: objects_pb2.Service = current  # type: ignore[assignment]
+        svc: objects_pb2.Service = new  # type: ignore[assignment]
+        if not svc.spec.cluster_ip:
+            svc.spec.cluster_ip = cur.spec.cluster_ip
+        if svc.spec.type == "NodePort":
+            stored = {(p.port, p.protocol or "TCP"): p.node_port for p in cur.spec.ports if p.node_port}
+            for port in svc.spec.ports:
+                if not port.node_port:
+                    port.node_port = stored.get((port.port, port.protocol or "TCP"), 0)
+        else:
+            for port in svc.spec.ports:
+                port.node_port = 0
 
     def delete(self, kind: Kind, namespace: str, name: str, resource_version: int = 0,
                request_id: str = "", fence_term: int = 0) -> Future[Message]:
@@ -352,10 +389,16 @@ class Registry:
         net = ipaddress.ip_network(self.network.cluster_cidr)
         with self.replica.reading() as machine:
             taken = {kv.key for kv in machine.index.range(f"{ALLOC_PREFIX}podcidrs/", True, 0)}
+        free: list[str] = []
         for subnet in net.subnets(new_prefix=self.network.node_cidr_prefix):
             if f"{ALLOC_PREFIX}podcidrs/{str(subnet).replace('/', '_')}" not in taken:
-                return str(subnet)
-        raise RaftorchError(f"no free pod CIDR left in the cluster CIDR {net}")
+                free.append(str(subnet))
+                if len(free) == 32:
+                    break
+        if not free:
+            raise RaftorchError(f"no free pod CIDR left in the cluster CIDR {net}")
+        # Nodes registering at once would all pick the lowest free one and collide.
+        return random.choice(free)
 
     def ensure_namespaces(self, names: Iterable[str], fence_term: int = 0) -> list[Future[Message]]:
         futures = []

@@ -186,7 +186,7 @@ async def watch_objects(replica: RaftReplica, kind: Kind, namespace: str, accept
         except Compacted as err:
             await context.abort(grpc.StatusCode.OUT_OF_RANGE,
                                 f"{err.message}; list again and watch from the list's resource_version")
-        replica.hub.add(watcher)
+        replica.hub.add(watcher, start)
     try:
         for event in initial:
             yield event

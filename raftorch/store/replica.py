@@ -54,7 +54,9 @@ _SUCCESS: int = SERIALIZER_STATE.SUCCESS
 _FAILED: int = SERIALIZER_STATE.FAILED
 
 MAX_INFLIGHT_ENTRIES = 1
-MAX_ENTRY_BYTES = 4 * 1024 * 1024
+# Big entries hold Raft's thread (apply + send) long enough to trigger elections.
+MAX_ENTRY_BYTES = 256 * 1024
+MAX_ENTRY_COMMANDS = 500
 PING_INTERVAL = 0.5
 # An entry whose outcome pysyncobj never reports frees its slot after this long.
 INFLIGHT_TIMEOUT = 10.0
@@ -244,7 +246,7 @@ class RaftReplica:
         self.peers = dict(peers)
         self.machine = StateMachine(name)
         self.lock = threading.RLock()
-        self.hub = WatchHub()
+        self.hub = WatchHub(asynchronous=True)
         self._on_role_change = on_role_change
         self.reads = ReadIndexTracker()
         self._cond = threading.Lock()
@@ -271,7 +273,7 @@ class RaftReplica:
             serializeChecker=self._snapshot_state,
             logCompactionMinTime=settings.log_compaction_seconds,
             logCompactionMinEntries=settings.log_compaction_entries,
-            appendEntriesBatchSizeBytes=2 * MAX_ENTRY_BYTES,
+            appendEntriesBatchSizeBytes=8 * 1024 * 1024,
             sendBufferSize=2**20,
             recvBufferSize=2**20,
             dynamicMembershipChange=False,
@@ -369,7 +371,7 @@ class RaftReplica:
             return None
         taken: list[_Submission] = []
         size = 0
-        while self._pending and (not taken or size < MAX_ENTRY_BYTES):
+        while self._pending and (not taken or (size < MAX_ENTRY_BYTES and len(taken) < MAX_ENTRY_COMMANDS)):
             sub = self._pending.popleft()
             size += sub.command.ByteSize() if sub.command is not None else 0
             taken.append(sub)

@@ -1,13 +1,17 @@
 """Watches: deliver every change at or after a revision to subscribers, in order, once.
 
 The hub is fed by the replica right after each log entry is applied (under the state lock),
-so registering a watcher and replaying history is atomic with respect to new changes.
+so registering a watcher and replaying history is atomic with respect to new changes. In
+asynchronous mode (the replica's) the fan-out to watchers runs on a thread of its own, so a
+burst of changes never holds up Raft's thread; a watcher registered at revision R skips
+queued changes up to R, which its replay already covered.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +32,8 @@ class Watcher:
     prev_kv: bool
     notify: Notify
     id: int = 0
+    # Changes up to this revision were replayed at registration; the hub skips them.
+    after: int = 0
     backlog: int = 0
     overflowed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -36,7 +42,9 @@ class Watcher:
         return key.startswith(self.key) if self.prefix else key == self.key
 
     def select(self, changes: list[Change]) -> list[kv_pb2.KeyEvent]:
-        return [to_event(c, self.prev_kv) for c in changes if self.matches(c.kv.key)]
+        after = self.after
+        return [to_event(c, self.prev_kv) for c in changes
+                if c.kv.mod_revision > after and self.matches(c.kv.key)]
 
     def consumed(self, count: int) -> None:
         with self.lock:
@@ -44,13 +52,21 @@ class Watcher:
 
 
 class WatchHub:
-    def __init__(self) -> None:
+    def __init__(self, asynchronous: bool = False) -> None:
         self._watchers: dict[int, Watcher] = {}
         self._ids = itertools.count(1)
+        self._queue: deque[tuple[list[Change], int] | None] = deque()
+        self._cond = threading.Condition()
+        self.dispatched = 0  # every change up to this revision has been handed to watchers
+        self._thread: threading.Thread | None = None
+        if asynchronous:
+            self._thread = threading.Thread(target=self._dispatch_loop, name="watch-dispatch", daemon=True)
+            self._thread.start()
 
-    def add(self, watcher: Watcher) -> None:
-        """Register; the caller holds the state lock and has replayed history already."""
+    def add(self, watcher: Watcher, revision: int = 0) -> None:
+        """Register; the caller holds the state lock and has replayed history up to `revision`."""
         watcher.id = next(self._ids)
+        watcher.after = max(watcher.after, revision)
         self._watchers[watcher.id] = watcher
 
     def remove(self, watcher: Watcher) -> None:
@@ -60,6 +76,35 @@ class WatchHub:
         return len(self._watchers)
 
     def publish(self, changes: list[Change], revision: int) -> None:
+        if self._thread is None:
+            self._fan_out(changes, revision)
+            return
+        with self._cond:
+            self._queue.append((changes, revision))
+            self._cond.notify_all()
+
+    def wait_dispatched(self, revision: int, timeout: float) -> bool:
+        """Wait until every change up to `revision` has been handed to watchers."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.dispatched >= revision, timeout)
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                item = self._queue.popleft()
+            if item is None:
+                self._drop_all_now()
+                continue
+            changes, revision = item
+            self._fan_out(changes, revision)
+            with self._cond:
+                self.dispatched = max(self.dispatched, revision)
+                self._cond.notify_all()
+
+    def _fan_out(self, changes: list[Change], revision: int) -> None:
+        self.dispatched = max(self.dispatched, revision)
         if not changes:
             return
         for watcher in list(self._watchers.values()):
@@ -77,6 +122,14 @@ class WatchHub:
 
     def drop_all(self) -> None:
         """End every watch (its client resumes from the last revision it saw)."""
+        if self._thread is None:
+            self._drop_all_now()
+            return
+        with self._cond:
+            self._queue.append(None)
+            self._cond.notify_all()
+
+    def _drop_all_now(self) -> None:
         for watcher in list(self._watchers.values()):
             with watcher.lock:
                 watcher.overflowed = True

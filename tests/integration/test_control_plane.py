@@ -39,9 +39,21 @@ def fleet(cluster: LocalMasters) -> Iterator[HollowFleet]:
     nodes = HollowFleet(cluster.endpoints, NODES, heartbeat_period=0.5)
     nodes.start()
     try:
+        with cluster.client() as c:
+            # Spread is decided when pods are bound: every node must be there first.
+            eventually(lambda: all(_node_ready(c, n) for n in NODES), what="nodes Ready")
         yield nodes
     finally:
         nodes.stop()
+
+
+def _node_ready(c: Client, name: str) -> bool:
+    try:
+        node = c.objects.get("node", name)
+    except NotFound:
+        return False
+    assert isinstance(node, objects_pb2.Node)
+    return any(cd.type == "Ready" and cd.status == "True" for cd in node.status.conditions)
 
 
 def deployment(name: str, replicas: int, image: str = "web:v1", surge: str = "1",
@@ -235,10 +247,16 @@ def test_bad_input_is_rejected_with_clear_errors(cluster: LocalMasters) -> None:
             c.objects.create(deployment("ok", 1))
         stale = c.objects.get("deploy", "ok", "default")
         assert isinstance(stale, objects_pb2.Deployment)
-        fresh = objects_pb2.Deployment()
-        fresh.CopyFrom(stale)
-        fresh.spec.replicas = 3
-        c.objects.update(fresh)
+        for _attempt in range(20):
+            # The controllers write the status too: re-read until our update lands.
+            fresh = c.objects.get("deploy", "ok", "default")
+            assert isinstance(fresh, objects_pb2.Deployment)
+            fresh.spec.replicas = 3
+            try:
+                c.objects.update(fresh)
+                break
+            except Conflict:
+                continue
         stale.spec.replicas = 5
         with pytest.raises(Conflict):
             c.objects.update(stale)
@@ -256,3 +274,29 @@ def test_bad_input_is_rejected_with_clear_errors(cluster: LocalMasters) -> None:
         with pytest.raises(grpc.RpcError) as info:
             stub.Create(resources_pb2.CreateRequest(object=objects_pb2.Object.FromString(data)), timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_service_allocations_follow_updates(cluster: LocalMasters) -> None:
+    svc = objects_pb2.Service(
+        metadata=objects_pb2.ObjectMeta(name="web", namespace="default"),
+        spec=objects_pb2.ServiceSpec(selector={"app": "web"}, ports=[objects_pb2.ServicePort(port=80)]))
+    with cluster.client() as c:
+        created = c.objects.create(svc)
+        assert isinstance(created, objects_pb2.Service) and created.spec.cluster_ip.startswith("10.96.")
+        created.spec.type = "NodePort"
+        updated = c.objects.update(created)
+        assert isinstance(updated, objects_pb2.Service)
+        port = updated.spec.ports[0].node_port
+        assert 30000 <= port <= 32767 and updated.spec.cluster_ip == created.spec.cluster_ip
+        # A second service cannot take that NodePort.
+        other = objects_pb2.Service(
+            metadata=objects_pb2.ObjectMeta(name="other", namespace="default"),
+            spec=objects_pb2.ServiceSpec(type="NodePort", selector={"app": "x"},
+                                         ports=[objects_pb2.ServicePort(port=80, node_port=port)]))
+        with pytest.raises(AlreadyExists, match="nodePort"):
+            c.objects.create(other)
+        # Back to ClusterIP releases it.
+        updated.spec.type = "ClusterIP"
+        c.objects.update(updated)
+        created_other = c.objects.create(other)
+        assert isinstance(created_other, objects_pb2.Service) and created_other.spec.ports[0].node_port == port

@@ -344,6 +344,11 @@ def test_expose_and_delete(cluster: Cluster) -> None:
     svc = json.loads(cluster.ok("get", "svc", "gone-svc", "-o", "json"))
     assert svc["spec"]["selector"] == {"app": "gone"} and svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["ports"][0]["port"] == 9000 and svc["spec"]["ports"][0]["targetPort"] == 9000
+    described = cluster.ok("describe", "svc", "gone-svc")
+    assert "Selector:" in described and "app=gone" in described and "TargetPort:" in described
+    eventually(lambda: cluster.run("describe", "ep", "gone-svc").exit_code == 0, what="endpoints of gone-svc")
+    assert cluster.ok("describe", "ep", "gone-svc").startswith("Name:")
+    assert "Pods Status:" in cluster.ok("describe", "rs", "-l", "app=gone")
     assert cluster.ok("delete", "svc", "gone-svc") == 'service "gone-svc" deleted\n'
     assert cluster.ok("delete", "deployment", "gone") == 'deployment.apps "gone" deleted\n'
     assert "not found" in cluster.error("get", "deployment", "gone")

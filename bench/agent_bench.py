@@ -1,0 +1,900 @@
+"""Benchmark of the agent with the Docker runtime: deployments to Running, restarts, memory.
+
+    python bench/agent_bench.py [--quick] [--runs N] [--agents K] [--profile DIR] [--json]
+
+Starts three real masters (`LocalMasters`) and K agents (`LocalAgents`, default 1) with
+`--runtime docker --network-mode none` on this host, in a temporary directory, always torn down
+(agents, masters, then every container and pod network labelled for the bench's nodes; also on
+Ctrl-C). Pods run `raftorch/busybox:latest` with its default command (httpd on 8080) and a grace
+period of 1 s. Node names carry a random suffix, and the cluster CIDR is a /16 free on this Docker
+daemon, so other clusters on the same daemon are not disturbed.
+
+Measured, N runs each (default 5; 2 with --quick), all times in wall-clock seconds:
+
+- deployment of 10 (then 50) replicas: from just before the create call to the moment this
+  process's pod watch (`client.objects.watch("pods", "default", label_selector="app=<name>")`,
+  opened and synced before the create) delivers the event that makes every replica's
+  status.phase "Running", as the agent reported it. Broken down with the same watch (all pods
+  created by the controller, all bound by the scheduler) and Docker's own event stream (first
+  container created, last container started: daemon timestamps). Between runs the deployment is
+  deleted and the bench waits until no container labelled raftorch.io/node=<bench node> is left
+  (that wait is shown as "delete -> containers gone").
+- a killed container: one deployment with N replicas; run i kills the container of pod i (a pod
+  never killed before, so the agent's first, immediate restart applies) with the Docker SDK
+  (`container.kill()`, SIGKILL). Two end points:
+  * "reported": the first watch event of that pod with restart_count = old + 1, the container's
+    state "running" with a new container id, and phase Running - what a client sees;
+  * "runtime": Docker's `start` event of the replacement container (label raftorch.io/pod-uid, attempt
+    label old + 1) - when the new container was running.
+  Broken down into kill -> die (daemon), die -> create of the replacement (the agent noticing),
+  create -> start (Docker), start -> reported (the agent's report, the masters' write, the watch).
+- agent memory: VmRSS and VmHWM from /proc/<pid>/status of every agent process once all 50
+  replicas run (the largest over the runs; VmHWM is the peak since the agent started), and
+  VmRSS before any deployment.
+
+`--profile DIR` runs `py-spy record --format raw --nonblocking` on every agent during the first
+run of the largest deployment (create -> all Running) and during the whole kill phase (one file per agent and
+phase, for flamegraph.pl or speedscope). The targets are half Docker Swarm's figures on this
+machine (see ../shared/ANCHORS.md) for deployments, Swarm's for restarts, and 60 MB for memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import math
+import os
+import platform
+import random
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from raftorch.agent.runtime.base import LABEL_ATTEMPT, LABEL_MANAGED, LABEL_NODE, LABEL_POD_UID
+from raftorch.api.v1 import objects_pb2
+from raftorch.client import Client
+from raftorch.errors import Conflict, NotFound, RaftorchError
+from raftorch.local.agents import LocalAgents
+from raftorch.local.masters import LocalMasters
+
+IMAGE = "raftorch/busybox:latest"
+NAMESPACE = "default"
+GRACE_SECONDS = 1  # 0 would mean the default of 30 s; httpd as PID 1 ignores SIGTERM
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PY_SPY = Path(sys.executable).parent / "py-spy"
+EVENT_ACTIONS = ("create", "start", "kill", "die", "destroy")
+
+TARGET_DEPLOY_S = {10: 1.5, 50: 4.7}
+SWARM_DEPLOY_S = {10: "3.0 s (2.1-4.9)", 50: "9.4 s (8.6-9.6)"}
+TARGET_RESTART_S = 0.8
+SWARM_RESTART = "0.80 s (restart delay 0)"
+TARGET_RSS_MB = 60.0
+K3S_RSS = "k3s agent ~275 MB"
+
+Row = tuple[str, str, str, str, str]  # metric, figure, target, reference, verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    runs: int
+    agents: int
+    replicas: tuple[int, ...]
+    timeout_s: float
+    profile_dir: Path | None
+    logs_dir: Path | None
+
+
+# -- small helpers -----------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc/<pid>/stat; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak) of a process, in MB."""
+    out: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "VmRSS"):
+                    out[key] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(every)
+    return check()
+
+
+def spread(samples: Sequence[float]) -> tuple[float, float, float]:
+    """Median, min and max (nan for no samples)."""
+    clean = [s for s in samples if math.isfinite(s)]
+    if not clean:
+        return math.nan, math.nan, math.nan
+    return statistics.median(clean), min(clean), max(clean)
+
+
+def fmt_spread(samples: Sequence[float], digits: int = 2) -> str:
+    med, lo, hi = spread(samples)
+    if not math.isfinite(med):
+        return "n/a"
+    return f"{med:.{digits}f} s ({lo:.{digits}f}-{hi:.{digits}f})"
+
+
+def fmt_median(samples: Sequence[float], digits: int = 2) -> str:
+    med = spread(samples)[0]
+    return "n/a" if not math.isfinite(med) else f"{med:.{digits}f} s"
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+def deployment(name: str, replicas: int) -> objects_pb2.Deployment:
+    labels = {"app": name}
+    container = objects_pb2.Container(name="main", image=IMAGE,
+                                      ports=[objects_pb2.ContainerPort(name="http", container_port=8080)])
+    return objects_pb2.Deployment(
+        metadata=objects_pb2.ObjectMeta(name=name, namespace=NAMESPACE),
+        spec=objects_pb2.DeploymentSpec(
+            replicas=replicas, selector=objects_pb2.LabelSelector(match_labels=labels),
+            template=objects_pb2.PodTemplateSpec(
+                metadata=objects_pb2.ObjectMeta(labels=labels),
+                spec=objects_pb2.PodSpec(containers=[container], termination_grace_period_seconds=GRACE_SECONDS))))
+
+
+# -- Docker ------------------------------------------------------------------------------------------------
+
+
+def docker_version(client: Any) -> str:
+    v = client.version()
+    return f"{v.get('Version', '?')} (API {v.get('ApiVersion', '?')})"
+
+
+def node_containers(client: Any, nodes: Sequence[str]) -> list[str]:
+    """The ids of every container, running or not, labelled for one of `nodes` (one list call per node:
+    the high-level `containers.list` inspects each one and fails on a container removed meanwhile)."""
+    found: list[str] = []
+    for node in nodes:
+        found.extend(str(c["Id"]) for c in client.api.containers(all=True, filters={"label": f"{LABEL_NODE}={node}"}))
+    return found
+
+
+def remove_leftovers(client: Any, nodes: Sequence[str]) -> int:
+    """Force-remove the bench nodes' containers and pod networks; the number of containers removed."""
+    removed = 0
+    for container_id in node_containers(client, nodes):
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(container_id, force=True, v=True)
+            removed += 1
+    wanted = {f"raftorch-{n}" for n in nodes}
+    for net in client.networks.list(names=sorted(wanted)):
+        if net.name in wanted:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                net.remove()
+    return removed
+
+
+def docker_subnets(client: Any) -> list[ipaddress.IPv4Network]:
+    subnets = []
+    for net in client.networks.list():
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            with contextlib.suppress(ValueError, KeyError):
+                subnets.append(ipaddress.IPv4Network(cfg["Subnet"], strict=False))
+    return subnets
+
+
+def free_cluster_cidr(client: Any) -> str:
+    """A 10.x.0.0/16 that overlaps no Docker network and not the default service or cluster CIDRs."""
+    taken = [*docker_subnets(client), ipaddress.IPv4Network("10.96.0.0/16"), ipaddress.IPv4Network("10.244.0.0/16")]
+    candidates = list(range(128, 240))
+    random.shuffle(candidates)
+    for second in candidates:
+        net = ipaddress.IPv4Network(f"10.{second}.0.0/16")
+        if not any(net.overlaps(t) for t in taken):
+            return str(net)
+    raise RuntimeError("no free 10.x.0.0/16 for the cluster CIDR on this Docker daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class DockerEvent:
+    at: float  # the daemon's timestamp, seconds since the epoch
+    action: str
+    container_id: str
+    pod_uid: str
+    attempt: int
+
+
+class DockerEvents:
+    """Docker's container events for the bench's nodes, in a thread, with the daemon's timestamps."""
+
+    def __init__(self, client: Any, nodes: Sequence[str]) -> None:
+        self._nodes = set(nodes)
+        self._stream = client.events(decode=True, filters={"type": "container", "label": f"{LABEL_MANAGED}=true"})
+        self._lock = threading.Lock()
+        self.events: list[DockerEvent] = []
+        self.error = ""
+        self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for raw in self._stream:
+                self._record(raw)
+        except Exception as err:  # the stream is closed at the end: anything else is shown
+            self.error = repr(err)
+
+    def _record(self, raw: Mapping[str, Any]) -> None:
+        action = str(raw.get("Action", "")).split(":")[0]
+        attrs = (raw.get("Actor") or {}).get("Attributes") or {}
+        if action not in EVENT_ACTIONS or attrs.get(LABEL_NODE) not in self._nodes:
+            return
+        at = int(raw.get("timeNano") or int(raw.get("time", 0)) * 10**9) / 1e9
+        event = DockerEvent(at, action, str((raw.get("Actor") or {}).get("ID", raw.get("id", ""))),
+                            str(attrs.get(LABEL_POD_UID, "")), int(attrs.get(LABEL_ATTEMPT, "0") or 0))
+        with self._lock:
+            self.events.append(event)
+
+    def select(self, action: str, pod_uids: set[str] | None = None, container_id: str = "",
+               attempt: int | None = None, since: float = 0.0) -> list[DockerEvent]:
+        with self._lock:
+            return [e for e in self.events if e.action == action and e.at >= since
+                    and (pod_uids is None or e.pod_uid in pod_uids)
+                    and (not container_id or e.container_id == container_id)
+                    and (attempt is None or e.attempt == attempt)]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.close()
+
+
+# -- the pod watch ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PodView:
+    name: str
+    seen: float
+    bound: float | None = None
+    running: float | None = None  # first event with phase Running
+    phase: str = ""
+    restart_count: int = 0
+    state: str = ""  # of the (only) container: waiting, running, terminated
+    container_id: str = ""
+
+
+@dataclass(slots=True)
+class Milestone:
+    """A condition on the watched pods, and the arrival time of the event that first made it true."""
+
+    check: Callable[[Mapping[str, PodView]], bool]
+    done: threading.Event = field(default_factory=threading.Event)
+    at: float = math.nan
+
+
+class PodWatch:
+    """The pods of one deployment through a Resources watch (its own client), times in wall clock."""
+
+    def __init__(self, endpoints: list[str], app: str) -> None:
+        self._client = Client(endpoints, timeout=10.0, retry_for=60.0)
+        self._watch = self._client.objects.watch("pods", NAMESPACE, label_selector=f"app={app}")
+        self._lock = threading.Lock()
+        self._pending: list[Milestone] = []
+        self.pods: dict[str, PodView] = {}
+        self.deleted: set[str] = set()
+        self.error = ""
+        self._thread = threading.Thread(target=self._run, name=f"watch-{app}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for ev in self._watch:
+                now = time.time()
+                with self._lock:
+                    self._apply(ev.type, ev.object, now)
+                    self._check(now)
+        except RaftorchError as err:
+            self.error = str(err)
+
+    def _apply(self, kind: str, pod: Any, now: float) -> None:
+        if not isinstance(pod, objects_pb2.Pod):
+            return
+        uid = pod.metadata.uid
+        if kind == "DELETED":
+            self.deleted.add(uid)
+            self.pods.pop(uid, None)
+            return
+        view = self.pods.get(uid) or self.pods.setdefault(uid, PodView(pod.metadata.name, now))
+        if view.bound is None and pod.spec.node_name:
+            view.bound = now
+        view.phase = pod.status.phase
+        if view.running is None and view.phase == "Running":
+            view.running = now
+        if pod.status.container_statuses:
+            cs = pod.status.container_statuses[0]
+            view.restart_count, view.state, view.container_id = cs.restart_count, cs.state.state, cs.container_id
+
+    def _check(self, now: float) -> None:
+        for m in [m for m in self._pending if m.check(self.pods)]:
+            m.at = now
+            m.done.set()
+            self._pending.remove(m)
+
+    def expect(self, check: Callable[[Mapping[str, PodView]], bool]) -> Milestone:
+        m = Milestone(check)
+        with self._lock:
+            self._pending.append(m)
+            self._check(time.time())
+        return m
+
+    def wait_synced(self, timeout: float) -> None:
+        if not self._watch.synced.wait(timeout):
+            raise TimeoutError(f"pod watch not synced within {timeout:.0f}s {self.error}")
+
+    def snapshot(self) -> dict[str, PodView]:
+        with self._lock:
+            return {uid: PodView(**asdict(v)) for uid, v in self.pods.items()}
+
+    def summary(self) -> str:
+        pods = self.snapshot()
+        phases = [v.phase or "-" for v in pods.values()]
+        counts = ", ".join(f"{p} {phases.count(p)}" for p in sorted(set(phases)))
+        return f"{len(pods)} pods ({counts or 'none'}), {len(self.deleted)} deleted {self.error}".rstrip()
+
+    def close(self) -> None:
+        self._watch.close()
+        self._client.close()
+
+
+def all_running(replicas: int) -> Callable[[Mapping[str, PodView]], bool]:
+    return lambda pods: sum(v.phase == "Running" for v in pods.values()) >= replicas
+
+
+def restarted(uid: str, old_count: int, old_id: str) -> Callable[[Mapping[str, PodView]], bool]:
+    def check(pods: Mapping[str, PodView]) -> bool:
+        v = pods.get(uid)
+        return (v is not None and v.restart_count == old_count + 1 and v.state == "running"
+                and v.phase == "Running" and v.container_id not in ("", old_id))
+    return check
+
+
+# -- profiling -------------------------------------------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy record on the agents for one phase, idle threads included (wall-clock attribution: the
+    agent mostly waits on Docker); stopped with SIGINT so it writes its file."""
+
+    def __init__(self, out_dir: Path | None) -> None:
+        self.out_dir = out_dir
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, pids: Mapping[str, int], label: str) -> None:
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name, pid in pids.items():
+            out = self.out_dir / f"agent-{name}-{label}.txt"
+            self._procs.append(subprocess.Popen(
+                [str(PY_SPY), "record", "-p", str(pid), "-f", "raw", "-o", str(out), "--nonblocking", "--idle",
+                 "-r", "200"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self._procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
+
+
+# -- the cluster ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Bench:
+    settings: Settings
+    masters: LocalMasters
+    agents: LocalAgents
+    client: Client
+    docker: Any
+    events: DockerEvents
+    profiler: Profiler
+    delete_conflicts: int = 0
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.agents.agents)
+
+    def agent_pids(self) -> dict[str, int]:
+        return {n: a.proc.pid for n, a in self.agents.agents.items() if a.proc is not None}
+
+    def agent_cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.agent_pids().values())
+
+    def agent_memory(self) -> dict[str, dict[str, float]]:
+        return {n: memory_mb(pid) for n, pid in self.agent_pids().items()}
+
+    def containers(self) -> int:
+        return len(node_containers(self.docker, self.nodes))
+
+    def elections(self) -> int:
+        return sum(leaderships(self.masters).values())
+
+
+def leaderships(masters: LocalMasters) -> dict[str, int]:
+    """How many times each master has become leader, from the role_changed lines of its log."""
+    out: dict[str, int] = {}
+    for name, m in masters.masters.items():
+        with contextlib.suppress(OSError):
+            out[name] = sum(1 for line in m.log_path.read_text(errors="replace").splitlines()
+                            if '"role_changed"' in line and '"leader": true' in line)
+    return out
+
+
+def nodes_ready(client: Client, names: Sequence[str]) -> bool:
+    nodes, _ = client.objects.list("nodes")
+    ready = {n.metadata.name for n in nodes if isinstance(n, objects_pb2.Node)
+             and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)}
+    return set(names) <= ready
+
+
+def delete_deployment(b: Bench, name: str, attempts: int = 10) -> None:
+    """Delete unconditionally. The masters answer Conflict when a controller wrote the deployment between
+    their read and their commit, although no resource_version was given: retried here, and counted."""
+    for attempt in range(attempts):
+        try:
+            b.client.objects.delete("deployment", name, NAMESPACE)
+            return
+        except NotFound:
+            return
+        except Conflict:
+            b.delete_conflicts += 1
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
+def delete_and_wait(b: Bench, name: str, watch: PodWatch, timeout: float) -> float:
+    """Delete a deployment; seconds until no bench container is left and every pod is gone."""
+    started = time.time()
+    delete_deployment(b, name)
+    if not wait_until(lambda: b.containers() == 0 and not watch.pods, timeout, every=0.1):
+        raise TimeoutError(f"deployment {name} not gone after {timeout:.0f}s: {b.containers()} containers, "
+                           f"{watch.summary()}")
+    return time.time() - started
+
+
+# -- deployments ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DeployRun:
+    replicas: int
+    total_s: float  # create call -> every replica Running, from the watch
+    create_call_s: float
+    all_created_s: float  # every replica seen by the watch
+    all_bound_s: float
+    first_container_create_s: float  # Docker's create event of the first container
+    last_container_start_s: float  # Docker's start event of the last container
+    first_running_s: float
+    agent_cpu_s: float
+    elections: int = 0  # leader elections between the create call and all Running
+    delete_s: float = math.nan
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def docker_marks(b: Bench, uids: set[str], since: float, replicas: int) -> tuple[float, float]:
+    """Times of the first container create and the last start of these pods (waits for the events)."""
+    wait_until(lambda: len(b.events.select("start", uids, since=since)) >= replicas, 5.0)
+    creates = [e.at for e in b.events.select("create", uids, since=since)]
+    starts = [e.at for e in b.events.select("start", uids, since=since)]
+    return (min(creates) - since if creates else math.nan), (max(starts) - since if starts else math.nan)
+
+
+def deploy_once(b: Bench, replicas: int, run: int, profile: bool) -> DeployRun:
+    name = f"bench-{replicas}-{run}"
+    watch = PodWatch(b.masters.endpoints, name)
+    try:
+        watch.wait_synced(10.0)
+        done = watch.expect(all_running(replicas))
+        if profile:
+            b.profiler.start(b.agent_pids(), f"deploy{replicas}")
+        elections0, cpu0, t0 = b.elections(), b.agent_cpu(), time.time()
+        b.client.objects.create(deployment(name, replicas))
+        t_created = time.time()
+        finished = done.done.wait(b.settings.timeout_s)
+        if profile:
+            b.profiler.stop()
+        if not finished:
+            raise TimeoutError(f"{name}: not all Running after {b.settings.timeout_s:.0f}s: {watch.summary()}")
+        cpu, memory = b.agent_cpu() - cpu0, b.agent_memory()
+        result = deploy_result(b, watch, replicas, t0, t_created, done.at, cpu, memory)
+        result.elections = b.elections() - elections0
+        result.delete_s = delete_and_wait(b, name, watch, b.settings.timeout_s)
+        return result
+    finally:
+        watch.close()
+
+
+def deploy_result(b: Bench, watch: PodWatch, replicas: int, t0: float, t_created: float, t_done: float,
+                  cpu: float, memory: dict[str, dict[str, float]]) -> DeployRun:
+    pods = watch.snapshot()
+    first_create, last_start = docker_marks(b, set(pods), t0, replicas)
+    return DeployRun(
+        replicas=replicas, total_s=t_done - t0, create_call_s=t_created - t0,
+        all_created_s=max(v.seen for v in pods.values()) - t0,
+        all_bound_s=max((v.bound for v in pods.values() if v.bound is not None), default=math.nan) - t0,
+        first_container_create_s=first_create, last_container_start_s=last_start,
+        first_running_s=min(v.running or math.inf for v in pods.values()) - t0, agent_cpu_s=cpu, memory=memory)
+
+
+def run_deployments(b: Bench, replicas: int) -> list[DeployRun]:
+    results = []
+    for run in range(b.settings.runs):
+        r = deploy_once(b, replicas, run, profile=run == 0 and replicas == max(b.settings.replicas))
+        print(f"  {replicas} replicas, run {run + 1}: all Running in {r.total_s:.2f} s "
+              f"(bound {r.all_bound_s:.2f} s, containers started {r.first_container_create_s:.2f}-"
+              f"{r.last_container_start_s:.2f} s; agent CPU {r.agent_cpu_s:.2f} s; {r.elections} elections; "
+              f"deleted in {r.delete_s:.1f} s)", flush=True)
+        results.append(r)
+    return results
+
+
+# -- killed containers ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class KillRun:
+    reported_s: float  # kill call -> the watch shows restart_count + 1, running, phase Running
+    runtime_s: float  # kill call -> Docker's start event of the replacement
+    kill_call_s: float
+    die_s: float  # kill call -> Docker's die event of the killed container
+    detect_s: float  # die -> create event of the replacement
+    create_start_s: float  # create -> start events of the replacement
+    start_report_s: float  # start event -> the watch event
+    elections: int = 0
+
+
+def kill_once(b: Bench, watch: PodWatch, uid: str) -> KillRun:
+    view = watch.snapshot()[uid]
+    container = b.docker.containers.get(view.container_id)
+    attempt = int(container.labels.get(LABEL_ATTEMPT, "0")) + 1
+    done = watch.expect(restarted(uid, view.restart_count, view.container_id))
+    elections0, t0 = b.elections(), time.time()
+    container.kill()
+    t_killed = time.time()
+    if not done.done.wait(b.settings.timeout_s):
+        raise TimeoutError(f"pod {view.name}: no restart seen within {b.settings.timeout_s:.0f}s: {watch.summary()}")
+    wait_until(lambda: bool(b.events.select("start", {uid}, attempt=attempt, since=t0)), 5.0)
+    result = kill_result(b, uid, view.container_id, attempt, t0, t_killed, done.at)
+    result.elections = b.elections() - elections0
+    return result
+
+
+def first_at(events: Sequence[DockerEvent]) -> float:
+    return min((e.at for e in events), default=math.nan)
+
+
+def kill_result(b: Bench, uid: str, old_id: str, attempt: int, t0: float, t_killed: float,
+                t_reported: float) -> KillRun:
+    die = first_at(b.events.select("die", container_id=old_id, since=t0 - 1))
+    create = first_at(b.events.select("create", {uid}, attempt=attempt, since=t0))
+    start = first_at(b.events.select("start", {uid}, attempt=attempt, since=t0))
+    return KillRun(reported_s=t_reported - t0, runtime_s=start - t0, kill_call_s=t_killed - t0, die_s=die - t0,
+                   detect_s=create - die, create_start_s=start - create, start_report_s=t_reported - start)
+
+
+def run_kills(b: Bench) -> list[KillRun]:
+    runs = b.settings.runs
+    name = "bench-kill"
+    watch = PodWatch(b.masters.endpoints, name)
+    try:
+        watch.wait_synced(10.0)
+        done = watch.expect(lambda pods: all_running(runs)(pods) and all(v.state == "running" for v in pods.values()))
+        b.client.objects.create(deployment(name, runs))
+        if not done.done.wait(b.settings.timeout_s):
+            raise TimeoutError(f"{name}: not all Running: {watch.summary()}")
+        time.sleep(1.0)  # let the agents' status reports settle
+        victims = sorted(watch.snapshot().items(), key=lambda item: item[1].name)
+        results = kill_all(b, watch, [uid for uid, _ in victims])
+        delete_and_wait(b, name, watch, b.settings.timeout_s)
+        return results
+    finally:
+        watch.close()
+
+
+def kill_all(b: Bench, watch: PodWatch, uids: list[str]) -> list[KillRun]:
+    results = []
+    b.profiler.start(b.agent_pids(), "kill")
+    try:
+        for i, uid in enumerate(uids):
+            r = kill_once(b, watch, uid)
+            print(f"  kill {i + 1}: replacement started at {r.runtime_s:.2f} s, reported Running at "
+                  f"{r.reported_s:.2f} s (die {r.die_s:.2f} s, replacement created {r.detect_s:.2f} s later; "
+                  f"{r.elections} elections)", flush=True)
+            results.append(r)
+            time.sleep(0.5 + random.random() * 0.5)  # not in step with the agent's 0.5 s poll
+    finally:
+        b.profiler.stop()
+    return results
+
+
+# -- the report ------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Report:
+    settings: Settings
+    nodes: list[str]
+    docker: str
+    cluster_cidr: str
+    memory_idle: dict[str, dict[str, float]]
+    deploys: dict[int, list[DeployRun]]
+    kills: list[KillRun]
+    memory_after_50: dict[str, dict[str, float]]
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    delete_conflicts: int = 0  # Conflict answers to unconditional deletes, retried
+    elections: int = 0  # leader elections over the whole bench, after the first
+
+
+def peak_memory(runs: Sequence[DeployRun]) -> dict[str, dict[str, float]]:
+    """Per agent, the largest VmRSS and VmHWM seen over the runs."""
+    out: dict[str, dict[str, float]] = {}
+    for r in runs:
+        for node, mem in r.memory.items():
+            for key, value in mem.items():
+                out.setdefault(node, {})[key] = max(value, out.get(node, {}).get(key, 0.0))
+    return out
+
+
+def deploy_rows(replicas: int, runs: Sequence[DeployRun]) -> Iterator[Row]:
+    target = TARGET_DEPLOY_S.get(replicas, math.nan)
+    totals = [r.total_s for r in runs]
+    med = spread(totals)[0]
+    yield (f"deployment of {replicas}: create -> all Running", fmt_spread(totals), f"<= {target:g} s",
+           f"Swarm {SWARM_DEPLOY_S.get(replicas, '-')}", verdict(med <= target) if math.isfinite(target) else "")
+    parts = [("create call returned", [r.create_call_s for r in runs]),
+             ("all pods created (watch)", [r.all_created_s for r in runs]),
+             ("all pods bound (watch)", [r.all_bound_s for r in runs]),
+             ("first container created (Docker)", [r.first_container_create_s for r in runs]),
+             ("first pod Running (watch)", [r.first_running_s for r in runs]),
+             ("last container started (Docker)", [r.last_container_start_s for r in runs])]
+    for label, samples in parts:
+        yield (f"  {label}, at", fmt_median(samples), "", "", "")
+    starts = [r.last_container_start_s - r.first_container_create_s for r in runs]
+    yield ("  first create -> last start (Docker)", fmt_median(starts), "",
+           f"{replicas / spread(starts)[0]:.1f} containers/s" if spread(starts)[0] > 0 else "", "")
+    yield ("  last start -> all Running (watch)", fmt_median([r.total_s - r.last_container_start_s for r in runs]),
+           "", "", "")
+    yield ("  agent CPU during the run", fmt_median([r.agent_cpu_s for r in runs]), "", "", "")
+    yield ("  leader elections during the runs", f"{sum(r.elections for r in runs)} in "
+           f"{sum(r.elections > 0 for r in runs)} of {len(runs)} runs", "0", "", "")
+    yield ("  delete -> containers gone", fmt_median([r.delete_s for r in runs], 1), "", "", "")
+
+
+def kill_rows(runs: Sequence[KillRun]) -> Iterator[Row]:
+    reported = [r.reported_s for r in runs]
+    runtime = [r.runtime_s for r in runs]
+    yield ("killed container -> reported Running, restart +1", fmt_spread(reported), f"<= {TARGET_RESTART_S:g} s",
+           f"Swarm {SWARM_RESTART}", verdict(spread(reported)[0] <= TARGET_RESTART_S))
+    yield ("killed container -> replacement started (Docker)", fmt_spread(runtime), f"<= {TARGET_RESTART_S:g} s",
+           "", verdict(spread(runtime)[0] <= TARGET_RESTART_S))
+    parts = [("kill call returned", [r.kill_call_s for r in runs]), ("kill -> die (Docker)", [r.die_s for r in runs]),
+             ("die -> replacement created (agent poll)", [r.detect_s for r in runs]),
+             ("create -> start (Docker)", [r.create_start_s for r in runs]),
+             ("start -> reported (agent, masters, watch)", [r.start_report_s for r in runs])]
+    for label, samples in parts:
+        yield (f"  {label}", fmt_spread(samples), "", "", "")
+    yield ("  leader elections during the runs", f"{sum(r.elections for r in runs)} in "
+           f"{sum(r.elections > 0 for r in runs)} of {len(runs)} runs", "0", "", "")
+
+
+def memory_rows(r: Report) -> Iterator[Row]:
+    for node, mem in r.memory_after_50.items():
+        rss, hwm = mem.get("VmRSS", math.nan), mem.get("VmHWM", math.nan)
+        idle = r.memory_idle.get(node, {}).get("VmRSS", math.nan)
+        yield (f"agent {node} RSS after 50 Running: VmRSS / VmHWM", f"{rss:.1f} / {hwm:.1f} MB",
+               f"<= {TARGET_RSS_MB:g} MB", K3S_RSS, verdict(max(rss, hwm) <= TARGET_RSS_MB))
+        yield ("  VmRSS before any deployment", f"{idle:.1f} MB", "", "", "")
+
+
+def table_rows(r: Report) -> Iterator[Row]:
+    for replicas, runs in r.deploys.items():
+        yield from deploy_rows(replicas, runs)
+    if r.kills:
+        yield from kill_rows(r.kills)
+    yield from memory_rows(r)
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    header: Row = ("metric", "median (min-max)", "target", "reference", "")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths, strict=True)) + f"  {row[4]}".rstrip())
+
+
+def print_report(r: Report) -> None:
+    s = r.settings
+    cores = len(os.sched_getaffinity(0))
+    load = ", ".join(f"{x:.1f}" for x in r.load_average)
+    print()
+    print(f"agent bench: 3 masters + {s.agents} agent(s) (docker runtime, --network-mode none) on this host, "
+          f"{s.runs} runs each; image {IMAGE}, grace {GRACE_SECONDS} s")
+    print(f"machine: {os.cpu_count()} cores ({cores} usable), {platform.python_implementation()} "
+          f"{platform.python_version()}, Docker {r.docker}; load average at the end {load}")
+    print(f"nodes {', '.join(r.nodes)}; cluster CIDR {r.cluster_cidr}; leader elections after the first: "
+          f"{r.elections}; unconditional deletes answered Conflict (retried): {r.delete_conflicts}")
+    print()
+    print_table(list(table_rows(r)))
+    print("\nSwarm and k3s figures: ../shared/ANCHORS.md (Swarm on this dockerd). Times in wall-clock seconds from "
+          "just before the create (or kill) call; 'at' rows are medians of each step's time since then.")
+
+
+def to_json(r: Report) -> dict[str, Any]:
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        if isinstance(x, Path):
+            return str(x)
+        return x
+
+    out: dict[str, Any] = clean(asdict(r))
+    out["cores"] = os.cpu_count()
+    return out
+
+
+# -- main ------------------------------------------------------------------------------------------------------
+
+
+def print_log_tails(root: Path, lines: int = 15) -> None:
+    for log in sorted(root.rglob("*.log")):
+        with contextlib.suppress(OSError):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            print(f"--- {log.name}, last {len(tail)} lines:", *tail, sep="\n", file=sys.stderr)
+
+
+def copy_logs(root: Path, out_dir: Path | None) -> None:
+    if out_dir is None:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for log in root.rglob("*.log"):
+        with contextlib.suppress(OSError):
+            shutil.copy(log, out_dir / log.name)
+
+
+def measure(b: Bench, cidr: str) -> Report:
+    memory_idle = b.agent_memory()
+    deploys: dict[int, list[DeployRun]] = {}
+    for replicas in b.settings.replicas:
+        print(f"deployments of {replicas} replicas ...", flush=True)
+        deploys[replicas] = run_deployments(b, replicas)
+    memory_50 = peak_memory(deploys.get(50, []))
+    print(f"killed containers ({b.settings.runs}) ...", flush=True)
+    kills = run_kills(b)
+    return Report(b.settings, b.nodes, docker_version(b.docker), cidr, memory_idle, deploys, kills, memory_50,
+                  os.getloadavg(), b.delete_conflicts, max(b.elections() - 1, 0))
+
+
+def start_cluster(root: Path, settings: Settings, cidr: str, masters: LocalMasters, agents: LocalAgents) -> None:
+    masters.start()
+    masters.wait_ready(60.0)
+    agents.start()
+    with masters.client() as c:
+        if not wait_until(lambda: nodes_ready(c, list(agents.agents)), 60.0, every=0.2):
+            raise TimeoutError(f"agents not Ready within 60s; see {root}/agents/*.log")
+    print(f"masters {', '.join(masters.endpoints)}; agents {', '.join(agents.agents)} Ready; "
+          f"cluster CIDR {cidr}", flush=True)
+
+
+def run(settings: Settings) -> Report:
+    client = docker.from_env()
+    suffix = secrets.token_hex(2)
+    names = [f"agentbench-{suffix}-{i}" for i in range(settings.agents)]
+    with tempfile.TemporaryDirectory(prefix="raftorch-agent-bench-") as tmp:
+        root = Path(tmp)
+        cidr = free_cluster_cidr(client)
+        masters = LocalMasters(root / "masters", extra_args=["--cluster-cidr", cidr])
+        agents = LocalAgents(root / "agents", masters.endpoints, names, runtime="docker", network_mode="none")
+        events = DockerEvents(client, names)
+        profiler = Profiler(settings.profile_dir)
+        try:
+            start_cluster(root, settings, cidr, masters, agents)
+            with masters.client(timeout=10.0, retry_for=30.0) as c:
+                return measure(Bench(settings, masters, agents, c, client, events, profiler), cidr)
+        except Exception:
+            print_log_tails(root)
+            raise
+        finally:
+            profiler.stop()
+            agents.stop()
+            masters.stop()
+            events.close()
+            removed = remove_leftovers(client, names)
+            if removed:
+                print(f"removed {removed} leftover containers", file=sys.stderr)
+            copy_logs(root, settings.logs_dir)
+            client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    settings: Settings
+    json: bool
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="2 runs of each")
+    p.add_argument("--runs", type=int, help="runs of each measurement (default 5)")
+    p.add_argument("--agents", type=int, default=1, help="agent processes, each its own node (default 1)")
+    p.add_argument("--replicas", type=int, nargs="+", default=[10, 50], help="deployment sizes (default 10 50)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds for any one wait (default 120)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="py-spy record the agents during the first 50-replica run and the kill phase into DIR")
+    p.add_argument("--logs", type=Path, metavar="DIR", help="copy the masters' and agents' logs into DIR")
+    p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    args = p.parse_args(argv)
+    runs = args.runs or (2 if args.quick else 5)
+    if runs < 1 or args.agents < 1 or min(args.replicas) < 1:
+        p.error("--runs, --agents and --replicas must be positive")
+    settings = Settings(runs=runs, agents=args.agents, replicas=tuple(args.replicas), timeout_s=args.timeout,
+                        profile_dir=args.profile, logs_dir=args.logs)
+    return Options(settings, bool(args.json))
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        report = run(opts.settings)
+    except KeyboardInterrupt:
+        print("\ninterrupted; everything stopped", file=sys.stderr)
+        return 130
+    print_report(report)
+    if opts.json:
+        print()
+        print(json.dumps(to_json(report), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""Services data path and rule propagation, on real Docker pods and per-node network namespaces.
+
+    python bench/services_bench.py [--quick] [--threads N] [--seconds S] [--services 100,1000] [--json]
+
+Builds the topology of tests/services (svc_topology: three masters in the root namespace,
+two nodes as network namespaces each running its agent, pods as Docker containers on the
+nodes' pod bridges; everything removed at the end, also on Ctrl-C), then measures:
+
+1. Data path. An httpd deployment of ONE replica (raftorch/busybox) behind a NodePort
+   service. A client in its own namespace runs N threads for S seconds, one TCP connection
+   per request (HTTP/1.0, no keep-alive), after a 1 s warm-up, against:
+   the pod IP directly; the NodePort on the pod's node and on the other node (iptables mode);
+   the same NodePort with every node's rules holding the largest service count of part 2;
+   and, after the agents are restarted with `--network-mode userspace`, the NodePort on both
+   nodes again. Figures: requests/s, p50, p99 and max latency, errors.
+2. Propagation (iptables mode), at each service count K (default 100 and 1,000): K ClusterIP
+   services all selecting one deployment `prop`, plus a service `probe` selecting its own
+   deployment. Times come from a watch on endpoints (this process) and `iptables-save -t nat`
+   polled back to back inside every node's namespace (a poll's end time: an upper bound,
+   the polling period is printed):
+   * one endpoint change: `probe` scaled 1 -> 2; from its endpoints update to the new pod's
+     DNAT rule on every node, with K other services in the rules (each change re-renders and
+     reloads the node's whole rule set);
+   * the same change seen by K services: `prop` scaled +1; from the first and the last of the
+     K endpoints updates to the new pod in all K services' rules on every node.
+   Also: the time for a node to load K new services from scratch, and the rule count.
+
+Docker Swarm's routing mesh (`docker service create --publish`), the obvious baseline, is not
+measured: it is built on IPVS, which this kernel lacks (no /proc/net/ip_vs, no modules to load),
+so Swarm cannot publish a port here at all; the script checks and says so.
+
+The machine has 2 cores shared by the masters, agents, the client, busybox httpd (a process
+per connection) and whatever else runs: compare rows within a run, not across runs. Needs
+root, `ip netns`, iptables, Docker and the raftorch/busybox image (scripts/build_images.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "services"))
+
+from svc_topology import (  # noqa: E402
+    Recorder,
+    ServicesCluster,
+    Unusable,
+    deployment,
+    eventually,
+    pods_of,
+    ready_pods,
+    require_support,
+    scale,
+    service,
+    sh,
+    wait_serving,
+)
+
+from raftorch.api.v1 import objects_pb2  # noqa: E402
+from raftorch.client import Client  # noqa: E402
+
+DNAT = re.compile(r"--to-destination (\d+\.\d+\.\d+\.\d+):8080")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def ipvs_available() -> bool:
+    return Path("/proc/net/ip_vs").exists()
+
+
+# -- data path ------------------------------------------------------------------------------------
+
+
+def load(cluster: ServicesCluster, target: str, threads: int, seconds: float) -> dict[str, Any]:
+    cluster.http(cluster.client_ns, "load", target=target, threads=threads, seconds=1.0, timeout=5.0)  # warm-up
+    result: dict[str, Any] = cluster.http(cluster.client_ns, "load", target=target, threads=threads,
+                                          seconds=seconds, timeout=5.0)
+    return result
+
+
+def wait_answering(cluster: ServicesCluster, targets: list[str], timeout: float = 30.0) -> None:
+    eventually(lambda: all("ok" in o for o in cluster.get(cluster.client_ns, targets)), timeout,
+               f"{targets} answering", period=0.2)
+
+
+# -- propagation ----------------------------------------------------------------------------------
+
+
+class DnatSampler:
+    """Back-to-back `iptables-save -t nat` in every node namespace; per poll, how many DNAT
+    rules lead to each pod IP (port 8080)."""
+
+    def __init__(self, cluster: ServicesCluster) -> None:
+        self.samples: dict[str, list[tuple[float, float, Counter[str]]]] = {n: [] for n in cluster.hosts}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(cluster.hosts[n].netns, n), daemon=True)
+                         for n in cluster.hosts]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, netns: str, node: str) -> None:
+        while not self._stop.is_set():
+            began = time.time()
+            text = sh("ip", "netns", "exec", netns, "iptables-save", "-t", "nat", check=False).stdout
+            self.samples[node].append((began, time.time(), Counter(DNAT.findall(text))))
+
+    def first(self, node: str, check: Any, after: float = 0.0) -> float | None:
+        return next((end for began, end, counts in list(self.samples[node]) if began >= after and check(counts)),
+                    None)
+
+    def wait(self, check: Any, after: float, timeout: float) -> dict[str, float]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = {n: self.first(n, check, after) for n in self.samples}
+            if all(t is not None for t in found.values()):
+                return {n: t for n, t in found.items() if t is not None}
+            time.sleep(0.05)
+        raise TimeoutError("rules did not converge on every node")
+
+    def period(self) -> float:
+        gaps = [end - began for s in self.samples.values() for began, end, _ in s[-20:]]
+        return sum(gaps) / len(gaps) if gaps else 0.0
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+
+def new_pod_ip(c: Client, app: str, old: set[str], timeout: float = 60.0) -> str:
+    found: list[str] = []
+
+    def check() -> bool:
+        found[:] = [p.status.pod_ip for p in pods_of(c, app)
+                    if p.metadata.name not in old and p.status.pod_ip]
+        return bool(found)
+
+    eventually(check, timeout, f"a new {app} pod with an address", period=0.02)
+    return found[0]
+
+
+def create_services(c: Client, first: int, last: int) -> float:
+    started = time.monotonic()
+
+    def one(i: int) -> None:
+        c.objects.create(service(f"prop-{i:05d}", "prop", "ClusterIP"))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, range(first, last)))
+    return time.monotonic() - started
+
+
+def propagation(cluster: ServicesCluster, c: Client, count: int, created: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"services": count}
+    prop_ips = {p.status.pod_ip for p in ready_pods(c, "prop")}
+    sampler = DnatSampler(cluster)
+    try:
+        t0 = time.time()
+        row["create_s"] = create_services(c, created, count)
+        total = count
+
+        def synced(counts: Counter[str]) -> bool:
+            return all(counts[ip] == total for ip in prop_ips)
+
+        loaded = sampler.wait(synced, t0, 600)
+        row["initial_sync_s"] = max(loaded.values()) - t0
+        row["nat_lines"] = len(cluster.iptables_save(sorted(cluster.hosts)[0], "nat").splitlines())
+        log(f"{count} services created in {row['create_s']:.1f}s, in every node's rules "
+            f"{row['initial_sync_s']:.1f}s after the first create ({row['nat_lines']} nat lines per node)")
+
+        # One endpoint change among K services: probe 1 -> 2.
+        endpoints = Recorder(c, "endpoints")
+        try:
+            old = {p.metadata.name for p in pods_of(c, "probe")}
+            replicas = len(old) + 1
+            t_scale = time.time()
+            scale(c, "probe", replicas)
+            ip = new_pod_ip(c, "probe", old)
+            t_ep = endpoints.wait_for(lambda k, e: e.metadata.name == "probe" and any(
+                a.ip == ip for s in e.subsets for a in s.addresses), 60, "probe endpoints", after=t_scale)
+            rules = sampler.wait(lambda counts: counts[ip] >= 1, t_scale, 120)
+            row["one_change_s"] = max(rules.values()) - t_ep
+            row["one_change_by_node"] = {n: t - t_ep for n, t in rules.items()}
+            row["one_change_scale_to_ep_s"] = t_ep - t_scale
+            log(f"K={count}: probe endpoint change -> every node's rules {row['one_change_s']:.3f}s")
+
+            # The change seen by all K services: prop +1.
+            old = {p.metadata.name for p in pods_of(c, "prop")}
+            t_scale = time.time()
+            scale(c, "prop", len(old) + 1)
+            ip = new_pod_ip(c, "prop", old)
+            names = {f"prop-{i:05d}" for i in range(count)}
+
+            def holds(kind: str, e: Any) -> bool:
+                return e.metadata.name in names and any(a.ip == ip for s in e.subsets for a in s.addresses)
+
+            t_first_ep = endpoints.wait_for(holds, 60, "a prop endpoints update", after=t_scale)
+            eventually(lambda: len({e.metadata.name for t, k, e in list(endpoints.events)
+                                    if t >= t_scale and holds(k, e)}) == count, 300, "all prop endpoints",
+                       period=0.05)
+            t_last_ep = max(min(t for t, k, e in list(endpoints.events) if t >= t_scale and holds(k, e)
+                                and e.metadata.name == name) for name in names)
+            first_rule = sampler.wait(lambda counts: counts[ip] >= 1, t_scale, 300)
+            all_rules = sampler.wait(lambda counts: counts[ip] == count, t_scale, 600)
+            row.update(
+                k_first_ep_s=t_first_ep - t_scale, k_last_ep_s=t_last_ep - t_scale,
+                k_first_rule_s=max(first_rule.values()) - t_first_ep,
+                k_all_rules_s=max(all_rules.values()) - t_last_ep,
+                k_all_rules_from_scale_s=max(all_rules.values()) - t_scale)
+            log(f"K={count}: prop change: endpoints {row['k_first_ep_s']:.2f}..{row['k_last_ep_s']:.2f}s, "
+                f"all rules {row['k_all_rules_from_scale_s']:.2f}s after the scale")
+        finally:
+            endpoints.close()
+        row["poll_period_s"] = sampler.period()
+    finally:
+        sampler.close()
+    return row
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 s per row, 100 services only")
+    ap.add_argument("--threads", type=int, default=8, help="client threads (default 8)")
+    ap.add_argument("--seconds", type=float, default=None, help="seconds per data-path row (default 6)")
+    ap.add_argument("--services", default=None, help="service counts for propagation (default 100,1000)")
+    ap.add_argument("--json", action="store_true", help="also print the results as JSON")
+    args = ap.parse_args()
+    seconds = args.seconds or (3.0 if args.quick else 6.0)
+    counts = sorted(int(x) for x in (args.services or ("100" if args.quick else "100,1000")).split(","))
+    try:
+        require_support()
+    except Unusable as why:
+        print(f"services_bench: {why}", file=sys.stderr)
+        sys.exit(2)
+    root = Path(tempfile.mkdtemp(prefix="raftorch-svc-bench-"))
+    cluster = ServicesCluster(root)
+    results: dict[str, Any] = {"threads": args.threads, "seconds": seconds, "rows": [], "propagation": [],
+                               "load_before": os.getloadavg()[0]}
+    started = time.monotonic()
+    try:
+        log(f"building the topology in {root}")
+        cluster.start()
+        with cluster.client(timeout=10.0, retry_for=30.0) as c:
+            c.objects.create(deployment("bench", 1))
+            np_svc = c.objects.create(service("bench", "bench", "NodePort"))
+            c.objects.create(deployment("prop", 1))
+            c.objects.create(deployment("probe", 1))
+            c.objects.create(service("probe", "probe", "ClusterIP"))
+            assert isinstance(np_svc, objects_pb2.Service)
+            node_port = np_svc.spec.ports[0].node_port
+            (pod,) = wait_serving(c, "bench", "bench", 1)
+            eventually(lambda: len(ready_pods(c, "prop")) == 1 and len(ready_pods(c, "probe")) == 1, 60,
+                       "prop and probe pods")
+            own = pod.spec.node_name
+            other = next(n for n in cluster.hosts if n != own)
+            at = {n: f"{cluster.hosts[n].ip}:{node_port}" for n in cluster.hosts}
+            wait_answering(cluster, [at[own], at[other], f"{pod.status.pod_ip}:8080"])
+
+            def row(label: str, target: str) -> None:
+                log(f"data path: {label} ({target})")
+                r = load(cluster, target, args.threads, seconds)
+                results["rows"].append({"path": label, "target": target, **r})
+
+            row("pod IP, no service", f"{pod.status.pod_ip}:8080")
+            row("NodePort, iptables, pod's node", at[own])
+            row("NodePort, iptables, other node", at[other])
+            created = 0
+            for count in counts:
+                results["propagation"].append(propagation(cluster, c, count, created))
+                created = count
+            row(f"NodePort, iptables, pod's node, {created:,} services", at[own])
+            log("restarting the agents with --network-mode userspace")
+            for node in cluster.hosts:
+                cluster.stop_agent(node)
+                cluster.uninstall(node)
+                cluster.start_agent(node, "userspace")
+            cluster.wait_nodes(120)
+            wait_answering(cluster, [at[own], at[other]], 120)
+            leftover = [n for n in cluster.hosts if "RAFTORCH" in cluster.iptables_save(n)]
+            results["userspace_iptables_leftovers"] = leftover
+            row("NodePort, userspace, pod's node", at[own])
+            row("NodePort, userspace, other node", at[other])
+    except KeyboardInterrupt:
+        log("interrupted; tearing down")
+    finally:
+        results["load_after"] = os.getloadavg()[0]
+        cluster.teardown()
+        shutil.rmtree(root, ignore_errors=True)
+    results["ipvs"] = ipvs_available()
+    results["elapsed_s"] = time.monotonic() - started
+    report(results)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+
+
+def report(results: dict[str, Any]) -> None:
+    print()
+    print(f"Data path: {results['threads']} client threads, {results['seconds']:g} s per row, one TCP connection "
+          "per request (HTTP/1.0, no keep-alive), 1 httpd pod")
+    print(f"{'path':<44} {'req/s':>9} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>7}")
+    base = next((r["rps"] for r in results["rows"] if r["path"].startswith("pod IP")), None)
+    for r in results["rows"]:
+        rel = f"  ({r['rps'] / base:.0%} of pod IP)" if base and not r["path"].startswith("pod IP") else ""
+        print(f"{r['path']:<44} {fmt(r['rps']):>9} {fmt(r['p50_ms'], ' ms', 2):>9} {fmt(r['p99_ms'], ' ms', 2):>9} "
+              f"{fmt(r['max_ms'], ' ms', 1):>9} {r['errors']:>7}{rel}")
+    if results.get("userspace_iptables_leftovers"):
+        print(f"  !! RAFTORCH rules left in userspace mode on {results['userspace_iptables_leftovers']}")
+    if results["propagation"]:
+        print()
+        print("Propagation (iptables mode, 2 nodes; times to rules on EVERY node; iptables-save polled in each node)")
+        print(f"{'services':>9} {'nat lines':>10} {'load K':>8} {'1 change':>10} {'K: first':>10} "
+              f"{'K: all':>10} {'K: all, from scale':>19} {'poll':>7}")
+        for p in results["propagation"]:
+            print(f"{p['services']:>9,} {p['nat_lines']:>10,} {fmt(p['initial_sync_s'], ' s'):>8} "
+                  f"{fmt(p.get('one_change_s'), ' s', 3):>10} {fmt(p.get('k_first_rule_s'), ' s', 2):>10} "
+                  f"{fmt(p.get('k_all_rules_s'), ' s', 2):>10} {fmt(p.get('k_all_rules_from_scale_s'), ' s', 2):>19} "
+                  f"{fmt(p.get('poll_period_s'), ' s', 2):>7}")
+        print("  load K: from the first create of K services to all of them in every node's rules;")
+        print("  1 change: service `probe` scaled 1->2, from its Endpoints update (watch) to the new pod's DNAT rule")
+        print("    on every node, with K other services in the rules;")
+        print("  K: the K services' deployment scaled +1 (K Endpoints updates): first = from the first Endpoints")
+        print("    update to the first rule on every node, all = from the last Endpoints update to all K rules on")
+        print("    every node; `from scale` = from the scale call. poll = iptables-save period (time resolution).")
+        for p in results["propagation"]:
+            print(f"  K={p['services']:,}: Endpoints updated {p['k_first_ep_s']:.2f}..{p['k_last_ep_s']:.2f} s "
+                  f"after the scale; per node 1-change: "
+                  + ", ".join(f"{n.rsplit('-', 1)[-1]} {t:.3f} s" for n, t in sorted(p["one_change_by_node"].items())))
+    print()
+    if results["ipvs"]:
+        print("Docker Swarm routing mesh: IPVS is present here, but this script does not measure Swarm.")
+    else:
+        print("Docker Swarm routing mesh: not measured - Swarm publishes ports through IPVS, which this kernel "
+              "lacks (no /proc/net/ip_vs, no modules to load), so `docker service create --publish` cannot "
+              "publish a port on this machine at all.")
+    print(f"Load average {results['load_before']:.1f} before, {results['load_after']:.1f} after; "
+          f"{results['elapsed_s']:.0f} s in all.")
+
+
+if __name__ == "__main__":
+    main()
