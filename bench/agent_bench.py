@@ -716,7 +716,8 @@ def kill_rows(runs: Sequence[KillRun]) -> Iterator[Row]:
     yield ("killed container -> replacement started (Docker)", fmt_spread(runtime), f"<= {TARGET_RESTART_S:g} s",
            "", verdict(spread(runtime)[0] <= TARGET_RESTART_S))
     parts = [("kill call returned", [r.kill_call_s for r in runs]), ("kill -> die (Docker)", [r.die_s for r in runs]),
-             ("die -> replacement created (agent poll)", [r.detect_s for r in runs]),
+             ("die -> replacement created", [r.detect_s for r in runs]),
+             ("kill call returned -> replacement created", [r.die_s + r.detect_s - r.kill_call_s for r in runs]),
              ("create -> start (Docker)", [r.create_start_s for r in runs]),
              ("start -> reported (agent, masters, watch)", [r.start_report_s for r in runs])]
     for label, samples in parts:
