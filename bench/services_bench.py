@@ -1,6 +1,6 @@
 """Services data path and rule propagation, on real Docker pods and per-node network namespaces.
 
-    python bench/services_bench.py [--quick] [--threads N] [--seconds S] [--services 100,1000] [--json]
+    python bench/services_bench.py [--quick] [--threads N] [--seconds S] [--rounds R] [--services 100,1000] [--json]
 
 Builds the topology of tests/services (svc_topology: three masters in the root namespace,
 two nodes as network namespaces each running its agent, pods as Docker containers on the
@@ -8,11 +8,12 @@ nodes' pod bridges; everything removed at the end, also on Ctrl-C), then measure
 
 1. Data path. An httpd deployment of ONE replica (raftorch/busybox) behind a NodePort
    service. A client in its own namespace runs N threads for S seconds, one TCP connection
-   per request (HTTP/1.0, no keep-alive), after a 1 s warm-up, against:
-   the pod IP directly; the NodePort on the pod's node and on the other node (iptables mode);
-   the same NodePort with every node's rules holding the largest service count of part 2;
-   and, after the agents are restarted with `--network-mode userspace`, the NodePort on both
-   nodes again. Figures: requests/s, p50, p99 and max latency, errors.
+   per request (HTTP/1.0, no keep-alive), against: the pod IP directly; the NodePort on the
+   pod's node and on the other node (iptables mode); the same with every node's rules
+   holding the largest service count of part 2; and, after the agents are restarted with
+   `--network-mode userspace`, the NodePort on both nodes again. Each of these three phases
+   measures its rows in R interleaved rounds (after a 1 s warm-up) together with a pod-IP
+   row of its own, and reports medians: requests/s (and its range), p50, p99, max, errors.
 2. Propagation (iptables mode), at each service count K (default 100 and 1,000): K ClusterIP
    services all selecting one deployment `prop`, plus a service `probe` selecting its own
    deployment. Times come from a watch on endpoints (this process) and `iptables-save -t nat`
@@ -88,10 +89,37 @@ def ipvs_available() -> bool:
 
 
 def load(cluster: ServicesCluster, target: str, threads: int, seconds: float) -> dict[str, Any]:
-    cluster.http(cluster.client_ns, "load", target=target, threads=threads, seconds=1.0, timeout=5.0)  # warm-up
     result: dict[str, Any] = cluster.http(cluster.client_ns, "load", target=target, threads=threads,
                                           seconds=seconds, timeout=5.0)
     return result
+
+
+def phase(cluster: ServicesCluster, name: str, rows: list[tuple[str, str]], threads: int, seconds: float,
+          rounds: int) -> list[dict[str, Any]]:
+    """The rows of one phase, measured in `rounds` interleaved rounds (after a 1 s warm-up
+    each): per row the median req/s, p50 and p99 of the rounds, their req/s range, the
+    largest max and all errors. The machine is shared and noisy; interleaving spreads the
+    noise over the rows, and every phase has its own pod-IP row to compare with."""
+    for _, target in rows:
+        load(cluster, target, threads, 1.0)
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in rows}
+    for r in range(rounds):
+        for label, target in rows:
+            log(f"data path [{name}] round {r + 1}/{rounds}: {label} ({target})")
+            runs[label].append(load(cluster, target, threads, seconds))
+    out = []
+    for label, target in rows:
+        got = runs[label]
+
+        def med(key: str, got: list[dict[str, Any]] = got) -> float | None:
+            values = sorted(g[key] for g in got if g[key] is not None)
+            return values[len(values) // 2] if values else None
+
+        out.append({"phase": name, "path": label, "target": target, "rps": med("rps"), "p50_ms": med("p50_ms"),
+                    "p99_ms": med("p99_ms"), "max_ms": max((g["max_ms"] or 0) for g in got),
+                    "errors": sum(g["errors"] for g in got), "rps_range": [min(g["rps"] for g in got),
+                                                                          max(g["rps"] for g in got)]})
+    return out
 
 
 def wait_answering(cluster: ServicesCluster, targets: list[str], timeout: float = 30.0) -> None:
@@ -103,11 +131,14 @@ def wait_answering(cluster: ServicesCluster, targets: list[str], timeout: float 
 
 
 class DnatSampler:
-    """Back-to-back `iptables-save -t nat` in every node namespace; per poll, how many DNAT
-    rules lead to each pod IP (port 8080)."""
+    """`iptables-save -t nat` in every node namespace, over and over; per poll, how many DNAT
+    rules lead to each pod IP (port 8080). With 11,000 lines a dump takes a good part of a
+    second of CPU, taken from the agents being measured: after each poll the sampler rests
+    `rest` times as long as the poll took."""
 
-    def __init__(self, cluster: ServicesCluster) -> None:
+    def __init__(self, cluster: ServicesCluster, rest: float = 1.0) -> None:
         self.samples: dict[str, list[tuple[float, float, Counter[str]]]] = {n: [] for n in cluster.hosts}
+        self._rest = rest
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(cluster.hosts[n].netns, n), daemon=True)
                          for n in cluster.hosts]
@@ -118,7 +149,9 @@ class DnatSampler:
         while not self._stop.is_set():
             began = time.time()
             text = sh("ip", "netns", "exec", netns, "iptables-save", "-t", "nat", check=False).stdout
-            self.samples[node].append((began, time.time(), Counter(DNAT.findall(text))))
+            ended = time.time()
+            self.samples[node].append((began, ended, Counter(DNAT.findall(text))))
+            self._stop.wait((ended - began) * self._rest)
 
     def first(self, node: str, check: Any, after: float = 0.0) -> float | None:
         return next((end for began, end, counts in list(self.samples[node]) if began >= after and check(counts)),
@@ -134,13 +167,86 @@ class DnatSampler:
         raise TimeoutError("rules did not converge on every node")
 
     def period(self) -> float:
-        gaps = [end - began for s in self.samples.values() for began, end, _ in s[-20:]]
+        """Mean time between the starts of two polls (over the last 20): the time resolution."""
+        gaps = [b[0] - a[0] for s in self.samples.values() for a, b in zip(s[-21:], s[-20:], strict=False)]
         return sum(gaps) / len(gaps) if gaps else 0.0
 
     def close(self) -> None:
         self._stop.set()
         for t in self._threads:
             t.join(30)
+
+
+def svc_chain(cluster: ServicesCluster, node: str, key: str) -> str:
+    """The RAFTORCH-SVC-... chain of service port `key` (namespace/name:port) on a node."""
+    for line in cluster.iptables_save(node, "nat").splitlines():
+        if line.startswith("-A RAFTORCH-SERVICES") and f'--comment "{key}"' in line and "-j RAFTORCH-SVC-" in line:
+            return line.rsplit(" ", 1)[-1]
+    raise AssertionError(f"no chain for {key} on {node}")
+
+
+def chain_watch(cluster: ServicesCluster, chain: str, needle: str, timeout: float) -> dict[str, float]:
+    """Polls one chain (`iptables -t nat -S CHAIN`, a few ms) on every node, in threads, until
+    it contains `needle`; the wall-clock time each poll found it returned."""
+    seen: dict[str, float] = {}
+
+    def poll(node: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = sh("ip", "netns", "exec", cluster.hosts[node].netns, "iptables", "-t", "nat", "-S", chain,
+                     check=False).stdout
+            if needle in out:
+                seen[node] = time.time()
+                return
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=poll, args=(n,), daemon=True) for n in cluster.hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 10)
+    return seen
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and of its waited-for children (iptables-restore ...)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def agents_idle_cpu(cluster: ServicesCluster, seconds: float = 10.0) -> dict[str, float]:
+    """Each agent's CPU (with its children), in % of one core, over `seconds` without changes."""
+    pids = {n: h.proc.pid for n, h in cluster.hosts.items() if h.proc is not None}
+    before = {n: cpu_seconds(p) for n, p in pids.items()}
+    time.sleep(seconds)
+    return {n: 100 * (cpu_seconds(p) - before[n]) / seconds for n, p in pids.items()}
+
+
+def sync_cost(cluster: ServicesCluster, c: Client) -> dict[str, float]:
+    """What one sync of a node's agent costs with the cluster's current services: the agent's
+    own renderer and applier (raftorch.net), run in a scratch namespace of this benchmark."""
+    from raftorch.agent.network import DEFAULT_CLUSTER_CIDR
+    from raftorch.net import IptablesApplier, render_nat_rules, views_from
+
+    services = [s for s in c.objects.list("services")[0] if isinstance(s, objects_pb2.Service)]
+    endpoints = [e for e in c.objects.list("endpoints")[0] if isinstance(e, objects_pb2.Endpoints)]
+    node_ip = next(iter(cluster.hosts.values())).ip
+    scratch = f"rts-{cluster.tag}-scratch"
+    sh("ip", "netns", "add", scratch)
+    try:
+        began = time.perf_counter()
+        text = render_nat_rules(views_from(services, endpoints), [node_ip], cluster_cidr=DEFAULT_CLUSTER_CIDR)
+        rendered = time.perf_counter()
+        applier = IptablesApplier(netns=scratch)
+        applier.apply(text)
+        first = time.perf_counter()
+        applier.apply(text)
+        again = time.perf_counter()
+    finally:
+        sh("ip", "netns", "del", scratch, check=False)
+    return {"render_s": rendered - began, "apply_first_s": first - rendered, "apply_same_s": again - first,
+            "lines": len(text.splitlines())}
 
 
 def new_pod_ip(c: Client, app: str, old: set[str], timeout: float = 60.0) -> str:
@@ -204,14 +310,16 @@ def propagation(cluster: ServicesCluster, c: Client, count: int, created: int) -
         # One endpoint change among K services: probe 1 -> 2.
         endpoints = Recorder(c, "endpoints")
         try:
+            chain = svc_chain(cluster, sorted(cluster.hosts)[0], "default/probe:http")
             old = {p.metadata.name for p in pods_of(c, "probe")}
             replicas = len(old) + 1
             t_scale = time.time()
             scale(c, "probe", replicas)
             ip = new_pod_ip(c, "probe", old)
+            rules = chain_watch(cluster, chain, f"-> {ip}:8080", 120)
             t_ep = endpoints.wait_for(lambda k, e: e.metadata.name == "probe" and any(
                 a.ip == ip for s in e.subsets for a in s.addresses), 60, "probe endpoints", after=t_scale)
-            rules = sampler.wait(lambda counts: counts[ip] >= 1, t_scale, 120)
+            assert set(rules) == set(cluster.hosts), f"probe rules not on every node: {rules}"
             row["one_change_s"] = max(rules.values()) - t_ep
             row["one_change_by_node"] = {n: t - t_ep for n, t in rules.items()}
             row["one_change_scale_to_ep_s"] = t_ep - t_scale
@@ -247,6 +355,10 @@ def propagation(cluster: ServicesCluster, c: Client, count: int, created: int) -
         row["poll_period_s"] = sampler.period()
     finally:
         sampler.close()
+    row["idle_cpu"] = agents_idle_cpu(cluster)
+    row.update(sync_cost(cluster, c))
+    log(f"K={count}: agents' CPU without changes {row['idle_cpu']}; one sync: render {row['render_s']:.2f}s, "
+        f"apply {row['apply_first_s']:.2f}s (first) / {row['apply_same_s']:.2f}s (same rules again)")
     return row
 
 
@@ -261,11 +373,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 s per row, 100 services only")
     ap.add_argument("--threads", type=int, default=8, help="client threads (default 8)")
-    ap.add_argument("--seconds", type=float, default=None, help="seconds per data-path row (default 6)")
+    ap.add_argument("--seconds", type=float, default=None, help="seconds per data-path run (default 4)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per data-path phase (default 3)")
     ap.add_argument("--services", default=None, help="service counts for propagation (default 100,1000)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args()
-    seconds = args.seconds or (3.0 if args.quick else 6.0)
+    seconds = args.seconds or (2.0 if args.quick else 4.0)
+    rounds = args.rounds or (2 if args.quick else 3)
     counts = sorted(int(x) for x in (args.services or ("100" if args.quick else "100,1000")).split(","))
     try:
         require_support()
@@ -274,7 +388,8 @@ def main() -> None:
         sys.exit(2)
     root = Path(tempfile.mkdtemp(prefix="raftorch-svc-bench-"))
     cluster = ServicesCluster(root)
-    results: dict[str, Any] = {"threads": args.threads, "seconds": seconds, "rows": [], "propagation": [],
+    results: dict[str, Any] = {"threads": args.threads, "seconds": seconds, "rounds": rounds, "rows": [],
+                               "propagation": [],
                                "load_before": os.getloadavg()[0]}
     started = time.monotonic()
     try:
@@ -296,19 +411,22 @@ def main() -> None:
             at = {n: f"{cluster.hosts[n].ip}:{node_port}" for n in cluster.hosts}
             wait_answering(cluster, [at[own], at[other], f"{pod.status.pod_ip}:8080"])
 
-            def row(label: str, target: str) -> None:
-                log(f"data path: {label} ({target})")
-                r = load(cluster, target, args.threads, seconds)
-                results["rows"].append({"path": label, "target": target, **r})
+            pod_ip = ("pod IP, no service", f"{pod.status.pod_ip}:8080")
 
-            row("pod IP, no service", f"{pod.status.pod_ip}:8080")
-            row("NodePort, iptables, pod's node", at[own])
-            row("NodePort, iptables, other node", at[other])
+            def measure(name: str, rows: list[tuple[str, str]]) -> None:
+                results["rows"] += phase(cluster, name, [pod_ip, *rows], args.threads, seconds, rounds)
+
+            measure("iptables, 3 services", [("NodePort, iptables, pod's node", at[own]),
+                                             ("NodePort, iptables, other node", at[other])])
+            base = {"idle_cpu": agents_idle_cpu(cluster), **sync_cost(cluster, c)}
+            results["baseline"] = base
+            log(f"baseline: agents' CPU without changes {base['idle_cpu']}, "
+                f"one sync: apply {base['apply_first_s']:.2f}s")
             created = 0
             for count in counts:
                 results["propagation"].append(propagation(cluster, c, count, created))
                 created = count
-            row(f"NodePort, iptables, pod's node, {created:,} services", at[own])
+            measure(f"iptables, {created + 3:,} services", [("NodePort, iptables, pod's node", at[own])])
             log("restarting the agents with --network-mode userspace")
             for node in cluster.hosts:
                 cluster.stop_agent(node)
@@ -318,8 +436,8 @@ def main() -> None:
             wait_answering(cluster, [at[own], at[other]], 120)
             leftover = [n for n in cluster.hosts if "RAFTORCH" in cluster.iptables_save(n)]
             results["userspace_iptables_leftovers"] = leftover
-            row("NodePort, userspace, pod's node", at[own])
-            row("NodePort, userspace, other node", at[other])
+            measure("userspace", [("NodePort, userspace, pod's node", at[own]),
+                                  ("NodePort, userspace, other node", at[other])])
     except KeyboardInterrupt:
         log("interrupted; tearing down")
         results["error"] = "interrupted"
@@ -341,36 +459,47 @@ def main() -> None:
 
 def report(results: dict[str, Any]) -> None:
     print()
-    print(f"Data path: {results['threads']} client threads, {results['seconds']:g} s per row, one TCP connection "
-          "per request (HTTP/1.0, no keep-alive), 1 httpd pod")
-    print(f"{'path':<44} {'req/s':>9} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>7}")
-    base = next((r["rps"] for r in results["rows"] if r["path"].startswith("pod IP")), None)
+    print(f"Data path: {results['threads']} client threads, one TCP connection per request (HTTP/1.0, no "
+          f"keep-alive), 1 httpd pod; {results['rounds']} interleaved rounds of {results['seconds']:g} s per phase, "
+          "medians")
+    print(f"{'phase':<22} {'path':<31} {'req/s':>7} {'(range)':>13} {'p50':>8} {'p99':>9} {'max':>10} {'err':>4} "
+          f"{'vs pod IP':>9}")
     for r in results["rows"]:
-        rel = f"  ({r['rps'] / base:.0%} of pod IP)" if base and not r["path"].startswith("pod IP") else ""
-        print(f"{r['path']:<44} {fmt(r['rps']):>9} {fmt(r['p50_ms'], ' ms', 2):>9} {fmt(r['p99_ms'], ' ms', 2):>9} "
-              f"{fmt(r['max_ms'], ' ms', 1):>9} {r['errors']:>7}{rel}")
+        base = next((b["rps"] for b in results["rows"] if b["phase"] == r["phase"] and b["path"].startswith("pod IP")),
+                    None)
+        rel = f"{r['rps'] / base:.0%}" if base and r["rps"] and not r["path"].startswith("pod IP") else ""
+        lo, hi = r["rps_range"]
+        print(f"{r['phase']:<22} {r['path']:<31} {fmt(r['rps'], '', 0):>7} {f'({lo:,.0f}-{hi:,.0f})':>13} "
+              f"{fmt(r['p50_ms'], ' ms', 1):>8} {fmt(r['p99_ms'], ' ms', 1):>9} {fmt(r['max_ms'], ' ms', 0):>10} "
+              f"{r['errors']:>4} {rel:>9}")
     if results.get("userspace_iptables_leftovers"):
         print(f"  !! RAFTORCH rules left in userspace mode on {results['userspace_iptables_leftovers']}")
     if results["propagation"]:
         print()
-        print("Propagation (iptables mode, 2 nodes; times to rules on EVERY node; iptables-save polled in each node)")
-        print(f"{'services':>9} {'nat lines':>10} {'load K':>8} {'1 change':>10} {'K: first':>10} "
-              f"{'K: all':>10} {'K: all, from scale':>19} {'poll':>7}")
-        for p in results["propagation"]:
-            print(f"{p['services']:>9,} {p['nat_lines']:>10,} {fmt(p['initial_sync_s'], ' s'):>8} "
-                  f"{fmt(p.get('one_change_s'), ' s', 3):>10} {fmt(p.get('k_first_rule_s'), ' s', 2):>10} "
-                  f"{fmt(p.get('k_all_rules_s'), ' s', 2):>10} {fmt(p.get('k_all_rules_from_scale_s'), ' s', 2):>19} "
-                  f"{fmt(p.get('poll_period_s'), ' s', 2):>7}")
-        print("  load K: from the first create of K services to all of them in every node's rules;")
-        print("  1 change: service `probe` scaled 1->2, from its Endpoints update (watch) to the new pod's DNAT rule")
-        print("    on every node, with K other services in the rules;")
-        print("  K: the K services' deployment scaled +1 (K Endpoints updates): first = from the first Endpoints")
-        print("    update to the first rule on every node, all = from the last Endpoints update to all K rules on")
-        print("    every node; `from scale` = from the scale call. poll = iptables-save period (time resolution).")
+        print("Propagation (iptables mode, 2 nodes; times until the rules are on EVERY node)")
+        print(f"{'services':>9} {'nat lines':>10} {'load K':>8} {'1 change':>9} {'K: first':>9} {'K: all':>8} "
+              f"{'from scale':>11} {'poll':>6} {'sync: apply':>12} {'idle agent CPU':>15}")
+        rows = [{"services": 0, **results["baseline"]}] if results.get("baseline") else []
+        for p in rows + results["propagation"]:
+            cpu = "/".join(f"{v:.0f}" for _, v in sorted(p["idle_cpu"].items())) + " %"
+            print(f"{p['services']:>9,} {p.get('nat_lines', p['lines']):>10,} {fmt(p.get('initial_sync_s'), ' s'):>8} "
+                  f"{fmt(p.get('one_change_s'), ' s', 3):>9} {fmt(p.get('k_first_rule_s'), ' s', 2):>9} "
+                  f"{fmt(p.get('k_all_rules_s'), ' s', 2):>8} {fmt(p.get('k_all_rules_from_scale_s'), ' s', 2):>11} "
+                  f"{fmt(p.get('poll_period_s'), ' s', 2):>6} {fmt(p['apply_first_s'], ' s', 2):>12} {cpu:>15}")
+        print("  services 0: the benchmark's own 3 services only. load K: from the first create of K services to all")
+        print("    of them in every node's rules. 1 change: service `probe` scaled 1->2, from its Endpoints update")
+        print("    (watch) to the new pod's rule in its chain on every node (`iptables -S CHAIN` polled, ~10 ms),")
+        print("    with K other services in the rules. K: the K services' deployment scaled +1, i.e. K Endpoints")
+        print("    updates: first = from the first update to the first rule on every node; all = from the last")
+        print("    update to all K rules on every node; from scale = from the scale call to that. poll = time")
+        print("    between two full iptables-save dumps (the resolution of first/all/load K).")
+        print("  sync: apply = one IptablesApplier.apply of the rules the agent renders for this cluster, timed in a")
+        print("    scratch namespace. idle agent CPU = each node's agent with its iptables children, % of one core,")
+        print("    over 10 s without any change (the agent re-renders and reloads every rule every 5 s).")
         for p in results["propagation"]:
             print(f"  K={p['services']:,}: {p['clusterip_collisions']} ClusterIP collisions while creating (retried); "
-                  f"Endpoints updated {p['k_first_ep_s']:.2f}..{p['k_last_ep_s']:.2f} s "
-                  f"after the scale; per node 1-change: "
+                  f"Endpoints updated {p['k_first_ep_s']:.2f}..{p['k_last_ep_s']:.2f} s after the scale; "
+                  "1 change per node: "
                   + ", ".join(f"{n.rsplit('-', 1)[-1]} {t:.3f} s" for n, t in sorted(p["one_change_by_node"].items())))
     print()
     if results["ipvs"]:

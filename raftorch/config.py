@@ -99,6 +99,16 @@ def build(cls: type[T], layers: Sequence[tuple[str, Mapping[str, Any]]]) -> T:
         raise Invalid(f"configuration incomplete: {exc}") from None
 
 
+def load(cls: type[T], config_file: Path | None, env_prefix: str, flags: Mapping[str, Any]) -> T:
+    """A program's configuration: flags over `<env_prefix>_*` variables over the file over defaults."""
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if config_file is not None:
+        layers.append((f"config file {config_file}", read_file(config_file)))
+    layers.append(("environment", from_env(cls, env_prefix)))
+    layers.append(("flags", {k: v for k, v in flags.items() if v is not None}))
+    return build(cls, layers)
+
+
 def read_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()

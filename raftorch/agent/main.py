@@ -61,12 +61,7 @@ def main(config_file: Path | None, uninstall: bool, **flags: Any) -> None:
     """
     logs.configure(service=True, level=flags.get("log_level") or "info")
     try:
-        layers: list[tuple[str, dict[str, Any]]] = []
-        if config_file is not None:
-            layers.append((f"config file {config_file}", cfgload.read_file(config_file)))
-        layers.append(("environment", cfgload.from_env(AgentConfig, "RAFTORCH_AGENT")))
-        layers.append(("flags", {k: v for k, v in flags.items() if v is not None}))
-        config = cfgload.build(AgentConfig, layers)
+        config = cfgload.load(AgentConfig, config_file, "RAFTORCH_AGENT", flags)
         config.validate()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         runtime = make_runtime(config)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raftorch.local.masters import free_ports
+from raftorch.local.masters import free_ports, signal_and_wait, spawn
 
 
 @dataclass
@@ -54,23 +53,13 @@ class LocalAgents:
             if a.alive:
                 continue
             a.data_dir.mkdir(parents=True, exist_ok=True)
-            with a.log_path.open("ab") as log:
-                a.proc = subprocess.Popen(self.command(a.name), stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=dict(os.environ), start_new_session=True)
+            a.proc = spawn(self.command(a.name), a.log_path)
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:
-        targets = [a for a in self.agents.values() if name is None or a.name == name]
+        targets = [a for a in self.agents.values() if (name is None or a.name == name) and a.proc is not None]
+        signal_and_wait([a.proc for a in targets if a.proc is not None], sig, 15.0)
         for a in targets:
-            if a.alive and a.proc is not None:
-                a.proc.send_signal(sig)
-        for a in targets:
-            if a.proc is not None:
-                try:
-                    a.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    a.proc.kill()
-                    a.proc.wait()
-                a.proc = None
+            a.proc = None
 
     def kill(self, name: str | None = None) -> None:
         self.stop(name, signal.SIGKILL)

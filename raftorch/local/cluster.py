@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from raftorch.client import Client
 from raftorch.errors import AlreadyExists, Invalid, RaftorchError, Unavailable
-from raftorch.local.masters import free_ports, write_secret
+from raftorch.local.masters import free_ports, spawn, write_secret
 
 STATE_FILE = "cluster.json"
 
@@ -157,10 +156,7 @@ class LocalCluster:
 
     def _spawn(self, name: str, cmd: list[str]) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with (self.data_dir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        return proc.pid
+        return spawn(cmd, self.data_dir / f"{name}.log").pid
 
     def _wait(self, ready: Callable[[], bool], timeout: float, what: str, progress: Callable[[str], None]) -> None:
         deadline = time.monotonic() + timeout

@@ -29,6 +29,27 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A child process in its own session (signals to the test runner don't reach it), output
+    appended to `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env if env is not None else dict(os.environ), start_new_session=True)
+
+
+def signal_and_wait(procs: list[subprocess.Popen[bytes]], sig: int, timeout: float) -> None:
+    """Signal every process, then wait for each; one that outlives `timeout` is killed."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def write_secret(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(secrets.token_urlsafe(32) + "\n")
@@ -93,25 +114,12 @@ class LocalMasters:
             cmd = self.command(m.name)
             if secret_file is not None:
                 cmd[cmd.index("--secret-file") + 1] = str(secret_file)
-            log = m.log_path.open("ab")
-            env = {**os.environ, **self.extra_env}
-            m.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env=env, start_new_session=True)
-            log.close()
+            m.proc = spawn(cmd, m.log_path, {**os.environ, **self.extra_env})
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        targets = [m for m in self.masters.values() if name is None or m.name == name]
+        targets = [m for m in self.masters.values() if (name is None or m.name == name) and m.proc is not None]
+        signal_and_wait([m.proc for m in targets if m.proc is not None], sig, timeout)
         for m in targets:
-            if m.alive and m.proc is not None:
-                m.proc.send_signal(sig)
-        for m in targets:
-            if m.proc is None:
-                continue
-            try:
-                m.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                m.proc.kill()
-                m.proc.wait()
             m.proc = None
 
     def kill(self, name: str | None = None) -> None:

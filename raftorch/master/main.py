@@ -48,12 +48,7 @@ def main(config_file: Path | None, **flags: Any) -> None:
     """
     logs.configure(service=True, level=flags.get("log_level") or "info")
     try:
-        layers: list[tuple[str, dict[str, Any]]] = []
-        if config_file is not None:
-            layers.append((f"config file {config_file}", cfgload.read_file(config_file)))
-        layers.append(("environment", cfgload.from_env(MasterConfig, "RAFTORCH_MASTER")))
-        layers.append(("flags", {k: v for k, v in flags.items() if v is not None}))
-        config = cfgload.build(MasterConfig, layers)
+        config = cfgload.load(MasterConfig, config_file, "RAFTORCH_MASTER", flags)
         config.validate()
         secret = config.read_secret()
     except RaftorchError as err:

@@ -10,7 +10,7 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
-from raftorch.errors import Compacted, Invalid, RaftorchError
+from raftorch.errors import Compacted, Conflict, Invalid, RaftorchError
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
 from raftorch.master.registry import Registry, decode
 from raftorch.objects import (
@@ -30,6 +30,7 @@ from raftorch.store.watch import Watcher
 
 Filter = Callable[[Message], bool]
 WATCH_BOOKMARK_INTERVAL = 10.0
+DELETE_RETRIES = 5
 
 
 def make_filter(kind: Kind, label_selector: str, field_selector: str) -> Filter:
@@ -104,9 +105,16 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
         namespace = _namespace(kind, request.namespace)
         if request.propagation == "Orphan":
             await self._orphan_dependents(kind, namespace, request.name, context)
-        future = self._registry.delete(kind, namespace, request.name,
-                                       request.resource_version, request.request_id)
-        return wrap(await wait_write(future, time_left(context, self._write_timeout)))
+        for attempt in range(DELETE_RETRIES):
+            future = self._registry.delete(kind, namespace, request.name, request.resource_version,
+                                           f"{request.request_id}-{attempt}" if request.request_id else "")
+            try:
+                return wrap(await wait_write(future, time_left(context, self._write_timeout)))
+            except Conflict:
+                # An unconditional delete only lost a race with another writer: try again.
+                if request.resource_version or attempt == DELETE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _orphan_dependents(self, kind: Kind, namespace: str, name: str,
                                  context: grpc.aio.ServicerContext) -> None:

@@ -8,16 +8,15 @@ raftorch did not create.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
-from collections.abc import Iterator
 from typing import Any
 
 import docker.errors
 import docker.types
 
-from raftorch.errors import Conflict, Internal, Invalid, Unavailable
+from raftorch.dockerlib import explain, translated
+from raftorch.errors import Conflict, Invalid, Unavailable
 
 __all__ = ["MANAGED_LABEL", "POD_CIDR_LABEL", "bridge_name", "ensure_docker_network", "remove_docker_network"]
 
@@ -44,7 +43,7 @@ def ensure_docker_network(client: Any, name: str, pod_cidr: str) -> str:
     if network.prefixlen > 30:
         raise Invalid(f"pod CIDR {pod_cidr}: too small for a gateway and pods")
     subnet, gateway = str(network), str(next(network.hosts()))
-    with _translated(f"docker network {name}"):
+    with translated(f"docker network {name}", sdk_failure=Unavailable):
         existing = _find(client, name)
         if existing is None:
             ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet, gateway=gateway)])
@@ -63,7 +62,7 @@ def ensure_docker_network(client: Any, name: str, pod_cidr: str) -> str:
                 # Another agent (or a retry) may have created it meanwhile.
                 existing = _find(client, name)
                 if existing is None:
-                    raise Conflict(f"docker network {name} on {subnet}: {_explain(e)}") from e
+                    raise Conflict(f"docker network {name} on {subnet}: {explain(e)}") from e
         subnets = [c.get("Subnet") for c in (existing.attrs.get("IPAM") or {}).get("Config") or []]
         if subnets != [subnet]:
             raise Conflict(f"docker network {name} exists on {', '.join(map(str, subnets)) or 'no subnet'}, "
@@ -74,7 +73,7 @@ def ensure_docker_network(client: Any, name: str, pod_cidr: str) -> str:
 def remove_docker_network(client: Any, name: str) -> None:
     """Removes the network `name` if it exists; refuses (Conflict) to remove one raftorch did
     not create, or one that still has containers attached."""
-    with _translated(f"docker network {name}"):
+    with translated(f"docker network {name}", sdk_failure=Unavailable):
         existing = _find(client, name)
         if existing is None:
             return
@@ -85,7 +84,7 @@ def remove_docker_network(client: Any, name: str) -> None:
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as e:
-            raise Conflict(f"docker network {name}: cannot remove: {_explain(e)}") from e
+            raise Conflict(f"docker network {name}: cannot remove: {explain(e)}") from e
 
 
 def _find(client: Any, name: str) -> Any:
@@ -96,21 +95,3 @@ def _find(client: Any, name: str) -> Any:
     return None
 
 
-def _explain(exc: BaseException) -> str:
-    explanation = getattr(exc, "explanation", None)
-    if isinstance(explanation, bytes):
-        explanation = explanation.decode(errors="replace")
-    return str(explanation or exc).strip()
-
-
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    # Order matters: APIError is both a DockerException and an OSError.
-    try:
-        yield
-    except docker.errors.APIError as e:
-        raise Internal(f"{what}: {_explain(e)}") from e
-    except docker.errors.DockerException as e:
-        raise Unavailable(f"{what}: {_explain(e)}") from e
-    except OSError as e:
-        raise Unavailable(f"{what}: the Docker daemon cannot be reached: {e}") from e

@@ -197,6 +197,42 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
                 return
         SyncObj._SyncObj__onMessageReceived(self, node, message)
 
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
+        """Load the snapshot, keeping the journal entries after it.
+
+        pysyncobj clears the journal unless its first two entries are the snapshot's last two.
+        A snapshot written by the forked child is renamed into place before the journal is
+        truncated; a crash in between left a journal that starts earlier, and pysyncobj threw
+        away every entry after the snapshot, acknowledged writes included. Here the journal is
+        kept from the snapshot's entries on whenever it holds them (same index and term: by
+        Raft's log matching, everything before them is what the snapshot contains)."""
+        try:
+            _, last, previous, _cluster = self._SyncObj__serializer.deserialize()
+            journal = self._SyncObj__raftLog
+            keep = False
+            pos = 0
+            if not clearJournal and len(journal) >= 2:
+                pos = previous[1] - journal[0][1]
+                keep = (pos >= 0 and pos + 1 < len(journal)
+                        and tuple(journal[pos][1:]) == tuple(previous[1:])
+                        and tuple(journal[pos + 1][1:]) == tuple(last[1:]))
+            if keep:
+                if pos > 0:
+                    journal.deleteEntriesTo(pos)
+            else:
+                journal.clear()
+                journal.add(*previous)
+                journal.add(*last)
+            self._SyncObj__raftLastApplied = last[1]
+            current = journal[len(journal) - 1][1]
+            commit: int = getattr(self, "_SyncObj__raftCommitIndex")  # noqa: B009 - pysyncobj's private field
+            if commit > current:
+                self._SyncObj__raftCommitIndex = current
+                journal.setRaftCommitIndex(current)
+            self._SyncObj__onSetCodeVersion(0)
+        except Exception:
+            log.exception("snapshot_load_failed")
+
     def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
         self._replica.reads.on_disconnect(node)
         SyncObj._SyncObj__onNodeDisconnected(self, node)

@@ -93,10 +93,12 @@ def pods_of(c: Client, app: str) -> list[objects_pb2.Pod]:
     return [p for p in items if isinstance(p, objects_pb2.Pod)]
 
 
-def containers_of(docker_client: object, app_pods: list[objects_pb2.Pod]) -> list[object]:
+def containers_of(docker_client: object, app_pods: list[objects_pb2.Pod]) -> list[dict[str, object]]:
+    """Running containers of these pods, from one list call (no per-container inspect that
+    could race with another test removing its containers)."""
     uids = {p.metadata.uid for p in app_pods}
-    found = docker_client.containers.list(filters={"label": "raftorch.io/managed=true"})  # type: ignore[attr-defined]
-    return [c for c in found if c.labels.get("raftorch.io/pod-uid") in uids]
+    found = docker_client.api.containers(filters={"label": "raftorch.io/managed=true"})  # type: ignore[attr-defined]
+    return [c for c in found if c["Labels"].get("raftorch.io/pod-uid") in uids]
 
 
 def all_running(c: Client, app: str, n: int) -> bool:
@@ -115,7 +117,8 @@ def test_deployment_runs_in_labelled_containers_with_logs(cluster: tuple[LocalMa
         found = containers_of(docker_client, pods)
         assert len(found) == 3
         for container in found:
-            labels = container.labels  # type: ignore[attr-defined]
+            labels = container["Labels"]
+            assert isinstance(labels, dict)
             assert labels["raftorch.io/node"] in NODES
             assert labels["raftorch.io/pod-namespace"] == "default"
         for pod in pods:
@@ -131,7 +134,8 @@ def test_killed_container_restarts_and_crashing_one_backs_off(cluster: tuple[Loc
         c.objects.create(deployment("victim", 1, HTTPD))
         eventually(lambda: all_running(c, "victim", 1), what="victim running")
         (container,) = containers_of(docker_client, pods_of(c, "victim"))
-        container.kill()  # type: ignore[attr-defined]
+        assert pods_of(c, "victim")[0].status.container_statuses[0].restart_count == 0
+        docker_client.api.kill(container["Id"])  # type: ignore[attr-defined]
         eventually(lambda: all_running(c, "victim", 1)
                    and pods_of(c, "victim")[0].status.container_statuses[0].restart_count == 1,
                    what="restart count 1")
@@ -163,13 +167,11 @@ def test_restarted_agent_adopts_running_containers(cluster: tuple[LocalMasters, 
     with masters.client() as c:
         c.objects.create(deployment("adopt", 2, HTTPD))
         eventually(lambda: all_running(c, "adopt", 2), what="adopt running")
-        before = {x.id: x.attrs["State"]["StartedAt"]  # type: ignore[attr-defined]
-                  for x in containers_of(docker_client, pods_of(c, "adopt"))}
+        before = {x["Id"] for x in containers_of(docker_client, pods_of(c, "adopt"))}
         agents.stop()
         agents.start()
         time.sleep(5)
-        after = {x.id: x.attrs["State"]["StartedAt"]  # type: ignore[attr-defined]
-                 for x in containers_of(docker_client, pods_of(c, "adopt"))}
+        after = {x["Id"] for x in containers_of(docker_client, pods_of(c, "adopt"))}
         assert after == before
         assert all(p.status.container_statuses[0].restart_count == 0 for p in pods_of(c, "adopt"))
 

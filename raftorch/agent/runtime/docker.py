@@ -48,6 +48,7 @@ from raftorch.agent.runtime.base import (
     RuntimeUnavailable,
     exit_reason,
 )
+from raftorch.dockerlib import explain, translated
 from raftorch.errors import Invalid
 from raftorch.objects import parse_time
 
@@ -59,26 +60,8 @@ _MIN_API_VERSION = "1.24"  # the SDK's minimum; only to ask the daemon for its o
 _MIN_NANO_CPUS = 10_000_000  # Docker refuses less than 0.01 CPU
 
 
-def _explain(exc: BaseException) -> str:
-    explanation = getattr(exc, "explanation", None)
-    if isinstance(explanation, bytes):
-        explanation = explanation.decode(errors="replace")
-    return str(explanation or exc).strip()
-
-
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """Docker's errors as raftorch's. Order matters: APIError is both a DockerException and an OSError."""
-    try:
-        yield
-    except docker.errors.NotFound as exc:
-        raise ContainerNotFound(f"{what}: {_explain(exc)}") from exc
-    except docker.errors.APIError as exc:
-        raise RuntimeFailure(f"{what}: {_explain(exc)}") from exc
-    except docker.errors.DockerException as exc:
-        raise RuntimeFailure(f"{what}: {_explain(exc)}") from exc
-    except OSError as exc:
-        raise RuntimeUnavailable(f"{what}: the Docker daemon cannot be reached: {exc}") from exc
+def _translated(what: str) -> contextlib.AbstractContextManager[None]:
+    return translated(what, not_found=ContainerNotFound, failure=RuntimeFailure, unreachable=RuntimeUnavailable)
 
 
 def _time(text: str | None) -> float | None:
@@ -162,7 +145,7 @@ def _connect(base_url: str | None, timeout: float) -> Any:
             probe.close()
         return client(version)
     except (docker.errors.DockerException, OSError) as exc:
-        raise RuntimeUnavailable(f"docker: cannot reach the daemon at {url}: {_explain(exc)}") from exc
+        raise RuntimeUnavailable(f"docker: cannot reach the daemon at {url}: {explain(exc)}") from exc
 
 
 class DockerRuntime(ContainerRuntime):
@@ -224,7 +207,7 @@ class DockerRuntime(ContainerRuntime):
             raise ImagePullError(f'failed to pull image "{image}": no answer within {self.pull_timeout:g}s',
                                  image=image) from None
         except (docker.errors.DockerException, OSError, RuntimeFailure) as exc:
-            raise ImagePullError(f'failed to pull image "{image}": {_explain(exc)}', image=image) from exc
+            raise ImagePullError(f'failed to pull image "{image}": {explain(exc)}', image=image) from exc
 
     def _present(self, image: str) -> bool:
         try:
@@ -232,7 +215,7 @@ class DockerRuntime(ContainerRuntime):
         except docker.errors.NotFound:
             return False
         except docker.errors.APIError as exc:  # e.g. an invalid reference
-            raise ImagePullError(f'image "{image}": {_explain(exc)}', image=image) from exc
+            raise ImagePullError(f'image "{image}": {explain(exc)}', image=image) from exc
         except OSError as exc:
             raise RuntimeUnavailable(f"docker: the daemon cannot be reached: {exc}") from exc
         return True
@@ -258,14 +241,14 @@ class DockerRuntime(ContainerRuntime):
                 container = self.client.containers.create(
                     **_create_args(spec, self.client.api.create_endpoint_config))
             except docker.errors.APIError as exc:
-                raise RuntimeFailure(f"creating container {name}: {_explain(exc)}", CREATE_CONTAINER_ERROR) from exc
+                raise RuntimeFailure(f"creating container {name}: {explain(exc)}", CREATE_CONTAINER_ERROR) from exc
             try:
                 container.start()
                 container.reload()
             except docker.errors.APIError as exc:
                 with contextlib.suppress(docker.errors.DockerException, OSError):
                     container.remove(force=True)
-                raise RuntimeFailure(f"starting container {name}: {_explain(exc)}") from exc
+                raise RuntimeFailure(f"starting container {name}: {explain(exc)}") from exc
             return _container_info(container.attrs)
 
     def stop(self, container_id: str, grace_seconds: float) -> None:
@@ -278,7 +261,7 @@ class DockerRuntime(ContainerRuntime):
             try:
                 self.client.api.remove_container(container_id, force=True, v=True)
             except docker.errors.APIError as exc:
-                if exc.status_code != 409 or "already in progress" not in _explain(exc):
+                if exc.status_code != 409 or "already in progress" not in explain(exc):
                     raise
 
     def exec(self, container_id: str, command: Sequence[str], timeout: float) -> int:
