@@ -261,6 +261,22 @@ def new_pod_ip(c: Client, app: str, old: set[str], timeout: float = 60.0) -> str
     return found[0]
 
 
+def one_change(cluster: ServicesCluster, c: Client, endpoints: Recorder) -> dict[str, Any]:
+    """Service `probe` scaled +1: from its Endpoints update to the new pod's rule in the probe's
+    chain on every node."""
+    chain = svc_chain(cluster, sorted(cluster.hosts)[0], "default/probe:http")
+    old = {p.metadata.name for p in pods_of(c, "probe")}
+    t_scale = time.time()
+    scale(c, "probe", len(old) + 1)
+    ip = new_pod_ip(c, "probe", old)
+    rules = chain_watch(cluster, chain, f"-> {ip}:8080", 120)
+    t_ep = endpoints.wait_for(lambda k, e: e.metadata.name == "probe" and any(
+        a.ip == ip for s in e.subsets for a in s.addresses), 60, "probe endpoints", after=t_scale)
+    assert set(rules) == set(cluster.hosts), f"probe rules not on every node: {rules}"
+    return {"one_change_s": max(rules.values()) - t_ep, "one_change_by_node": {n: t - t_ep for n, t in rules.items()},
+            "one_change_scale_to_ep_s": t_ep - t_scale}
+
+
 def create_services(c: Client, first: int, last: int) -> tuple[float, int]:
     """Creates services prop-<first>..prop-<last-1> from 8 threads; (seconds, ClusterIP collisions).
 
@@ -307,22 +323,9 @@ def propagation(cluster: ServicesCluster, c: Client, count: int, created: int) -
             f"collisions retried), in every node's rules "
             f"{row['initial_sync_s']:.1f}s after the first create ({row['nat_lines']} nat lines per node)")
 
-        # One endpoint change among K services: probe 1 -> 2.
         endpoints = Recorder(c, "endpoints")
         try:
-            chain = svc_chain(cluster, sorted(cluster.hosts)[0], "default/probe:http")
-            old = {p.metadata.name for p in pods_of(c, "probe")}
-            replicas = len(old) + 1
-            t_scale = time.time()
-            scale(c, "probe", replicas)
-            ip = new_pod_ip(c, "probe", old)
-            rules = chain_watch(cluster, chain, f"-> {ip}:8080", 120)
-            t_ep = endpoints.wait_for(lambda k, e: e.metadata.name == "probe" and any(
-                a.ip == ip for s in e.subsets for a in s.addresses), 60, "probe endpoints", after=t_scale)
-            assert set(rules) == set(cluster.hosts), f"probe rules not on every node: {rules}"
-            row["one_change_s"] = max(rules.values()) - t_ep
-            row["one_change_by_node"] = {n: t - t_ep for n, t in rules.items()}
-            row["one_change_scale_to_ep_s"] = t_ep - t_scale
+            row.update(one_change(cluster, c, endpoints))
             log(f"K={count}: probe endpoint change -> every node's rules {row['one_change_s']:.3f}s")
 
             # The change seen by all K services: prop +1.
@@ -419,9 +422,15 @@ def main() -> None:
             measure("iptables, 3 services", [("NodePort, iptables, pod's node", at[own]),
                                              ("NodePort, iptables, other node", at[other])])
             base = {"idle_cpu": agents_idle_cpu(cluster), **sync_cost(cluster, c)}
+            recorder = Recorder(c, "endpoints")
+            try:
+                base.update(one_change(cluster, c, recorder))
+            finally:
+                recorder.close()
             results["baseline"] = base
-            log(f"baseline: agents' CPU without changes {base['idle_cpu']}, "
-                f"one sync: apply {base['apply_first_s']:.2f}s")
+            log(f"baseline: agents' CPU without changes {base['idle_cpu']}, one sync: apply "
+                f"{base['apply_first_s']:.2f}s, probe endpoint change -> every node's rules "
+                f"{base['one_change_s']:.3f}s")
             created = 0
             for count in counts:
                 results["propagation"].append(propagation(cluster, c, count, created))
@@ -462,14 +471,14 @@ def report(results: dict[str, Any]) -> None:
     print(f"Data path: {results['threads']} client threads, one TCP connection per request (HTTP/1.0, no "
           f"keep-alive), 1 httpd pod; {results['rounds']} interleaved rounds of {results['seconds']:g} s per phase, "
           "medians")
-    print(f"{'phase':<22} {'path':<31} {'req/s':>7} {'(range)':>13} {'p50':>8} {'p99':>9} {'max':>10} {'err':>4} "
+    print(f"{'phase':<24} {'path':<31} {'req/s':>7} {'(range)':>13} {'p50':>8} {'p99':>9} {'max':>10} {'err':>4} "
           f"{'vs pod IP':>9}")
     for r in results["rows"]:
         base = next((b["rps"] for b in results["rows"] if b["phase"] == r["phase"] and b["path"].startswith("pod IP")),
                     None)
         rel = f"{r['rps'] / base:.0%}" if base and r["rps"] and not r["path"].startswith("pod IP") else ""
         lo, hi = r["rps_range"]
-        print(f"{r['phase']:<22} {r['path']:<31} {fmt(r['rps'], '', 0):>7} {f'({lo:,.0f}-{hi:,.0f})':>13} "
+        print(f"{r['phase']:<24} {r['path']:<31} {fmt(r['rps'], '', 0):>7} {f'({lo:,.0f}-{hi:,.0f})':>13} "
               f"{fmt(r['p50_ms'], ' ms', 1):>8} {fmt(r['p99_ms'], ' ms', 1):>9} {fmt(r['max_ms'], ' ms', 0):>10} "
               f"{r['errors']:>4} {rel:>9}")
     if results.get("userspace_iptables_leftovers"):
@@ -478,24 +487,30 @@ def report(results: dict[str, Any]) -> None:
         print()
         print("Propagation (iptables mode, 2 nodes; times until the rules are on EVERY node)")
         print(f"{'services':>9} {'nat lines':>10} {'load K':>8} {'1 change':>9} {'K: first':>9} {'K: all':>8} "
-              f"{'from scale':>11} {'poll':>6} {'sync: apply':>12} {'idle agent CPU':>15}")
-        rows = [{"services": 0, **results["baseline"]}] if results.get("baseline") else []
+              f"{'from scale':>11} {'poll':>6} {'apply: new/same':>16} {'idle agent CPU':>15}")
+        rows = [{"services": 3, **results["baseline"]}] if results.get("baseline") else []
         for p in rows + results["propagation"]:
             cpu = "/".join(f"{v:.0f}" for _, v in sorted(p["idle_cpu"].items())) + " %"
             print(f"{p['services']:>9,} {p.get('nat_lines', p['lines']):>10,} {fmt(p.get('initial_sync_s'), ' s'):>8} "
                   f"{fmt(p.get('one_change_s'), ' s', 3):>9} {fmt(p.get('k_first_rule_s'), ' s', 2):>9} "
                   f"{fmt(p.get('k_all_rules_s'), ' s', 2):>8} {fmt(p.get('k_all_rules_from_scale_s'), ' s', 2):>11} "
-                  f"{fmt(p.get('poll_period_s'), ' s', 2):>6} {fmt(p['apply_first_s'], ' s', 2):>12} {cpu:>15}")
-        print("  services 0: the benchmark's own 3 services only. load K: from the first create of K services to all")
+                  f"{fmt(p.get('poll_period_s'), ' s', 2):>6} "
+                  f"{fmt(p['apply_first_s'], '', 2) + ' / ' + fmt(p['apply_same_s'], ' s', 2):>16} {cpu:>15}")
+        print("  services 3: the benchmark's own 3 services only. load K: from the first create of K services to all")
         print("    of them in every node's rules. 1 change: service `probe` scaled 1->2, from its Endpoints update")
         print("    (watch) to the new pod's rule in its chain on every node (`iptables -S CHAIN` polled, ~10 ms),")
         print("    with K other services in the rules. K: the K services' deployment scaled +1, i.e. K Endpoints")
         print("    updates: first = from the first update to the first rule on every node; all = from the last")
         print("    update to all K rules on every node; from scale = from the scale call to that. poll = time")
         print("    between two full iptables-save dumps (the resolution of first/all/load K).")
-        print("  sync: apply = one IptablesApplier.apply of the rules the agent renders for this cluster, timed in a")
-        print("    scratch namespace. idle agent CPU = each node's agent with its iptables children, % of one core,")
-        print("    over 10 s without any change (the agent re-renders and reloads every rule every 5 s).")
+        print("  apply = one IptablesApplier.apply of the rules the agent renders for this cluster, timed in a scratch")
+        print("    namespace: loading them new / loading the same rules again (what the agent does every 5 s without")
+        print("    any change). idle agent CPU = each node's agent with its iptables children, % of one core, over")
+        print("    10 s without any change.")
+        if results.get("baseline"):
+            by_node = sorted(results["baseline"]["one_change_by_node"].items())
+            print("  3 services: 1 change per node: "
+                  + ", ".join(f"{n.rsplit('-', 1)[-1]} {t:.3f} s" for n, t in by_node))
         for p in results["propagation"]:
             print(f"  K={p['services']:,}: {p['clusterip_collisions']} ClusterIP collisions while creating (retried); "
                   f"Endpoints updated {p['k_first_ep_s']:.2f}..{p['k_last_ep_s']:.2f} s after the scale; "

@@ -132,13 +132,16 @@ class PeerCipher:
             self._report()
             raise
 
-    def _report(self) -> None:
+    def report_refused(self) -> None:
+        self._report("a peer closed the connection during the encrypted handshake: the masters "
+                     "probably do not share the same cluster secret (check --secret-file on every master)")
+
+    def _report(self, reason: str = "a peer's message failed authentication: the masters do not share the "
+                                     "same cluster secret (check --secret-file on every master)") -> None:
         now = time.monotonic()
         if now - self._last_report > 5.0:
             self._last_report = now
-            log.error("peer_auth_failed",
-                      reason="a peer's message failed authentication: the masters do not share the same "
-                             "cluster secret (check --secret-file on every master)")
+            log.error("peer_auth_failed", reason=reason)
 
 
 class _Transport(TCPTransport):  # type: ignore[misc]
@@ -146,7 +149,26 @@ class _Transport(TCPTransport):  # type: ignore[misc]
         # Swap the cipher in before any connection object copies it.
         syncObj._SyncObj__encryptor = PeerCipher(syncObj.conf.password)
         self._reads: ReadIndexTracker = syncObj._replica.reads
+        self._handshaking: set[Any] = set()
         super().__init__(syncObj, selfNode, otherNodes)
+
+    # A peer that hangs up after our half of the encrypted handshake could not read it: the
+    # side with the wrong secret learns it this way (the other side logs a failed message).
+    def _onOutgoingConnected(self, conn: Any) -> None:
+        self._handshaking.add(conn)
+        super()._onOutgoingConnected(conn)
+
+    def _onOutgoingMessageReceived(self, conn: Any, message: Any) -> None:
+        self._handshaking.discard(conn)
+        super()._onOutgoingMessageReceived(conn, message)
+
+    def _onDisconnected(self, conn: Any) -> None:
+        if conn in self._handshaking:
+            self._handshaking.discard(conn)
+            cipher = self._syncObj.encryptor
+            if isinstance(cipher, PeerCipher):
+                cipher.report_refused()
+        super()._onDisconnected(conn)
 
     def send(self, node: Any, message: Any) -> None:
         super().send(node, message)

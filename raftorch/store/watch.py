@@ -15,9 +15,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import structlog
+
 from raftorch.api.v1 import kv_pb2
 from raftorch.store.machine import to_event
 from raftorch.store.mvcc import Change
+
+log = structlog.get_logger("raftorch.store")
 
 # A watcher that falls this many events behind is cut off; its client resumes from history.
 WATCHER_BACKLOG_LIMIT = 100_000
@@ -118,7 +122,11 @@ class WatchHub:
                 if watcher.backlog > WATCHER_BACKLOG_LIMIT:
                     watcher.overflowed = True
                     self._watchers.pop(watcher.id, None)
-            watcher.notify(events, revision)
+            try:
+                watcher.notify(events, revision)
+            except Exception:
+                log.warning("watcher_dropped", watcher=watcher.id, exc_info=True)
+                self._watchers.pop(watcher.id, None)
 
     def drop_all(self) -> None:
         """End every watch (its client resumes from the last revision it saw)."""

@@ -232,9 +232,10 @@ def test_get_tables_outputs_and_selectors(cluster: Cluster) -> None:
     assert rows(cluster.ok("get", "deploy", "cols"))[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert rows(cluster.ok("get", "deploy", "cols"))[1][:4] == ["cols", "1/1", "1", "1"]
     assert rows(cluster.ok("get", "rs", "-l", "app=cols"))[0] == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    eventually(lambda: [r[:2] for r in rows(cluster.ok("get", "nodes"))[1:]] == [[n, "Ready"] for n in NODES],
+               what="nodes Ready")
     nodes = rows(cluster.ok("get", "nodes"))
     assert nodes[0] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
-    assert [r[:2] for r in nodes[1:]] == [[n, "Ready"] for n in NODES]
     assert rows(cluster.ok("get", "no", "-o", "wide"))[0][-2:] == ["INTERNAL-IP", "CONTAINER-RUNTIME"]
     namespaces = rows(cluster.ok("get", "ns"))
     assert namespaces[0] == ["NAME", "STATUS", "AGE"] and namespaces[1][:2] == ["default", "Active"]

@@ -57,6 +57,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -121,15 +122,29 @@ def require_support() -> None:
     if made.returncode != 0:
         raise Unusable(f"`ip netns add` does not work here: {made.stderr.strip()}")
     sh("ip", "netns", "del", probe, check=False)
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://"):
+        # docker-py leaks the socket of a failed unix connect (a ResourceWarning, an error
+        # here): try the socket first, and close it ourselves.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe_sock:
+            probe_sock.settimeout(5)
+            try:
+                probe_sock.connect(host.removeprefix("unix://"))
+            except OSError as exc:
+                raise Unusable(f"no Docker engine at {host} (bash scripts/start_docker.sh): {exc}") from None
     try:
         client = docker_client()
-        client.ping()
     except Exception as exc:
         raise Unusable(f"no Docker engine (bash scripts/start_docker.sh): {exc}") from None
     try:
-        client.images.get(IMAGE)
-    except Exception:
-        raise Unusable(f"no {IMAGE} image (bash scripts/build_images.sh)") from None
+        try:
+            client.ping()
+        except Exception as exc:
+            raise Unusable(f"no Docker engine (bash scripts/start_docker.sh): {exc}") from None
+        try:
+            client.images.get(IMAGE)
+        except Exception:
+            raise Unusable(f"no {IMAGE} image (bash scripts/build_images.sh)") from None
     finally:
         client.close()
 
@@ -160,19 +175,35 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _remove_node_docker_objects(nodes: list[str]) -> None:
+    """Removes every container and the pod network of these nodes, retrying: the daemon is
+    shared, and other users' containers come and go meanwhile. Lists by label without
+    inspecting (a plain `containers.list()` inspects every container of the daemon and fails
+    when any of them disappears in between). Says on stderr what could not be removed."""
     client = docker_client()
+    left: list[str] = []
     try:
-        for container in client.containers.list(all=True, filters={"label": "raftorch.io/managed=true"}):
-            if container.labels.get(LABEL_NODE) in nodes:
-                with contextlib.suppress(Exception):
-                    container.remove(force=True)
-        for node in nodes:
-            for net in client.networks.list(names=[f"raftorch-{node}"]):
-                if net.name == f"raftorch-{node}":
-                    with contextlib.suppress(Exception):
-                        net.remove()
+        for attempt in range(5):
+            left = []
+            for node in nodes:
+                try:
+                    for container in client.containers.list(all=True, sparse=True,
+                                                            filters={"label": f"{LABEL_NODE}={node}"}):
+                        try:
+                            container.remove(force=True)
+                        except Exception as exc:
+                            if "No such container" not in str(exc) and "404" not in str(exc):
+                                left.append(f"container {container.id[:12]}: {exc}")
+                    for net in client.networks.list(names=[f"raftorch-{node}"]):
+                        if net.name == f"raftorch-{node}":
+                            net.remove()
+                except Exception as exc:
+                    left.append(f"{node}: {exc}")
+            if not left:
+                return
+            time.sleep(0.5 * (attempt + 1))
     finally:
         client.close()
+    print(f"svc_topology: could not remove Docker objects of {nodes}: {left}", file=sys.stderr)
 
 
 # -- choosing free address ranges -------------------------------------------------------------------
@@ -309,6 +340,9 @@ class ServicesCluster:
             sh("ip", "-n", ns, "route", "add", self.service_cidr, "dev", "svc0")
         self._namespace(self.client_ns, f"{br}cl", self.client_ip)
         sh("ip", "-n", self.client_ns, "route", "add", self.cluster_cidr, "via", self.gateway)
+        # Undone after the agents and masters are gone (the undo log runs newest first).
+        nodes = list(self.hosts)
+        self._undo.add("docker objects", lambda: _remove_node_docker_objects(nodes))
 
     def _namespace(self, ns: str, veth: str, ip: str) -> None:
         sh("ip", "netns", "add", ns)
@@ -341,7 +375,7 @@ class ServicesCluster:
         self._nat_exception = ["POSTROUTING", "-s", cc, "-o", br, "-m", "comment", "--comment",
                                f"rtsvc-{self.tag} pods keep their addresses", "-j", "RETURN"]
         rule = self._nat_exception
-        self._undo.add("root nat rule", lambda: self._delete_all("nat", rule))
+        self._undo.add("root nat rule", lambda: ServicesCluster._delete_all("nat", rule))
 
     @staticmethod
     def _delete_all(table: str, rule: list[str]) -> None:
@@ -480,8 +514,6 @@ class ServicesCluster:
             if host.alive:
                 with contextlib.suppress(Exception):
                     self.stop_agent(node, timeout=5)
-        with contextlib.suppress(Exception):
-            _remove_node_docker_objects(list(self.hosts))
         self._undo.run()
 
     def log_tails(self, lines: int = 15) -> str:

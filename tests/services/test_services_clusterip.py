@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from svc_topology import WEB, ServicesCluster, Web, exec_in_pod, nc_get_loop, ready_pods
+from svc_topology import WEB, ServicesCluster, Web, exec_in_pod, nc_get_loop, ready_pods, sh
 
 from raftorch.api.v1 import objects_pb2
 
@@ -78,8 +78,6 @@ def test_clusterip_from_inside_pod_containers_on_both_nodes(svc_cluster: Service
 
 def test_root_namespace_has_no_rule_for_the_clusterip(svc_cluster: ServicesCluster, web: Web) -> None:
     """Containers reach the ClusterIP only through their node's namespace (see module doc)."""
-    from svc_topology import sh
-
     assert web.cluster_ip not in sh("iptables-save").stdout
     for node in svc_cluster.hosts:
         assert f"-d {web.cluster_ip}/32" in svc_cluster.iptables_save(node, "nat")
