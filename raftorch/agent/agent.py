@@ -173,14 +173,14 @@ class Agent:
                     remove_docker_network(client, wanted)
                     name = ensure_docker_network(client, wanted, self.pod_cidr)
                 self.rconfig = replace(self.rconfig, network=name)
-        self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, cfg.network_mode)
+        self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, cfg.network_mode, cfg.cluster_cidr)
         try:
             self.network.start()
         except RaftorchError as err:
             if cfg.network_mode != "iptables":
                 raise
             log.warning("iptables_unusable_falling_back_to_userspace", error=str(err))
-            self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, "userspace")
+            self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, "userspace", cfg.cluster_cidr)
             self.network.start()
 
     def _ensure_mirror_pod(self) -> None:

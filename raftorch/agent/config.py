@@ -26,6 +26,8 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     # How services are made reachable on this node.
     network_mode: str = "iptables"
+    # The masters' cluster CIDR: pod addresses of every node.
+    cluster_cidr: str = "10.244.0.0/16"
     # First restart delay of a crashing container; doubles up to five minutes.
     backoff_base: float = 10.0
     docker_url: str = ""

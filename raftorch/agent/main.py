@@ -51,8 +51,10 @@ def make_runtime(config: AgentConfig) -> ContainerRuntime:
               help="How services reach pods on this node.")
 @click.option("--heartbeat-period", type=float, help="Seconds between heartbeats (default 1).")
 @click.option("--backoff-base", type=float, help="First restart delay of a crashing container, seconds.")
+@click.option("--cluster-cidr", help="The masters' cluster CIDR (default 10.244.0.0/16).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
-@click.option("--uninstall", is_flag=True, help="Remove this node's network rules, routes and pod network; exit.")
+@click.option("--uninstall", is_flag=True,
+              help="Remove this node's network rules and routes (and its pod network once no pod uses it); exit.")
 def main(config_file: Path | None, uninstall: bool, **flags: Any) -> None:
     """Run a raftorch agent: register the node, heartbeat, run its pods.
 
@@ -95,7 +97,7 @@ def _uninstall(config: AgentConfig, runtime: ContainerRuntime) -> None:
     except RaftorchError as err:
         problems.append(f"iptables rules: {err}")
     try:
-        RouteApplier("10.244.0.0/16").cleanup()
+        RouteApplier(config.cluster_cidr).cleanup()
     except RaftorchError as err:
         problems.append(f"routes: {err}")
     client = getattr(runtime, "client", None)
@@ -103,7 +105,8 @@ def _uninstall(config: AgentConfig, runtime: ContainerRuntime) -> None:
         try:
             remove_docker_network(client, f"raftorch-{config.name}")
         except RaftorchError as err:
-            problems.append(f"pod network: {err}")
+            # Pods outlive a stopped agent by design; their network goes with the last of them.
+            click.echo(f"raftorch-agent: kept the pod network raftorch-{config.name}: {err}", err=True)
     if problems:
         click.echo("raftorch-agent: uninstall incomplete: " + "; ".join(problems), err=True)
         sys.exit(1)

@@ -24,6 +24,7 @@ log = structlog.get_logger("raftorch.agent.network")
 
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 DEBOUNCE = 0.05
+FULL_RELOAD = 60.0
 
 
 class NodeNetwork:
@@ -43,6 +44,8 @@ class NodeNetwork:
         self.iptables: IptablesApplier | None = None
         self.proxy: NodePortProxy | None = None
         self.routes = RouteApplier(cluster_cidr)
+        self._last_rules = ""
+        self._last_full = 0.0
         self.applied = 0
         self.last_applied_at = 0.0
 
@@ -121,7 +124,12 @@ class NodeNetwork:
             nodes = [n for n in self._objects["nodes"].values() if isinstance(n, objects_pb2.Node)]
         views = views_from(services, endpoints)
         if self.iptables is not None:
-            self.iptables.apply(render_nat_rules(views, [self.node_ip], cluster_cidr=self.cluster_cidr))
+            text = render_nat_rules(views, [self.node_ip], cluster_cidr=self.cluster_cidr)
+            # Reloading identical rules costs seconds at 1,000 services: only on change, and
+            # now and then in case someone flushed our chains.
+            if text != self._last_rules or time.monotonic() - self._last_full > FULL_RELOAD:
+                self.iptables.apply(text)
+                self._last_rules, self._last_full = text, time.monotonic()
         if self.proxy is not None:
             self.proxy.update_blocking(views, [self.node_ip])
         local = {self.node_ip, "127.0.0.1"}

@@ -10,7 +10,7 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
-from raftorch.errors import Compacted, Conflict, Invalid, RaftorchError
+from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, RaftorchError
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
 from raftorch.master.registry import Registry, decode
 from raftorch.objects import (
@@ -31,6 +31,7 @@ from raftorch.store.watch import Watcher
 Filter = Callable[[Message], bool]
 WATCH_BOOKMARK_INTERVAL = 10.0
 DELETE_RETRIES = 5
+CREATE_RETRIES = 5
 
 
 def make_filter(kind: Kind, label_selector: str, field_selector: str) -> Filter:
@@ -58,9 +59,18 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
     async def Create(self, request: resources_pb2.CreateRequest, context: grpc.aio.ServicerContext
                      ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
-        _, msg = unwrap(request.object)
-        future = self._registry.create(msg, request.request_id)
-        return wrap(await wait_write(future, time_left(context, self._write_timeout)))
+        _, original = unwrap(request.object)
+        for attempt in range(CREATE_RETRIES):
+            msg = type(original)()
+            msg.CopyFrom(original)
+            future = self._registry.create(msg, f"{request.request_id}-{attempt}" if request.request_id else "")
+            try:
+                return wrap(await wait_write(future, time_left(context, self._write_timeout)))
+            except AlreadyExists as err:
+                # A ClusterIP or NodePort picked here was taken by a concurrent create: pick again.
+                if "already allocated" not in err.message or attempt == CREATE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     @unary
     async def Get(self, request: resources_pb2.GetRequest, context: grpc.aio.ServicerContext

@@ -67,10 +67,9 @@ def test_uninstall_removes_only_raftorch_rules_and_routes(svc_cluster: ServicesC
         assert line in after, f"{line!r} should be untouched:\n{after}"
     assert not _route_lines(svc_cluster, node)
     # The node's pods still run (a stopped agent leaves them), so Docker keeps their network:
-    # uninstall says so, and only about that.
-    if result.returncode != 0:
-        assert "pod network" in result.stderr and "iptables" not in result.stderr \
-            and "routes:" not in result.stderr, result.stderr
+    # uninstall says so and still succeeds.
+    assert result.returncode == 0, result.stderr
+    assert "pod network" in result.stderr
 
     svc_cluster.start_agent(node, "iptables")
     svc_cluster.wait_nodes()
