@@ -85,6 +85,8 @@ class Agent:
         # Container starts run in parallel (Docker takes ~0.3 s per start); the planner's
         # repeats of a start still in flight are skipped, failures come back as a queue.
         self._starting: set[tuple[str, str]] = set()
+        # When each start finished: a pass that listed containers before then has not seen it.
+        self._started_at: dict[tuple[str, str], float] = {}
         self._starter = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent-start")
         self._start_failures: list[tuple[StartContainer, str, str, float]] = []
         self._threads: list[threading.Thread] = []
@@ -276,8 +278,12 @@ class Agent:
 
     def reconcile_once(self) -> float:
         desired = self.desired()
+        listed_at = time.time()
         running = self.runtime.list_containers(self.config.name)
         now = time.time()
+        for key, finished in list(self._started_at.items()):
+            if finished < listed_at:
+                del self._started_at[key]
         failures, self._start_failures = self._start_failures, []
         for failed, reason, message, when in failures:
             self.state = record_start_failure(self.state, failed, reason, message, when, self.rconfig)
@@ -291,7 +297,7 @@ class Agent:
                     self.runtime.remove(action.container_id)
             elif isinstance(action, StartContainer):
                 key = (action.spec.pod_uid, action.spec.container)
-                if key not in self._starting:
+                if key not in self._starting and key not in self._started_at:
                     self._starting.add(key)
                     self._starter.submit(self._start, action, key)
         for check in due_probes(desired, self.state, now):
@@ -328,6 +334,7 @@ class Agent:
             log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
                         container=spec.container, error=str(err))
         finally:
+            self._started_at[key] = time.time()
             self._starting.discard(key)
             self._wake.set()
 
