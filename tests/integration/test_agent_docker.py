@@ -49,6 +49,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: object
     try:
         masters.wait_ready()
         agents.start()
+        with masters.client() as c:
+            # Pods spread only over nodes that are Ready when they are scheduled.
+            eventually(lambda: nodes_ready(c) >= set(NODES), what="both nodes Ready")
         yield masters, agents
     finally:
         agents.stop()
@@ -56,6 +59,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: object
         for a in agents.agents.values():
             if a.log_path.exists():
                 print(f"--- {a.name} log tail ---", *a.log_path.read_text().splitlines()[-20:], sep="\n")
+
+
+def nodes_ready(c: Client) -> set[str]:
+    nodes, _ = c.objects.list("nodes")
+    return {n.metadata.name for n in nodes if isinstance(n, objects_pb2.Node)
+            and any(cd.type == "Ready" and cd.status == "True" for cd in n.status.conditions)}
 
 
 def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
