@@ -31,11 +31,14 @@ class ObjectCache:
         self.revision = 0
         self.overflowed = False
         self._watcher = Watcher(REGISTRY_PREFIX, True, False, self._notify)
+        # Only references are taken under the state lock: decoding 10k objects there would stall
+        # Raft's thread long enough for an election (stored versions are never changed in place).
         with replica.reading() as machine:
-            for kv in machine.index.range(REGISTRY_PREFIX, True, 0):
-                self._store(kv.key, kv)
+            current = list(machine.index.range(REGISTRY_PREFIX, True, 0))
             self.revision = machine.revision
             replica.hub.add(self._watcher, machine.revision)
+        for kv in current:
+            self._store(kv.key, kv)
 
     def _notify(self, events: list[kv_pb2.KeyEvent], revision: int) -> None:
         if not events:

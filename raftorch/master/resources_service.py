@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -25,6 +26,7 @@ from raftorch.objects import (
     unwrap,
     wrap,
 )
+from raftorch.store.machine import to_event
 from raftorch.store.replica import RaftReplica
 from raftorch.store.watch import Watcher
 
@@ -185,26 +187,31 @@ async def watch_objects(replica: RaftReplica, kind: Kind, namespace: str, accept
 
     watcher = Watcher(prefix, True, True, notify)
     initial: list[resources_pb2.ObjectEvent] = []
+    # Under the state lock only references are taken (stored versions never change in place);
+    # decoding happens after, so a big list does not hold up Raft's thread.
+    current: list[Any] = []
+    history: list[Any] = []
     with replica.reading() as machine:
         start = machine.revision
         try:
             if resource_version <= 0:
-                for kv in machine.index.range(prefix, True, 0):
-                    msg = decode(kind, kv)
-                    if accept(msg):
-                        initial.append(resources_pb2.ObjectEvent(type="ADDED", object=wrap(msg),
-                                                                 resource_version=kv.mod_revision))
+                current = list(machine.index.range(prefix, True, 0))
             elif resource_version < start:
-                for _, change in machine.index.changes_since(resource_version + 1):
-                    if watcher.matches(change.kv.key):
-                        for ev in watcher.select([change]):
-                            converted = to_object_event(kind, ev, accept)
-                            if converted is not None:
-                                initial.append(converted)
+                history = [change for _, change in machine.index.changes_since(resource_version + 1)
+                           if watcher.matches(change.kv.key)]
         except Compacted as err:
             await context.abort(grpc.StatusCode.OUT_OF_RANGE,
                                 f"{err.message}; list again and watch from the list's resource_version")
         replica.hub.add(watcher, start)
+    for kv in current:
+        msg = decode(kind, kv)
+        if accept(msg):
+            initial.append(resources_pb2.ObjectEvent(type="ADDED", object=wrap(msg), resource_version=kv.mod_revision))
+    for change in history:
+        # Not watcher.select: its filter now skips everything up to `start`, history included.
+        converted = to_object_event(kind, to_event(change, True), accept)
+        if converted is not None:
+            initial.append(converted)
     try:
         for event in initial:
             yield event

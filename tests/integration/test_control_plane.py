@@ -300,3 +300,19 @@ def test_service_allocations_follow_updates(cluster: LocalMasters) -> None:
         c.objects.update(updated)
         created_other = c.objects.create(other)
         assert isinstance(created_other, objects_pb2.Service) and created_other.spec.ports[0].node_port == port
+
+
+def test_object_watch_from_a_resource_version_replays_later_changes(cluster: LocalMasters) -> None:
+    with cluster.client() as c:
+        _, start = c.objects.list("namespaces")
+        for name in ("team-a", "team-b", "team-c"):
+            c.objects.create(objects_pb2.Namespace(metadata=objects_pb2.ObjectMeta(name=name)))
+        c.objects.delete("namespace", "team-b")
+        watch = c.objects.watch("namespaces", resource_version=start)
+        seen: list[tuple[str, str]] = []
+        for event in watch:
+            seen.append((event.type, event.object.metadata.name))  # type: ignore[attr-defined]
+            if len(seen) == 4:
+                break
+        watch.close()
+        assert seen == [("ADDED", "team-a"), ("ADDED", "team-b"), ("ADDED", "team-c"), ("DELETED", "team-b")]
