@@ -901,7 +901,8 @@ def run_cluster(cluster: Cluster, settings: Settings, profiler: Profiler) -> Rep
 
 def run(settings: Settings, profile_dir: Path | None, logs_dir: Path | None) -> Report:
     with tempfile.TemporaryDirectory(prefix="raftorch-cp-bench-") as tmp:
-        masters = LocalMasters(Path(tmp), extra_args=["--cluster-cidr", cluster_cidr(settings.nodes)])
+        masters = LocalMasters(Path(tmp), extra_args=["--cluster-cidr", cluster_cidr(settings.nodes),
+                                                      *os.environ.get("RAFTORCH_BENCH_MASTER_ARGS", "").split()])
         cluster: Cluster | None = None
         profiler = Profiler(profile_dir)
         try:

@@ -26,6 +26,10 @@ class MasterConfig:
     eviction_timeout: float = 30.0
     # Raft log entries kept before a snapshot replaces them.
     compaction_entries: int = 20_000
+    # A follower that hears nothing from the leader for a random time in this range (seconds)
+    # starts an election: short means fast failover, too short means elections under load.
+    election_min: float = 0.15
+    election_max: float = 0.4
     service_cidr: str = "10.96.0.0/16"
     cluster_cidr: str = "10.244.0.0/16"
 
@@ -35,6 +39,8 @@ class MasterConfig:
         for what, addr in [("client-addr", self.client_addr), ("peer-addr", self.peer_addr),
                            *((f"peers.{n}", a) for n, a in self.peers.items())]:
             check_addr(addr, what)
+        if not 0.05 <= self.election_min < self.election_max:
+            raise Invalid(f"election-min/max: need 0.05 <= min < max, got {self.election_min}, {self.election_max}")
         if self.name in self.peers:
             raise Invalid(f"peers: lists this master ({self.name}) itself; list only the other masters")
         if self.peer_addr in self.peers.values():

@@ -36,6 +36,8 @@ Example (three masters on one host):
 @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
 @click.option("--node-grace", type=float, help="Seconds without heartbeats before a node is NotReady.")
 @click.option("--eviction-timeout", type=float, help="Seconds NotReady before a node's pods are replaced.")
+@click.option("--election-min", type=float, help="Shortest election timeout, seconds (default 0.15).")
+@click.option("--election-max", type=float, help="Longest election timeout, seconds (default 0.4).")
 @click.option("--compaction-entries", type=int, help="Raft log entries kept before a snapshot (default 20000).")
 @click.option("--service-cidr", help="Range of ClusterIPs (default 10.96.0.0/16).")
 @click.option("--cluster-cidr", help="Range of pod addresses, a /24 per node (default 10.244.0.0/16).")
