@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +12,12 @@ import grpc
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import agents_pb2, objects_pb2, resources_pb2
-from raftorch.errors import Unavailable, from_grpc_code
+from raftorch.client.stream import ResumableStream
+from raftorch.errors import from_grpc_code
 from raftorch.objects import unwrap, wrap
 
 if TYPE_CHECKING:
-    from raftorch.client.connection import Connection
+    from raftorch.client.connection import Connection, Stubs
 
 _RESUMABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
               grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
@@ -102,64 +102,31 @@ def _log_chunks(call: grpc.Future) -> Iterator[bytes]:
         call.cancel()
 
 
-class ObjectWatch:
+class ObjectWatch(ResumableStream[ObjectEvent]):
     """Object events in order, resumed on another master from the last resource_version seen."""
 
     def __init__(self, conn: Connection, request: resources_pb2.WatchObjectsRequest | agents_pb2.WatchNodePodsRequest,
                  open_stream: str = "resources") -> None:
-        self._conn = conn
+        super().__init__(conn)
         self._request = request
-        self._open = open_stream
+        self._kind = open_stream
         self.resource_version = request.resource_version
-        self._closed = threading.Event()
         # Set once the stream has delivered the current state (its first bookmark).
         self.synced = threading.Event()
-        self._call: grpc.Future | None = None
-        self._lock = threading.Lock()
 
-    def _stream(self, address: str) -> grpc.Future:
+    def _open(self, stubs: Stubs) -> grpc.Future:
         req = type(self._request).FromString(self._request.SerializeToString())
         req.resource_version = self.resource_version
-        stubs = self._conn.stubs(address)
-        if self._open == "agents":
+        if self._kind == "agents":
             return stubs.agents.WatchNodePods(req)
         return stubs.resources.Watch(req)
 
-    def __iter__(self) -> Iterator[ObjectEvent]:
-        failing_since: float | None = None
-        while not self._closed.is_set():
-            address = self._conn._candidate()
-            try:
-                call = self._stream(address)
-                with self._lock:
-                    self._call = call
-                if self._closed.is_set():
-                    call.cancel()
-                for ev in call:
-                    failing_since = None
-                    if ev.type != "BOOKMARK":
-                        yield ObjectEvent(ev.type, _unwrap(ev.object), ev.resource_version)
-                    # Before the first bookmark of a watch from 0, the stream lists current
-                    # objects in key order: only the bookmark says where that list ended.
-                    if ev.type == "BOOKMARK" or self.resource_version:
-                        self.resource_version = max(self.resource_version, ev.resource_version)
-                    if ev.type == "BOOKMARK":
-                        self.synced.set()
-            except grpc.RpcError as exc:
-                code = exc.code()
-                if self._closed.is_set():
-                    return
-                if code not in _RESUMABLE:
-                    raise from_grpc_code(code, f"{address}: {exc.details()}") from None
-                self._conn._failed(address)
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > self._conn.retry_for:
-                    raise Unavailable(f"watch: no master answered for {self._conn.retry_for:.0f}s") from None
-                time.sleep(0.05)
-
-    def close(self) -> None:
-        self._closed.set()
-        with self._lock:
-            if self._call is not None:
-                self._call.cancel()
+    def _receive(self, ev: resources_pb2.ObjectEvent) -> Iterator[ObjectEvent]:
+        if ev.type != "BOOKMARK":
+            yield ObjectEvent(ev.type, _unwrap(ev.object), ev.resource_version)
+        # Before the first bookmark of a watch from 0, the stream lists current objects in key
+        # order: only the bookmark says where that list ended.
+        if ev.type == "BOOKMARK" or self.resource_version:
+            self.resource_version = max(self.resource_version, ev.resource_version)
+        if ev.type == "BOOKMARK":
+            self.synced.set()
