@@ -64,6 +64,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from benchlib import cpu_seconds, leaderships, memory_mb, wait_until
 
 from raftorch.agent.runtime.base import LABEL_ATTEMPT, LABEL_MANAGED, LABEL_NODE, LABEL_POD_UID
 from raftorch.api.v1 import objects_pb2
@@ -75,7 +76,6 @@ from raftorch.local.masters import LocalMasters
 IMAGE = "raftorch/busybox:latest"
 NAMESPACE = "default"
 GRACE_SECONDS = 1  # 0 would mean the default of 30 s; httpd as PID 1 ignores SIGTERM
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PY_SPY = Path(sys.executable).parent / "py-spy"
 EVENT_ACTIONS = ("create", "start", "kill", "die", "destroy")
 
@@ -102,38 +102,10 @@ class Settings:
 # -- small helpers -----------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc/<pid>/stat; 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS (now) and VmHWM (peak) of a process, in MB."""
-    out: dict[str, float] = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmHWM", "VmRSS"):
-                    out[key] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
-    return out
 
 
-def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(every)
-    return check()
 
 
 def spread(samples: Sequence[float]) -> tuple[float, float, float]:
@@ -457,14 +429,6 @@ class Bench:
         return sum(leaderships(self.masters).values())
 
 
-def leaderships(masters: LocalMasters) -> dict[str, int]:
-    """How many times each master has become leader, from the role_changed lines of its log."""
-    out: dict[str, int] = {}
-    for name, m in masters.masters.items():
-        with contextlib.suppress(OSError):
-            out[name] = sum(1 for line in m.log_path.read_text(errors="replace").splitlines()
-                            if '"role_changed"' in line and '"leader": true' in line)
-    return out
 
 
 def nodes_ready(client: Client, names: Sequence[str]) -> bool:

@@ -30,8 +30,8 @@ leader's term, and how often each master became leader, from the role_changed li
 and a check of the pod watch against a linearizable list at the end (pods listed but never seen).
 
 Node registration: the fleets register concurrently, and two registrations can pick the same free
-pod CIDR; the store then refuses the second with AlreadyExists, which the master does not retry.
-The fleets here retry (after a short random pause) and the number of such collisions is shown.
+pod CIDR; the master retries with another one, and the fleets here would retry an AlreadyExists
+too (after a short random pause); the number of such collisions is shown.
 The cluster CIDR is widened to fit a /24 per node.
 
 `--profile DIR` runs `py-spy record --idle --format raw` on every master for the pods phase (one
@@ -42,15 +42,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import math
-import multiprocessing
-import multiprocessing.connection
-import multiprocessing.process
 import os
 import platform
-import random
 import shutil
 import signal
 import subprocess
@@ -58,32 +53,28 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from raftorch.agent.hollow import HollowFleet
+from benchlib import cpu_seconds, leaderships, memory_mb, percentile, recv, wait_until
+from cpb_children import HEARTBEAT_PERIOD, Child, fleet_main, probe_main, spawn
+
 from raftorch.api.v1 import objects_pb2
 from raftorch.client import Client
-from raftorch.errors import AlreadyExists, RaftorchError
+from raftorch.errors import RaftorchError
 from raftorch.local.masters import LocalMasters
-from raftorch.objects import format_time
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH_LABEL = "bench-app"
 NAMESPACE = "default"
-NODE_CPU, NODE_MEMORY, NODE_PODS = "4", "16Gi", "110"
 POD_CPU, POD_MEMORY = "100m", "64Mi"
-HEARTBEAT_PERIOD = 1.0
 CHILD_TIMEOUT = 30.0
 PROGRESS_EVERY = 5.0
 SETTLE_QUIET = 2.0
 SETTLE_MAX = 30.0
-REGISTER_ATTEMPTS = 10
 
 TARGET_PODS_PER_S = 1000.0
 TARGET_CREATE_P99_MS = 100.0
@@ -107,37 +98,10 @@ class Settings:
 # -- small helpers ---------------------------------------------------------------------------
 
 
-def percentile(sorted_samples: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile of sorted samples (nan when there are none)."""
-    if not sorted_samples:
-        return float("nan")
-    rank = max(1, math.ceil(len(sorted_samples) * pct / 100))
-    return sorted_samples[rank - 1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc/<pid>/stat; 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmHWM (peak) and VmRSS (now) of a process, in MB."""
-    out: dict[str, float] = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmHWM", "VmRSS"):
-                    out[key] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
-    return out
 
 
 def node_names(count: int) -> list[str]:
@@ -160,136 +124,11 @@ def replicas_per_deployment(pods: int, deployments: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(deployments)]
 
 
-def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(every)
-    return check()
 
 
-def recv(conn: multiprocessing.connection.Connection, timeout: float, what: str) -> Any:
-    if not conn.poll(timeout):
-        raise TimeoutError(f"child process: no {what} within {timeout:.0f}s")
-    try:
-        msg = conn.recv()
-    except EOFError:
-        raise RuntimeError(f"a child process exited before sending its {what}") from None
-    if isinstance(msg, tuple) and msg and msg[0] == "error":
-        raise RuntimeError(f"child process failed:\n{msg[1]}")
-    return msg
 
 
 # -- hollow fleet processes ------------------------------------------------------------------
-
-
-class BenchFleet(HollowFleet):
-    """A HollowFleet whose registration survives pod CIDR collisions with other fleets."""
-
-    collisions = 0
-
-    def register(self, name: str) -> None:
-        for attempt in range(REGISTER_ATTEMPTS):
-            try:
-                super().register(name)
-                return
-            except AlreadyExists:
-                if attempt == REGISTER_ATTEMPTS - 1:
-                    raise
-                self.collisions += 1
-                time.sleep(random.uniform(0.0, 0.05))
-
-
-def fleet_main(endpoints: list[str], names: list[str], conn: multiprocessing.connection.Connection) -> None:
-    """One fleet process. Sends ("ready", info) once registered; answers "stats"; exits on "stop"."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
-    fleet = BenchFleet(endpoints, names, HEARTBEAT_PERIOD, NODE_CPU, NODE_MEMORY, NODE_PODS)
-    try:
-        started = time.monotonic()
-        fleet.start()
-        conn.send(("ready", {"register_s": time.monotonic() - started, "collisions": fleet.collisions}))
-        while (msg := conn.recv()) != "stop":
-            if msg == "stats":
-                conn.send(("stats", fleet.heartbeats_sent))
-    except (BrokenPipeError, EOFError):
-        pass
-    except Exception:
-        with contextlib.suppress(BrokenPipeError):
-            conn.send(("error", traceback.format_exc()))
-    finally:
-        fleet.stop()
-
-
-# -- the create-latency probe process ----------------------------------------------------------
-
-
-def probe_event(i: int) -> objects_pb2.Event:
-    now = format_time(time.time())
-    return objects_pb2.Event(
-        metadata=objects_pb2.ObjectMeta(name=f"bench-probe-{i:06d}", namespace=NAMESPACE),
-        involved_object=objects_pb2.ObjectReference(kind="Pod", namespace=NAMESPACE, name="bench-probe"),
-        reason="BenchProbe", message="create-latency probe", type="Normal", count=1,
-        first_timestamp=now, last_timestamp=now, source="control-plane-bench")
-
-
-def probe_main(endpoints: list[str], rate: float, conn: multiprocessing.connection.Connection) -> None:
-    """Creates one Event every 1/rate s until "stop"; then sends (latencies, errors)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    client = Client(endpoints, timeout=10.0, retry_for=30.0)
-    latencies: list[float] = []
-    errors = 0
-    try:
-        client.cluster_status()  # connects and finds the leader before the clock starts
-        conn.send(("ready",))
-        interval = 1.0 / rate
-        next_at = time.monotonic()
-        for i in itertools.count():
-            if conn.poll(max(0.0, next_at - time.monotonic())):
-                break
-            next_at += interval
-            t0 = time.perf_counter()
-            try:
-                client.objects.create(probe_event(i))
-            except RaftorchError:
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - t0)
-        conn.send(("done", latencies, errors))
-    except (BrokenPipeError, EOFError):
-        pass
-    except Exception:
-        with contextlib.suppress(BrokenPipeError):
-            conn.send(("error", traceback.format_exc()))
-    finally:
-        client.close()
-
-
-@dataclass(slots=True)
-class Child:
-    proc: multiprocessing.process.BaseProcess
-    conn: multiprocessing.connection.Connection
-
-    def stop(self, timeout: float = 15.0) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send("stop")
-        self.proc.join(timeout)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
-
-
-def spawn(target: Callable[..., None], *args: object) -> Child:
-    ctx = multiprocessing.get_context("spawn")
-    parent_end, child_end = ctx.Pipe()
-    proc = ctx.Process(target=target, args=(*args, child_end), daemon=True)
-    proc.start()
-    child_end.close()
-    return Child(proc, parent_end)
-
-
-# -- watches in this process -------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -446,17 +285,6 @@ class Cluster:
         return sum(cpu_seconds(f.proc.pid) for f in self.fleets if f.proc.pid is not None)
 
 
-def leaderships(masters: LocalMasters) -> dict[str, int]:
-    """How many times each master has become leader, from the role_changed lines of its log."""
-    out: dict[str, int] = {}
-    for name, m in masters.masters.items():
-        try:
-            text = m.log_path.read_text(errors="replace")
-        except OSError:
-            continue
-        out[name] = sum(1 for line in text.splitlines()
-                        if '"role_changed"' in line and '"leader": true' in line)
-    return out
 
 
 def start_fleets(cluster: Cluster, settings: Settings) -> dict[str, float]:

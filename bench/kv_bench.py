@@ -39,11 +39,13 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import cast
+
+from benchlib import cpu_seconds, percentile, recv
 
 from raftorch.client import Client
 from raftorch.errors import RaftorchError
@@ -52,7 +54,6 @@ from raftorch.local.masters import LocalMasters
 KEY_BYTES = 16
 VALUE_BYTES = 100
 KEY_SPACE = 1000
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CHILD_READY_TIMEOUT = 60.0
 # A put in flight when the leader is killed that returns this soon after was answered by the
 # dying leader: no election can finish this fast (the minimum election timeout is 0.15 s).
@@ -231,12 +232,6 @@ def split(total: int, parts: int) -> list[int]:
 # -- measurement -------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def master_cpu(masters: LocalMasters) -> dict[str, float]:
@@ -244,12 +239,6 @@ def master_cpu(masters: LocalMasters) -> dict[str, float]:
             if m.proc is not None and m.alive}
 
 
-def percentile(sorted_samples: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    if not sorted_samples:
-        return float("nan")
-    rank = max(1, -(-len(sorted_samples) * pct // 100))
-    return sorted_samples[int(rank) - 1]
 
 
 def leader_and_term(masters: LocalMasters) -> tuple[str, int]:
@@ -258,16 +247,6 @@ def leader_and_term(masters: LocalMasters) -> tuple[str, int]:
         return leader, client.member_status(masters.masters[leader].client_addr).term
 
 
-def recv(conn: multiprocessing.connection.Connection, timeout: float, what: str) -> object:
-    if not conn.poll(timeout):
-        raise TimeoutError(f"client process: no {what} within {timeout:.0f}s")
-    try:
-        msg = conn.recv()
-    except EOFError:
-        raise RuntimeError(f"a client process exited before sending its {what}") from None
-    if isinstance(msg, tuple) and msg and msg[0] == "error":
-        raise RuntimeError(f"client process failed:\n{msg[1]}")
-    return msg
 
 
 def run_row(masters: LocalMasters, target: Target, processes: int, duration: float, warmup: float

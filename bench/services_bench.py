@@ -55,6 +55,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "services"))
 
+from benchlib import cpu_seconds  # noqa: E402
 from svc_topology import (  # noqa: E402
     Recorder,
     ServicesCluster,
@@ -208,11 +209,6 @@ def chain_watch(cluster: ServicesCluster, chain: str, needle: str, timeout: floa
     return seen
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and of its waited-for children (iptables-restore ...)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def agents_idle_cpu(cluster: ServicesCluster, seconds: float = 10.0) -> dict[str, float]:
