@@ -6,7 +6,10 @@
     ├── Invalid             INVALID_ARGUMENT      bad input; names the field
     ├── Conflict            FAILED_PRECONDITION   stale resource_version, failed compare
     ├── Compacted           OUT_OF_RANGE          revision no longer kept
-    ├── PermissionDenied    PERMISSION_DENIED
+    ├── PermissionDenied    PERMISSION_DENIED     authenticated, but not allowed
+    ├── Unauthenticated     UNAUTHENTICATED       no or bad credentials
+    ├── ResourceExhausted   RESOURCE_EXHAUSTED    a per-client cap (watches, streams) is reached
+    │   └── NoSpace         RESOURCE_EXHAUSTED    the store's byte quota is reached
     ├── Unavailable         UNAVAILABLE           no master answers, no leader, shutting down
     │   └── NotLeader       UNAVAILABLE           retry on another master
     ├── UnknownOutcome      DEADLINE_EXCEEDED     the write may or may not have happened
@@ -67,6 +70,20 @@ class PermissionDenied(RaftorchError):
     grpc_code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class Unauthenticated(RaftorchError):
+    code = "UNAUTHENTICATED"
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(RaftorchError):
+    code = "RESOURCE_EXHAUSTED"
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class NoSpace(ResourceExhausted):
+    code = "NOSPACE"
+
+
 class Unavailable(RaftorchError):
     code = "UNAVAILABLE"
     grpc_code = grpc.StatusCode.UNAVAILABLE
@@ -91,7 +108,8 @@ class Internal(RaftorchError):
 _BY_CODE: dict[str, type[RaftorchError]] = {
     cls.code: cls
     for cls in (NotFound, AlreadyExists, Invalid, Conflict, Compacted, PermissionDenied,
-                Unavailable, NotLeader, UnknownOutcome, Internal)
+                Unauthenticated, ResourceExhausted, NoSpace, Unavailable, NotLeader, UnknownOutcome,
+                Internal)
 }
 
 _BY_GRPC: dict[grpc.StatusCode, type[RaftorchError]] = {
@@ -103,7 +121,8 @@ _BY_GRPC: dict[grpc.StatusCode, type[RaftorchError]] = {
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: UnknownOutcome,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: Invalid,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
 }
 
 

@@ -78,8 +78,10 @@ def test_not_leader_comes_back_as_unavailable_over_grpc() -> None:
     assert type(back) is Unavailable
 
 
-def test_resource_exhausted_maps_to_invalid() -> None:
-    assert type(errors.from_grpc_code(grpc.StatusCode.RESOURCE_EXHAUSTED, "too big")) is Invalid
+def test_resource_exhausted_and_unauthenticated_map_back() -> None:
+    assert type(errors.from_grpc_code(grpc.StatusCode.RESOURCE_EXHAUSTED, "cap")) is errors.ResourceExhausted
+    assert type(errors.from_grpc_code(grpc.StatusCode.UNAUTHENTICATED, "who")) is errors.Unauthenticated
+    assert isinstance(errors.NoSpace("full"), errors.ResourceExhausted)
 
 
 @pytest.mark.parametrize("status", [grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
