@@ -2,7 +2,8 @@
 
 Registration and the initial load happen under the state lock, so no change is missed or
 seen twice. The hub's callback runs on Raft's apply thread and only queues raw events;
-decoding happens on the controllers' thread.
+decoding happens on the controllers' thread. An object that cannot be decoded is left out
+of the view (logged once) and listed in `undecodable`, for the manager to record an event.
 """
 
 from __future__ import annotations
@@ -10,16 +11,29 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2
-from raftorch.master.registry import decode
+from raftorch.master.registry import decode_checked, report_undecodable
 from raftorch.objects import KINDS, Kind, parse_store_key
 from raftorch.store.replica import RaftReplica
 from raftorch.store.watch import Watcher
 
 REGISTRY_PREFIX = "/registry/"
+
+
+@dataclass(frozen=True, slots=True)
+class BadObject:
+    """A stored object the cache could not decode."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    revision: int
+    problem: str
 
 
 class ObjectCache:
@@ -28,6 +42,7 @@ class ObjectCache:
         self._pending: deque[list[kv_pb2.KeyEvent]] = deque()
         self._wake = threading.Event()
         self.objects: dict[str, dict[str, Message]] = {k.name: {} for k in KINDS}
+        self.undecodable: dict[str, BadObject] = {}
         self.revision = 0
         self.overflowed = False
         self._watcher = Watcher(REGISTRY_PREFIX, True, False, self._notify)
@@ -37,8 +52,12 @@ class ObjectCache:
             current = list(machine.index.range(REGISTRY_PREFIX, True, 0))
             self.revision = machine.revision
             replica.hub.add(self._watcher, machine.revision)
-        for kv in current:
-            self._store(kv.key, kv)
+        try:
+            for kv in current:
+                self._store(kv.key, kv)
+        except BaseException:
+            self.close()
+            raise
 
     def _notify(self, events: list[kv_pb2.KeyEvent], revision: int) -> None:
         if not events:
@@ -64,16 +83,24 @@ class ObjectCache:
                 self.revision = max(self.revision, ev.kv.mod_revision)
         return changed
 
-    def _store(self, key: str, kv: object | None) -> tuple[str, str, str] | None:
+    def _store(self, key: str, kv: Any) -> tuple[str, str, str] | None:
         try:
             kind, namespace, name = parse_store_key(key)
         except Exception:
             return None
         table = self.objects[kind.name]
+        self.undecodable.pop(key, None)
         if kv is None:
             table.pop(key, None)
+            return kind.name, namespace, name
+        msg, problem = decode_checked(kind, kv)
+        if msg is None:
+            revision: int = kv.mod_revision
+            report_undecodable(key, revision, problem)
+            table.pop(key, None)
+            self.undecodable[key] = BadObject(kind, namespace, name, revision, problem)
         else:
-            table[key] = decode(kind, kv)
+            table[key] = msg
         return kind.name, namespace, name
 
     def items(self, kind: Kind | str) -> Iterator[Message]:

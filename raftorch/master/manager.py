@@ -6,6 +6,11 @@ plans out through the registry. Every write carries the term it was decided in, 
 leader's writes are rejected by the store. Passes are level-triggered: they run after any
 change and every RESYNC seconds, re-reading state each time; a failed write is simply
 planned again on the next pass.
+
+Nothing stops the control plane silently: a step that raises is logged with its traceback and
+retried after a back-off of its own while the other steps go on, and a loop that raises outside
+the steps is restarted (with a fresh cache) after a back-off. Objects the cache cannot decode
+are skipped and reported as Warning events in their namespace.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ import structlog
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
-from raftorch.errors import RaftorchError
-from raftorch.master.cache import ObjectCache
+from raftorch.errors import AlreadyExists, RaftorchError
+from raftorch.master.backoff import Backoff
+from raftorch.master.cache import BadObject, ObjectCache
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
-from raftorch.master.registry import SYSTEM_NAMESPACE, Registry
+from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
 from raftorch.master.scheduler import NodeInfo, PodRequest, Snapshot, schedule
 from raftorch.objects import (
     controller_of,
@@ -73,6 +79,11 @@ class ControllerManager:
         self._thread = threading.Thread(target=self._run, name=f"controllers-term-{term}", daemon=True)
         self._unschedulable_reasons: dict[str, str] = {}
         self.bound = 0
+        # Back-off of the whole loop, and of each step on its own.
+        self.loop_backoff = Backoff(mono)
+        self.step_backoff: dict[str, Backoff] = {}
+        # Undecodable stored versions (key, revision) whose event is written or on its way.
+        self._reported_bad: set[tuple[str, int]] = set()
 
     def start(self) -> None:
         self._thread.start()
@@ -91,17 +102,35 @@ class ControllerManager:
         return not self._stop.is_set() and replica.is_leader and replica.term == self.term
 
     def _run(self) -> None:
-        cache = ObjectCache(self.registry.replica)
+        """Supervise the control loop: restart it after a crash, until leadership ends."""
         log.info("controllers_started", term=self.term)
+        while self._leading():
+            try:
+                self._control_loop()
+            except Exception:
+                delay = self.loop_backoff.failed()
+                log.exception("controllers_crashed", term=self.term, restart_in=delay,
+                              crashes=self.loop_backoff.failures)
+                self._stop.wait(delay)
+        log.info("controllers_stopped", term=self.term)
+
+    def _control_loop(self) -> None:
+        """Run passes until leadership ends or the cache fell behind (then it is rebuilt)."""
+        cache = ObjectCache(self.registry.replica)
         try:
             self._wait(self.registry.ensure_namespaces(["default", SYSTEM_NAMESPACE], fence_term=self.term))
             last_full = 0.0
             last_lifecycle = 0.0
             dirty = True
+            steps = (("scheduler", self._schedule), ("deployments", self._deployments),
+                     ("replicasets", self._replicasets), ("endpoints", self._endpoints),
+                     ("garbage collector", self._gc), ("undecodable objects", self._undecodable))
+            owed: set[str] = set()  # steps that failed or were backing off: run when they may
             while self._leading():
                 changed = cache.drain()
                 if cache.overflowed:
-                    break
+                    log.warning("controllers_cache_overflowed", term=self.term)
+                    return
                 now = self.mono()
                 if changed:
                     dirty = True
@@ -109,32 +138,43 @@ class ControllerManager:
                     last_lifecycle = now
                     self._pass("node lifecycle", self._node_lifecycle, cache)
                     self._pass("master pods", self._master_pods, cache)
-                if dirty or now - last_full >= RESYNC:
+                full = dirty or now - last_full >= RESYNC
+                if full:
                     dirty = False
                     last_full = now
-                    for name, step in (("scheduler", self._schedule), ("deployments", self._deployments),
-                                       ("replicasets", self._replicasets), ("endpoints", self._endpoints),
-                                       ("garbage collector", self._gc)):
-                        if not self._leading():
-                            break
-                        self._pass(name, step, cache)
-                        # What a step changed (pods a replica set created, ...) is work for the next pass.
-                        if cache.drain():
-                            dirty = True
+                for name, step in steps:
+                    if not self._leading():
+                        break
+                    if not full and (name not in owed or not self.step_backoff[name].ready()):
+                        continue
+                    if self._pass(name, step, cache):
+                        owed.discard(name)
+                    else:
+                        owed.add(name)
+                    # What a step changed (pods a replica set created, ...) is work for the next pass.
+                    if cache.drain():
+                        dirty = True
                 cache.wait(0.2)
-        except Exception:
-            log.exception("controllers_crashed", term=self.term)
         finally:
             cache.close()
-            log.info("controllers_stopped", term=self.term)
 
-    def _pass(self, name: str, step: Callable[[ObjectCache], list[Future[Message]]], cache: ObjectCache) -> None:
+    def _pass(self, name: str, step: Callable[[ObjectCache], list[Future[Message]]], cache: ObjectCache) -> bool:
+        """Run one step; False when it did not run to the end (failed or backing off)."""
+        backoff = self.step_backoff.setdefault(name, Backoff(self.mono))
+        if not backoff.ready():
+            return False
         try:
             futures = step(cache)
         except RaftorchError as err:
             log.warning("controller_pass_failed", controller=name, error=str(err))
-            return
+            return True
+        except Exception:
+            delay = backoff.failed()
+            log.exception("controller_pass_crashed", controller=name, term=self.term, retry_in=delay,
+                          crashes=backoff.failures)
+            return False
         self._wait(futures)
+        return True
 
     def _wait(self, futures: list[Future[Message]]) -> None:
         if not futures:
@@ -260,6 +300,39 @@ class ControllerManager:
             reason=reason, message=message, type=kind, count=1, first_timestamp=now, last_timestamp=now,
             source="scheduler")
         return self.registry.create(event, fence_term=self.term)
+
+    # -- objects the cache cannot decode ---------------------------------------------------------
+
+    def _undecodable(self, cache: ObjectCache) -> list[Future[Message]]:
+        """One Warning event per stored version that cannot be decoded, in its namespace."""
+        futures: list[Future[Message]] = []
+        for key, bad in list(cache.undecodable.items()):
+            if (key, bad.revision) in self._reported_bad:
+                continue
+            self._reported_bad.add((key, bad.revision))
+            written = self.registry.create(self._bad_object_event(cache, key, bad), fence_term=self.term)
+            written.add_done_callback(functools.partial(self._bad_event_written, item=(key, bad.revision)))
+            futures.append(written)
+        return futures
+
+    def _bad_object_event(self, cache: ObjectCache, key: str, bad: BadObject) -> objects_pb2.Event:
+        namespaces = {ns.metadata.name for ns in cache.items("Namespace")}  # type: ignore[attr-defined]
+        # An object of a namespace that does not exist, or of no namespace, reports in default.
+        namespace = bad.namespace if bad.namespace in namespaces else "default"
+        now = format_time(self.wall())
+        how = f" -n {bad.namespace}" if bad.namespace else ""
+        return objects_pb2.Event(
+            metadata=objects_pb2.ObjectMeta(name=undecodable_event_name(key, bad.revision), namespace=namespace),
+            involved_object=objects_pb2.ObjectReference(kind=bad.kind.name, namespace=bad.namespace, name=bad.name),
+            reason="Undecodable", type="Warning", count=1, first_timestamp=now, last_timestamp=now,
+            source="controller-manager",
+            message=(f"{key} (revision {bad.revision}) cannot be decoded: {bad.problem}. Lists, watches and "
+                     f"controllers skip it; remove it with: raftctl delete {bad.kind.name.lower()} {bad.name}{how}"))
+
+    def _bad_event_written(self, written: Future[Message], *, item: tuple[str, int]) -> None:
+        error = written.exception()
+        if error is not None and not isinstance(error, AlreadyExists):
+            self._reported_bad.discard(item)  # tried again on the next pass
 
     # -- deployments and replica sets ----------------------------------------------------------
 

@@ -10,15 +10,19 @@ taken in the same transaction as the object that holds them.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import random
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, store_pb2
@@ -35,6 +39,8 @@ from raftorch.objects import (
     validate,
 )
 from raftorch.store.replica import RaftReplica
+
+log = structlog.get_logger("raftorch.registry")
 
 ALLOC_PREFIX = "/registry/allocations/"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
@@ -79,10 +85,76 @@ def get_op(key: str) -> kv_pb2.RequestOp:
     return kv_pb2.RequestOp(request_range=kv_pb2.RangeRequest(key=key))
 
 
+def decode_checked(kind: Kind, kv: kv_pb2.KeyValue | Any) -> tuple[Message | None, str]:
+    """The stored object, or None and why it cannot be one.
+
+    The key decides what an object is: bytes that do not parse as `kind`, or parse into an
+    object of another name, are not that object (they can only have been written around the
+    Resources API, by a bug or by hand).
+    """
+    try:
+        msg = kind.message.FromString(kv.value)
+    except Exception as exc:  # protobuf raises DecodeError and, on some garbage, others
+        return None, f"not a {kind.name}: {type(exc).__name__}: {_short(str(exc))}"
+    meta = msg.metadata  # type: ignore[attr-defined]
+    where = f"/{meta.namespace}/{meta.name}" if kind.namespaced else f"/{meta.name}"
+    if not meta.name or not kv.key.endswith(where):
+        return None, f"holds {kind.name.lower()} {_short(where.lstrip('/'))!r}, which belongs under another key"
+    meta.resource_version = kv.mod_revision
+    return msg, ""
+
+
 def decode(kind: Kind, kv: kv_pb2.KeyValue | Any) -> Message:
-    msg = kind.message.FromString(kv.value)
-    msg.metadata.resource_version = kv.mod_revision  # type: ignore[attr-defined]
+    """The stored object; Conflict naming the key when it cannot be decoded (only a delete helps)."""
+    msg, problem = decode_checked(kind, kv)
+    if msg is None:
+        raise Conflict(f"{kv.key}: the stored object cannot be decoded ({problem}); delete it")
     return msg
+
+
+def try_decode(kind: Kind, kv: kv_pb2.KeyValue | Any) -> Message | None:
+    """For readers of many objects: one that cannot be decoded is skipped (None) and logged
+    once per stored version with its key, so one bad key cannot fail a list or a watch."""
+    msg, problem = decode_checked(kind, kv)
+    if msg is None:
+        report_undecodable(kv.key, kv.mod_revision, problem)
+    return msg
+
+
+class _Once:
+    """Remembers the most recent items seen (bounded), to log each bad version once."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first(self, item: tuple[str, int]) -> bool:
+        with self._lock:
+            if item in self._seen:
+                self._seen.move_to_end(item)
+                return False
+            self._seen[item] = None
+            if len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+            return True
+
+
+_reported = _Once(4096)
+
+
+def report_undecodable(key: str, revision: int, problem: str) -> None:
+    if _reported.first((key, revision)):
+        log.error("undecodable_object_skipped", key=key, revision=revision, problem=problem)
+
+
+def undecodable_event_name(key: str, revision: int) -> str:
+    """One event per bad stored version, whichever leader records it."""
+    return "undecodable-" + hashlib.sha256(f"{key}@{revision}".encode()).hexdigest()[:20]
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def encode(msg: Message) -> bytes:
@@ -134,7 +206,7 @@ class Registry:
         with self.replica.reading() as machine:
             found = list(machine.index.range(prefix, True, 0))
             revision = machine.revision
-        return [decode(kind, kv) for kv in found], revision
+        return [m for kv in found if (m := try_decode(kind, kv)) is not None], revision
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -331,12 +403,25 @@ class Registry:
                request_id: str = "", fence_term: int = 0) -> Future[Message]:
         if kind.namespaced and not namespace:
             namespace = "default"
-        current = self.get(kind, namespace, name)
-        rv = current.metadata.resource_version  # type: ignore[attr-defined]
+        key = store_key(kind, namespace, name)
+        with self.replica.reading() as machine:
+            found = machine.index.current(key)
+        if found is None:
+            where = f" in namespace {namespace!r}" if kind.namespaced else ""
+            raise NotFound(f"{kind.name.lower()} {name!r} not found{where}")
+        rv = found.mod_revision
         if resource_version and resource_version != rv:
             raise Conflict(f"{kind.name.lower()} {name!r} was changed since revision {resource_version}")
-        key = store_key(kind, namespace, name)
-        success = [delete_op(key)] + [delete_op(k) for k in self._held_allocations(kind, current)]
+        decoded, _ = decode_checked(kind, found)
+        if decoded is None:
+            # An object that cannot be decoded can still be deleted: that is the way out.
+            current = kind.message(metadata=objects_pb2.ObjectMeta(
+                name=name, namespace=namespace if kind.namespaced else "", resource_version=rv))
+            held = self._allocations_owned_by(key)
+        else:
+            current = decoded
+            held = self._held_allocations(kind, current)
+        success = [delete_op(key)] + [delete_op(k) for k in held]
         if kind.name == "Namespace":
             # Everything in the namespace goes with it.
             success += [delete_op(store_prefix(k, name), prefix=True) for k in _namespaced_kinds()]
@@ -350,6 +435,11 @@ class Registry:
             return current
 
         return self._txn([unchanged(key, rv)], success, [get_op(key)], request_id, fence_term, finish)
+
+    def _allocations_owned_by(self, key: str) -> list[str]:
+        # Each allocation key's value is the key of the object that holds it.
+        with self.replica.reading() as machine:
+            return [kv.key for kv in machine.index.range(ALLOC_PREFIX, True, 0) if kv.value == key.encode()]
 
     def _held_allocations(self, kind: Kind, msg: Message) -> list[str]:
         if kind.name == "Service":

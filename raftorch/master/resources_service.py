@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
 from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, RaftorchError
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
-from raftorch.master.registry import Registry, decode
+from raftorch.master.registry import Registry, try_decode
 from raftorch.objects import (
     Kind,
     check_unknown_fields,
@@ -161,9 +161,10 @@ def _namespace(kind: Kind, namespace: str) -> str:
 
 def to_object_event(kind: Kind, ev: kv_pb2.KeyEvent, accept: Filter) -> resources_pb2.ObjectEvent | None:
     """A key change as an object event, seen through a filter: an object leaving the filter
-    is DELETED for the watcher, one entering it is ADDED."""
-    new = decode(kind, ev.kv) if ev.type == kv_pb2.KeyEvent.PUT else None
-    old = decode(kind, ev.prev_kv) if ev.HasField("prev_kv") else None
+    is DELETED for the watcher, one entering it is ADDED. A version that cannot be decoded
+    counts as absent (skipped and logged by try_decode), so the watch goes on."""
+    new = try_decode(kind, ev.kv) if ev.type == kv_pb2.KeyEvent.PUT else None
+    old = try_decode(kind, ev.prev_kv) if ev.HasField("prev_kv") else None
     now_in = new is not None and accept(new)
     was_in = old is not None and accept(old)
     if now_in and new is not None:
@@ -204,8 +205,8 @@ async def watch_objects(replica: RaftReplica, kind: Kind, namespace: str, accept
                                 f"{err.message}; list again and watch from the list's resource_version")
         replica.hub.add(watcher, start)
     for kv in current:
-        msg = decode(kind, kv)
-        if accept(msg):
+        msg = try_decode(kind, kv)
+        if msg is not None and accept(msg):
             initial.append(resources_pb2.ObjectEvent(type="ADDED", object=wrap(msg), resource_version=kv.mod_revision))
     for change in history:
         # Not watcher.select: its filter now skips everything up to `start`, history included.
