@@ -12,6 +12,8 @@ from raftorch.cli.context import get_ctx, handle_errors
 from raftorch.cli.output import as_json
 from raftorch.drill import report
 from raftorch.drill.drills import RUNNERS, DrillOptions, DrillResult
+from raftorch.drill.history import read_history
+from raftorch.drill.linearizability import check_history
 from raftorch.drill.operators import CommandOperator, LocalClusterOperator, Operator, named_endpoints
 from raftorch.drill.workload import WorkloadSettings
 
@@ -28,6 +30,8 @@ def _options(fn: F) -> F:
                      help="State directory of a `raftctl up` cluster, whose processes to kill and restart."),
         click.option("--threads", type=click.IntRange(1, 64), default=6, show_default=True,
                      help="Client threads of the workload."),
+        click.option("--history-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="Save each run's history there (DRILL-RUN.jsonl), for `raftctl drill check`."),
         *(click.option(f"--{name}-cmd", help=f"Shell command to {name.replace('-', ' ')} {{name}} "
                                              "(for clusters on other hosts).")
           for name in _COMMANDS),
@@ -43,9 +47,10 @@ def _operator(local_cluster: Path | None, commands: dict[str, str | None]) -> tu
     return named_endpoints(get_ctx().config().endpoints), CommandOperator(**commands)
 
 
-def _run(drill: str, runs: int, output: str, local_cluster: Path | None, threads: int, **commands: str | None) -> None:
+def _run(drill: str, runs: int, output: str, local_cluster: Path | None, threads: int, history_dir: Path | None,
+         **commands: str | None) -> None:
     endpoints, operator = _operator(local_cluster, {k.removesuffix("_cmd"): v for k, v in commands.items()})
-    options = DrillOptions(workload=WorkloadSettings(threads=threads))
+    options = DrillOptions(workload=WorkloadSettings(threads=threads), history_dir=history_dir)
     results: list[DrillResult] = []
     for run in range(1, runs + 1):
         result = RUNNERS[drill](endpoints, operator, options, run)
@@ -96,3 +101,34 @@ for _name, _doc in (
     ("restart-masters", "Kill and restart every master; objects and running pods must survive."),
 ):
     drill.add_command(_command(_name, _doc))
+
+
+@drill.command("check")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "jepsen"]), default="auto", show_default=True,
+              help="jsonl: a drill's history (--history-dir); jepsen: a Jepsen/Knossos log; auto: by content.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
+              help="Seconds of search before giving up with verdict unknown.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@handle_errors
+def check(file: Path, fmt: str, timeout: float, output: str) -> None:
+    """Check whether a recorded history is linearizable.
+
+    \b
+    Exit code: 0 linearizable, 1 not linearizable, 2 unknown (time limit) or a file that
+    cannot be read as a history (the bad line is named; an empty history is an error).
+
+    \b
+    Example:
+      raftctl drill failover --local-cluster DIR --history-dir /tmp/h
+      raftctl drill check /tmp/h/failover-1.jsonl
+      raftctl drill check etcd_000.log --format jepsen
+    """
+    ops = read_history(file, fmt)  # type: ignore[arg-type]
+    result = check_history(ops, timeout=timeout)
+    if output == "json":
+        as_json({"verdict": result.verdict, "operations": len(ops), "key": result.key,
+                 "explanation": result.explanation})
+    else:
+        click.echo(f"{result.verdict}: {result.explanation}")
+    raise SystemExit(0 if result.linearizable else 1 if result.verdict == "not-linearizable" else 2)

@@ -11,10 +11,12 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from raftorch.client import Client
 from raftorch.drill import pods, probe
+from raftorch.drill.history import write_jsonl
 from raftorch.drill.operators import Operator
 from raftorch.drill.workload import Workload, WorkloadSettings
 
@@ -71,6 +73,8 @@ class DrillOptions:
     # Give up waiting for a leader, or for a healthy cluster, after this long.
     recovery_timeout: float = 30.0
     check_timeout: float = 60.0
+    # Where each run's history goes as JSON lines (NAME-RUN.jsonl), for `raftctl drill check`.
+    history_dir: Path | None = None
 
 
 Fault = Callable[[DrillResult], None]
@@ -103,6 +107,9 @@ def _drill(name: str, endpoints: Mapping[str, str], options: DrillOptions, run: 
     with Client(list(endpoints.values()), timeout=5.0, retry_for=options.recovery_timeout) as c:
         found = load.analyze(c, options.check_timeout)
         load.cleanup(c)
+    if options.history_dir is not None:
+        options.history_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(load.recorder.operations(), options.history_dir / f"{name}-{run}.jsonl")
     result.ops, result.ok, result.failed, result.unknown = found.ops, found.ok, found.failed, found.unknown
     result.acked_writes = found.acked
     result.lost_writes = len(found.lost)

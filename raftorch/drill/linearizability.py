@@ -31,8 +31,11 @@ from os import PathLike
 from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
+from raftorch.errors import Invalid
+
 __all__ = [
     "CheckResult",
+    "HistoryError",
     "HistoryRecorder",
     "Kind",
     "Operation",
@@ -341,15 +344,21 @@ def _check_key(key: str, ops: list[Operation], deadline: float | None) -> CheckR
 
 # --- Jepsen / Knossos log parsing -------------------------------------------
 
+
+class HistoryError(Invalid):
+    """A recorded history that cannot be read: it gets no verdict."""
+
+
 _LOG_LINE: Final = re.compile(
-    r"^\s*INFO\s+jepsen\.util\s+-\s+(?P<process>\S+)\t"
-    r":(?P<type>invoke|ok|fail|info)\t:(?P<f>read|write|cas)\t(?P<value>.*?)\s*$"
+    r"^\s*INFO\s+jepsen\.util\s+-\s+(?P<process>\S+)\s+"
+    r":(?P<type>\S+)\s+:(?P<f>\S+)(?:\s+(?P<value>.*?))?\s*$"
 )
 _SCALAR: Final = r"nil|-?\d+"
 _VALUE: Final = re.compile(
-    rf"(?P<scalar>{_SCALAR})|\[(?P<old>{_SCALAR})\s+(?P<new>{_SCALAR})\]"
+    rf"(?P<scalar>{_SCALAR})|\[\s*(?P<old>{_SCALAR})\s+(?P<new>{_SCALAR})\s*\]"
     r"|(?P<keyword>:[\w.*+!?<>=/-]+)"
 )
+_SHOWN: Final = 100  # characters of a bad line quoted in an error
 
 
 def _scalar(text: str) -> int | None:
@@ -372,6 +381,12 @@ def _process_id(text: str) -> int | str:
     return int(text) if re.fullmatch(r"-?\d+", text) else text
 
 
+def bad_line(number: int, line: str, why: str) -> HistoryError:
+    text = line.rstrip("\r\n")
+    shown = text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+    return HistoryError(f"line {number}: {why}: {shown!r}")
+
+
 @dataclass(slots=True)
 class _Pending:
     kind: Kind
@@ -382,10 +397,13 @@ class _Pending:
 def parse_jepsen_lines(lines: Iterable[str], key: str = "r") -> list[Operation]:
     """Parse Knossos-style ``jepsen.util`` log lines into operations.
 
-    The time of an event is its line number.  A process's invoke is matched
-    with that process's next completion; an invoke never completed (or
-    superseded by a new invoke from the same process) has unknown outcome.
-    Lines that do not match the format are ignored.
+    Fields may be separated by tabs or by spaces. The time of an event is its
+    line number. A process's invoke is matched with that process's next
+    completion; an invoke never completed (or superseded by a new invoke from
+    the same process) has unknown outcome. Blank lines and the nemesis's lines
+    (process ``:nemesis``) are skipped; any other line that is not a client
+    operation raises HistoryError naming it, and so does a log with no
+    operation at all: a history that could not be read gets no verdict.
     """
     pending: dict[int | str, _Pending] = {}
     ops: list[Operation] = []
@@ -396,24 +414,28 @@ def parse_jepsen_lines(lines: Iterable[str], key: str = "r") -> list[Operation]:
         )
 
     for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         found = _LOG_LINE.match(line)
         if found is None:
-            continue
-        parsed, value = _parse_value(found["value"])
+            raise bad_line(number, line, "not a Jepsen operation (INFO jepsen.util - PROCESS :TYPE :F VALUE)")
+        if found["process"].startswith(":"):
+            continue  # the nemesis (faults), not a client
+        event, f = found["type"], found["f"]
+        if event not in ("invoke", *_STATUSES):
+            raise bad_line(number, line, f"unknown type :{event} (expected :invoke, :ok, :fail or :info)")
+        if f not in _KINDS:
+            raise bad_line(number, line, f"unknown operation :{f} (expected :read, :write or :cas)")
+        parsed, value = _parse_value(found["value"] or "")
         if not parsed:
-            continue
+            raise bad_line(number, line, "cannot parse the value (expected nil, an integer, [FROM TO] or a :keyword)")
         process = _process_id(found["process"])
-        kind: Kind
-        if found["f"] == "read":
-            kind = "read"
-        elif found["f"] == "write":
-            kind = "write"
-        else:
-            kind = "cas"
-        event = found["type"]
+        kind: Kind = "read" if f == "read" else "write" if f == "write" else "cas"
         if event == "invoke":
             if kind == "cas" and not isinstance(value, tuple):
-                continue
+                raise bad_line(number, line, "a cas needs [FROM TO]")
+            if kind == "write" and isinstance(value, str | tuple):
+                raise bad_line(number, line, "a write needs nil or an integer")
             earlier = pending.pop(process, None)
             if earlier is not None:
                 # A process should not invoke twice; if it does, the first op's
@@ -422,47 +444,31 @@ def parse_jepsen_lines(lines: Iterable[str], key: str = "r") -> list[Operation]:
             pending[process] = _Pending(kind, None if kind == "read" else value, number)
             continue
         started = pending.get(process)
-        if started is None or started.kind != kind:
-            continue  # completion without a matching invoke: nothing to pair
+        if started is None:
+            raise bad_line(number, line, f"process {process} completes an operation it never invoked")
+        if started.kind != kind:
+            raise bad_line(number, line, f"process {process} invoked a {started.kind}, not a {kind}")
         del pending[process]
         if event == "ok":
+            if kind == "read" and isinstance(value, str | tuple):
+                raise bad_line(number, line, "a read returns nil or an integer")
             output = value if kind == "read" else None
-            ops.append(
-                Operation(
-                    process,
-                    kind,
-                    key,
-                    started.value,
-                    output,
-                    started.call,
-                    number,
-                    "ok",
-                )
-            )
+            ops.append(Operation(process, kind, key, started.value, output, started.call, number, "ok"))
         elif event == "fail":
-            ops.append(
-                Operation(
-                    process,
-                    kind,
-                    key,
-                    started.value,
-                    None,
-                    started.call,
-                    number,
-                    "fail",
-                )
-            )
+            ops.append(Operation(process, kind, key, started.value, None, started.call, number, "fail"))
         else:
             ops.append(unknown(process, started, number))
     for process, started in pending.items():
         ops.append(unknown(process, started, None))
+    if not ops:
+        raise HistoryError("the history has no operations: nothing to check")
     ops.sort(key=lambda op: op.call)
     return ops
 
 
 def parse_jepsen_log(path: str | PathLike[str], key: str = "r") -> list[Operation]:
     """Parse a Knossos-style Jepsen log file; see :func:`parse_jepsen_lines`."""
-    with Path(path).open(encoding="utf-8") as handle:
+    with Path(path).open(encoding="utf-8", errors="replace") as handle:
         return parse_jepsen_lines(handle, key)
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from raftorch.drill.history import parse_jsonl_lines, read_history, write_jsonl
 from raftorch.drill.linearizability import (
+    HistoryError,
     HistoryRecorder,
     Kind,
     Operation,
@@ -281,7 +283,7 @@ def test_parse_jepsen_lines() -> None:
         "INFO  jepsen.util - 1\t:invoke\t:write\t3",
         "INFO  jepsen.util - 2\t:invoke\t:cas\t[3 4]",
         "INFO  jepsen.util - :nemesis\t:info\t:start\tnil",  # ignored
-        "some unrelated line",
+        "",  # ignored
         "INFO  jepsen.util - 0\t:ok\t:read\t3",
         "INFO  jepsen.util - 1\t:info\t:write\t:timed-out",
         "INFO  jepsen.util - 2\t:fail\t:cas\t[3 4]",
@@ -313,6 +315,97 @@ def test_parse_jepsen_log_file(tmp_path: Path) -> None:
     result = check_history(ops)
     assert result.verdict == "not-linearizable"
     assert result.operation == ops[1]
+
+
+# Not linearizable: process 1 reads 1 after process 0's write of 2 returned.
+_STALE = [
+    "INFO  jepsen.util - 0\t:invoke\t:write\t1",
+    "INFO  jepsen.util - 0\t:ok\t:write\t1",
+    "INFO  jepsen.util - 0\t:invoke\t:write\t2",
+    "INFO  jepsen.util - 0\t:ok\t:write\t2",
+    "INFO  jepsen.util - 1\t:invoke\t:read\tnil",
+    "INFO  jepsen.util - 1\t:ok\t:read\t1",
+    "INFO  jepsen.util - 2\t:invoke\t:cas\t[2 3]",
+    "INFO  jepsen.util - 2\t:fail\t:cas\t[2 3]",
+]
+
+
+@pytest.mark.parametrize("separator", ["\t", " ", "   ", " \t "])
+def test_jepsen_fields_separated_by_tabs_or_spaces(separator: str) -> None:
+    ops = parse_jepsen_lines([line.replace("\t", separator) for line in _STALE])
+    assert len(ops) == 4
+    assert ops[3].value == (2, 3)
+    result = check_history(ops)
+    assert result.verdict == "not-linearizable"
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("some unrelated line", "not a Jepsen operation"),
+    ("INFO  jepsen.util - 3 :invoke :frobnicate 1", "unknown operation :frobnicate"),
+    ("INFO  jepsen.util - 3 :started :read nil", "unknown type :started"),
+    ("INFO  jepsen.util - 3 :invoke :write banana", "cannot parse the value"),
+    ("INFO  jepsen.util - 3 :invoke :cas 4", "a cas needs [FROM TO]"),
+    ("INFO  jepsen.util - 3 :ok :read 4", "never invoked"),
+    ("INFO  jepsen.util - 0 :ok :read 4", "invoked a write, not a read"),
+])
+def test_a_line_that_cannot_be_parsed_is_an_error_naming_it(line: str, why: str) -> None:
+    lines = ["INFO  jepsen.util - 0 :invoke :write 1", line]
+    with pytest.raises(HistoryError) as err:
+        parse_jepsen_lines(lines)
+    assert err.value.message.startswith("line 2: ")
+    assert why in err.value.message
+    assert line[:40] in err.value.message
+
+
+def test_a_long_bad_line_is_shown_truncated() -> None:
+    with pytest.raises(HistoryError) as err:
+        parse_jepsen_lines(["x" * 10_000])
+    assert len(err.value.message) < 200
+    assert err.value.message.startswith("line 1: ")
+
+
+@pytest.mark.parametrize("lines", [[], ["", "   "], ["INFO  jepsen.util - :nemesis :info :start nil"]])
+def test_an_empty_jepsen_history_is_an_error_not_a_verdict(lines: list[str]) -> None:
+    with pytest.raises(HistoryError, match="no operations"):
+        parse_jepsen_lines(lines)
+
+
+def test_jsonl_round_trip(tmp_path: Path) -> None:
+    recorder = HistoryRecorder(clock=iter(range(100)).__next__)
+    t = recorder.invoke(0, "write", "k", "a")
+    recorder.ok(t)
+    t = recorder.invoke(1, "cas", "k", ("a", "b"))
+    recorder.fail(t)
+    t = recorder.invoke(2, "read", "k")
+    recorder.ok(t, "b")
+    recorder.invoke(3, "write", "j", "x")
+    path = tmp_path / "h.jsonl"
+    assert write_jsonl(recorder.operations(), path) == 4
+    ops = read_history(path)
+    assert ops == recorder.operations()
+    assert check_history(ops).verdict == "not-linearizable"
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("not json", "not JSON"),
+    ("[1, 2]", "expected an object"),
+    ('{"process": 0, "kind": "write", "key": "k", "call": 1}', "missing status"),
+    ('{"process": 0, "kind": "write", "key": "k", "call": 1, "status": "ok", "when": 2}', "unknown field when"),
+    ('{"process": 0, "kind": "write", "key": "k", "call": 1, "status": "ok"}', "needs a return time"),
+    ('{"process": 0, "kind": "cas", "key": "k", "call": 1, "ret": 2, "status": "ok", "value": 3}', "cas value"),
+    ('{"process": 0, "kind": "read", "key": "k", "call": "soon", "status": "info"}', "call must be a number"),
+])
+def test_a_bad_jsonl_line_is_an_error_naming_it(line: str, why: str) -> None:
+    good = '{"process": 0, "kind": "write", "key": "k", "value": 1, "call": 1, "ret": 2, "status": "ok"}'
+    with pytest.raises(HistoryError) as err:
+        parse_jsonl_lines([good, "", line])
+    assert err.value.message.startswith("line 3: ")
+    assert why in err.value.message
+
+
+def test_an_empty_jsonl_history_is_an_error() -> None:
+    with pytest.raises(HistoryError, match="no operations"):
+        parse_jsonl_lines(["", "\n"])
 
 
 # --- recorder ----------------------------------------------------------------
