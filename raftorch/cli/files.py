@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from google.protobuf.message import Message
 
 from raftorch.errors import Invalid
 from raftorch.objects import Kind, kind_of_message
-from raftorch.objects.manifest import from_manifest
+from raftorch.objects.manifest import from_manifest, load_documents
 from raftorch.objects.meta import meta
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
+# A manifest file holds objects of at most 1 MiB each: 4 MiB is plenty, and bounds what one
+# file can cost raftctl before any of it is parsed.
+MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,10 @@ class Manifest:
 def _files(path_text: str, recursive: bool) -> list[tuple[str, str]]:
     """(name to show, text) of each manifest file a -f argument names."""
     if path_text == STDIN:
-        return [("<stdin>", sys.stdin.read())]
+        text = sys.stdin.read(MAX_FILE_BYTES + 1)
+        if len(text.encode()) > MAX_FILE_BYTES:
+            raise Invalid(f"<stdin>: {_too_big()}")
+        return [("<stdin>", text)]
     path = Path(path_text)
     if not path.exists():
         raise Invalid(f'the path "{path_text}" does not exist')
@@ -49,9 +54,17 @@ def _files(path_text: str, recursive: bool) -> list[tuple[str, str]]:
     return [(path_text, _read(path))]
 
 
+def _too_big() -> str:
+    return f"more than {MAX_FILE_BYTES // (1024 * 1024)} MiB; a manifest file may hold at most that"
+
+
 def _read(path: Path) -> str:
     try:
-        return path.read_text()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise Invalid(f"{path}: {_too_big()}")
+        return data.decode()
     except UnicodeDecodeError:
         raise Invalid(f"{path}: not a text file") from None
     except OSError as exc:
@@ -60,12 +73,9 @@ def _read(path: Path) -> str:
 
 def _documents(name: str, text: str) -> list[Any]:
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not YAML"
-        raise Invalid(f"{name}: invalid YAML{where}: {problem}") from None
+        docs = load_documents(text)
+    except Invalid as err:
+        raise Invalid(f"{name}: {err.message}") from None
     out: list[Any] = []
     for doc in docs:
         # kubectl's `kind: List` (as `get -o yaml` prints several objects) holds the objects in items.

@@ -6,6 +6,10 @@ may be numbers (`cpu: 1`), and fields Kubernetes fills in on its side (`status`,
 `metadata.managedFields`, `progressDeadlineSeconds`, ...) are accepted and ignored. Anything
 else raftorch does not know is refused with its path, so a typo never passes silently.
 
+`load_documents` reads the YAML (or JSON) text of a manifest file within bounds: nesting depth,
+and the size of each document with its aliases expanded (a few KB of nested aliases can stand
+for billions of nodes: the "billion laughs"), so no file costs more than its bounded size.
+
 `to_manifest` writes what Kubernetes would: apiVersion and kind first, Kubernetes' names,
 numbers where Kubernetes has numbers, empty fields left out. Its output read back with
 `from_manifest` gives the same message.
@@ -17,6 +21,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, cast
 
+import yaml
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -31,6 +36,7 @@ __all__ = [
     "api_version",
     "from_manifest",
     "kind_of_manifest",
+    "load_documents",
     "to_manifest",
 ]
 
@@ -39,6 +45,11 @@ _API_VERSIONS: dict[str, str] = {kind.name: "v1" for kind in KINDS} | {
 
 # What a manifest may create; the other kinds are written by the masters and agents only.
 APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, POD, SERVICE, NAMESPACE)
+
+# Bounds of one manifest document. Real objects nest about 10 levels and hold a few thousand
+# nodes; an object is at most 1 MiB in the store, so nothing valid comes near these.
+MAX_DEPTH = 100
+MAX_NODES = 200_000
 
 # Kubernetes capitalises these acronyms; proto3 JSON names do not.
 _TO_PROTO = {"clusterIP": "clusterIp", "podCIDR": "podCidr", "podIP": "podIp", "hostIP": "hostIp",
@@ -109,6 +120,74 @@ def kind_of_manifest(doc: object) -> Kind:
         hint = next((f" ({k.name} is {api_version(k)})" for k in APPLICABLE_KINDS if k.name == name), "")
         raise Invalid(f'unknown kind "{name}" (apiVersion {version}){hint}; raftctl knows: {_known()}')
     return kind
+
+
+class _ManifestLimit(yaml.YAMLError):
+    def __init__(self, problem: str, mark: yaml.Mark | None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting bound (its composer recurses: deep nesting would
+    end in RecursionError) and a bound on each document's size with aliases expanded."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _ManifestLimit(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if node is not None:
+            _check_expanded_size(node)
+        return node
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the nodes a document stands for once every alias is expanded, without expanding."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a node reached again while counting it: a recursive alias
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        if total > MAX_NODES:
+            raise _ManifestLimit(f"expands to more than {MAX_NODES} values (through aliases, perhaps)",
+                                 node.start_mark)
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
+def load_documents(text: str) -> list[Any]:
+    """The documents of a YAML or JSON text, empty ones left out. Raises Invalid with the
+    place of the problem for bad YAML and for a document beyond the bounds."""
+    try:
+        return [d for d in yaml.load_all(text, Loader=_BoundedLoader) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        if isinstance(exc, _ManifestLimit):
+            raise Invalid(f"document too large{where}: {exc.problem}") from None
+        problem = getattr(exc, "problem", None) or "not YAML"
+        raise Invalid(f"invalid YAML{where}: {problem}") from None
 
 
 def from_manifest(doc: Mapping[str, Any]) -> Message:
