@@ -6,8 +6,14 @@ channel or a server by address and get the project's options.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import grpc
 import grpc.aio
+
+from raftorch.errors import ResourceExhausted
 
 # Values up to 1 MiB plus headroom: larger requests fail with our own INVALID_ARGUMENT.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -56,11 +62,38 @@ def bind(server: grpc.aio.Server, address: str) -> int:
     return port
 
 
-def server(max_workers: int = 16) -> grpc.Server:
-    """A thread-pool server, for processes built around threads (the agent)."""
+def server(max_workers: int = 16, maximum_concurrent_rpcs: int | None = None) -> grpc.Server:
+    """A thread-pool server, for processes built around threads (the agent). With
+    `maximum_concurrent_rpcs`, calls beyond it get RESOURCE_EXHAUSTED at once instead of
+    queueing for a worker that may never come free."""
     from concurrent.futures import ThreadPoolExecutor
 
-    return grpc.server(ThreadPoolExecutor(max_workers=max_workers), options=_SERVER_OPTIONS)
+    return grpc.server(ThreadPoolExecutor(max_workers=max_workers), options=_SERVER_OPTIONS,
+                       maximum_concurrent_rpcs=maximum_concurrent_rpcs)
+
+
+class StreamSlots:
+    """At most `limit` streams of one kind open at once; one more is refused with
+    RESOURCE_EXHAUSTED, so one kind of stream cannot take what the others need."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.what = what
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def take(self) -> Iterator[None]:
+        with self._lock:
+            if self.open >= self.limit:
+                raise ResourceExhausted(f"{self.limit} {self.what} streams are open here already, the most "
+                                        "allowed; close one or retry later")
+            self.open += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.open -= 1
 
 
 def bind_sync(srv: grpc.Server, address: str) -> int:

@@ -8,10 +8,8 @@ what the plan says and feeds outcomes back.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +19,9 @@ from dataclasses import replace
 import grpc
 import structlog
 
-from raftorch import rpc
 from raftorch.agent.config import AgentConfig
+from raftorch.agent.endpoint import NodeAgentEndpoint
+from raftorch.agent.endpoint import serve as serve_endpoint
 from raftorch.agent.network import NodeNetwork
 from raftorch.agent.probes import run_probe
 from raftorch.agent.reconciler import (
@@ -37,7 +36,7 @@ from raftorch.agent.reconciler import (
     record_start_failure,
 )
 from raftorch.agent.runtime.base import ContainerRuntime, RuntimeFailure
-from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
+from raftorch.api.v1 import agents_pb2, objects_pb2
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
 from raftorch.errors import AlreadyExists, Conflict, RaftorchError
@@ -371,82 +370,11 @@ class Agent:
     # -- the agent endpoint -------------------------------------------------------------------
 
     def _serve_endpoint(self) -> None:
-        self._server = rpc.server(max_workers=32)
-        agents_pb2_grpc.add_NodeAgentServicer_to_server(_NodeAgentService(self), self._server)
-        port = rpc.bind_sync(self._server, f"{self.config.node_ip}:{self.config.agent_port}")
+        self.endpoint_service = NodeAgentEndpoint(self._find_pod, self.runtime, self.config.name)
+        self._server, port = serve_endpoint(self.endpoint_service, f"{self.config.node_ip}:{self.config.agent_port}")
         self.endpoint = f"{self.config.node_ip}:{port}"
-        self._server.start()
 
-
-class _NodeAgentService(agents_pb2_grpc.NodeAgentServicer):
-    def __init__(self, agent: Agent) -> None:
-        self._agent = agent
-
-    def PortForward(self, request_iterator: Iterator[agents_pb2.PortForwardFrame],
-                    context: grpc.ServicerContext) -> Iterator[agents_pb2.PortForwardFrame]:
-        """Connect to the pod's port from this node and pipe the tunnel's bytes both ways."""
-        first = next(request_iterator, None)
-        if first is None:
-            return
-        agent = self._agent
-        with agent._pods_lock:
-            pod = next((p for p in agent._pods.values()
-                        if p.metadata.namespace == first.namespace and p.metadata.name == first.pod), None)
-        if pod is None or not pod.status.pod_ip:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"pod {first.namespace}/{first.pod} is not running on this node")
-        assert pod is not None
-        try:
-            sock = socket.create_connection((pod.status.pod_ip, first.port), timeout=5)
-        except OSError as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE,
-                          f"cannot connect to {first.pod} port {first.port}: {exc.strerror or exc}")
-        sock.settimeout(None)
-
-        def downstream_to_pod() -> None:
-            try:
-                for frame in request_iterator:
-                    if frame.data:
-                        sock.sendall(frame.data)
-                    if frame.eof:
-                        sock.shutdown(socket.SHUT_WR)
-                        return
-            except (OSError, grpc.RpcError):
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_WR)
-
-        pump = threading.Thread(target=downstream_to_pod, daemon=True)
-        pump.start()
-        try:
-            while context.is_active():
-                data = sock.recv(65536)
-                if not data:
-                    yield agents_pb2.PortForwardFrame(eof=True)
-                    break
-                yield agents_pb2.PortForwardFrame(data=data)
-            pump.join(timeout=5)
-        finally:
-            sock.close()
-
-    def Logs(self, request: agents_pb2.LogsRequest, context: grpc.ServicerContext) -> Iterator[agents_pb2.LogChunk]:
-        agent = self._agent
-        with agent._pods_lock:
-            pod = next((p for p in agent._pods.values()
-                        if p.metadata.namespace == request.namespace and p.metadata.name == request.pod), None)
-        if pod is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"pod {request.namespace}/{request.pod} is not on this node")
-        assert pod is not None
-        containers = [c for c in agent.runtime.list_containers(agent.config.name)
-                      if c.pod_uid == pod.metadata.uid and c.container == request.container]
-        if not containers:
-            context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"container {request.container} of pod {request.pod} has not started yet")
-        newest = max(containers, key=lambda c: c.attempt)
-        try:
-            for data in agent.runtime.logs(newest.id, tail=request.tail_lines or None, follow=request.follow):
-                if not context.is_active():
-                    return
-                yield agents_pb2.LogChunk(data=data)
-        except RaftorchError as err:
-            context.abort(err.grpc_code, err.message)
+    def _find_pod(self, namespace: str, name: str) -> objects_pb2.Pod | None:
+        with self._pods_lock:
+            return next((p for p in self._pods.values()
+                         if p.metadata.namespace == namespace and p.metadata.name == name), None)

@@ -1,4 +1,9 @@
-"""The Pods gRPC service: things about pods that only their node's agent knows (logs)."""
+"""The Pods gRPC service: things about pods that only their node's agent knows (logs, tunnels).
+
+Both are relayed to the agent of the pod's node. Each kind of relay has a cap of its own
+(RESOURCE_EXHAUSTED beyond it), and a relay whose client goes away cancels its call to the
+agent, so nothing stays open on the agent for a stream nobody reads.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,26 @@ from collections.abc import AsyncIterator
 import grpc
 import grpc.aio
 
+from raftorch import rpc
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
 from raftorch.errors import Conflict, Invalid, RaftorchError, Unavailable
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.registry import Registry
 from raftorch.objects import NODE, POD
 
+# Streams relayed by one master at once, per kind: an asyncio relay costs little, but each
+# holds a stream on an agent, and agents cap theirs too.
+MAX_PORT_FORWARDS = 256
+MAX_LOG_STREAMS = 256
+
 
 class PodsService(agents_pb2_grpc.PodsServicer):
-    def __init__(self, registry: Registry, forwarder: LeaderForwarder) -> None:
+    def __init__(self, registry: Registry, forwarder: LeaderForwarder, max_port_forwards: int | None = None,
+                 max_log_streams: int | None = None) -> None:
         self._registry = registry
         self._forwarder = forwarder
+        self.port_forwards = rpc.StreamSlots("port-forward", max_port_forwards or MAX_PORT_FORWARDS)
+        self.logs = rpc.StreamSlots("log", max_log_streams or MAX_LOG_STREAMS)
 
     def agent_endpoint(self, namespace: str, name: str, container: str) -> tuple[str, str]:
         """The agent serving the pod, and the container meant (the only one when not named)."""
@@ -42,17 +56,23 @@ class PodsService(agents_pb2_grpc.PodsServicer):
     async def PortForward(self, request_iterator: AsyncIterator[agents_pb2.PortForwardFrame],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[agents_pb2.PortForwardFrame]:
         """Relay one tunnelled connection to the agent of the pod's node."""
+        try:
+            with self.port_forwards.take():
+                async for frame in self._port_forward(request_iterator, context):
+                    yield frame
+        except RaftorchError as err:
+            await context.abort(err.grpc_code, err.message)
+
+    async def _port_forward(self, request_iterator: AsyncIterator[agents_pb2.PortForwardFrame],
+                            context: grpc.aio.ServicerContext) -> AsyncIterator[agents_pb2.PortForwardFrame]:
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return
-        try:
-            pod = self._registry.get(POD, first.namespace or "default", first.pod)
-            assert isinstance(pod, objects_pb2.Pod)
-            if not first.port or not 0 < first.port < 65536:
-                raise Invalid(f"port: {first.port} is not a port")
-            endpoint, _ = self.agent_endpoint(first.namespace, first.pod, pod.spec.containers[0].name)
-        except RaftorchError as err:
-            await context.abort(err.grpc_code, err.message)
+        pod = self._registry.get(POD, first.namespace or "default", first.pod)
+        assert isinstance(pod, objects_pb2.Pod)
+        if not first.port or not 0 < first.port < 65536:
+            raise Invalid(f"port: {first.port} is not a port")
+        endpoint, _ = self.agent_endpoint(first.namespace, first.pod, pod.spec.containers[0].name)
         call = agents_pb2_grpc.NodeAgentStub(self._forwarder.channel(endpoint)).PortForward()
         first.namespace = first.namespace or "default"
 
@@ -70,23 +90,32 @@ class PodsService(agents_pb2_grpc.PodsServicer):
             await context.abort(exc.code(), exc.details() or exc.code().name)
         finally:
             pump.cancel()
+            call.cancel()
 
     async def Logs(self, request: agents_pb2.LogsRequest, context: grpc.aio.ServicerContext
                    ) -> AsyncIterator[agents_pb2.LogChunk]:
         try:
-            endpoint, container = self.agent_endpoint(request.namespace, request.pod, request.container)
+            with self.logs.take():
+                async for chunk in self._logs(request, context):
+                    yield chunk
         except RaftorchError as err:
             await context.abort(err.grpc_code, err.message)
+
+    async def _logs(self, request: agents_pb2.LogsRequest, context: grpc.aio.ServicerContext
+                    ) -> AsyncIterator[agents_pb2.LogChunk]:
+        endpoint, container = self.agent_endpoint(request.namespace, request.pod, request.container)
         forwarded = agents_pb2.LogsRequest()
         forwarded.CopyFrom(request)
         forwarded.namespace = request.namespace or "default"
         forwarded.container = container
-        stub = agents_pb2_grpc.NodeAgentStub(self._forwarder.channel(endpoint))
+        call = agents_pb2_grpc.NodeAgentStub(self._forwarder.channel(endpoint)).Logs(forwarded)
         try:
-            async for chunk in stub.Logs(forwarded):
+            async for chunk in call:
                 yield chunk
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.UNAVAILABLE:
                 await context.abort(code, f"the agent at {endpoint} is unreachable: {exc.details()}")
             await context.abort(code, exc.details() or code.name)
+        finally:
+            call.cancel()
