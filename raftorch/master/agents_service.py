@@ -17,6 +17,7 @@ from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.registry import Registry
 from raftorch.master.resources_service import watch_objects
+from raftorch.master.validation import MAX_ID
 from raftorch.objects import kind_of
 
 log = structlog.get_logger("raftorch.master")
@@ -57,6 +58,8 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     async def Heartbeat(self, request_iterator: AsyncIterator[agents_pb2.HeartbeatRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[agents_pb2.HeartbeatResponse]:
         async for beat in request_iterator:
+            if not beat.node:
+                raise Invalid("node: required")
             self._received([beat.node])
             leader = ""
             with contextlib.suppress(RaftorchError):
@@ -95,6 +98,8 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     @unary
     async def ReportPodStatus(self, request: agents_pb2.ReportPodStatusRequest,
                               context: grpc.aio.ServicerContext) -> agents_pb2.ReportPodStatusResponse:
+        if not request.node:
+            raise Invalid("node: required")
         pods = kind_of("Pod")
         gone: list[str] = []
         waits = []
@@ -136,6 +141,11 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     async def WatchNodePods(self, request: agents_pb2.WatchNodePodsRequest, context: grpc.aio.ServicerContext
                             ) -> AsyncIterator[resources_pb2.ObjectEvent]:
         node = request.node
+        # Errors raised here reach the agent with their own code (see edge.py).
+        if not node:
+            raise Invalid("node: required")
+        if not 0 <= request.resource_version <= MAX_ID:
+            raise Invalid(f"resource_version: must be between 0 and 2^62, got {request.resource_version}")
 
         def bound_here(msg: object) -> bool:
             return isinstance(msg, objects_pb2.Pod) and msg.spec.node_name == node

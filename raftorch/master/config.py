@@ -32,6 +32,9 @@ class MasterConfig:
     election_max: float = 0.4
     service_cidr: str = "10.96.0.0/16"
     cluster_cidr: str = "10.244.0.0/16"
+    # Open streams one client may hold on one master: watches, and heartbeat/log/port-forward streams.
+    max_watches_per_client: int = 256
+    max_streams_per_client: int = 64
 
     def validate(self) -> None:
         if not self.name:
@@ -41,6 +44,8 @@ class MasterConfig:
             check_addr(addr, what)
         if not 0.05 <= self.election_min < self.election_max:
             raise Invalid(f"election-min/max: need 0.05 <= min < max, got {self.election_min}, {self.election_max}")
+        if self.max_watches_per_client < 1 or self.max_streams_per_client < 1:
+            raise Invalid("max-watches-per-client, max-streams-per-client: must be at least 1")
         if self.name in self.peers:
             raise Invalid(f"peers: lists this master ({self.name}) itself; list only the other masters")
         if self.peer_addr in self.peers.values():

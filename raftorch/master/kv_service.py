@@ -10,7 +10,7 @@ import grpc
 import grpc.aio
 
 from raftorch.api.v1 import kv_pb2, kv_pb2_grpc, store_pb2
-from raftorch.errors import Compacted, Invalid, RaftorchError, error_for_code
+from raftorch.errors import Compacted, Invalid, error_for_code
 from raftorch.master import validation
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
@@ -84,8 +84,8 @@ class KVService(kv_pb2_grpc.KVServicer):
     @unary
     async def Compact(self, request: kv_pb2.CompactRequest, context: grpc.aio.ServicerContext
                       ) -> kv_pb2.CompactResponse:
-        if request.revision <= 0:
-            raise Invalid("revision: must be positive")
+        validation.check_id(request.revision, "revision")
+        validation.check_request_id(request.request_id)
         result = await self._write(store_pb2.Command(request_id=request.request_id, compact=request), context)
         return result.compact
 
@@ -95,8 +95,8 @@ class KVService(kv_pb2_grpc.KVServicer):
     async def LeaseGrant(self, request: kv_pb2.LeaseGrantRequest, context: grpc.aio.ServicerContext
                          ) -> kv_pb2.LeaseGrantResponse:
         validation.check_ttl(request.ttl)
-        if request.id < 0:
-            raise Invalid("id: must not be negative")
+        validation.check_id(request.id, "id", allow_zero=True)
+        validation.check_request_id(request.request_id)
         result = await self._write(
             store_pb2.Command(request_id=request.request_id, lease_grant=request), context)
         return result.lease_grant
@@ -104,6 +104,8 @@ class KVService(kv_pb2_grpc.KVServicer):
     @unary
     async def LeaseRevoke(self, request: kv_pb2.LeaseRevokeRequest, context: grpc.aio.ServicerContext
                           ) -> kv_pb2.LeaseRevokeResponse:
+        validation.check_id(request.id, "id")
+        validation.check_request_id(request.request_id)
         result = await self._write(
             store_pb2.Command(request_id=request.request_id, lease_revoke=request), context)
         return result.lease_revoke
@@ -111,6 +113,7 @@ class KVService(kv_pb2_grpc.KVServicer):
     @unary
     async def LeaseKeepAlive(self, request: kv_pb2.LeaseKeepAliveRequest, context: grpc.aio.ServicerContext
                              ) -> kv_pb2.LeaseKeepAliveResponse:
+        validation.check_id(request.id, "id")
         if not self._replica.is_leader:
             # TTLs live in the leader's memory.
             forwarded: kv_pb2.LeaseKeepAliveResponse = await self._forwarder.kv(context).LeaseKeepAlive(
@@ -122,6 +125,7 @@ class KVService(kv_pb2_grpc.KVServicer):
     @unary
     async def LeaseTimeToLive(self, request: kv_pb2.LeaseTimeToLiveRequest,
                               context: grpc.aio.ServicerContext) -> kv_pb2.LeaseTimeToLiveResponse:
+        validation.check_id(request.id, "id")
         if not self._replica.is_leader:
             ttl: kv_pb2.LeaseTimeToLiveResponse = await self._forwarder.kv(context).LeaseTimeToLive(
                 request, timeout=time_left(context, 2.0))
@@ -138,10 +142,10 @@ class KVService(kv_pb2_grpc.KVServicer):
 
     async def Watch(self, request: kv_pb2.WatchRequest, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[kv_pb2.WatchResponse]:
-        try:
-            validation.check_key(request.key, "key", allow_empty=request.prefix)
-        except RaftorchError as err:
-            await context.abort(err.grpc_code, err.message)
+        # Errors raised here reach the client with their own code (see edge.py).
+        validation.check_key(request.key, "key", allow_empty=request.prefix)
+        if not 0 <= request.start_revision <= validation.MAX_ID:
+            raise Invalid(f"start_revision: must be between 0 and 2^62, got {request.start_revision}")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[list[kv_pb2.KeyEvent], int]] = asyncio.Queue()
 

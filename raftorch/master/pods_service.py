@@ -77,10 +77,14 @@ class PodsService(agents_pb2_grpc.PodsServicer):
         first.namespace = first.namespace or "default"
 
         async def upstream() -> None:
-            await call.write(first)
-            async for frame in request_iterator:
-                await call.write(frame)
-            await call.done_writing()
+            try:
+                await call.write(first)
+                async for frame in request_iterator:
+                    await call.write(frame)
+                await call.done_writing()
+            except (grpc.aio.AbortError, grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                # A bad frame ended the call (the edge told the client why), or the agent did.
+                call.cancel()
 
         pump = asyncio.create_task(upstream())
         try:
@@ -103,6 +107,8 @@ class PodsService(agents_pb2_grpc.PodsServicer):
 
     async def _logs(self, request: agents_pb2.LogsRequest, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[agents_pb2.LogChunk]:
+        if request.tail_lines < 0:
+            raise Invalid(f"tail_lines: must not be negative, got {request.tail_lines}")
         endpoint, container = self.agent_endpoint(request.namespace, request.pod, request.container)
         forwarded = agents_pb2.LogsRequest()
         forwarded.CopyFrom(request)

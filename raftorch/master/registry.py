@@ -30,6 +30,7 @@ from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, Raftorch
 from raftorch.objects import (
     Kind,
     apply_defaults,
+    check_object_size,
     check_unknown_fields,
     format_time,
     kind_of,
@@ -244,7 +245,7 @@ class Registry:
             compare.append(absent(alloc_key))
             success.append(put_op(alloc_key, key.encode()))
             failure.append(get_op(alloc_key))
-        success[0] = put_op(key, encode(msg))
+        success[0] = put_op(key, _encode_bounded(kind, msg))
 
         def finish(resp: kv_pb2.TxnResponse) -> Message:
             if resp.succeeded:
@@ -366,7 +367,7 @@ class Registry:
                 success.append(put_op(alloc_key, key.encode()))
                 failure.append(get_op(alloc_key))
             success += [delete_op(k) for k in old_keys - {k for k, _ in wanted}]
-        success[0] = put_op(key, encode(new))
+        success[0] = put_op(key, _encode_bounded(kind, new))
 
         def finish(resp: kv_pb2.TxnResponse) -> Message:
             if not resp.succeeded:
@@ -500,6 +501,13 @@ class Registry:
                                            status=objects_pb2.NamespaceStatus(phase="Active"))
                 futures.append(self.create(ns, request_id=f"namespace-{name}", fence_term=fence_term))
         return futures
+
+
+def _encode_bounded(kind: Kind, msg: Message) -> bytes:
+    """The stored form; every object write comes here, so none can pass the value limit."""
+    data = encode(msg)
+    check_object_size(kind.name, len(data))
+    return data
 
 
 def _namespaced_kinds() -> list[Kind]:

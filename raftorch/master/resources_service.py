@@ -11,11 +11,13 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
-from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, RaftorchError
+from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
 from raftorch.master.registry import Registry, try_decode
+from raftorch.master.validation import MAX_ID, shown
 from raftorch.objects import (
     Kind,
+    check_object_size,
     check_unknown_fields,
     kind_of,
     matches,
@@ -60,7 +62,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
     @unary
     async def Create(self, request: resources_pb2.CreateRequest, context: grpc.aio.ServicerContext
                      ) -> objects_pb2.Object:
-        check_unknown_fields(request.object)
+        _check_object(request.object)
         _, original = unwrap(request.object)
         for attempt in range(CREATE_RETRIES):
             msg = type(original)()
@@ -94,7 +96,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
     @unary
     async def Update(self, request: resources_pb2.UpdateRequest, context: grpc.aio.ServicerContext
                      ) -> objects_pb2.Object:
-        check_unknown_fields(request.object)
+        _check_object(request.object)
         _, msg = unwrap(request.object)
         future = self._registry.update(msg, request_id=request.request_id)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
@@ -102,7 +104,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
     @unary
     async def UpdateStatus(self, request: resources_pb2.UpdateRequest, context: grpc.aio.ServicerContext
                            ) -> objects_pb2.Object:
-        check_unknown_fields(request.object)
+        _check_object(request.object)
         _, msg = unwrap(request.object)
         future = self._registry.update(msg, status_only=True, request_id=request.request_id)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
@@ -112,7 +114,8 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         kind = kind_of(request.kind)
         if request.propagation not in ("", "Background", "Orphan"):
-            raise Invalid(f"propagation: expected Background or Orphan, got {request.propagation!r}")
+            raise Invalid(f"propagation: expected Background or Orphan, got {shown(request.propagation)}")
+        _check_revision("resource_version", request.resource_version)
         await self._barrier(context)
         namespace = _namespace(kind, request.namespace)
         if request.propagation == "Orphan":
@@ -144,15 +147,24 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
 
     async def Watch(self, request: resources_pb2.WatchObjectsRequest, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[resources_pb2.ObjectEvent]:
-        try:
-            kind = kind_of(request.kind)
-            accept = make_filter(kind, request.label_selector, request.field_selector)
-            namespace = request.namespace if kind.namespaced else ""
-        except RaftorchError as err:
-            await context.abort(err.grpc_code, err.message)
+        # Errors raised here reach the client with their own code (see edge.py).
+        kind = kind_of(request.kind)
+        accept = make_filter(kind, request.label_selector, request.field_selector)
+        namespace = request.namespace if kind.namespaced else ""
+        _check_revision("resource_version", request.resource_version)
         async for event in watch_objects(self._replica, kind, namespace, accept, request.resource_version,
                                          context):
             yield event
+
+
+def _check_object(obj: objects_pb2.Object) -> None:
+    check_object_size("object", obj.ByteSize())
+    check_unknown_fields(obj)
+
+
+def _check_revision(field: str, value: int) -> None:
+    if not 0 <= value <= MAX_ID:
+        raise Invalid(f"{field}: must be between 0 and 2^62, got {value}")
 
 
 def _namespace(kind: Kind, namespace: str) -> str:

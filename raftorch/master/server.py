@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import structlog
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from raftorch import rpc
-from raftorch.api.v1 import (
-    agents_pb2,
-    agents_pb2_grpc,
-    cluster_pb2,
-    cluster_pb2_grpc,
-    kv_pb2,
-    kv_pb2_grpc,
-    resources_pb2,
-    resources_pb2_grpc,
-    store_pb2,
-)
+from raftorch.api.v1 import agents_pb2, cluster_pb2, kv_pb2, resources_pb2, store_pb2
 from raftorch.master.agents_service import AgentsService
 from raftorch.master.cluster_service import ClusterService
 from raftorch.master.config import MasterConfig
+from raftorch.master.edge import StreamCaps, add_service
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.kv_service import KVService
@@ -37,12 +30,19 @@ from raftorch.store.replica import RaftReplica, RaftSettings
 
 log = structlog.get_logger("raftorch.master")
 
+
+
+def _service(module: Any, name: str) -> ServiceDescriptor:
+    descriptor: ServiceDescriptor = module.DESCRIPTOR.services_by_name[name]
+    return descriptor
+
+
 SERVICES = (
-    kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name,
-    cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name,
-    resources_pb2.DESCRIPTOR.services_by_name["Resources"].full_name,
-    agents_pb2.DESCRIPTOR.services_by_name["Agents"].full_name,
-    agents_pb2.DESCRIPTOR.services_by_name["Pods"].full_name,
+    _service(kv_pb2, "KV").full_name,
+    _service(cluster_pb2, "Cluster").full_name,
+    _service(resources_pb2, "Resources").full_name,
+    _service(agents_pb2, "Agents").full_name,
+    _service(agents_pb2, "Pods").full_name,
 )
 LEASE_TICK = 0.1
 REGISTER_RETRY = 0.5
@@ -74,15 +74,18 @@ class Master:
         self.leases = LeaseKeeper(self.replica)
         self.forwarder = LeaderForwarder(self.replica)
         self.registry = Registry(self.replica, NetworkSettings(cfg.service_cidr, cfg.cluster_cidr))
-        resources_pb2_grpc.add_ResourcesServicer_to_server(
-            ResourcesService(self.registry, cfg.write_timeout), self.server)
-        agents_pb2_grpc.add_AgentsServicer_to_server(
-            AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout), self.server)
-        agents_pb2_grpc.add_PodsServicer_to_server(PodsService(self.registry, self.forwarder), self.server)
-        kv_pb2_grpc.add_KVServicer_to_server(
-            KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), self.server)
-        cluster_pb2_grpc.add_ClusterServicer_to_server(
-            ClusterService(self.replica, self.client_addr, self.forwarder), self.server)
+        # Every service sits behind the edge: parsed, bounded and counted there (edge.py).
+        caps = StreamCaps({"watch": cfg.max_watches_per_client, "stream": cfg.max_streams_per_client})
+        services: list[tuple[object, ServiceDescriptor]] = [
+            (ResourcesService(self.registry, cfg.write_timeout), _service(resources_pb2, "Resources")),
+            (AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout),
+             _service(agents_pb2, "Agents")),
+            (PodsService(self.registry, self.forwarder), _service(agents_pb2, "Pods")),
+            (KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), _service(kv_pb2, "KV")),
+            (ClusterService(self.replica, self.client_addr, self.forwarder), _service(cluster_pb2, "Cluster")),
+        ]
+        for servicer, descriptor in services:
+            add_service(self.server, servicer, descriptor, caps)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

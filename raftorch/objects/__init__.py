@@ -68,6 +68,8 @@ from raftorch.objects.selectors import (
     selector_from_match_labels,
 )
 from raftorch.objects.validation import (
+    MAX_OBJECT_BYTES,
+    check_object_size,
     check_unknown_fields,
     validate,
 )
@@ -78,6 +80,7 @@ __all__ = [
     "ENDPOINTS",
     "EVENT",
     "KINDS",
+    "MAX_OBJECT_BYTES",
     "NAMESPACE",
     "NODE",
     "POD",
@@ -90,6 +93,7 @@ __all__ = [
     "Requirement",
     "apply_defaults",
     "check_field_selector",
+    "check_object_size",
     "check_unknown_fields",
     "controller_of",
     "default_pod_spec",

@@ -26,11 +26,15 @@ MAX_PORT_NAME_LENGTH = 15
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 # A message listing a thousand bad env names helps nobody; the first few are enough.
 MAX_PROBLEMS_SHOWN = 10
+# Characters of a value an error message shows: errors never echo megabytes back.
+MAX_QUOTED_CHARS = 100
 
 
 def quote(value: str) -> str:
-    """A value in an error message: double-quoted, with control characters escaped."""
-    return json.dumps(value, ensure_ascii=False)
+    """A value in an error message: double-quoted, control characters escaped, cut when long."""
+    if len(value) <= MAX_QUOTED_CHARS:
+        return json.dumps(value, ensure_ascii=False)
+    return f"{json.dumps(value[:MAX_QUOTED_CHARS], ensure_ascii=False)}... ({len(value)} characters)"
 
 
 def dns1123_label_error(value: str) -> str | None:

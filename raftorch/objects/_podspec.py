@@ -21,6 +21,12 @@ PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PROTOCOLS = ("TCP", "UDP")
 HTTP_SCHEMES = ("HTTP", "HTTPS")
+# Caps on a pod's size (README "Limits"): each item costs validation, scheduling and an agent's
+# work on every pass, so a pod that would need more is a mistake or an attack.
+MAX_CONTAINERS = 64
+MAX_ENV_PER_CONTAINER = 256
+MAX_PORTS_PER_CONTAINER = 64
+MAX_ARGS_PER_CONTAINER = 256
 
 _RESOURCES: dict[str, tuple[Callable[[str], int], Callable[[int], str]]] = {
     "cpu": (parse_cpu, format_cpu),
@@ -31,9 +37,11 @@ _RESOURCES: dict[str, tuple[Callable[[str], int], Callable[[int], str]]] = {
 def validate_pod_spec(problems: Problems, path: str, spec: objects_pb2.PodSpec) -> None:
     if not spec.containers:
         problems.add(f"{path}.containers", "at least one container is required")
+    _at_most(problems, f"{path}.containers", len(spec.containers), MAX_CONTAINERS, "containers")
     names: set[str] = set()
     host_ports: set[tuple[int, str]] = set()
-    for i, container in enumerate(spec.containers):
+    # Past the cap the object is refused anyway: checking the rest would only cost time.
+    for i, container in enumerate(spec.containers[:MAX_CONTAINERS]):
         where = f"{path}.containers[{i}]"
         if container.name in names:
             problems.add(f"{where}.name", f"duplicate name {quote(container.name)}")
@@ -54,8 +62,12 @@ def _container(problems: Problems, path: str, container: objects_pb2.Container, 
     elif container.image != container.image.strip():
         problems.add(f"{path}.image", f"must not have leading or trailing whitespace, got {quote(container.image)}")
     problems.one_of(f"{path}.imagePullPolicy", container.image_pull_policy, PULL_POLICIES)
+    _at_most(problems, f"{path}.env", len(container.env), MAX_ENV_PER_CONTAINER, "entries")
+    _at_most(problems, f"{path}.ports", len(container.ports), MAX_PORTS_PER_CONTAINER, "ports")
+    _at_most(problems, f"{path}.command", len(container.command), MAX_ARGS_PER_CONTAINER, "items")
+    _at_most(problems, f"{path}.args", len(container.args), MAX_ARGS_PER_CONTAINER, "items")
     port_names: set[str] = set()
-    for i, port in enumerate(container.ports):
+    for i, port in enumerate(container.ports[:MAX_PORTS_PER_CONTAINER]):
         where = f"{path}.ports[{i}]"
         if port.name:
             if port.name in port_names:
@@ -74,7 +86,7 @@ def _container(problems: Problems, path: str, container: objects_pb2.Container, 
             if key in host_ports:
                 problems.add(f"{where}.hostPort", f"duplicate host port {key[0]}/{key[1]} in the pod")
             host_ports.add(key)
-    for i, env in enumerate(container.env):
+    for i, env in enumerate(container.env[:MAX_ENV_PER_CONTAINER]):
         problems.check(f"{path}.env[{i}].name", env_name_error(env.name))
     if container.HasField("resources"):
         _resources(problems, f"{path}.resources", container.resources)
@@ -82,6 +94,11 @@ def _container(problems: Problems, path: str, container: objects_pb2.Container, 
         _probe(problems, f"{path}.livenessProbe", container.liveness_probe, liveness=True)
     if container.HasField("readiness_probe"):
         _probe(problems, f"{path}.readinessProbe", container.readiness_probe, liveness=False)
+
+
+def _at_most(problems: Problems, path: str, count: int, limit: int, what: str) -> None:
+    if count > limit:
+        problems.add(path, f"must have at most {limit} {what}, got {count}")
 
 
 def _resources(problems: Problems, path: str, resources: objects_pb2.ResourceRequirements) -> None:

@@ -8,6 +8,7 @@ from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
+from raftorch.objects._checks import quote
 
 __all__ = [
     "DEPLOYMENT",
@@ -69,7 +70,7 @@ def kind_of(text: str) -> Kind:
     kind = _BY_TEXT.get(text.lower())
     if kind is None:
         known = ", ".join(k.name for k in KINDS)
-        raise Invalid(f'unknown kind "{text}"; known kinds: {known}')
+        raise Invalid(f'unknown kind {quote(text)}; known kinds: {known}')
     return kind
 
 

@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
+from raftorch.objects._checks import quote
 from raftorch.objects.kinds import kind_of_message, unwrap
 
 __all__ = [
@@ -54,7 +55,7 @@ def parse_int_or_percent(value: str) -> tuple[int, bool]:
     """("25%" -> (25, True), "3" -> (3, False)): a non-negative integer or whole percentage."""
     match = _INT_OR_PERCENT.fullmatch(value) if value.isascii() else None
     if match is None:
-        raise Invalid(f'invalid int or percent "{value}": expected a non-negative whole number like "1" '
+        raise Invalid(f'invalid int or percent {quote(value)}: expected a non-negative whole number like "1" '
                       'or a percentage like "25%"')
     return int(match.group("number")), bool(match.group("percent"))
 
@@ -99,12 +100,12 @@ def parse_time(text: str) -> float:
     """Seconds since the epoch of an RFC 3339 time: "2024-05-01T12:00:00Z", "...12:00:00.5+02:00"."""
     match = _RFC3339.fullmatch(text)
     if match is None:
-        raise Invalid(f'invalid time "{text}": expected RFC 3339 like "2024-05-01T12:00:00Z"')
+        raise Invalid(f'invalid time {quote(text)}: expected RFC 3339 like "2024-05-01T12:00:00Z"')
     field = match.group
     offset = timedelta(0)
     if field("sign"):
         if int(field("off_hour")) > 23 or int(field("off_minute")) > 59:
-            raise Invalid(f'invalid time "{text}": no such offset from UTC')
+            raise Invalid(f'invalid time {quote(text)}: no such offset from UTC')
         offset = timedelta(hours=int(field("off_hour")), minutes=int(field("off_minute")))
         if field("sign") == "-":
             offset = -offset
@@ -112,7 +113,7 @@ def parse_time(text: str) -> float:
         moment = datetime(int(field("year")), int(field("month")), int(field("day")), int(field("hour")),
                           int(field("minute")), int(field("second")), tzinfo=timezone(offset))
     except ValueError as exc:
-        raise Invalid(f'invalid time "{text}": no such date or time of day') from exc
+        raise Invalid(f'invalid time {quote(text)}: no such date or time of day') from exc
     whole = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1)
     return whole + (float(field("fraction")) if field("fraction") else 0.0)
 

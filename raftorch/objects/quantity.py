@@ -9,6 +9,7 @@ import re
 from decimal import Context, Decimal, InvalidOperation
 
 from raftorch.errors import Invalid
+from raftorch.objects._checks import quote
 
 __all__ = [
     "format_cpu",
@@ -40,31 +41,31 @@ def _parse(what: str, text: str, allowed_suffixes: frozenset[str], hint: str) ->
     match = _QUANTITY.fullmatch(text) if len(text) <= MAX_QUANTITY_LENGTH else None
     suffix = (match.group("suffix") or "") if match else ""
     if match is None or (suffix and suffix not in allowed_suffixes):
-        raise Invalid(f'invalid {what} quantity "{text}": expected {hint}')
+        raise Invalid(f'invalid {what} quantity {quote(text)}: expected {hint}')
     number = Decimal(match.group("number"))
     if number < 0:
-        raise Invalid(f'invalid {what} quantity "{text}": must not be negative')
+        raise Invalid(f'invalid {what} quantity {quote(text)}: must not be negative')
     exponent = match.group("exponent")
     try:
         if exponent is not None:
             power = int(exponent[1:])
             if abs(power) > MAX_EXPONENT:
-                raise Invalid(f'invalid {what} quantity "{text}": exponent out of range')
+                raise Invalid(f'invalid {what} quantity {quote(text)}: exponent out of range')
             number = _EXACT.multiply(number, _EXACT.power(Decimal(10), power))
         elif suffix == "m":
             number = _EXACT.divide(number, Decimal(1000))
         elif suffix:
             number = _EXACT.multiply(number, Decimal(_BINARY.get(suffix) or _DECIMAL[suffix]))
     except InvalidOperation as exc:  # pragma: no cover - the length and exponent limits keep this away
-        raise Invalid(f'invalid {what} quantity "{text}": out of range') from exc
+        raise Invalid(f'invalid {what} quantity {quote(text)}: out of range') from exc
     return number, suffix
 
 
 def _to_int(what: str, text: str, value: Decimal, unit: str) -> int:
     if value != value.to_integral_value():
-        raise Invalid(f'invalid {what} quantity "{text}": not a whole number of {unit}')
+        raise Invalid(f'invalid {what} quantity {quote(text)}: not a whole number of {unit}')
     if value > MAX_VALUE:
-        raise Invalid(f'invalid {what} quantity "{text}": too large')
+        raise Invalid(f'invalid {what} quantity {quote(text)}: too large')
     return int(value)
 
 
@@ -85,7 +86,7 @@ def parse_memory(text: str) -> int:
                            'bytes like "1048576", or with a suffix Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P, E')
     if suffix == "m":
         # Kubernetes reads "m" as thousandths, so "100m" of memory is a tenth of a byte: surely a typo.
-        raise Invalid(f'invalid memory quantity "{text}": "m" means thousandths of a byte; '
+        raise Invalid(f'invalid memory quantity {quote(text)}: "m" means thousandths of a byte; '
                       'use "Mi" or "M" for megabytes')
     return _to_int("memory", text, value, "bytes")
 

@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
-from raftorch.objects._checks import label_value_error, qualified_name_error
+from raftorch.objects._checks import label_value_error, qualified_name_error, quote
 from raftorch.objects.kinds import NAMESPACE, POD, Kind
 
 __all__ = [
@@ -83,7 +83,7 @@ class _Parser:
         self.pos = 0
 
     def fail(self, message: str) -> Invalid:
-        return Invalid(f'label selector "{self.text}": {message}')
+        return Invalid(f"label selector {quote(self.text)}: {message}")
 
     def peek(self) -> str | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -213,12 +213,14 @@ def parse_field_selector(text: str) -> list[FieldRequirement]:
     for term in text.split(","):
         match = _FIELD_TERM.fullmatch(term)
         if match is None:
-            raise Invalid(f'field selector "{text}": "{term.strip()}" has no operator; expected "=", "==" or "!="')
+            raise Invalid(f'field selector {quote(text)}: {quote(term.strip())} has no operator; '
+                          'expected "=", "==" or "!="')
         path, op, value = match.group("path", "op", "value")
         canonical = _FIELD_PATHS.get(path)
         if canonical is None:
             supported = ", ".join(sorted(set(_FIELD_PATHS.values())))
-            raise Invalid(f'field selector "{text}": field "{path}" is not supported; supported fields: {supported}')
+            raise Invalid(f"field selector {quote(text)}: field {quote(path)} is not supported; "
+                          f"supported fields: {supported}")
         requirements.append((canonical, "!=" if op == "!=" else "=", value.strip()))
     return requirements
 

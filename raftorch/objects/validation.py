@@ -32,9 +32,14 @@ from raftorch.objects.quantity import parse_count, parse_cpu, parse_memory
 from raftorch.objects.selectors import matches, selector_from_match_labels
 
 __all__ = [
+    "MAX_OBJECT_BYTES",
+    "check_object_size",
     "check_unknown_fields",
     "validate",
 ]
+
+# An object is one value in the store, and the store's values are at most 1 MiB (README "Limits").
+MAX_OBJECT_BYTES = 1024 * 1024
 
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 STRATEGY_TYPES = ("RollingUpdate", "Recreate")
@@ -71,6 +76,13 @@ def validate(obj: objects_pb2.Object | Message) -> None:
     elif isinstance(msg, objects_pb2.Event):
         _event(problems, msg)
     problems.raise_if_any()
+
+
+def check_object_size(kind_name: str, size: int) -> None:
+    """Raise Invalid when an object, encoded, is larger than a store value may be."""
+    if size > MAX_OBJECT_BYTES:
+        raise Invalid(f"{kind_name}: {size} bytes encoded is larger than the limit of {MAX_OBJECT_BYTES} bytes "
+                      "for one object")
 
 
 def _metadata(problems: Problems, kind: Kind, m: objects_pb2.ObjectMeta) -> None:

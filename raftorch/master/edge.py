@@ -1,0 +1,192 @@
+"""The masters' gRPC edge: every request is parsed, bounded and admitted here first.
+
+Services are registered from their protobuf descriptors with the request left as raw bytes,
+and parsed here: gRPC answers UNKNOWN when a deserializer raises, while a request that does
+not parse (bad wire format, invalid UTF-8 in a string, nesting past the parser's limit) is
+the sender's mistake and gets INVALID_ARGUMENT. Every parsed request is then bounded field by
+field (validation.check_message), and each stream counts against its client's cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import grpc
+import grpc.aio
+import structlog
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.message_factory import GetMessageClass
+
+from raftorch.errors import Internal, Invalid, RaftorchError, ResourceExhausted
+from raftorch.master.validation import check_message, check_request_size
+
+log = structlog.get_logger("raftorch.master")
+
+# Streams a client may hold open at once on one master, by group.
+DEFAULT_STREAM_CAPS: Mapping[str, int] = {"watch": 256, "stream": 64}
+# Watch-like streams; every other streaming method is a "stream".
+WATCH_METHODS = frozenset({"raftorch.v1.KV.Watch", "raftorch.v1.Resources.Watch",
+                           "raftorch.v1.Agents.WatchNodePods"})
+
+
+
+def client_of(context: grpc.aio.ServicerContext) -> str:
+    """Whom a request counts against: the connection's peer address for now. Once clients
+    authenticate, this becomes their identity, and every cap follows."""
+    peer: str = context.peer() or "unknown"
+    return peer
+
+
+@dataclass
+class StreamCaps:
+    """Open streams per (client, group), capped; one event loop touches it, so no lock."""
+
+    caps: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_STREAM_CAPS))
+    _open: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def acquire(self, client: str, group: str) -> None:
+        key = (client, group)
+        count = self._open.get(key, 0)
+        cap = self.caps[group]
+        if count >= cap:
+            what = "watches" if group == "watch" else "streams (heartbeats, logs, port-forwards)"
+            raise ResourceExhausted(f"this client already has {count} open {what} on this master, the limit; "
+                                    "close some first")
+        self._open[key] = count + 1
+
+    def release(self, client: str, group: str) -> None:
+        key = (client, group)
+        count = self._open.get(key, 0) - 1
+        if count > 0:
+            self._open[key] = count
+        else:
+            self._open.pop(key, None)
+
+    def open(self, client: str, group: str) -> int:
+        return self._open.get((client, group), 0)
+
+
+def parse(cls: type[Message], raw: bytes) -> Message:
+    """A request from its bytes, bounded; raises Invalid for anything else."""
+    check_request_size(len(raw))
+    try:
+        msg = cls.FromString(raw)
+    except DecodeError as exc:
+        reason = str(exc).rpartition(": ")[2] or "malformed"
+        raise Invalid(f"request: not a valid {cls.DESCRIPTOR.name} ({reason}; strings must be UTF-8, "
+                      "and messages nest at most 100 deep)") from None
+    check_message(msg)
+    return msg
+
+
+def _serialize(msg: Message) -> bytes:
+    return msg.SerializeToString()
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: RaftorchError) -> NoReturn:
+    await context.abort(err.grpc_code, err.message)
+    raise AssertionError("abort returned")
+
+
+async def _fail(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> NoReturn:
+    """End a call that raised: our errors keep their code, anything else is a logged INTERNAL."""
+    if isinstance(exc, RaftorchError):
+        await _abort(context, exc)
+    if isinstance(exc, grpc.aio.AioRpcError):
+        # A call this master made on the client's behalf failed: pass its status on.
+        await context.abort(exc.code(), exc.details() or exc.code().name)
+    log.error("handler_failed", method=method, error=repr(exc))
+    await _abort(context, Internal(f"{method} failed inside the master; see its log"))
+
+
+class _Method:
+    """One RPC behind the edge: parse and bound each request, count streams, map errors."""
+
+    def __init__(self, method: MethodDescriptor, fn: Callable[..., Any], caps: StreamCaps) -> None:
+        self.name = method.full_name
+        self.cls: type[Message] = GetMessageClass(method.input_type)
+        self.fn = fn
+        self.caps = caps
+        self.group = "watch" if self.name in WATCH_METHODS else "stream"
+        self.shape = (method.client_streaming, method.server_streaming)
+
+    async def _admit(self, raw: bytes, context: grpc.aio.ServicerContext) -> Message:
+        try:
+            return parse(self.cls, raw)
+        except RaftorchError as err:
+            await _abort(context, err)
+
+    async def _requests(self, raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+        async for raw in raws:
+            yield await self._admit(raw, context)
+
+    async def _call(self, request: object, context: grpc.aio.ServicerContext) -> Message:
+        try:
+            result: Message = await self.fn(request, context)
+            return result
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            await _fail(context, exc, self.name)
+
+    async def _stream(self, request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+        client = client_of(context)
+        try:
+            self.caps.acquire(client, self.group)
+        except RaftorchError as err:
+            await _abort(context, err)
+        try:
+            async for response in self.fn(request, context):
+                yield response
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            await _fail(context, exc, self.name)
+        finally:
+            self.caps.release(client, self.group)
+
+    async def unary_unary(self, raw: bytes, context: grpc.aio.ServicerContext) -> Message:
+        return await self._call(await self._admit(raw, context), context)
+
+    async def unary_stream(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+        request = await self._admit(raw, context)
+        async for response in self._stream(request, context):
+            yield response
+
+    async def stream_unary(self, raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Message:
+        client = client_of(context)
+        try:
+            self.caps.acquire(client, self.group)
+        except RaftorchError as err:
+            await _abort(context, err)
+        try:
+            return await self._call(self._requests(raws, context), context)
+        finally:
+            self.caps.release(client, self.group)
+
+    async def stream_stream(self, raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+                            ) -> AsyncIterator[Message]:
+        async for response in self._stream(self._requests(raws, context), context):
+            yield response
+
+    def handler(self) -> grpc.RpcMethodHandler:
+        # No request deserializer: the bytes come to `_admit`, which parses them.
+        if self.shape == (False, False):
+            return grpc.unary_unary_rpc_method_handler(self.unary_unary, response_serializer=_serialize)
+        if self.shape == (False, True):
+            return grpc.unary_stream_rpc_method_handler(self.unary_stream, response_serializer=_serialize)
+        if self.shape == (True, False):
+            return grpc.stream_unary_rpc_method_handler(self.stream_unary, response_serializer=_serialize)
+        return grpc.stream_stream_rpc_method_handler(self.stream_stream, response_serializer=_serialize)
+
+
+def add_service(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor, caps: StreamCaps) -> None:
+    """Serve `servicer`'s methods for `service`, each behind the edge."""
+    handlers = {method.name: _Method(method, getattr(servicer, method.name), caps).handler()
+                for method in service.methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
