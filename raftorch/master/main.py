@@ -41,6 +41,9 @@ Example (three masters on one host):
 @click.option("--compaction-entries", type=int, help="Raft log entries kept before a snapshot (default 20000).")
 @click.option("--service-cidr", help="Range of ClusterIPs (default 10.96.0.0/16).")
 @click.option("--cluster-cidr", help="Range of pod addresses, a /24 per node (default 10.244.0.0/16).")
+@click.option("--max-watches-per-client", type=int, help="Watches one client may hold open (default 256).")
+@click.option("--max-streams-per-client", type=int,
+              help="Heartbeat, log and port-forward streams one client may hold open (default 64).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 def main(config_file: Path | None, **flags: Any) -> None:
     """Run a raftorch master: a store replica and the gRPC API.
