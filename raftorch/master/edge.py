@@ -10,6 +10,7 @@ field (validation.check_message), and each stream counts against its client's ca
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -99,6 +100,8 @@ async def _fail(context: grpc.aio.ServicerContext, exc: Exception, method: str) 
     if isinstance(exc, grpc.aio.AioRpcError):
         # A call this master made on the client's behalf failed: pass its status on.
         await context.abort(exc.code(), exc.details() or exc.code().name)
+    if isinstance(exc, NotImplementedError):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
     log.error("handler_failed", method=method, error=repr(exc))
     await _abort(context, Internal(f"{method} failed inside the master; see its log"))
 
@@ -133,15 +136,33 @@ class _Method:
         except Exception as exc:
             await _fail(context, exc, self.name)
 
-    async def _stream(self, request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+    async def _open(self, context: grpc.aio.ServicerContext) -> str:
+        """Count a new stream against its client, or refuse it; returns the client."""
         client = client_of(context)
         try:
             self.caps.acquire(client, self.group)
         except RaftorchError as err:
             await _abort(context, err)
+        return client
+
+    async def _stream(self, request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+        """A servicer written as an async generator."""
+        client = await self._open(context)
         try:
             async for response in self.fn(request, context):
                 yield response
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            await _fail(context, exc, self.name)
+        finally:
+            self.caps.release(client, self.group)
+
+    async def _written(self, request: object, context: grpc.aio.ServicerContext) -> None:
+        """A servicer that writes its responses with context.write (gRPC's health service)."""
+        client = await self._open(context)
+        try:
+            await self.fn(request, context)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -157,12 +178,11 @@ class _Method:
         async for response in self._stream(request, context):
             yield response
 
+    async def unary_written(self, raw: bytes, context: grpc.aio.ServicerContext) -> None:
+        await self._written(await self._admit(raw, context), context)
+
     async def stream_unary(self, raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Message:
-        client = client_of(context)
-        try:
-            self.caps.acquire(client, self.group)
-        except RaftorchError as err:
-            await _abort(context, err)
+        client = await self._open(context)
         try:
             return await self._call(self._requests(raws, context), context)
         finally:
@@ -173,15 +193,22 @@ class _Method:
         async for response in self._stream(self._requests(raws, context), context):
             yield response
 
+    async def stream_written(self, raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        await self._written(self._requests(raws, context), context)
+
     def handler(self) -> grpc.RpcMethodHandler:
         # No request deserializer: the bytes come to `_admit`, which parses them.
         if self.shape == (False, False):
             return grpc.unary_unary_rpc_method_handler(self.unary_unary, response_serializer=_serialize)
+        # A streaming servicer either yields its responses or writes them: the wrapper must do the same.
+        generator = inspect.isasyncgenfunction(self.fn)
         if self.shape == (False, True):
-            return grpc.unary_stream_rpc_method_handler(self.unary_stream, response_serializer=_serialize)
+            return grpc.unary_stream_rpc_method_handler(
+                self.unary_stream if generator else self.unary_written, response_serializer=_serialize)
         if self.shape == (True, False):
             return grpc.stream_unary_rpc_method_handler(self.stream_unary, response_serializer=_serialize)
-        return grpc.stream_stream_rpc_method_handler(self.stream_stream, response_serializer=_serialize)
+        return grpc.stream_stream_rpc_method_handler(
+            self.stream_stream if generator else self.stream_written, response_serializer=_serialize)
 
 
 def add_service(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor, caps: StreamCaps) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import structlog
 from google.protobuf.descriptor import ServiceDescriptor
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from raftorch import rpc
 from raftorch.api.v1 import agents_pb2, cluster_pb2, kv_pb2, resources_pb2, store_pb2
@@ -86,11 +86,12 @@ class Master:
         ]
         for servicer, descriptor in services:
             add_service(self.server, servicer, descriptor, caps)
+        # Health and reflection too: the edge answers their bad input with INVALID_ARGUMENT.
         self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server)
+        add_service(self.server, self.health, _service(health_pb2, "Health"), caps)
+        names = (*SERVICES, _service(health_pb2, "Health").full_name, reflection.SERVICE_NAME)
+        add_service(self.server, reflection.aio.ReflectionServicer(names),
+                    _service(reflection_pb2, "ServerReflection"), caps)
         await self.server.start()
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -20,6 +20,8 @@ import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from raftorch.api.v1 import agents_pb2, cluster_pb2, kv_pb2, objects_pb2, resources_pb2
 from raftorch.local.masters import LocalMasters
@@ -43,6 +45,8 @@ SERVICES = [
     resources_pb2.DESCRIPTOR.services_by_name["Resources"],
     agents_pb2.DESCRIPTOR.services_by_name["Agents"],
     agents_pb2.DESCRIPTOR.services_by_name["Pods"],
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+    reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
 ]
 
 # Strings worth trying: plausible ones (names, kinds, selectors, keys) reach deep into the
@@ -208,6 +212,10 @@ def _templates() -> dict[str, list[bytes]]:
         "raftorch.v1.Agents.WatchNodePods": [agents_pb2.WatchNodePodsRequest(node="fz-node")],
         "raftorch.v1.Pods.Logs": [agents_pb2.LogsRequest(namespace="default", pod="fz", tail_lines=5)],
         "raftorch.v1.Pods.PortForward": [agents_pb2.PortForwardFrame(namespace="default", pod="fz", port=80)],
+        "grpc.health.v1.Health.Check": [health_pb2.HealthCheckRequest(service="raftorch.v1.KV")],
+        "grpc.reflection.v1alpha.ServerReflection.ServerReflectionInfo": [
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="raftorch.v1.KV")],
     }
     return {name: [m.SerializeToString() for m in msgs] for name, msgs in by_method.items()}
 

@@ -13,6 +13,7 @@ import grpc
 import pytest
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from raftorch import rpc
 from raftorch.api.v1 import (
@@ -58,6 +59,12 @@ def test_health_service_answers_serving_on_each_master(masters: LocalMasters) ->
             for service in ("", "raftorch.v1.KV", "raftorch.v1.Cluster"):
                 resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
                 assert resp.status == health_pb2.HealthCheckResponse.SERVING
+            # Reflection lists the services (behind the edge like the rest).
+            reflect = reflection_pb2_grpc.ServerReflectionStub(chan)
+            answers = list(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+                list_services="")]), timeout=5))
+            listed = {s.name for s in answers[0].list_services_response.service}
+            assert {"raftorch.v1.KV", "raftorch.v1.Resources", "grpc.health.v1.Health"} <= listed
 
 
 def test_master_with_wrong_secret_never_joins_and_logs_why(masters: LocalMasters, tmp_path: Path) -> None:
