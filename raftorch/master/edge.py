@@ -34,7 +34,6 @@ WATCH_METHODS = frozenset({"raftorch.v1.KV.Watch", "raftorch.v1.Resources.Watch"
                            "raftorch.v1.Agents.WatchNodePods"})
 
 
-
 def client_of(context: grpc.aio.ServicerContext) -> str:
     """Whom a request counts against: the connection's peer address for now. Once clients
     authenticate, this becomes their identity, and every cap follows."""
@@ -102,7 +101,7 @@ async def _fail(context: grpc.aio.ServicerContext, exc: Exception, method: str) 
         await context.abort(exc.code(), exc.details() or exc.code().name)
     if isinstance(exc, NotImplementedError):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
-    log.error("handler_failed", method=method, error=repr(exc))
+    log.error("handler_failed", method=method, exc_info=exc)
     await _abort(context, Internal(f"{method} failed inside the master; see its log"))
 
 
