@@ -1,11 +1,17 @@
-"""State machine snapshots as protobuf (never pickle): what the dump file holds."""
+"""State machine snapshots as protobuf (never pickle): what the dump file holds.
+
+Deterministic: two machines that applied the same commands dump the same bytes. Fields are
+only ever added (format 1 stays readable): a snapshot without a quota loads with the default
+quota, one without alarms with none raised.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
 from raftorch.api.v1 import kv_pb2, store_pb2
-from raftorch.store.machine import Lease, StateMachine, to_kv
+from raftorch.store import quota
+from raftorch.store.machine import Lease, StateMachine, _dedup_size, to_kv
 from raftorch.store.mvcc import Change, Version
 
 SNAPSHOT_FORMAT = 1
@@ -28,6 +34,8 @@ def dump_state(machine: StateMachine) -> store_pb2.Snapshot:
         next_lease_id=machine.next_lease_id,
         fence_term=machine.fence_term,
         lease_grants=machine.lease_grants,
+        quota_bytes=machine.quota_bytes,
+        alarms=machine.alarms,
     )
     for name, versions in machine.index.all_versions():
         snap.keys.add(key=name, versions=[_kv(v) for v in versions], deleted=[not v.alive for v in versions])
@@ -68,4 +76,7 @@ def load_state(machine: StateMachine, snap: store_pb2.Snapshot) -> None:
         if current.alive and current.lease in machine.leases:
             machine.leases[current.lease].keys.add(name)
     machine.dedup = OrderedDict((d.request_id, d.result) for d in snap.dedup)
+    machine.dedup_bytes = sum(_dedup_size(rid, result) for rid, result in machine.dedup.items())
     machine.members = {m.name: m for m in snap.members}
+    machine.quota_bytes = snap.quota_bytes or quota.DEFAULT_QUOTA_BYTES
+    machine.nospace_alarm = quota.NOSPACE in snap.alarms
