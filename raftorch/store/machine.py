@@ -117,9 +117,10 @@ class StateMachine:
         and yields an error result (one per command when the commands can be counted)."""
         try:
             batch = store_pb2.CommandBatch.FromString(data)
-        except DecodeError:
-            log.error("log_entry_undecodable", size=len(data))
-            return [_error(Internal(f"log entry of {len(data)} bytes does not decode; it was skipped"))]
+        except (DecodeError, TypeError):  # TypeError: not bytes at all (pysyncobj unpickles entries)
+            what = f"{len(data)} bytes" if isinstance(data, bytes) else f"a {type(data).__name__}"
+            log.error("log_entry_undecodable", entry=what)
+            return [_error(Internal(f"log entry ({what}) does not decode; it was skipped"))]
         if batch.format != BATCH_FORMAT:
             # A newer master wrote this: applying part of it would fork the replicas, and
             # raising would stall them all. Skip it whole, loudly; upgrade this master.

@@ -3,6 +3,8 @@ its own deterministic error and leaves the state as it was."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from raftorch.api.v1 import cluster_pb2, kv_pb2, store_pb2
@@ -106,6 +108,15 @@ def test_undecodable_log_entry_gives_an_error_and_changes_nothing(data: bytes) -
     assert [_code(r) for r in results] == ["INTERNAL"]
     assert "does not decode" in results[0].error.message
     assert _snapshot_bytes(m) == before
+
+
+@pytest.mark.parametrize("data", [None, "text", 7])
+def test_log_entry_that_is_not_bytes_gives_an_error(data: object) -> None:
+    # pysyncobj unpickles entries: an authenticated but broken peer could send anything.
+    m = StateMachine()
+    results = m.apply_batch(cast(bytes, data))
+    assert [_code(r) for r in results] == ["INTERNAL"]
+    assert m.revision == 0
 
 
 def test_empty_log_entry_applies_nothing() -> None:
