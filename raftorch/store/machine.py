@@ -14,7 +14,7 @@ command that fails leaves no trace but its error (and its deduplication record).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -143,7 +143,7 @@ class StateMachine:
             return _error(Invalid(f"request_id: {len(rid.encode())} bytes, at most {MAX_REQUEST_ID_BYTES} "
                                   f"allowed ({rid[:32]!r}...)"))
         if rid and rid in self.dedup:
-            return self.dedup[rid]
+            return self._stamped(self.dedup[rid])
         kind = command.WhichOneof("op")
         handler = self._handlers.get(kind or "")
         if handler is None:
@@ -165,11 +165,24 @@ class StateMachine:
         return result
 
     def _remember(self, rid: str, result: store_pb2.CommandResult) -> None:
-        self.dedup[rid] = result
-        self.dedup_bytes += _dedup_size(rid, result)
+        """Keep a copy without this replica's name: the table is replicated state (snapshots,
+        its byte count), the same on every master."""
+        stored = store_pb2.CommandResult()
+        stored.CopyFrom(result)
+        for header in _headers(stored):
+            header.member = ""
+        self.dedup[rid] = stored
+        self.dedup_bytes += _dedup_size(rid, stored)
         while self.dedup and (len(self.dedup) > DEDUP_RETAIN or self.dedup_bytes > DEDUP_MAX_BYTES):
             old_rid, old = self.dedup.popitem(last=False)
             self.dedup_bytes -= _dedup_size(old_rid, old)
+
+    def _stamped(self, stored: store_pb2.CommandResult) -> store_pb2.CommandResult:
+        result = store_pb2.CommandResult()
+        result.CopyFrom(stored)
+        for header in _headers(result):
+            header.member = self.member
+        return result
 
     def take_changes(self) -> list[Change]:
         changes, self._changes = self._changes, []
@@ -438,6 +451,24 @@ def _internal(command: store_pb2.Command, exc: Exception) -> store_pb2.CommandRe
     kind = command.WhichOneof("op")
     log.error("apply_failed", command=kind, exc_info=exc)
     return _error(Internal(f"internal error applying {kind!r}: {type(exc).__name__}"))
+
+
+def _headers(result: store_pb2.CommandResult) -> Iterator[kv_pb2.ResponseHeader]:
+    """The response headers a result carries (reading never marks an absent one present)."""
+    kind = result.WhichOneof("result")
+    if kind is None or kind == "error":
+        return
+    if kind == "done":
+        yield result.done
+        return
+    response = getattr(result, kind)
+    if response.HasField("header"):
+        yield response.header
+    if kind == "txn":
+        for op in result.txn.responses:
+            inner = op.WhichOneof("response")
+            if inner is not None and getattr(op, inner).HasField("header"):
+                yield getattr(op, inner).header
 
 
 def _dedup_size(rid: str, result: store_pb2.CommandResult) -> int:

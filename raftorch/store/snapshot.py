@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from raftorch.api.v1 import kv_pb2, store_pb2
 from raftorch.store import quota
-from raftorch.store.machine import Lease, StateMachine, _dedup_size, to_kv
+from raftorch.store.machine import Lease, StateMachine, _dedup_size, _headers, to_kv
 from raftorch.store.mvcc import Change, Version
 
 SNAPSHOT_FORMAT = 1
@@ -76,6 +76,10 @@ def load_state(machine: StateMachine, snap: store_pb2.Snapshot) -> None:
         if current.alive and current.lease in machine.leases:
             machine.leases[current.lease].keys.add(name)
     machine.dedup = OrderedDict((d.request_id, d.result) for d in snap.dedup)
+    for result in machine.dedup.values():
+        # Older snapshots kept the applying replica's name: drop it, as `_remember` does.
+        for header in _headers(result):
+            header.member = ""
     machine.dedup_bytes = sum(_dedup_size(rid, result) for rid, result in machine.dedup.items())
     machine.members = {m.name: m for m in snap.members}
     machine.quota_bytes = snap.quota_bytes or quota.DEFAULT_QUOTA_BYTES

@@ -187,3 +187,36 @@ def test_member_fields_and_count_are_bounded(monkeypatch: pytest.MonkeyPatch) ->
     assert _code(m.apply(store_pb2.Command(member=cluster_pb2.Member(name="c")))) == "RESOURCE_EXHAUSTED"
     # A known member may still change its addresses.
     assert _code(m.apply(store_pb2.Command(member=cluster_pb2.Member(name="a", client_addr="h:1")))) == "OK"
+
+
+# -- replicas named differently --------------------------------------------------------
+
+
+def test_deduplicated_results_hold_no_replica_name_and_replies_carry_the_local_one() -> None:
+    one, other = StateMachine("m1"), StateMachine("a-much-longer-master-name")
+    txn = store_pb2.Command(request_id="t", txn=kv_pb2.TxnRequest(success=[
+        kv_pb2.RequestOp(request_put=kv_pb2.PutRequest(key="a", value=b"1")),
+        kv_pb2.RequestOp(request_range=kv_pb2.RangeRequest(key="a")),
+    ]))
+    for m in (one, other):
+        assert m.apply(txn).txn.header.member == m.member
+        _put(m, "b", request_id="p")
+    # The replicated state, byte counts included, is the same on both.
+    assert _snapshot_bytes(one) == _snapshot_bytes(other)
+    assert one.usage == other.usage
+    # A retried request is answered by the replica it reaches, in its own name.
+    again = other.apply(txn)
+    assert again.txn.header.member == other.member
+    assert again.txn.responses[1].response_range.header.member == other.member
+    assert again.txn.responses[1].response_range.kvs[0].value == b"1"
+
+
+def test_snapshot_from_before_dedup_records_were_stripped_loads_the_same() -> None:
+    m = StateMachine("m1")
+    _put(m, "a", request_id="p")
+    snap = dump_state(m)
+    snap.dedup[0].result.put.header.member = "m1"  # as older masters wrote it
+    restored = StateMachine("m2")
+    load_state(restored, store_pb2.Snapshot.FromString(snap.SerializeToString()))
+    assert restored.usage == m.usage
+    assert _snapshot_bytes(restored) == _snapshot_bytes(m)

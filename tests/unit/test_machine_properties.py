@@ -433,14 +433,15 @@ def _snapshot(m: StateMachine) -> bytes:
 @given(steps=steps, split=st.integers(min_value=0, max_value=60))
 def test_apply_is_total_deterministic_and_agrees_with_the_model(
         steps: list[Step], split: int) -> None:
-    direct = StateMachine("m")
-    logged = StateMachine("m")
+    # Named differently, as replicas are: names must not leak into replicated state.
+    direct = StateMachine("m1")
+    logged = StateMachine("master-two")
     restored: StateMachine | None = None
     model = Model()
     for i, drawn in enumerate(steps):
         step = _resolve(drawn, model)
         if i == min(split, len(steps)):
-            restored = StateMachine("m")
+            restored = StateMachine("m3")
             load_state(restored, store_pb2.Snapshot.FromString(_snapshot(direct)))
             assert restored.usage == direct.usage
         if isinstance(step, bytes):
@@ -459,7 +460,7 @@ def test_apply_is_total_deterministic_and_agrees_with_the_model(
     assert _snapshot(logged) == snapshot
     if restored is not None:
         assert _snapshot(restored) == snapshot
-    again = StateMachine("m")
+    again = StateMachine("m4")
     load_state(again, store_pb2.Snapshot.FromString(snapshot))
     assert (again.usage, again.alarms) == (direct.usage, direct.alarms)
     assert _snapshot(again) == snapshot
