@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from raftorch.api.v1 import cluster_pb2, kv_pb2, store_pb2
 from raftorch.errors import Conflict, Internal, Invalid, NoSpace, NotFound, RaftorchError, ResourceExhausted
 from raftorch.store import quota
-from raftorch.store.mvcc import Change, KeyIndex, Version
+from raftorch.store.mvcc import VERSION_OVERHEAD, Change, KeyIndex, Version
 
 log = structlog.get_logger("raftorch.store")
 
@@ -85,6 +85,7 @@ class StateMachine:
         self.members: dict[str, cluster_pb2.Member] = {}
         self.dedup: OrderedDict[str, store_pb2.CommandResult] = OrderedDict()
         self.dedup_bytes = 0
+        self.member_bytes = 0
         self.quota_bytes = quota.DEFAULT_QUOTA_BYTES
         # Raised when the store refuses a write for lack of space; see `_update_alarm`.
         self.nospace_alarm = False
@@ -165,17 +166,14 @@ class StateMachine:
         return result
 
     def _remember(self, rid: str, result: store_pb2.CommandResult) -> None:
-        """Keep a copy without this replica's name: the table is replicated state (snapshots,
-        its byte count), the same on every master."""
-        stored = store_pb2.CommandResult()
-        stored.CopyFrom(result)
-        for header in _headers(stored):
-            header.member = ""
-        self.dedup[rid] = stored
-        self.dedup_bytes += _dedup_size(rid, stored)
+        # The headers carry this replica's name, but the table is replicated state: its byte
+        # count leaves the name out, snapshots store it without (`dump_state`), and a retried
+        # request is answered in the name of the replica it reaches (`_stamped`).
+        self.dedup[rid] = result
+        self.dedup_bytes += dedup_size(rid, result)
         while self.dedup and (len(self.dedup) > DEDUP_RETAIN or self.dedup_bytes > DEDUP_MAX_BYTES):
             old_rid, old = self.dedup.popitem(last=False)
-            self.dedup_bytes -= _dedup_size(old_rid, old)
+            self.dedup_bytes -= dedup_size(old_rid, old)
 
     def _stamped(self, stored: store_pb2.CommandResult) -> store_pb2.CommandResult:
         result = store_pb2.CommandResult()
@@ -204,9 +202,8 @@ class StateMachine:
     @property
     def usage(self) -> int:
         """Bytes the store holds, as the quota counts them: a function of replicated state."""
-        members = sum(m.ByteSize() + quota.MEMBER_OVERHEAD for m in self.members.values())
         return (self.index.version_bytes + self.index.history_bytes + self.dedup_bytes
-                + len(self.leases) * quota.LEASE_BYTES + members)
+                + len(self.leases) * quota.LEASE_BYTES + self.member_bytes)
 
     @property
     def alarms(self) -> list[str]:
@@ -426,6 +423,7 @@ class StateMachine:
             raise ResourceExhausted(f"the cluster already lists {MAX_MEMBERS} members")
         self.members[member.name] = cluster_pb2.Member()
         self.members[member.name].CopyFrom(member)
+        self.member_bytes = members_size(self.members)
         return store_pb2.CommandResult(done=self.header())
 
     def _fence(self, command: store_pb2.Command) -> store_pb2.CommandResult:
@@ -471,5 +469,32 @@ def _headers(result: store_pb2.CommandResult) -> Iterator[kv_pb2.ResponseHeader]
                 yield getattr(op, inner).header
 
 
-def _dedup_size(rid: str, result: store_pb2.CommandResult) -> int:
-    return len(rid.encode()) + result.ByteSize() + quota.DEDUP_OVERHEAD
+def dedup_size(rid: str, result: store_pb2.CommandResult) -> int:
+    """Bytes a deduplication record is counted for: the id, the key-values and error text the
+    result holds, and a fixed overhead (not its encoded size, which holds the replica's name)."""
+    kind = result.WhichOneof("result")
+    size = len(rid.encode()) + quota.DEDUP_OVERHEAD
+    if kind == "error":
+        return size + len(result.error.code) + len(result.error.message.encode())
+    if kind == "put":
+        return size + (_kv_size(result.put.prev_kv) if result.put.HasField("prev_kv") else 0)
+    if kind == "delete_range":
+        return size + sum(_kv_size(kv) for kv in result.delete_range.prev_kvs)
+    if kind == "txn":
+        for op in result.txn.responses:
+            inner = op.WhichOneof("response")
+            if inner == "response_put" and op.response_put.HasField("prev_kv"):
+                size += _kv_size(op.response_put.prev_kv)
+            elif inner == "response_delete_range":
+                size += sum(_kv_size(kv) for kv in op.response_delete_range.prev_kvs)
+            elif inner == "response_range":
+                size += sum(_kv_size(kv) for kv in op.response_range.kvs)
+    return size
+
+
+def _kv_size(kv: kv_pb2.KeyValue) -> int:
+    return len(kv.key.encode()) + len(kv.value) + VERSION_OVERHEAD
+
+
+def members_size(members: dict[str, cluster_pb2.Member]) -> int:
+    return sum(m.ByteSize() + quota.MEMBER_OVERHEAD for m in members.values())

@@ -43,8 +43,9 @@ class Change:
 
 def version_size(version: Version) -> int:
     """Bytes a version is counted for: key, value and metadata."""
-    value = version.value
-    return len(version.key.encode()) + (len(value) if value is not None else 0) + VERSION_OVERHEAD
+    key, value = version.key, version.value
+    return (len(key) if key.isascii() else len(key.encode())) + (len(value) if value is not None else 0) \
+        + VERSION_OVERHEAD
 
 
 def change_size(change: Change) -> int:
@@ -136,9 +137,10 @@ class KeyIndex:
             version=prev.version + 1 if prev else 1,
             lease=lease,
         )
-        self._append(new)
+        size = version_size(new)
+        self._append(new, size)
         change = Change(new, prev)
-        self._remember(revision, change)
+        self._remember(revision, change, EVENT_OVERHEAD + size + (version_size(prev) if prev else 0))
         return change
 
     def delete(self, key: str, revision: int) -> Change | None:
@@ -146,17 +148,19 @@ class KeyIndex:
         if prev is None:
             return None
         tomb = Version(key, None, 0, revision, 0, 0)
-        self._append(tomb)
+        size = version_size(tomb)
+        self._append(tomb, size)
         change = Change(tomb, prev)
-        self._remember(revision, change)
+        self._remember(revision, change, EVENT_OVERHEAD + size + version_size(prev))
         return change
 
-    def _remember(self, revision: int, change: Change) -> None:
+    def _remember(self, revision: int, change: Change, size: int) -> None:
+        """Add to the history; `size` is change_size(change), known to the caller."""
         self.history.append((revision, change))
-        self.history_bytes += change_size(change)
+        self.history_bytes += size
 
-    def _append(self, version: Version) -> None:
-        self.version_bytes += version_size(version)
+    def _append(self, version: Version, size: int) -> None:
+        self.version_bytes += size
         versions = self._versions.get(version.key)
         if versions is None:
             self._versions[version.key] = [version]

@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from raftorch.api.v1 import kv_pb2, store_pb2
 from raftorch.store import quota
-from raftorch.store.machine import Lease, StateMachine, _dedup_size, _headers, to_kv
+from raftorch.store.machine import Lease, StateMachine, _headers, dedup_size, members_size, to_kv
 from raftorch.store.mvcc import Change, Version
 
 SNAPSHOT_FORMAT = 1
@@ -42,7 +42,9 @@ def dump_state(machine: StateMachine) -> store_pb2.Snapshot:
     for lease in machine.leases.values():
         snap.leases.add(id=lease.id, ttl=lease.ttl, grant=lease.grant)
     for rid, result in machine.dedup.items():
-        snap.dedup.add(request_id=rid, result=result)
+        record = snap.dedup.add(request_id=rid, result=result)
+        for header in _headers(record.result):
+            header.member = ""  # replicated state holds no replica's name
     for member in machine.members.values():
         snap.members.append(member)
     for revision, change in machine.index.history:
@@ -77,10 +79,11 @@ def load_state(machine: StateMachine, snap: store_pb2.Snapshot) -> None:
             machine.leases[current.lease].keys.add(name)
     machine.dedup = OrderedDict((d.request_id, d.result) for d in snap.dedup)
     for result in machine.dedup.values():
-        # Older snapshots kept the applying replica's name: drop it, as `_remember` does.
+        # Older snapshots kept the applying replica's name: drop it, as `dump_state` does.
         for header in _headers(result):
             header.member = ""
-    machine.dedup_bytes = sum(_dedup_size(rid, result) for rid, result in machine.dedup.items())
+    machine.dedup_bytes = sum(dedup_size(rid, result) for rid, result in machine.dedup.items())
     machine.members = {m.name: m for m in snap.members}
+    machine.member_bytes = members_size(machine.members)
     machine.quota_bytes = snap.quota_bytes or quota.DEFAULT_QUOTA_BYTES
     machine.nospace_alarm = quota.NOSPACE in snap.alarms

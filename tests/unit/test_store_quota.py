@@ -194,6 +194,7 @@ def test_history_is_bounded_by_bytes_as_well_as_by_revisions() -> None:
     assert m.index.compact_revision > 0
     assert len(dump_state(m).SerializeToString()) < 2 * limit
     assert m.usage < m.quota_bytes // 2
+    assert _restored(m).usage == m.usage  # the running count matches a count from scratch
     # What is kept is the newest history, and it is served.
     assert m.index.changes_since(m.revision)[-1][1].kv.value == bytes([199]) * 32 * 1024
 
