@@ -26,6 +26,14 @@ def _kv(version: Version) -> kv_pb2.KeyValue:
     return to_kv(version)
 
 
+def _strip(result: store_pb2.CommandResult) -> None:
+    """Drop what one replica adds to a result (its name; the term a servicer stamps on the
+    result it returns): replicated state is the same on every master."""
+    for header in _headers(result):
+        header.member = ""
+        header.raft_term = 0
+
+
 def dump_state(machine: StateMachine) -> store_pb2.Snapshot:
     snap = store_pb2.Snapshot(
         format=SNAPSHOT_FORMAT,
@@ -43,8 +51,7 @@ def dump_state(machine: StateMachine) -> store_pb2.Snapshot:
         snap.leases.add(id=lease.id, ttl=lease.ttl, grant=lease.grant)
     for rid, result in machine.dedup.items():
         record = snap.dedup.add(request_id=rid, result=result)
-        for header in _headers(record.result):
-            header.member = ""  # replicated state holds no replica's name
+        _strip(record.result)
     for member in machine.members.values():
         snap.members.append(member)
     for revision, change in machine.index.history:
@@ -79,9 +86,7 @@ def load_state(machine: StateMachine, snap: store_pb2.Snapshot) -> None:
             machine.leases[current.lease].keys.add(name)
     machine.dedup = OrderedDict((d.request_id, d.result) for d in snap.dedup)
     for result in machine.dedup.values():
-        # Older snapshots kept the applying replica's name: drop it, as `dump_state` does.
-        for header in _headers(result):
-            header.member = ""
+        _strip(result)  # older snapshots kept them
     machine.dedup_bytes = sum(dedup_size(rid, result) for rid, result in machine.dedup.items())
     machine.members = {m.name: m for m in snap.members}
     machine.member_bytes = members_size(machine.members)

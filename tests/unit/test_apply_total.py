@@ -200,7 +200,8 @@ def test_deduplicated_results_hold_no_replica_name_and_replies_carry_the_local_o
     ]))
     for m in (one, other):
         assert m.apply(txn).txn.header.member == m.member
-        _put(m, "b", request_id="p")
+        # The servicer that answers stamps its term on the result it was handed.
+        _put(m, "b", request_id="p").put.header.raft_term = 7 if m is one else 9
     # The replicated state, byte counts included, is the same on both.
     assert _snapshot_bytes(one) == _snapshot_bytes(other)
     assert one.usage == other.usage
@@ -216,6 +217,7 @@ def test_snapshot_from_before_dedup_records_were_stripped_loads_the_same() -> No
     _put(m, "a", request_id="p")
     snap = dump_state(m)
     snap.dedup[0].result.put.header.member = "m1"  # as older masters wrote it
+    snap.dedup[0].result.put.header.raft_term = 3
     restored = StateMachine("m2")
     load_state(restored, store_pb2.Snapshot.FromString(snap.SerializeToString()))
     assert restored.usage == m.usage
