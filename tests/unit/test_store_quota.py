@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from raftorch.api.v1 import kv_pb2, store_pb2
 from raftorch.errors import NoSpace, error_for_code
+from raftorch.store import machine as machine_module
 from raftorch.store import quota
 from raftorch.store.machine import StateMachine
 from raftorch.store.snapshot import dump_state, load_state
@@ -209,3 +212,17 @@ def test_history_compaction_by_bytes_keeps_a_single_large_revision() -> None:
     # The txn's own entries exceeded half the bound; the newest revision's are always kept.
     assert m.index.compact_revision == m.revision
     assert [change.kv.key for _, change in m.index.changes_since(m.revision)] == ["after"]
+
+
+def test_deduplication_table_is_bounded_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A txn that reads much, retried by id, must not keep a copy of the store per request id.
+    monkeypatch.setattr(machine_module, "DEDUP_MAX_BYTES", 100_000)
+    m = StateMachine()
+    for i in range(10):
+        _put(m, f"k/{i}", b"x" * 5000)
+    read_all = kv_pb2.TxnRequest(success=[kv_pb2.RequestOp(request_range=kv_pb2.RangeRequest(key="k/", prefix=True))])
+    for i in range(10):
+        assert _code(m.apply(store_pb2.Command(request_id=f"r{i}", txn=read_all))) == "OK"
+    assert m.dedup_bytes <= 100_000
+    assert list(m.dedup)[-1] == "r9" and "r0" not in m.dedup
+    assert m.dedup_bytes == sum(machine_module.dedup_size(rid, r) for rid, r in m.dedup.items())
