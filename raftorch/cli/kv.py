@@ -9,6 +9,7 @@ import click
 from raftorch.cli.context import get_ctx, handle_errors
 from raftorch.cli.output import as_json, show_bytes, table
 from raftorch.client import KeyValue
+from raftorch.errors import Compacted
 
 
 @click.group()
@@ -80,6 +81,33 @@ def get(key: str, prefix: bool, rev: int, limit: int, serializable: bool, output
 def _not_found(key: str) -> int:
     click.echo(f"error: key {key!r} not found", err=True)
     return 1
+
+
+@kv.command()
+@click.argument("revision", type=int, required=False)
+@handle_errors
+def compact(revision: int | None) -> None:
+    """Drop history before REVISION (default: the current revision), freeing the space of
+    deleted and overwritten values. Watches and reads of older revisions then fail.
+
+    \b
+    Example:
+      raftctl kv compact
+    """
+    client = get_ctx().client()
+    if revision is not None:
+        client.compact(revision)
+        click.echo(f"compacted to revision {revision}")
+        return
+    # Any read: its header carries the current revision.
+    current = client.get("/", count_only=True).revision
+    try:
+        client.compact(current)
+    except Compacted:
+        # The store compacted up to here by itself (its history is bounded by bytes too).
+        click.echo(f"history already compacted to revision {current}")
+        return
+    click.echo(f"compacted to revision {current}")
 
 
 @kv.command(name="del")

@@ -183,4 +183,5 @@ class Client:
 
 def _member_status(m: cluster_pb2.MemberStatus) -> MemberStatus:
     return MemberStatus(m.name, m.client_addr, m.peer_addr, m.role, m.term, m.commit_index,
-                        m.applied_index, m.healthy, m.leader, m.revision, m.error)
+                        m.applied_index, m.healthy, m.leader, m.revision, m.error, m.store_bytes,
+                        m.quota_bytes, tuple(m.alarms))

@@ -100,6 +100,10 @@ class MemberStatus:
     leader: str
     revision: int
     error: str
+    # Bytes the store holds and its quota; alarms such as NOSPACE.
+    store_bytes: int = 0
+    quota_bytes: int = 0
+    alarms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,11 +45,14 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         members = self._known_members()
         leader = self._leader_name(members)
         healthy = st.has_quorum and bool(st.leader_peer_addr)
+        with self._replica.reading() as machine:
+            store_bytes, quota_bytes, alarms = machine.usage, machine.quota_bytes, machine.alarms
         return cluster_pb2.MemberStatus(
             name=self._replica.name, client_addr=self._client_addr, peer_addr=self._replica.peer_addr,
             role=st.role, term=st.term, commit_index=st.commit_index, applied_index=st.applied_index,
             healthy=healthy, leader=leader, revision=st.revision,
             error="" if healthy else ("no quorum" if not st.has_quorum else "no leader"),
+            store_bytes=store_bytes, quota_bytes=quota_bytes, alarms=alarms,
         )
 
     @unary

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftorch.errors import Invalid
+from raftorch.store import quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,9 @@ class MasterConfig:
     # starts an election: short means fast failover, too short means elections under load.
     election_min: float = 0.15
     election_max: float = 0.4
+    # The store's byte quota (etcd's --quota-backend-bytes). Replicated: the leader commits
+    # its own value, so give every master the same one.
+    quota_bytes: int = quota.DEFAULT_QUOTA_BYTES
     service_cidr: str = "10.96.0.0/16"
     cluster_cidr: str = "10.244.0.0/16"
     # Open streams one client may hold on one master: watches, and heartbeat/log/port-forward streams.
@@ -46,6 +50,9 @@ class MasterConfig:
             raise Invalid(f"election-min/max: need 0.05 <= min < max, got {self.election_min}, {self.election_max}")
         if self.max_watches_per_client < 1 or self.max_streams_per_client < 1:
             raise Invalid("max-watches-per-client, max-streams-per-client: must be at least 1")
+        if not quota.MIN_QUOTA_BYTES <= self.quota_bytes <= quota.MAX_QUOTA_BYTES:
+            raise Invalid(f"quota-bytes: need {quota.MIN_QUOTA_BYTES} to {quota.MAX_QUOTA_BYTES}, "
+                          f"got {self.quota_bytes}")
         if self.name in self.peers:
             raise Invalid(f"peers: lists this master ({self.name}) itself; list only the other masters")
         if self.peer_addr in self.peers.values():

@@ -39,6 +39,7 @@ Example (three masters on one host):
 @click.option("--election-min", type=float, help="Shortest election timeout, seconds (default 0.15).")
 @click.option("--election-max", type=float, help="Longest election timeout, seconds (default 0.4).")
 @click.option("--compaction-entries", type=int, help="Raft log entries kept before a snapshot (default 20000).")
+@click.option("--quota-bytes", type=int, help="Byte quota of the store; writes past it get NOSPACE (default 512 MiB).")
 @click.option("--service-cidr", help="Range of ClusterIPs (default 10.96.0.0/16).")
 @click.option("--cluster-cidr", help="Range of pod addresses, a /24 per node (default 10.244.0.0/16).")
 @click.option("--max-watches-per-client", type=int, help="Watches one client may hold open (default 256).")

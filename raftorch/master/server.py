@@ -122,11 +122,30 @@ class Master:
             try:
                 await asyncio.wait_for(asyncio.wrap_future(future), 5.0)
                 log.info("leader_fenced", term=term)
+                self._tasks.append(asyncio.create_task(self._set_quota(term)))
                 self._start_controllers(term)
                 return
             except Exception as exc:
                 log.warning("fence_retry", term=term, error=str(exc))
                 await asyncio.sleep(0.1)
+
+    async def _set_quota(self, term: int) -> None:
+        """Commit this master's --quota-bytes if the store's differs: the quota is replicated
+        state, so every replica refuses the same writes."""
+        want = self.config.quota_bytes
+        with self.replica.reading() as machine:
+            if machine.quota_bytes == want:
+                return
+        future = self.replica.submit(store_pb2.Command(quota=store_pb2.StoreQuota(bytes=want), fence_term=term))
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), 5.0)
+        except Exception as exc:
+            log.warning("quota_not_set", quota_bytes=want, error=str(exc))
+            return
+        if result.WhichOneof("result") == "error":
+            log.warning("quota_not_set", quota_bytes=want, error=result.error.message)
+        else:
+            log.info("quota_set", quota_bytes=want)
 
     def _start_controllers(self, term: int) -> None:
         if not (self.replica.is_leader and self.replica.term == term):

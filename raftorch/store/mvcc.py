@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 from raftorch.errors import Compacted, Invalid
 
+# Bytes counted for a version's metadata (revisions, version, lease) and for a history entry,
+# on top of the key and value: about what a snapshot spends on them.
+VERSION_OVERHEAD = 64
+EVENT_OVERHEAD = 16
+
 
 @dataclass(slots=True)
 class Version:
@@ -36,6 +41,19 @@ class Change:
     prev: Version | None
 
 
+def version_size(version: Version) -> int:
+    """Bytes a version is counted for: key, value and metadata."""
+    key, value = version.key, version.value
+    return (len(key) if key.isascii() else len(key.encode())) + (len(value) if value is not None else 0) \
+        + VERSION_OVERHEAD
+
+
+def change_size(change: Change) -> int:
+    """Bytes a history entry is counted for: a snapshot stores its new and its previous version."""
+    prev = change.prev
+    return EVENT_OVERHEAD + version_size(change.kv) + (version_size(prev) if prev is not None else 0)
+
+
 class KeyIndex:
     """Keys in sorted order, each with its versions oldest first, plus the change history."""
 
@@ -46,6 +64,10 @@ class KeyIndex:
         self._versions: dict[str, list[Version]] = {}
         # (revision, change) in revision order; the watch history.
         self.history: list[tuple[int, Change]] = []
+        # Bytes held by the retained versions and by the history (see version_size, change_size),
+        # kept in step with every write and compaction.
+        self.version_bytes = 0
+        self.history_bytes = 0
 
     # -- reads ---------------------------------------------------------------------
 
@@ -115,9 +137,10 @@ class KeyIndex:
             version=prev.version + 1 if prev else 1,
             lease=lease,
         )
-        self._append(new)
+        size = version_size(new)
+        self._append(new, size)
         change = Change(new, prev)
-        self.history.append((revision, change))
+        self._remember(revision, change, EVENT_OVERHEAD + size + (version_size(prev) if prev else 0))
         return change
 
     def delete(self, key: str, revision: int) -> Change | None:
@@ -125,12 +148,19 @@ class KeyIndex:
         if prev is None:
             return None
         tomb = Version(key, None, 0, revision, 0, 0)
-        self._append(tomb)
+        size = version_size(tomb)
+        self._append(tomb, size)
         change = Change(tomb, prev)
-        self.history.append((revision, change))
+        self._remember(revision, change, EVENT_OVERHEAD + size + version_size(prev))
         return change
 
-    def _append(self, version: Version) -> None:
+    def _remember(self, revision: int, change: Change, size: int) -> None:
+        """Add to the history; `size` is change_size(change), known to the caller."""
+        self.history.append((revision, change))
+        self.history_bytes += size
+
+    def _append(self, version: Version, size: int) -> None:
+        self.version_bytes += size
         versions = self._versions.get(version.key)
         if versions is None:
             self._versions[version.key] = [version]
@@ -154,8 +184,10 @@ class KeyIndex:
                 else:
                     break
             if keep_from:
+                self.version_bytes -= sum(version_size(v) for v in versions[:keep_from])
                 del versions[:keep_from]
             if versions and not versions[0].alive and versions[0].mod_revision <= revision:
+                self.version_bytes -= version_size(versions[0])
                 del versions[0]
             if not versions:
                 emptied.append(name)
@@ -163,8 +195,27 @@ class KeyIndex:
             del self._versions[name]
             del self._keys[bisect.bisect_left(self._keys, name)]
         start = bisect.bisect_left(self.history, revision, key=lambda item: item[0])
+        self.history_bytes -= sum(change_size(change) for _, change in self.history[:start])
         del self.history[:start]
         self.compact_revision = revision
+
+    def history_start(self, keep_bytes: int) -> int:
+        """The oldest revision such that the history from it on holds at most `keep_bytes`
+        (never past the current revision: its own entries are always kept)."""
+        kept = 0
+        start = self.revision + 1
+        i = len(self.history)
+        while i > 0:
+            revision = self.history[i - 1][0]
+            group = 0
+            while i > 0 and self.history[i - 1][0] == revision:
+                group += change_size(self.history[i - 1][1])
+                i -= 1
+            if kept + group > keep_bytes:
+                break
+            kept += group
+            start = revision
+        return min(start, self.revision)
 
     # -- snapshot support -----------------------------------------------------------
 
@@ -179,3 +230,5 @@ class KeyIndex:
         self._versions = keys
         self._keys = sorted(keys)
         self.history = history
+        self.version_bytes = sum(version_size(v) for versions in keys.values() for v in versions)
+        self.history_bytes = sum(change_size(change) for _, change in history)

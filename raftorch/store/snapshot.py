@@ -1,11 +1,17 @@
-"""State machine snapshots as protobuf (never pickle): what the dump file holds."""
+"""State machine snapshots as protobuf (never pickle): what the dump file holds.
+
+Deterministic: two machines that applied the same commands dump the same bytes. Fields are
+only ever added (format 1 stays readable): a snapshot without a quota loads with the default
+quota, one without alarms with none raised.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
 from raftorch.api.v1 import kv_pb2, store_pb2
-from raftorch.store.machine import Lease, StateMachine, to_kv
+from raftorch.store import quota
+from raftorch.store.machine import Lease, StateMachine, _headers, dedup_size, members_size, to_kv
 from raftorch.store.mvcc import Change, Version
 
 SNAPSHOT_FORMAT = 1
@@ -20,6 +26,14 @@ def _kv(version: Version) -> kv_pb2.KeyValue:
     return to_kv(version)
 
 
+def _strip(result: store_pb2.CommandResult) -> None:
+    """Drop what one replica adds to a result (its name; the term a servicer stamps on the
+    result it returns): replicated state is the same on every master."""
+    for header in _headers(result):
+        header.member = ""
+        header.raft_term = 0
+
+
 def dump_state(machine: StateMachine) -> store_pb2.Snapshot:
     snap = store_pb2.Snapshot(
         format=SNAPSHOT_FORMAT,
@@ -28,13 +42,16 @@ def dump_state(machine: StateMachine) -> store_pb2.Snapshot:
         next_lease_id=machine.next_lease_id,
         fence_term=machine.fence_term,
         lease_grants=machine.lease_grants,
+        quota_bytes=machine.quota_bytes,
+        alarms=machine.alarms,
     )
     for name, versions in machine.index.all_versions():
         snap.keys.add(key=name, versions=[_kv(v) for v in versions], deleted=[not v.alive for v in versions])
     for lease in machine.leases.values():
         snap.leases.add(id=lease.id, ttl=lease.ttl, grant=lease.grant)
     for rid, result in machine.dedup.items():
-        snap.dedup.add(request_id=rid, result=result)
+        record = snap.dedup.add(request_id=rid, result=result)
+        _strip(record.result)
     for member in machine.members.values():
         snap.members.append(member)
     for revision, change in machine.index.history:
@@ -68,4 +85,10 @@ def load_state(machine: StateMachine, snap: store_pb2.Snapshot) -> None:
         if current.alive and current.lease in machine.leases:
             machine.leases[current.lease].keys.add(name)
     machine.dedup = OrderedDict((d.request_id, d.result) for d in snap.dedup)
+    for result in machine.dedup.values():
+        _strip(result)  # older snapshots kept them
+    machine.dedup_bytes = sum(dedup_size(rid, result) for rid, result in machine.dedup.items())
     machine.members = {m.name: m for m in snap.members}
+    machine.member_bytes = members_size(machine.members)
+    machine.quota_bytes = snap.quota_bytes or quota.DEFAULT_QUOTA_BYTES
+    machine.nospace_alarm = quota.NOSPACE in snap.alarms

@@ -23,8 +23,11 @@ from raftorch.store.mvcc import Change
 
 log = structlog.get_logger("raftorch.store")
 
-# A watcher that falls this many events behind is cut off; its client resumes from history.
+# A watcher that falls this many events, or this many bytes of events, behind is cut off; its
+# client resumes from history. The byte bound keeps a slow client of large values from
+# holding the master's memory (100,000 events of 1 MiB each would be 100 GB).
 WATCHER_BACKLOG_LIMIT = 100_000
+WATCHER_BACKLOG_BYTES = 64 * 1024 * 1024
 
 Notify = Callable[[list[kv_pb2.KeyEvent], int], None]
 
@@ -39,8 +42,12 @@ class Watcher:
     # Changes up to this revision were replayed at registration; the hub skips them.
     after: int = 0
     backlog: int = 0
+    backlog_bytes: int = 0
     overflowed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Size of each event handed over and not yet consumed, oldest first (consumers take
+    # events in the order they were given).
+    _sizes: deque[int] = field(default_factory=deque)
 
     def matches(self, key: str) -> bool:
         return key.startswith(self.key) if self.prefix else key == self.key
@@ -53,6 +60,16 @@ class Watcher:
     def consumed(self, count: int) -> None:
         with self.lock:
             self.backlog -= count
+            for _ in range(min(count, len(self._sizes))):
+                self.backlog_bytes -= self._sizes.popleft()
+
+    def _handed(self, events: list[kv_pb2.KeyEvent]) -> bool:
+        """Under the lock: count events handed over; True when the watcher is too far behind."""
+        sizes = [event.ByteSize() for event in events]
+        self.backlog += len(events)
+        self.backlog_bytes += sum(sizes)
+        self._sizes.extend(sizes)
+        return self.backlog > WATCHER_BACKLOG_LIMIT or self.backlog_bytes > WATCHER_BACKLOG_BYTES
 
 
 class WatchHub:
@@ -118,8 +135,7 @@ class WatchHub:
             with watcher.lock:
                 if watcher.overflowed:
                     continue
-                watcher.backlog += len(events)
-                if watcher.backlog > WATCHER_BACKLOG_LIMIT:
+                if watcher._handed(events):
                     watcher.overflowed = True
                     self._watchers.pop(watcher.id, None)
             try:

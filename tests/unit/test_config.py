@@ -372,3 +372,9 @@ def test_ttl_limits() -> None:
     validation.check_ttl(365 * 24 * 3600)
     assert _rejected(validation.check_ttl, 0).startswith("ttl:")
     assert _rejected(validation.check_ttl, 365 * 24 * 3600 + 1).startswith("ttl:")
+
+
+def test_master_quota_bytes_defaults_to_512_mib_and_is_bounded() -> None:
+    assert _master().quota_bytes == 512 * 1024 * 1024
+    assert _invalid_master(quota_bytes=1000).startswith("quota-bytes:")
+    _master(quota_bytes=8 * 1024 * 1024).validate()

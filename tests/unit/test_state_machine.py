@@ -733,8 +733,10 @@ def test_apply_batch_keeps_going_after_a_failed_command() -> None:
     assert _ok(results[1]).put.header.revision == 1
 
 
-def test_apply_batch_of_unknown_format_is_refused_without_changes() -> None:
+def test_apply_batch_of_unknown_format_is_skipped_whole_with_an_error_per_command() -> None:
     m = StateMachine()
-    with pytest.raises(RuntimeError, match="format 2"):
-        m.apply_batch(_batch(store_pb2.Command(put=kv_pb2.PutRequest(key="a")), fmt=BATCH_FORMAT + 1))
+    results = m.apply_batch(_batch(store_pb2.Command(put=kv_pb2.PutRequest(key="a")),
+                                   store_pb2.Command(put=kv_pb2.PutRequest(key="b")), fmt=BATCH_FORMAT + 1))
+    assert [_error_code(r) for r in results] == ["INTERNAL", "INTERNAL"]
+    assert "format 2" in results[0].error.message
     assert m.revision == 0

@@ -131,6 +131,22 @@ def test_backlog_grows_with_delivered_events_and_shrinks_when_consumed() -> None
     assert watcher.backlog == 1
 
 
+def test_slow_watcher_is_cut_off_after_backlog_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watch_module, "WATCHER_BACKLOG_BYTES", 10_000)
+    hub = WatchHub()
+    slow, _ = _watch(hub, "", prefix=True)
+    fast, _ = _watch(hub, "", prefix=True)
+    for revision in range(1, 4):
+        hub.publish([_put(f"k{revision}", revision, b"x" * 3000)], revision)
+        fast.consumed(1)
+    assert not slow.overflowed and slow.backlog_bytes > 9000
+    assert fast.backlog_bytes == 0
+    hub.publish([_put("k4", 4, b"x" * 3000)], 4)
+    assert slow.overflowed
+    assert not fast.overflowed
+    assert len(hub) == 1
+
+
 def test_unmatched_events_do_not_count_towards_backlog() -> None:
     hub = WatchHub()
     watcher, _ = _watch(hub, "x")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19raftorch/v1/cluster.proto\x12\x0braftorch.v1\">\n\x06Member\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\x12\x11\n\tpeer_addr\x18\x03 \x01(\t\"\xcf\x01\n\x0cMemberStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\x12\x11\n\tpeer_addr\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x0f\n\x07healthy\x18\x08 \x01(\x08\x12\x0e\n\x06leader\x18\t \x01(\t\x12\x10\n\x08revision\x18\n \x01(\x03\x12\r\n\x05\x65rror\x18\x0b \x01(\t\"\x0f\n\rStatusRequest\"L\n\x0eStatusResponse\x12*\n\x07members\x18\x01 \x03(\x0b\x32\x19.raftorch.v1.MemberStatus\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x13\n\x11MemberListRequest\"J\n\x12MemberListResponse\x12$\n\x07members\x18\x01 \x03(\x0b\x32\x13.raftorch.v1.Member\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x14\n\x12LocalStatusRequest2\xe6\x01\n\x07\x43luster\x12\x41\n\x06Status\x12\x1a.raftorch.v1.StatusRequest\x1a\x1b.raftorch.v1.StatusResponse\x12M\n\nMemberList\x12\x1e.raftorch.v1.MemberListRequest\x1a\x1f.raftorch.v1.MemberListResponse\x12I\n\x0bLocalStatus\x12\x1f.raftorch.v1.LocalStatusRequest\x1a\x19.raftorch.v1.MemberStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19raftorch/v1/cluster.proto\x12\x0braftorch.v1\">\n\x06Member\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\x12\x11\n\tpeer_addr\x18\x03 \x01(\t\"\x89\x02\n\x0cMemberStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\x12\x11\n\tpeer_addr\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x0f\n\x07healthy\x18\x08 \x01(\x08\x12\x0e\n\x06leader\x18\t \x01(\t\x12\x10\n\x08revision\x18\n \x01(\x03\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x13\n\x0bstore_bytes\x18\x0c \x01(\x03\x12\x13\n\x0bquota_bytes\x18\r \x01(\x03\x12\x0e\n\x06\x61larms\x18\x0e \x03(\t\"\x0f\n\rStatusRequest\"L\n\x0eStatusResponse\x12*\n\x07members\x18\x01 \x03(\x0b\x32\x19.raftorch.v1.MemberStatus\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x13\n\x11MemberListRequest\"J\n\x12MemberListResponse\x12$\n\x07members\x18\x01 \x03(\x0b\x32\x13.raftorch.v1.Member\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x14\n\x12LocalStatusRequest2\xe6\x01\n\x07\x43luster\x12\x41\n\x06Status\x12\x1a.raftorch.v1.StatusRequest\x1a\x1b.raftorch.v1.StatusResponse\x12M\n\nMemberList\x12\x1e.raftorch.v1.MemberListRequest\x1a\x1f.raftorch.v1.MemberListResponse\x12I\n\x0bLocalStatus\x12\x1f.raftorch.v1.LocalStatusRequest\x1a\x19.raftorch.v1.MemberStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBER']._serialized_start=42
   _globals['_MEMBER']._serialized_end=104
   _globals['_MEMBERSTATUS']._serialized_start=107
-  _globals['_MEMBERSTATUS']._serialized_end=314
-  _globals['_STATUSREQUEST']._serialized_start=316
-  _globals['_STATUSREQUEST']._serialized_end=331
-  _globals['_STATUSRESPONSE']._serialized_start=333
-  _globals['_STATUSRESPONSE']._serialized_end=409
-  _globals['_MEMBERLISTREQUEST']._serialized_start=411
-  _globals['_MEMBERLISTREQUEST']._serialized_end=430
-  _globals['_MEMBERLISTRESPONSE']._serialized_start=432
-  _globals['_MEMBERLISTRESPONSE']._serialized_end=506
-  _globals['_LOCALSTATUSREQUEST']._serialized_start=508
-  _globals['_LOCALSTATUSREQUEST']._serialized_end=528
-  _globals['_CLUSTER']._serialized_start=531
-  _globals['_CLUSTER']._serialized_end=761
+  _globals['_MEMBERSTATUS']._serialized_end=372
+  _globals['_STATUSREQUEST']._serialized_start=374
+  _globals['_STATUSREQUEST']._serialized_end=389
+  _globals['_STATUSRESPONSE']._serialized_start=391
+  _globals['_STATUSRESPONSE']._serialized_end=467
+  _globals['_MEMBERLISTREQUEST']._serialized_start=469
+  _globals['_MEMBERLISTREQUEST']._serialized_end=488
+  _globals['_MEMBERLISTRESPONSE']._serialized_start=490
+  _globals['_MEMBERLISTRESPONSE']._serialized_end=564
+  _globals['_LOCALSTATUSREQUEST']._serialized_start=566
+  _globals['_LOCALSTATUSREQUEST']._serialized_end=586
+  _globals['_CLUSTER']._serialized_start=589
+  _globals['_CLUSTER']._serialized_end=819
 # @@protoc_insertion_point(module_scope)

@@ -61,6 +61,9 @@ class MemberStatus(_message.Message):
     LEADER_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    STORE_BYTES_FIELD_NUMBER: _builtins.int
+    QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    ALARMS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     client_addr: _builtins.str
     peer_addr: _builtins.str
@@ -75,6 +78,13 @@ class MemberStatus(_message.Message):
     revision: _builtins.int
     error: _builtins.str
     """Why the member is unhealthy."""
+    store_bytes: _builtins.int
+    """Bytes the store holds (a deterministic estimate) and its quota."""
+    quota_bytes: _builtins.int
+    @_builtins.property
+    def alarms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Raised alarms, such as NOSPACE (the store refused a write for lack of space)."""
+
     def __init__(
         self,
         *,
@@ -89,10 +99,13 @@ class MemberStatus(_message.Message):
         leader: _builtins.str = ...,
         revision: _builtins.int = ...,
         error: _builtins.str = ...,
+        store_bytes: _builtins.int = ...,
+        quota_bytes: _builtins.int = ...,
+        alarms: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "client_addr", b"client_addr", "commit_index", b"commit_index", "error", b"error", "healthy", b"healthy", "leader", b"leader", "name", b"name", "peer_addr", b"peer_addr", "revision", b"revision", "role", b"role", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarms", b"alarms", "applied_index", b"applied_index", "client_addr", b"client_addr", "commit_index", b"commit_index", "error", b"error", "healthy", b"healthy", "leader", b"leader", "name", b"name", "peer_addr", b"peer_addr", "quota_bytes", b"quota_bytes", "revision", b"revision", "role", b"role", "store_bytes", b"store_bytes", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

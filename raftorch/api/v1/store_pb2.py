@@ -27,7 +27,7 @@ from raftorch.api.v1 import kv_pb2 as raftorch_dot_v1_dot_kv__pb2
 from raftorch.api.v1 import cluster_pb2 as raftorch_dot_v1_dot_cluster__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17raftorch/v1/store.proto\x12\x0braftorch.v1\x1a\x14raftorch/v1/kv.proto\x1a\x19raftorch/v1/cluster.proto\"\'\n\x0bLeaseExpire\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04term\x18\x02 \x01(\x04\"+\n\x0bLeaderFence\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\xe4\x03\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x03put\x18\x02 \x01(\x0b\x32\x17.raftorch.v1.PutRequestH\x00\x12\x37\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32\x1f.raftorch.v1.DeleteRangeRequestH\x00\x12&\n\x03txn\x18\x04 \x01(\x0b\x32\x17.raftorch.v1.TxnRequestH\x00\x12.\n\x07\x63ompact\x18\x05 \x01(\x0b\x32\x1b.raftorch.v1.CompactRequestH\x00\x12\x35\n\x0blease_grant\x18\x06 \x01(\x0b\x32\x1e.raftorch.v1.LeaseGrantRequestH\x00\x12\x37\n\x0clease_revoke\x18\x07 \x01(\x0b\x32\x1f.raftorch.v1.LeaseRevokeRequestH\x00\x12\x30\n\x0clease_expire\x18\x08 \x01(\x0b\x32\x18.raftorch.v1.LeaseExpireH\x00\x12%\n\x06member\x18\t \x01(\x0b\x32\x13.raftorch.v1.MemberH\x00\x12)\n\x05\x66\x65nce\x18\n \x01(\x0b\x32\x18.raftorch.v1.LeaderFenceH\x00\x12\x12\n\nfence_term\x18\x0b \x01(\x04\x42\x04\n\x02op\"F\n\x0c\x43ommandBatch\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12&\n\x08\x63ommands\x18\x02 \x03(\x0b\x32\x14.raftorch.v1.Command\"-\n\x0c\x43ommandError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa1\x03\n\rCommandResult\x12\'\n\x03put\x18\x01 \x01(\x0b\x32\x18.raftorch.v1.PutResponseH\x00\x12\x38\n\x0c\x64\x65lete_range\x18\x02 \x01(\x0b\x32 .raftorch.v1.DeleteRangeResponseH\x00\x12\'\n\x03txn\x18\x03 \x01(\x0b\x32\x18.raftorch.v1.TxnResponseH\x00\x12/\n\x07\x63ompact\x18\x04 \x01(\x0b\x32\x1c.raftorch.v1.CompactResponseH\x00\x12\x36\n\x0blease_grant\x18\x05 \x01(\x0b\x32\x1f.raftorch.v1.LeaseGrantResponseH\x00\x12\x38\n\x0clease_revoke\x18\x06 \x01(\x0b\x32 .raftorch.v1.LeaseRevokeResponseH\x00\x12*\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x19.raftorch.v1.CommandErrorH\x00\x12+\n\x04\x64one\x18\x08 \x01(\x0b\x32\x1b.raftorch.v1.ResponseHeaderH\x00\x42\x08\n\x06result\"5\n\x0bLeaseRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\x12\r\n\x05grant\x18\x03 \x01(\x03\"M\n\x0b\x44\x65\x64upRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x1a.raftorch.v1.CommandResult\"T\n\x0bKeyVersions\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x08versions\x18\x02 \x03(\x0b\x32\x15.raftorch.v1.KeyValue\x12\x0f\n\x07\x64\x65leted\x18\x03 \x03(\x08\"F\n\x0cHistoryEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12$\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x15.raftorch.v1.KeyEvent\"8\n\x08LogEntry\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\"\xbb\x03\n\x08Snapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x03 \x01(\x03\x12\x15\n\rnext_lease_id\x18\x04 \x01(\x03\x12\x12\n\nfence_term\x18\x05 \x01(\x04\x12&\n\x04keys\x18\x06 \x03(\x0b\x32\x18.raftorch.v1.KeyVersions\x12(\n\x06leases\x18\x07 \x03(\x0b\x32\x18.raftorch.v1.LeaseRecord\x12\'\n\x05\x64\x65\x64up\x18\x08 \x03(\x0b\x32\x18.raftorch.v1.DedupRecord\x12$\n\x07members\x18\t \x03(\x0b\x32\x13.raftorch.v1.Member\x12*\n\x07history\x18\n \x03(\x0b\x32\x19.raftorch.v1.HistoryEvent\x12+\n\x0clast_applied\x18\x0b \x01(\x0b\x32\x15.raftorch.v1.LogEntry\x12\'\n\x08previous\x18\x0c \x01(\x0b\x32\x15.raftorch.v1.LogEntry\x12\x0f\n\x07\x63luster\x18\r \x03(\t\x12\x14\n\x0clease_grants\x18\x0e \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17raftorch/v1/store.proto\x12\x0braftorch.v1\x1a\x14raftorch/v1/kv.proto\x1a\x19raftorch/v1/cluster.proto\"\'\n\x0bLeaseExpire\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04term\x18\x02 \x01(\x04\"+\n\x0bLeaderFence\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x1b\n\nStoreQuota\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\"\x8e\x04\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x03put\x18\x02 \x01(\x0b\x32\x17.raftorch.v1.PutRequestH\x00\x12\x37\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32\x1f.raftorch.v1.DeleteRangeRequestH\x00\x12&\n\x03txn\x18\x04 \x01(\x0b\x32\x17.raftorch.v1.TxnRequestH\x00\x12.\n\x07\x63ompact\x18\x05 \x01(\x0b\x32\x1b.raftorch.v1.CompactRequestH\x00\x12\x35\n\x0blease_grant\x18\x06 \x01(\x0b\x32\x1e.raftorch.v1.LeaseGrantRequestH\x00\x12\x37\n\x0clease_revoke\x18\x07 \x01(\x0b\x32\x1f.raftorch.v1.LeaseRevokeRequestH\x00\x12\x30\n\x0clease_expire\x18\x08 \x01(\x0b\x32\x18.raftorch.v1.LeaseExpireH\x00\x12%\n\x06member\x18\t \x01(\x0b\x32\x13.raftorch.v1.MemberH\x00\x12)\n\x05\x66\x65nce\x18\n \x01(\x0b\x32\x18.raftorch.v1.LeaderFenceH\x00\x12(\n\x05quota\x18\x0c \x01(\x0b\x32\x17.raftorch.v1.StoreQuotaH\x00\x12\x12\n\nfence_term\x18\x0b \x01(\x04\x42\x04\n\x02op\"F\n\x0c\x43ommandBatch\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12&\n\x08\x63ommands\x18\x02 \x03(\x0b\x32\x14.raftorch.v1.Command\"-\n\x0c\x43ommandError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa1\x03\n\rCommandResult\x12\'\n\x03put\x18\x01 \x01(\x0b\x32\x18.raftorch.v1.PutResponseH\x00\x12\x38\n\x0c\x64\x65lete_range\x18\x02 \x01(\x0b\x32 .raftorch.v1.DeleteRangeResponseH\x00\x12\'\n\x03txn\x18\x03 \x01(\x0b\x32\x18.raftorch.v1.TxnResponseH\x00\x12/\n\x07\x63ompact\x18\x04 \x01(\x0b\x32\x1c.raftorch.v1.CompactResponseH\x00\x12\x36\n\x0blease_grant\x18\x05 \x01(\x0b\x32\x1f.raftorch.v1.LeaseGrantResponseH\x00\x12\x38\n\x0clease_revoke\x18\x06 \x01(\x0b\x32 .raftorch.v1.LeaseRevokeResponseH\x00\x12*\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x19.raftorch.v1.CommandErrorH\x00\x12+\n\x04\x64one\x18\x08 \x01(\x0b\x32\x1b.raftorch.v1.ResponseHeaderH\x00\x42\x08\n\x06result\"5\n\x0bLeaseRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\x12\r\n\x05grant\x18\x03 \x01(\x03\"M\n\x0b\x44\x65\x64upRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x1a.raftorch.v1.CommandResult\"T\n\x0bKeyVersions\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x08versions\x18\x02 \x03(\x0b\x32\x15.raftorch.v1.KeyValue\x12\x0f\n\x07\x64\x65leted\x18\x03 \x03(\x08\"F\n\x0cHistoryEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12$\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x15.raftorch.v1.KeyEvent\"8\n\x08LogEntry\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\"\xe0\x03\n\x08Snapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x03 \x01(\x03\x12\x15\n\rnext_lease_id\x18\x04 \x01(\x03\x12\x12\n\nfence_term\x18\x05 \x01(\x04\x12&\n\x04keys\x18\x06 \x03(\x0b\x32\x18.raftorch.v1.KeyVersions\x12(\n\x06leases\x18\x07 \x03(\x0b\x32\x18.raftorch.v1.LeaseRecord\x12\'\n\x05\x64\x65\x64up\x18\x08 \x03(\x0b\x32\x18.raftorch.v1.DedupRecord\x12$\n\x07members\x18\t \x03(\x0b\x32\x13.raftorch.v1.Member\x12*\n\x07history\x18\n \x03(\x0b\x32\x19.raftorch.v1.HistoryEvent\x12+\n\x0clast_applied\x18\x0b \x01(\x0b\x32\x15.raftorch.v1.LogEntry\x12\'\n\x08previous\x18\x0c \x01(\x0b\x32\x15.raftorch.v1.LogEntry\x12\x0f\n\x07\x63luster\x18\r \x03(\t\x12\x14\n\x0clease_grants\x18\x0e \x01(\x03\x12\x13\n\x0bquota_bytes\x18\x0f \x01(\x03\x12\x0e\n\x06\x61larms\x18\x10 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,24 +38,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEASEEXPIRE']._serialized_end=128
   _globals['_LEADERFENCE']._serialized_start=130
   _globals['_LEADERFENCE']._serialized_end=173
-  _globals['_COMMAND']._serialized_start=176
-  _globals['_COMMAND']._serialized_end=660
-  _globals['_COMMANDBATCH']._serialized_start=662
-  _globals['_COMMANDBATCH']._serialized_end=732
-  _globals['_COMMANDERROR']._serialized_start=734
-  _globals['_COMMANDERROR']._serialized_end=779
-  _globals['_COMMANDRESULT']._serialized_start=782
-  _globals['_COMMANDRESULT']._serialized_end=1199
-  _globals['_LEASERECORD']._serialized_start=1201
-  _globals['_LEASERECORD']._serialized_end=1254
-  _globals['_DEDUPRECORD']._serialized_start=1256
-  _globals['_DEDUPRECORD']._serialized_end=1333
-  _globals['_KEYVERSIONS']._serialized_start=1335
-  _globals['_KEYVERSIONS']._serialized_end=1419
-  _globals['_HISTORYEVENT']._serialized_start=1421
-  _globals['_HISTORYEVENT']._serialized_end=1491
-  _globals['_LOGENTRY']._serialized_start=1493
-  _globals['_LOGENTRY']._serialized_end=1549
-  _globals['_SNAPSHOT']._serialized_start=1552
-  _globals['_SNAPSHOT']._serialized_end=1995
+  _globals['_STOREQUOTA']._serialized_start=175
+  _globals['_STOREQUOTA']._serialized_end=202
+  _globals['_COMMAND']._serialized_start=205
+  _globals['_COMMAND']._serialized_end=731
+  _globals['_COMMANDBATCH']._serialized_start=733
+  _globals['_COMMANDBATCH']._serialized_end=803
+  _globals['_COMMANDERROR']._serialized_start=805
+  _globals['_COMMANDERROR']._serialized_end=850
+  _globals['_COMMANDRESULT']._serialized_start=853
+  _globals['_COMMANDRESULT']._serialized_end=1270
+  _globals['_LEASERECORD']._serialized_start=1272
+  _globals['_LEASERECORD']._serialized_end=1325
+  _globals['_DEDUPRECORD']._serialized_start=1327
+  _globals['_DEDUPRECORD']._serialized_end=1404
+  _globals['_KEYVERSIONS']._serialized_start=1406
+  _globals['_KEYVERSIONS']._serialized_end=1490
+  _globals['_HISTORYEVENT']._serialized_start=1492
+  _globals['_HISTORYEVENT']._serialized_end=1562
+  _globals['_LOGENTRY']._serialized_start=1564
+  _globals['_LOGENTRY']._serialized_end=1620
+  _globals['_SNAPSHOT']._serialized_start=1623
+  _globals['_SNAPSHOT']._serialized_end=2103
 # @@protoc_insertion_point(module_scope)

@@ -72,6 +72,29 @@ class LeaderFence(_message.Message):
 Global___LeaderFence: _TypeAlias = LeaderFence  # noqa: Y015
 
 @_typing.final
+class StoreQuota(_message.Message):
+    """Sets the store's byte quota. Part of the replicated state, so every replica refuses the
+    same writes; committed by a leader whose --quota-bytes differs from the current quota.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BYTES_FIELD_NUMBER: _builtins.int
+    bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoreQuota: _TypeAlias = StoreQuota  # noqa: Y015
+
+@_typing.final
 class Command(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -85,6 +108,7 @@ class Command(_message.Message):
     LEASE_EXPIRE_FIELD_NUMBER: _builtins.int
     MEMBER_FIELD_NUMBER: _builtins.int
     FENCE_FIELD_NUMBER: _builtins.int
+    QUOTA_FIELD_NUMBER: _builtins.int
     FENCE_TERM_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     fence_term: _builtins.int
@@ -109,6 +133,8 @@ class Command(_message.Message):
     def member(self) -> _cluster_pb2.Member: ...
     @_builtins.property
     def fence(self) -> Global___LeaderFence: ...
+    @_builtins.property
+    def quota(self) -> Global___StoreQuota: ...
     def __init__(
         self,
         *,
@@ -122,13 +148,14 @@ class Command(_message.Message):
         lease_expire: Global___LeaseExpire | None = ...,
         member: _cluster_pb2.Member | None = ...,
         fence: Global___LeaderFence | None = ...,
+        quota: Global___StoreQuota | None = ...,
         fence_term: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "fence", b"fence", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member", b"member", "op", b"op", "put", b"put", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "fence", b"fence", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member", b"member", "op", b"op", "put", b"put", "quota", b"quota", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "fence", b"fence", "fence_term", b"fence_term", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member", b"member", "op", b"op", "put", b"put", "request_id", b"request_id", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "fence", b"fence", "fence_term", b"fence_term", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member", b"member", "op", b"op", "put", b"put", "quota", b"quota", "request_id", b"request_id", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire", "member", "fence"]  # noqa: Y015
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire", "member", "fence", "quota"]  # noqa: Y015
     _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
 
@@ -378,12 +405,16 @@ class Snapshot(_message.Message):
     PREVIOUS_FIELD_NUMBER: _builtins.int
     CLUSTER_FIELD_NUMBER: _builtins.int
     LEASE_GRANTS_FIELD_NUMBER: _builtins.int
+    QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    ALARMS_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     revision: _builtins.int
     compact_revision: _builtins.int
     next_lease_id: _builtins.int
     fence_term: _builtins.int
     lease_grants: _builtins.int
+    quota_bytes: _builtins.int
+    """0 in snapshots written before the quota existed: the default quota applies."""
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyVersions]: ...
     @_builtins.property
@@ -402,6 +433,10 @@ class Snapshot(_message.Message):
     def previous(self) -> Global___LogEntry: ...
     @_builtins.property
     def cluster(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def alarms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Raised alarms, such as NOSPACE."""
+
     def __init__(
         self,
         *,
@@ -419,10 +454,12 @@ class Snapshot(_message.Message):
         previous: Global___LogEntry | None = ...,
         cluster: _abc.Iterable[_builtins.str] | None = ...,
         lease_grants: _builtins.int = ...,
+        quota_bytes: _builtins.int = ...,
+        alarms: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_applied", b"last_applied", "previous", b"previous"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "compact_revision", b"compact_revision", "dedup", b"dedup", "fence_term", b"fence_term", "format", b"format", "history", b"history", "keys", b"keys", "last_applied", b"last_applied", "lease_grants", b"lease_grants", "leases", b"leases", "members", b"members", "next_lease_id", b"next_lease_id", "previous", b"previous", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarms", b"alarms", "cluster", b"cluster", "compact_revision", b"compact_revision", "dedup", b"dedup", "fence_term", b"fence_term", "format", b"format", "history", b"history", "keys", b"keys", "last_applied", b"last_applied", "lease_grants", b"lease_grants", "leases", b"leases", "members", b"members", "next_lease_id", b"next_lease_id", "previous", b"previous", "quota_bytes", b"quota_bytes", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
