@@ -3,9 +3,16 @@
 Each pass reads the leader's object cache, asks the pure planners what to change
 (scheduler.schedule, controllers.plan_*, node_lifecycle.plan_lifecycle), and carries the
 plans out through the registry. Every write carries the term it was decided in, so a deposed
-leader's writes are rejected by the store. Passes are level-triggered: they run after any
-change and every RESYNC seconds, re-reading state each time; a failed write is simply
-planned again on the next pass.
+leader's writes are rejected by the store. Passes run after any change and every RESYNC
+seconds.
+
+The deployment, replica set, endpoints and garbage collection steps are incremental: each has
+a keyed work queue (raftorch.master.workqueue) filled from the cache's changes through its
+indexes (a pod's change queues its replica set, that one's deployment and the services whose
+selector picks it), and plans only the keys queued, reading fresh state for each. A key whose
+write fails is queued again after a back-off of its own; every key is queued again every
+RESYNC_ALL seconds, so the loops stay level-triggered. The scheduler runs over the pending
+pods only, with node usage kept by the cache's index.
 
 Nothing stops the control plane silently: a step that raises is logged with its traceback and
 retried after a back-off of its own while the other steps go on, and a loop that raises outside
@@ -16,6 +23,7 @@ are skipped and reported as Warning events in their namespace.
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 import threading
 import time
@@ -24,35 +32,38 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
-from raftorch.errors import AlreadyExists, RaftorchError
+from raftorch.errors import AlreadyExists, Conflict, RaftorchError, Unavailable, UnknownOutcome
 from raftorch.master.backoff import Backoff
-from raftorch.master.cache import BadObject, ObjectCache
+from raftorch.master.cache import BadObject, Change, ObjectCache
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
+from raftorch.master.controllers._util import labels_match
 from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.indexes import MIRROR_ANNOTATION, CacheIndex, allocatable, is_mirror, pod_request
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
-from raftorch.master.scheduler import NodeInfo, PodRequest, Snapshot, schedule
-from raftorch.objects import (
-    controller_of,
-    format_time,
-    kind_of,
-    parse_count,
-    parse_cpu,
-    parse_memory,
-    pod_is_terminal,
-    set_condition,
-)
+from raftorch.master.scheduler import NodeInfo, Snapshot, schedule
+from raftorch.master.workqueue import WorkQueue
+from raftorch.objects import controller_of, format_time, kind_of, pod_is_terminal, set_condition
 
 log = structlog.get_logger("raftorch.controllers")
 
 RESYNC = 5.0
+RESYNC_ALL = 30.0
 WRITE_WAIT = 10.0
-MIRROR_ANNOTATION = "raftorch.io/mirror"
+# Write failures worth trying again after a back-off; others (bad input) are terminal.
+RETRIED = (Conflict, Unavailable, UnknownOutcome)
+
+NameKey = tuple[str, str]  # (namespace, name)
+KindKey = tuple[str, str, str]  # (kind, namespace, name)
+
+__all__ = ["MIRROR_ANNOTATION", "ControllerManager", "ManagerSettings", "build_snapshot", "is_mirror",
+           "pod_request", "snapshot_from_index"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +72,84 @@ class ManagerSettings:
     lifecycle_period: float = 0.5
 
 
-def is_mirror(pod: objects_pb2.Pod) -> bool:
-    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
+class Queues:
+    """The incremental controllers' work queues, and what a change puts in them."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.deployments: WorkQueue[NameKey] = WorkQueue(clock)
+        self.replicasets: WorkQueue[NameKey] = WorkQueue(clock)
+        self.endpoints: WorkQueue[NameKey] = WorkQueue(clock)
+        self.gc: WorkQueue[KindKey] = WorkQueue(clock)
+        self.schedule = True  # pods or nodes changed since the scheduler last ran
+
+    def _all(self) -> tuple[WorkQueue[Any], ...]:
+        return (self.deployments, self.replicasets, self.endpoints, self.gc)
+
+    def ready(self) -> bool:
+        """Whether a queued key is due (one whose back-off ended)."""
+        return any(q.next_delay() == 0.0 for q in self._all())
+
+    def delay(self) -> float:
+        """Seconds until the next delayed key is due (inf when none is)."""
+        delays = [d for q in self._all() if (d := q.next_delay()) is not None]
+        return min(delays, default=math.inf)
+
+    def route(self, cache: ObjectCache, change: Change) -> None:
+        ns = change.namespace
+        key = (ns, change.name)
+        objs = [o for o in (change.old, change.new) if o is not None]
+        metas: list[objects_pb2.ObjectMeta] = [o.metadata for o in objs]  # type: ignore[attr-defined]
+        kind = change.kind
+        if kind == "Deployment":
+            self.deployments.add(key)
+        elif kind == "ReplicaSet":
+            self.replicasets.add(key)
+            for meta in metas:
+                ref = controller_of(meta)
+                if ref is not None and ref.kind == "Deployment":
+                    self.deployments.add((ns, ref.name))
+        elif kind == "Pod":
+            self.schedule = True
+            for meta in metas:
+                ref = controller_of(meta)
+                if ref is not None and ref.kind == "ReplicaSet":
+                    self.replicasets.add((ns, ref.name))
+                    rs = cache.get("ReplicaSet", ns, ref.name)
+                    owner = controller_of(rs.metadata) if rs is not None else None  # type: ignore[attr-defined]
+                    if owner is not None and owner.kind == "Deployment":
+                        self.deployments.add((ns, owner.name))
+            for svc_key in cache.index.in_namespace("Service", ns):
+                svc = cache.at("Service", svc_key)
+                assert isinstance(svc, objects_pb2.Service)
+                if svc.spec.selector and any(labels_match(svc.spec.selector, m.labels) for m in metas):
+                    self.endpoints.add((ns, svc.metadata.name))
+        elif kind in ("Service", "Endpoints"):
+            self.endpoints.add(key)
+        elif kind == "Node":
+            self.schedule = True
+        if change.new is not None and controller_of(metas[-1]) is not None:
+            self.gc.add((kind, ns, change.name))
+        if change.new is None and change.old is not None:
+            # Deleted: what it controlled may now be an orphan.
+            for child_kind, child_key in cache.index.children(metas[0].uid):
+                child = cache.at(child_kind, child_key)
+                if child is not None:
+                    self.gc.add((child_kind, *_name_key(child)))
+
+    def add_all(self, cache: ObjectCache) -> None:
+        """Queue every key (a fresh cache, or the periodic resync)."""
+        for kind, queue in (("Deployment", self.deployments), ("ReplicaSet", self.replicasets),
+                            ("Service", self.endpoints), ("Endpoints", self.endpoints)):
+            queue.add_all([_name_key(o) for o in cache.items(kind)])
+        for kind in cache.objects:
+            self.gc.add_all([(kind, *_name_key(o)) for o in cache.items(kind)
+                             if controller_of(o.metadata) is not None])  # type: ignore[attr-defined]
+        self.schedule = True
+
+
+def _name_key(obj: Message) -> NameKey:
+    meta: objects_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
+    return meta.namespace, meta.name
 
 
 class ControllerManager:
@@ -84,6 +171,7 @@ class ControllerManager:
         self.step_backoff: dict[str, Backoff] = {}
         # Undecodable stored versions (key, revision) whose event is written or on its way.
         self._reported_bad: set[tuple[str, int]] = set()
+        self.queues = Queues(mono)
 
     def start(self) -> None:
         self._thread.start()
@@ -117,9 +205,13 @@ class ControllerManager:
     def _control_loop(self) -> None:
         """Run passes until leadership ends or the cache fell behind (then it is rebuilt)."""
         cache = ObjectCache(self.registry.replica)
+        self.queues = queues = Queues(self.mono)
+        cache.listen(functools.partial(queues.route, cache))
+        queues.add_all(cache)
         try:
             self._wait(self.registry.ensure_namespaces(["default", SYSTEM_NAMESPACE], fence_term=self.term))
             last_full = 0.0
+            last_all = self.mono()
             last_lifecycle = 0.0
             dirty = True
             steps = (("scheduler", self._schedule), ("deployments", self._deployments),
@@ -132,8 +224,11 @@ class ControllerManager:
                     log.warning("controllers_cache_overflowed", term=self.term)
                     return
                 now = self.mono()
-                if changed:
+                if changed or queues.ready():
                     dirty = True
+                if now - last_all >= RESYNC_ALL:
+                    last_all = now
+                    queues.add_all(cache)
                 if now - last_lifecycle >= self.settings.lifecycle_period:
                     last_lifecycle = now
                     self._pass("node lifecycle", self._node_lifecycle, cache)
@@ -154,7 +249,9 @@ class ControllerManager:
                     # What a step changed (pods a replica set created, ...) is work for the next pass.
                     if cache.drain():
                         dirty = True
-                cache.wait(0.2)
+                # Sleep until a change, or a key's back-off ends (briefly at least: a step that is
+                # itself backing off leaves its keys due).
+                cache.wait(max(0.02, min(0.2, queues.delay())))
         finally:
             cache.close()
 
@@ -207,11 +304,11 @@ class ControllerManager:
                           change.reason, change.message, now_text)
             log.info("node_readiness", node=change.node, ready=change.ready, reason=change.reason)
             futures.append(self.registry.update(node, status_only=True, fence_term=self.term))
-        if plan.evict:
-            evicted = set(plan.evict)
-            for pod in cache.items("Pod"):
+        for evicted in plan.evict:
+            for pod_key in cache.index.pods_on(evicted):
+                pod = cache.at("Pod", pod_key)
                 assert isinstance(pod, objects_pb2.Pod)
-                if pod.spec.node_name in evicted and not is_mirror(pod):
+                if not is_mirror(pod):
                     log.info("pod_evicted", pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
                              node=pod.spec.node_name)
                     futures.append(self.registry.delete(kind_of("Pod"), pod.metadata.namespace, pod.metadata.name,
@@ -226,8 +323,8 @@ class ControllerManager:
         with replica.reading() as machine:
             members = list(machine.members.values())
         connected = replica.connected_peers() | {replica.peer_addr}
-        existing = {p.metadata.name: p for p in cache.items("Pod")
-                    if isinstance(p, objects_pb2.Pod) and p.metadata.namespace == SYSTEM_NAMESPACE}
+        existing = {p.metadata.name: p for k in cache.index.in_namespace("Pod", SYSTEM_NAMESPACE)
+                    if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)}
         futures: list[Future[Message]] = []
         now = format_time(self.wall())
         for member in members:
@@ -266,13 +363,14 @@ class ControllerManager:
     # -- scheduler -------------------------------------------------------------------------------
 
     def _schedule(self, cache: ObjectCache) -> list[Future[Message]]:
-        pods = [p for p in cache.items("Pod") if isinstance(p, objects_pb2.Pod)]
-        pending = [p for p in pods if not p.spec.node_name and not p.metadata.deletion_timestamp
-                   and not pod_is_terminal(p)]
+        if not self.queues.schedule:
+            return []
+        self.queues.schedule = False
+        pending = [p for k in cache.index.pending if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
         if not pending:
             return []
         nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
-        snapshot = build_snapshot(nodes, pods)
+        snapshot = snapshot_from_index(nodes, cache.index)
         pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
         by_uid = {p.metadata.uid: p for p in pending}
         plan = schedule(snapshot, [pod_request(p) for p in pending], self.wall())
@@ -336,55 +434,102 @@ class ControllerManager:
 
     # -- deployments and replica sets ----------------------------------------------------------
 
+    # -- keyed reconciles ----------------------------------------------------------------------
+
+    def _each(self, queue: WorkQueue[Any], reconcile: Callable[[ObjectCache, Any], list[Future[Message]]],
+              cache: ObjectCache, name: str) -> list[Future[Message]]:
+        """Reconcile every key queued; a key whose writes fail comes back after its back-off."""
+        keys = queue.drain()
+        futures: list[Future[Message]] = []
+        done = 0
+        try:
+            for key in keys:
+                try:
+                    written = reconcile(cache, key)
+                except RaftorchError as err:  # terminal for this key until it changes
+                    log.warning("controller_pass_failed", controller=name, key="/".join(key), error=str(err))
+                    written = []
+                done += 1
+                self._track(queue, key, written)
+                futures.extend(written)
+        except Exception:
+            queue.add_all(keys[done:])  # the step is retried after its back-off, with these keys
+            raise
+        finally:
+            for key in keys:
+                queue.done(key)
+        return futures
+
+    @staticmethod
+    def _track(queue: WorkQueue[Any], key: Any, futures: list[Future[Message]]) -> None:
+        if not futures:
+            queue.forget(key)
+            return
+        left = [len(futures)]
+        lock = threading.Lock()
+
+        def finished(f: Future[Message]) -> None:
+            error = f.exception()
+            if error is not None and isinstance(error, RETRIED):
+                queue.retry(key)
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last and all(g.exception() is None for g in futures):
+                queue.forget(key)
+
+        for f in futures:
+            f.add_done_callback(finished)
+
+    # -- deployments and replica sets ----------------------------------------------------------
+
     def _deployments(self, cache: ObjectCache) -> list[Future[Message]]:
-        rs_by_owner: dict[str, list[objects_pb2.ReplicaSet]] = defaultdict(list)
-        for rs in cache.items("ReplicaSet"):
-            assert isinstance(rs, objects_pb2.ReplicaSet)
-            ref = controller_of(rs.metadata)
-            if ref is not None:
-                rs_by_owner[ref.uid].append(rs)
-        pods_by_owner = _pods_by_owner(cache)
+        return self._each(self.queues.deployments, self._deployment, cache, "deployments")
+
+    def _deployment(self, cache: ObjectCache, key: NameKey) -> list[Future[Message]]:
+        deploy = cache.get("Deployment", *key)
+        if not isinstance(deploy, objects_pb2.Deployment) or deploy.metadata.deletion_timestamp:
+            return []
+        owned = [rs for _, k in cache.index.children(deploy.metadata.uid, "ReplicaSet")
+                 if isinstance(rs := cache.at("ReplicaSet", k), objects_pb2.ReplicaSet)]
+        pods = [p for rs in owned for p in _pods_of(cache, rs.metadata.uid)]
         futures: list[Future[Message]] = []
         rs_kind = kind_of("ReplicaSet")
-        for deploy in cache.items("Deployment"):
-            assert isinstance(deploy, objects_pb2.Deployment)
-            if deploy.metadata.deletion_timestamp:
-                continue
-            owned = rs_by_owner.get(deploy.metadata.uid, [])
-            pods = [p for rs in owned for p in pods_by_owner.get(rs.metadata.uid, [])]
-            plan = plan_deployment(deploy, owned, pods, now=format_time(self.wall()))
-            if plan.template_from_rollback is not None or plan.clear_rollback:
-                updated = objects_pb2.Deployment()
-                updated.CopyFrom(deploy)
-                if plan.template_from_rollback is not None:
-                    updated.spec.template.CopyFrom(plan.template_from_rollback)
-                updated.spec.ClearField("rollback_to")
-                rolled = self.registry.update(updated, fence_term=self.term)
-                futures.append(rolled)
-                # The rollback's outcome condition goes in once the spec is written.
-                rolled.add_done_callback(functools.partial(self._rollback_status, status=plan.status))
-                continue
-            by_name = {rs.metadata.name: rs for rs in owned}
-            if plan.create is not None:
-                futures.append(self.registry.create(plan.create, fence_term=self.term))
-            changes: dict[str, objects_pb2.ReplicaSet] = {}
-            for name, replicas in plan.scale:
-                rs = changes.setdefault(name, _copy_rs(by_name[name]))
-                rs.spec.replicas = replicas
-            for name, revision in plan.update_revision:
-                rs = changes.setdefault(name, _copy_rs(by_name[name]))
-                rs.metadata.annotations["deployment.raftorch.io/revision"] = revision
-            for rs in changes.values():
-                futures.append(self.registry.update(rs, fence_term=self.term))
-            for name in plan.delete:
-                futures.append(self.registry.delete(rs_kind, deploy.metadata.namespace, name,
-                                                    by_name[name].metadata.resource_version, fence_term=self.term))
-            if plan.status.SerializeToString(deterministic=True) != \
-                    deploy.status.SerializeToString(deterministic=True):
-                updated = objects_pb2.Deployment()
-                updated.CopyFrom(deploy)
-                updated.status.CopyFrom(plan.status)
-                futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
+        plan = plan_deployment(deploy, owned, pods, now=format_time(self.wall()))
+        if deploy.spec.min_ready_seconds and plan.status.available_replicas < plan.status.replicas:
+            # Availability comes with time, not only with a change: look again soon.
+            self.queues.deployments.add_after(key, 1.0)
+        if plan.template_from_rollback is not None or plan.clear_rollback:
+            updated = objects_pb2.Deployment()
+            updated.CopyFrom(deploy)
+            if plan.template_from_rollback is not None:
+                updated.spec.template.CopyFrom(plan.template_from_rollback)
+            updated.spec.ClearField("rollback_to")
+            rolled = self.registry.update(updated, fence_term=self.term)
+            futures.append(rolled)
+            # The rollback's outcome condition goes in once the spec is written.
+            rolled.add_done_callback(functools.partial(self._rollback_status, status=plan.status))
+            return futures
+        by_name = {rs.metadata.name: rs for rs in owned}
+        if plan.create is not None:
+            futures.append(self.registry.create(plan.create, fence_term=self.term))
+        changes: dict[str, objects_pb2.ReplicaSet] = {}
+        for name, replicas in plan.scale:
+            rs = changes.setdefault(name, _copy_rs(by_name[name]))
+            rs.spec.replicas = replicas
+        for name, revision in plan.update_revision:
+            rs = changes.setdefault(name, _copy_rs(by_name[name]))
+            rs.metadata.annotations["deployment.raftorch.io/revision"] = revision
+        for rs in changes.values():
+            futures.append(self.registry.update(rs, fence_term=self.term))
+        for name in plan.delete:
+            futures.append(self.registry.delete(rs_kind, deploy.metadata.namespace, name,
+                                                by_name[name].metadata.resource_version, fence_term=self.term))
+        if plan.status.SerializeToString(deterministic=True) != deploy.status.SerializeToString(deterministic=True):
+            updated = objects_pb2.Deployment()
+            updated.CopyFrom(deploy)
+            updated.status.CopyFrom(plan.status)
+            futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
         return futures
 
     def _rollback_status(self, written: Future[Message], *, status: objects_pb2.DeploymentStatus) -> None:
@@ -396,97 +541,73 @@ class ControllerManager:
         self.registry.update(deploy, status_only=True, fence_term=self.term)
 
     def _replicasets(self, cache: ObjectCache) -> list[Future[Message]]:
-        pods_by_owner = _pods_by_owner(cache)
+        return self._each(self.queues.replicasets, self._replicaset, cache, "replicasets")
+
+    def _replicaset(self, cache: ObjectCache, key: NameKey) -> list[Future[Message]]:
+        rs = cache.get("ReplicaSet", *key)
+        if not isinstance(rs, objects_pb2.ReplicaSet):
+            return []
+        pods = _pods_of(cache, rs.metadata.uid)
         futures: list[Future[Message]] = []
         pod_kind = kind_of("Pod")
-        for rs in cache.items("ReplicaSet"):
-            assert isinstance(rs, objects_pb2.ReplicaSet)
-            pods = pods_by_owner.get(rs.metadata.uid, [])
-            plan = plan_replicaset(rs, pods, lambda: secrets.token_hex(3)[:5])
-            for pod in plan.create:
-                futures.append(self.registry.create(pod, fence_term=self.term))
-            by_name = {p.metadata.name: p for p in pods}
-            for name in plan.delete:
-                futures.append(self.registry.delete(pod_kind, rs.metadata.namespace, name,
-                                                    by_name[name].metadata.resource_version, fence_term=self.term))
-            if plan.status.SerializeToString(deterministic=True) != rs.status.SerializeToString(deterministic=True):
-                updated = _copy_rs(rs)
-                updated.status.CopyFrom(plan.status)
-                futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
+        plan = plan_replicaset(rs, pods, lambda: secrets.token_hex(3)[:5])
+        for pod in plan.create:
+            futures.append(self.registry.create(pod, fence_term=self.term))
+        by_name = {p.metadata.name: p for p in pods}
+        for name in plan.delete:
+            futures.append(self.registry.delete(pod_kind, rs.metadata.namespace, name,
+                                                by_name[name].metadata.resource_version, fence_term=self.term))
+        if plan.status.SerializeToString(deterministic=True) != rs.status.SerializeToString(deterministic=True):
+            updated = _copy_rs(rs)
+            updated.status.CopyFrom(plan.status)
+            futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
         return futures
 
     # -- endpoints and garbage collection ------------------------------------------------------
 
     def _endpoints(self, cache: ObjectCache) -> list[Future[Message]]:
-        pods_by_ns: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
-        for pod in cache.items("Pod"):
-            assert isinstance(pod, objects_pb2.Pod)
-            pods_by_ns[pod.metadata.namespace].append(pod)
-        stored = {(e.metadata.namespace, e.metadata.name): e for e in cache.items("Endpoints")
-                  if isinstance(e, objects_pb2.Endpoints)}
-        futures: list[Future[Message]] = []
-        wanted: set[tuple[str, str]] = set()
-        for svc in cache.items("Service"):
-            assert isinstance(svc, objects_pb2.Service)
-            if not svc.spec.selector:
-                continue
-            key = (svc.metadata.namespace, svc.metadata.name)
-            wanted.add(key)
-            desired = plan_endpoints(svc, pods_by_ns.get(svc.metadata.namespace, []))
-            current = stored.get(key)
-            if current is None:
-                futures.append(self.registry.create(desired, fence_term=self.term))
-            elif not endpoints_equal(current, desired):
-                desired.metadata.resource_version = current.metadata.resource_version
-                futures.append(self.registry.update(desired, fence_term=self.term))
-        ep_kind = kind_of("Endpoints")
-        for key, ep in stored.items():
-            if key not in wanted:
-                futures.append(self.registry.delete(ep_kind, key[0], key[1], ep.metadata.resource_version,
-                                                    fence_term=self.term))
-        return futures
+        return self._each(self.queues.endpoints, self._endpoints_of, cache, "endpoints")
+
+    def _endpoints_of(self, cache: ObjectCache, key: NameKey) -> list[Future[Message]]:
+        svc = cache.get("Service", *key)
+        current = cache.get("Endpoints", *key)
+        if not isinstance(svc, objects_pb2.Service) or not svc.spec.selector:
+            if isinstance(current, objects_pb2.Endpoints):
+                return [self.registry.delete(kind_of("Endpoints"), key[0], key[1],
+                                             current.metadata.resource_version, fence_term=self.term)]
+            return []
+        pods = [p for k in cache.index.in_namespace("Pod", key[0])
+                if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
+        desired = plan_endpoints(svc, pods)
+        if not isinstance(current, objects_pb2.Endpoints):
+            return [self.registry.create(desired, fence_term=self.term)]
+        if not endpoints_equal(current, desired):
+            desired.metadata.resource_version = current.metadata.resource_version
+            return [self.registry.update(desired, fence_term=self.term)]
+        return []
 
     def _gc(self, cache: ObjectCache) -> list[Future[Message]]:
-        live: set[str] = set()
-        candidates: list[tuple[str, objects_pb2.ObjectMeta]] = []
-        for kind_name in ("Deployment", "ReplicaSet", "Pod", "Service", "Node"):
-            for obj in cache.items(kind_name):
-                meta: objects_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
-                live.add(meta.uid)
-                if kind_name in ("ReplicaSet", "Pod") and meta.owner_references:
-                    candidates.append((kind_name, meta))
-        futures: list[Future[Message]] = []
-        for kind_name, namespace, name in plan_gc(candidates, live):
-            futures.append(self.registry.delete(kind_of(kind_name), namespace, name, fence_term=self.term))
-        return futures
+        return self._each(self.queues.gc, self._collect, cache, "garbage collector")
+
+    def _collect(self, cache: ObjectCache, key: KindKey) -> list[Future[Message]]:
+        kind_name, namespace, name = key
+        obj = cache.get(kind_name, namespace, name)
+        if obj is None:
+            return []
+        candidates = [(kind_name, obj.metadata)]  # type: ignore[attr-defined]
+        return [self.registry.delete(kind_of(k), ns, n, fence_term=self.term)
+                for k, ns, n in plan_gc(candidates, cache.index.live_uids)]
+
+
+def _pods_of(cache: ObjectCache, owner_uid: str) -> list[objects_pb2.Pod]:
+    return [p for _, k in cache.index.children(owner_uid, "Pod")
+            if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
 
 
 def _copy_rs(rs: objects_pb2.ReplicaSet) -> objects_pb2.ReplicaSet:
     out = objects_pb2.ReplicaSet()
     out.CopyFrom(rs)
     return out
-
-
-def _pods_by_owner(cache: ObjectCache) -> dict[str, list[objects_pb2.Pod]]:
-    out: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
-    for pod in cache.items("Pod"):
-        assert isinstance(pod, objects_pb2.Pod)
-        ref = controller_of(pod.metadata)
-        if ref is not None:
-            out[ref.uid].append(pod)
-    return out
-
-
-def pod_request(pod: objects_pb2.Pod) -> PodRequest:
-    cpu = memory = 0
-    ports: set[tuple[str, int]] = set()
-    for c in pod.spec.containers:
-        cpu += parse_cpu(c.resources.requests["cpu"]) if "cpu" in c.resources.requests else 0
-        memory += parse_memory(c.resources.requests["memory"]) if "memory" in c.resources.requests else 0
-        ports.update((p.protocol or "TCP", p.host_port) for p in c.ports if p.host_port)
-    ref = controller_of(pod.metadata)
-    return PodRequest(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, cpu, memory,
-                      dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "")
 
 
 def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -> Snapshot:
@@ -507,12 +628,29 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
     infos = []
     for node in nodes:
         name = node.metadata.name
-        alloc = node.status.allocatable or node.status.capacity
         ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
         u = used[name]
+        cpu, memory, count = allocatable(node)
         infos.append(NodeInfo(
             name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
-            allocatable_cpu=parse_cpu(alloc.get("cpu", "0")), allocatable_memory=parse_memory(alloc.get("memory", "0")),
-            allocatable_pods=parse_count(alloc.get("pods", "110")), used_cpu=u[0], used_memory=u[1], pod_count=u[2],
+            allocatable_cpu=cpu, allocatable_memory=memory, allocatable_pods=count,
+            used_cpu=u[0], used_memory=u[1], pod_count=u[2],
             host_ports=frozenset(ports[name]), owner_pods=dict(owners[name])))
+    return Snapshot(tuple(infos))
+
+
+def snapshot_from_index(nodes: list[objects_pb2.Node], index: CacheIndex) -> Snapshot:
+    """The scheduler's snapshot from the cache's running totals: what build_snapshot computes,
+    without a pass over every pod."""
+    infos = []
+    for node in nodes:
+        name = node.metadata.name
+        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+        u = index.usage.get(name)
+        cpu, memory, count = allocatable(node)
+        infos.append(NodeInfo(
+            name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
+            allocatable_cpu=cpu, allocatable_memory=memory, allocatable_pods=count,
+            used_cpu=u.cpu if u else 0, used_memory=u.memory if u else 0, pod_count=u.pods if u else 0,
+            host_ports=frozenset(u.ports) if u else frozenset(), owner_pods=dict(u.owners) if u else {}))
     return Snapshot(tuple(infos))
