@@ -28,6 +28,8 @@ from raftorch.objects import format_time
 
 log = structlog.get_logger("raftorch.hollow")
 
+HEARTBEAT_CHUNK = 500
+
 
 class HollowFleet:
     def __init__(self, endpoints: list[str], names: list[str], heartbeat_period: float = 1.0,
@@ -90,10 +92,12 @@ class HollowFleet:
         seq = itertools.count(1)
         while not self._stop.is_set():
             started = time.monotonic()
-            for name in self.names:
-                if name not in self._silenced:
-                    yield agents_pb2.HeartbeatRequest(node=name, sequence=next(seq))
-                    self.heartbeats_sent += 1
+            # One message per period for every live node of the fleet (in chunks), not one each.
+            alive = [name for name in self.names if name not in self._silenced]
+            for start in range(0, len(alive), HEARTBEAT_CHUNK):
+                chunk = alive[start:start + HEARTBEAT_CHUNK]
+                yield agents_pb2.HeartbeatRequest(node=chunk[0], nodes=chunk[1:], sequence=next(seq))
+                self.heartbeats_sent += len(chunk)
             self._stop.wait(max(0.0, self.period - (time.monotonic() - started)))
 
     def _heartbeat_loop(self) -> None:

@@ -55,6 +55,7 @@ log = structlog.get_logger("raftorch.controllers")
 
 RESYNC = 5.0
 RESYNC_ALL = 30.0
+BINDING_BATCH = 50
 WRITE_WAIT = 10.0
 # Write failures worth trying again after a back-off; others (bad input) are terminal.
 RETRIED = (Conflict, Unavailable, UnknownOutcome)
@@ -375,12 +376,17 @@ class ControllerManager:
         by_uid = {p.metadata.uid: p for p in pending}
         plan = schedule(snapshot, [pod_request(p) for p in pending], self.wall())
         futures: list[Future[Message]] = []
+        bound: list[Message] = []
         for binding in plan.bindings:
             pod = objects_pb2.Pod()
             pod.CopyFrom(by_uid[binding.uid])
             pod.spec.node_name = binding.node
             self._unschedulable_reasons.pop(binding.uid, None)
-            futures.append(self.registry.update(pod, fence_term=self.term))
+            bound.append(pod)
+        # Bindings are committed in batches, one transaction each (the leader re-checks each
+        # pod's revision as it commits; a pod changed meanwhile is bound on its own or planned again).
+        for start in range(0, len(bound), BINDING_BATCH):
+            futures += self.registry.update_many(bound[start:start + BINDING_BATCH], fence_term=self.term)
         self.bound += len(plan.bindings)
         for item in plan.unschedulable:
             if self._unschedulable_reasons.get(item.uid) != item.reason:

@@ -10,6 +10,7 @@ taken in the same transaction as the object that holds them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import random
@@ -184,6 +185,14 @@ def _chain(future: Future[store_pb2.CommandResult],
     return out
 
 
+def _copy_outcome(target: Future[Message], source: Future[Message]) -> None:
+    error = source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())
+
+
 class Registry:
     def __init__(self, replica: RaftReplica, network: NetworkSettings | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -317,6 +326,70 @@ class Registry:
 
     def update(self, msg: Message, status_only: bool = False, request_id: str = "",
                fence_term: int = 0) -> Future[Message]:
+        compare, success, failure, finish = self._prepare_update(msg, status_only)
+        return self._txn(compare, success, failure, request_id, fence_term, finish)
+
+    def update_many(self, msgs: Sequence[Message], status_only: bool = False,
+                    fence_term: int = 0) -> list[Future[Message]]:
+        """Several updates committed as one transaction (one command, one compare per object):
+        what the scheduler's bindings and a node's status reports cost instead of one command
+        each. If any object changed meanwhile, each is tried again on its own, so every future
+        ends as its own `update` would. Services (which allocate) are updated one by one."""
+        out: list[Future[Message]] = []
+        batch: list[tuple[Message, Future[Message], Callable[[kv_pb2.TxnResponse], Message]]] = []
+        compare: list[kv_pb2.Compare] = []
+        success: list[kv_pb2.RequestOp] = []
+        for msg in msgs:
+            if kind_of_message(msg).name == "Service":
+                out.append(self.update(msg, status_only, fence_term=fence_term))
+                continue
+            future: Future[Message] = Future()
+            out.append(future)
+            try:
+                cmp, ops, _, finish = self._prepare_update(msg, status_only)
+            except RaftorchError as err:
+                future.set_exception(err)
+                continue
+            compare += cmp
+            success += ops
+            batch.append((msg, future, finish))
+        if not batch:
+            return out
+        txn = kv_pb2.TxnRequest(compare=compare, success=success)
+        command = store_pb2.Command(request_id=uuid.uuid4().hex, txn=txn, fence_term=fence_term)
+
+        def one_by_one(msg: Message, future: Future[Message]) -> None:
+            try:
+                single = self.update(msg, status_only, fence_term=fence_term)
+            except BaseException as exc:
+                future.set_exception(exc)
+                return
+            single.add_done_callback(functools.partial(_copy_outcome, future))
+
+        def done(f: Future[store_pb2.CommandResult]) -> None:
+            try:
+                result = f.result()
+                if result.WhichOneof("result") == "error":
+                    raise error_for_code(result.error.code, result.error.message)
+            except BaseException as exc:
+                for _, future, _ in batch:
+                    future.set_exception(exc)
+                return
+            for msg, future, finish in batch:
+                if result.txn.succeeded:
+                    try:
+                        future.set_result(finish(result.txn))
+                    except BaseException as exc:
+                        future.set_exception(exc)
+                else:
+                    one_by_one(msg, future)
+
+        self.replica.submit(command).add_done_callback(done)
+        return out
+
+    def _prepare_update(self, msg: Message, status_only: bool) -> tuple[
+            list[kv_pb2.Compare], list[kv_pb2.RequestOp], list[kv_pb2.RequestOp],
+            Callable[[kv_pb2.TxnResponse], Message]]:
         kind = kind_of_message(msg)
         check_unknown_fields(msg)
         meta = msg.metadata  # type: ignore[attr-defined]
@@ -382,7 +455,7 @@ class Registry:
             new.metadata.resource_version = resp.header.revision  # type: ignore[attr-defined]
             return new
 
-        return self._txn(compare, success, failure, request_id, fence_term, finish)
+        return compare, success, failure, finish
 
     @staticmethod
     def _keep_allocations(current: Message, new: Message) -> None:

@@ -67,6 +67,7 @@ _BYTES_BY_NAME: dict[str, int] = {
 }
 _ITEMS_BY_FULL_NAME: dict[str, int] = {
     "raftorch.v1.HeartbeatBatch.nodes": MAX_NODES_PER_BATCH,
+    "raftorch.v1.HeartbeatRequest.nodes": MAX_NODES_PER_BATCH,
     "raftorch.v1.EndpointSubset.addresses": 5000,
     "raftorch.v1.EndpointSubset.not_ready_addresses": 5000,
 }
