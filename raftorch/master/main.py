@@ -14,6 +14,7 @@ import click
 from raftorch import config as cfgload
 from raftorch import logs
 from raftorch.errors import RaftorchError
+from raftorch.master import gcstats
 from raftorch.master.config import MasterConfig
 from raftorch.master.server import Master
 
@@ -81,5 +82,6 @@ async def _serve(config: MasterConfig, secret: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await master.start()
+    gcstats.tune()
     await stop.wait()
     await master.stop()
