@@ -89,6 +89,7 @@ class WatchHub:
         self._cond = threading.Condition()
         self.dispatched = 0  # every change up to this revision has been handed to watchers
         self._thread: threading.Thread | None = None
+        self._closing = False
         if asynchronous:
             self._thread = threading.Thread(target=self._dispatch_loop, name="watch-dispatch", daemon=True)
             self._thread.start()
@@ -127,6 +128,13 @@ class WatchHub:
         with self._cond:
             return self._cond.wait_for(lambda: self.dispatched >= revision, timeout)
 
+    def close(self) -> None:
+        """End every watch and the dispatch thread (the replica is stopping)."""
+        self._closing = True
+        self.drop_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
     def _dispatch_loop(self) -> None:
         while True:
             with self._cond:
@@ -135,6 +143,8 @@ class WatchHub:
                 item = self._queue.popleft()
             if item is None:
                 self._drop_all_now()
+                if self._closing:
+                    return
                 continue
             changes, revision = item
             self._fan_out(changes, revision)
