@@ -30,6 +30,9 @@ class MasterConfig:
     # starts an election: short means fast failover, too short means elections under load.
     election_min: float = 0.15
     election_max: float = 0.4
+    # Acknowledge writes without syncing the Raft journal to disk: faster, and a power loss on a
+    # majority of masters can lose acknowledged writes. For throwaway clusters only.
+    unsafe_no_fsync: bool = False
     service_cidr: str = "10.96.0.0/16"
     cluster_cidr: str = "10.244.0.0/16"
 
