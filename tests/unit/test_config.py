@@ -370,3 +370,9 @@ def test_ttl_limits() -> None:
     validation.check_ttl(365 * 24 * 3600)
     assert _rejected(validation.check_ttl, 0).startswith("ttl:")
     assert _rejected(validation.check_ttl, 365 * 24 * 3600 + 1).startswith("ttl:")
+
+
+def test_unsafe_no_fsync_is_off_unless_asked_for() -> None:
+    assert cfg.build(MasterConfig, [("defaults", {"name": "m1"})]).unsafe_no_fsync is False
+    on = cfg.build(MasterConfig, [("config file", {"name": "m1", "unsafe-no-fsync": "true"})])
+    assert on.unsafe_no_fsync is True

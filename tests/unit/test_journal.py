@@ -208,3 +208,23 @@ def test_an_unknown_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"something else entirely")
     with pytest.raises(ValueError, match="not a raftorch journal"):
         DurableJournal(path)
+
+
+def test_term_and_vote_are_synced_with_their_directory_before_set_current_term_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    j = DurableJournal(tmp_path / "raft.journal")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    try:
+        j.setCurrentTerm(7, "127.0.0.1:2384")
+        # The new file's content, then the directory holding the rename.
+        assert synced == [str(tmp_path / "raft.journal.state.tmp"), str(tmp_path)]
+    finally:
+        monkeypatch.undo()
+        j.close()
