@@ -4,8 +4,12 @@ What pysyncobj is told and why (measured on this kind of machine, see DESIGN.md)
 - no append batching, 0.15-0.4 s election timeouts, 0.04 s append period: commits in ~ms;
 - a ping between every pair of peers, since pysyncobj drops links idle for 3.5 s and an
   election then waits for a reconnect;
-- the peer port encrypted and authenticated with the cluster secret: its messages are pickles;
+- the peer port bound to exactly the configured address, encrypted and authenticated with the
+  cluster secret (its messages are pickles), frames bounded (store/peer_transport.py);
 - journal and dump files together (a journal alone lost every key on restart);
+- the journal is raftorch's own (store/journal.py), synced by a background thread: the leader
+  counts its own copy of an entry toward a majority only once synced, and a follower
+  acknowledges entries only once synced, so an acknowledged write is on disk on a majority;
 - only bytes go into the log: protobuf CommandBatch records, decoded by the state machine.
 
 Group commit: commands submitted while earlier log entries are in flight are gathered into one
