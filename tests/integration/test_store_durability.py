@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from raftorch.api.v1 import kv_pb2, store_pb2
+from raftorch.errors import RaftorchError
 from raftorch.local.masters import LocalMasters, free_ports
 from raftorch.store.journal import decode_records
 from raftorch.store.replica import RaftReplica, RaftSettings
@@ -254,3 +255,37 @@ def test_garbage_and_a_2_gib_frame_to_the_leaders_peer_port_change_nothing(maste
         assert got == {f"before/{i}": str(i).encode() for i in range(20)}
     log = masters.masters[leader].log_path.read_text()
     assert "peer_frame_refused" in log
+
+
+# -- a follower far behind is sent a snapshot, keeps it across a restart ------------------------
+
+
+def _serializable_keys(cluster: LocalMasters, name: str, prefix: str) -> set[str]:
+    with cluster.client([name], timeout=2.0, retry_for=2.0) as c:
+        try:
+            return {kv.key for kv in c.get(prefix, prefix=True, serializable=True).kvs}
+        except RaftorchError:
+            return set()
+
+
+@pytest.mark.processes
+def test_a_follower_behind_the_snapshot_catches_up_and_keeps_it_after_sigkill(tmp_path: Path) -> None:
+    cluster = LocalMasters(tmp_path / "masters", extra_args=["--compaction-entries", "50"])
+    cluster.start()
+    try:
+        leader = cluster.wait_ready()
+        lagging = next(n for n in cluster.masters if n != leader)
+        cluster.kill(lagging)
+        with cluster.client([n for n in cluster.masters if n != lagging]) as c:
+            for i in range(300):
+                c.put(f"snap/{i:03}", b"v")
+        expected = {f"snap/{i:03}" for i in range(300)}
+        wait_until(lambda: (cluster.masters[leader].data_dir / "raft.dump").exists(), "a snapshot on the leader")
+        cluster.start(lagging)
+        wait_until(lambda: _serializable_keys(cluster, lagging, "snap/") == expected, "the follower to catch up")
+        cluster.kill(lagging)
+        cluster.start(lagging)
+        wait_until(lambda: _serializable_keys(cluster, lagging, "snap/") == expected,
+                   "the follower to come back with every key")
+    finally:
+        cluster.kill()
