@@ -49,6 +49,9 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 # The largest frame before a connection has authenticated: the handshake (a random key and a
 # node address, sealed) is far smaller.
 MAX_HANDSHAKE_FRAME_BYTES = 64 * 1024
+# An incoming connection that has not said which master it is by then is closed: pysyncobj
+# only notices idle connections when they have traffic, so a silent stranger stayed forever.
+HANDSHAKE_TIMEOUT = 5.0
 _LENGTH = struct.Struct("i")  # pysyncobj's frame header: a native signed 32-bit length
 REPORT_INTERVAL = 5.0
 
@@ -71,6 +74,7 @@ class _RateLimited:
 
 
 _refused_frames = _RateLimited()
+_slow_handshakes = _RateLimited()
 
 
 class PeerCipher:
@@ -207,7 +211,26 @@ class PeerTransport(TCPTransport):  # type: ignore[misc]
         syncObj._SyncObj__encryptor = PeerCipher(syncObj.conf.password)
         self._reads: ReadIndexTracker = syncObj._replica.reads
         self._handshaking: set[Any] = set()
+        self._accepted_at: dict[Any, float] = {}
         super().__init__(syncObj, selfNode, otherNodes)
+
+    def _onNewIncomingConnection(self, conn: Any) -> None:
+        self._accepted_at[conn] = time.monotonic()
+        super()._onNewIncomingConnection(conn)
+
+    def _onTick(self) -> None:
+        super()._onTick()
+        if not self._accepted_at:
+            return
+        now = time.monotonic()
+        for conn, accepted in list(self._accepted_at.items()):
+            if conn not in self._unknownConnections:
+                del self._accepted_at[conn]
+            elif now - accepted > HANDSHAKE_TIMEOUT:
+                del self._accepted_at[conn]
+                _slow_handshakes.error("peer_handshake_timeout", timeout_s=HANDSHAKE_TIMEOUT,
+                                       reason="an incoming peer connection did not complete the handshake; closed")
+                conn.disconnect()
 
     def _onOutgoingConnected(self, conn: Any) -> None:
         self._handshaking.add(conn)

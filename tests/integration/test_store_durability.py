@@ -3,8 +3,9 @@
 - Every acknowledged write is in a synced part of the journal of a majority of replicas.
 - A real master's threads call fdatasync for the puts it acknowledges (strace).
 - The peer port listens on the configured address only, refuses oversized frames before
-  reading them, and closes unauthenticated connections on their first bad frame: garbage and a
-  2 GiB length header sent to the leader change neither the leader nor the term.
+  reading them, closes unauthenticated connections on their first bad frame (and silent ones
+  after the handshake timeout): garbage and a 2 GiB length header sent to the leader change
+  neither the leader nor the term.
 """
 
 from __future__ import annotations
@@ -230,6 +231,11 @@ def test_garbage_and_a_2_gib_frame_to_the_leaders_peer_port_change_nothing(maste
                 body = rng.randbytes(300)  # a plausible length, a body that fails authentication
                 s.sendall(struct.pack("i", len(body)) + body)
             socks.append(s)
+        # Silent, and a frame that never completes: closed once the handshake times out.
+        socks.append(socket.create_connection(("127.0.0.1", port), timeout=WAIT))
+        partial = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        partial.sendall(struct.pack("i", 100) + b"x" * 10)
+        socks.append(partial)
         # 2 GiB announced (read as a negative signed length) and 2^31-1 announced, each followed
         # by 64 MiB that must not be buffered.
         for header in (struct.pack("<I", 2**31), struct.pack("i", 2**31 - 1)):
