@@ -9,6 +9,7 @@ What is changed in pysyncobj and why:
   authenticated frame may send only small frames (its handshake is a few hundred bytes) and is
   closed on its first bad one, so a stranger costs O(1) memory;
 - authentication failures and refused frames are logged, at most once per few seconds;
+- a listen backlog that a burst of connections does not overflow;
 - no zlib: peer messages are small and travel a LAN, compression cost more CPU than it saved.
 
 pysyncobj builds its connections by name inside its own modules, so the bounded connection
@@ -35,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pysyncobj import SyncObj
 from pysyncobj.tcp_connection import TcpConnection
+from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
 
 from raftorch.store.read_index import ReadIndexTracker
@@ -54,6 +56,7 @@ MAX_HANDSHAKE_FRAME_BYTES = 64 * 1024
 HANDSHAKE_TIMEOUT = 5.0
 _LENGTH = struct.Struct("i")  # pysyncobj's frame header: a native signed 32-bit length
 REPORT_INTERVAL = 5.0
+LISTEN_BACKLOG = 512
 
 
 class _RateLimited:
@@ -197,9 +200,20 @@ class _NoCompression:
         return data
 
 
+class _PeerServer(TcpServer):  # type: ignore[misc]
+    """pysyncobj's listening socket with a real backlog: it listened with 5, so a burst of
+    connections (a port scan, a flood of strangers) made the kernel drop connection requests,
+    masters reconnecting among them, who then waited for retransmits (1 s, 3 s, ...)."""
+
+    def bind(self) -> None:
+        super().bind()
+        getattr(self, "_TcpServer__socket").listen(LISTEN_BACKLOG)  # noqa: B009 - pysyncobj's private field
+
+
 pysyncobj.tcp_connection.zlib = _NoCompression
 pysyncobj.tcp_server.TcpConnection = _BoundedConnection
 pysyncobj.transport.TcpConnection = _BoundedConnection
+pysyncobj.transport.TcpServer = _PeerServer
 
 
 class PeerTransport(TCPTransport):  # type: ignore[misc]
