@@ -366,6 +366,10 @@ class Registry:
                 return
             single.add_done_callback(functools.partial(_copy_outcome, future))
 
+        def retry_all() -> None:
+            for msg, future, _ in batch:
+                one_by_one(msg, future)
+
         def done(f: Future[store_pb2.CommandResult]) -> None:
             try:
                 result = f.result()
@@ -375,14 +379,15 @@ class Registry:
                 for _, future, _ in batch:
                     future.set_exception(exc)
                 return
-            for msg, future, finish in batch:
-                if result.txn.succeeded:
-                    try:
-                        future.set_result(finish(result.txn))
-                    except BaseException as exc:
-                        future.set_exception(exc)
-                else:
-                    one_by_one(msg, future)
+            if not result.txn.succeeded:
+                # Re-read and resubmit off this thread: done callbacks run on Raft's thread.
+                threading.Thread(target=retry_all, name="registry-batch-retry", daemon=True).start()
+                return
+            for _, future, finish in batch:
+                try:
+                    future.set_result(finish(result.txn))
+                except BaseException as exc:
+                    future.set_exception(exc)
 
         self.replica.submit(command).add_done_callback(done)
         return out
