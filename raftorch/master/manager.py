@@ -56,6 +56,9 @@ log = structlog.get_logger("raftorch.controllers")
 RESYNC = 5.0
 RESYNC_ALL = 30.0
 BINDING_BATCH = 50
+# The longest pause after a pass (as long as the CPU time the pass took): the control loop takes at
+# most about half of the process's time, leaving the rest to Raft and the API.
+PASS_PAUSE_CAP = 0.5
 WRITE_WAIT = 10.0
 # Write failures worth trying again after a back-off; others (bad input) are terminal.
 RETRIED = (Conflict, Unavailable, UnknownOutcome)
@@ -235,6 +238,7 @@ class ControllerManager:
                     self._pass("node lifecycle", self._node_lifecycle, cache)
                     self._pass("master pods", self._master_pods, cache)
                 full = dirty or now - last_full >= RESYNC
+                cpu_before = time.thread_time()
                 if full:
                     dirty = False
                     last_full = now
@@ -250,6 +254,11 @@ class ControllerManager:
                     # What a step changed (pods a replica set created, ...) is work for the next pass.
                     if cache.drain():
                         dirty = True
+                if full:
+                    # Give the GIL back for as long as the pass held it (up to a cap): Raft's thread
+                    # and the gRPC handlers share this process, and a control loop that plans flat
+                    # out under load starves them (elections). Changes meanwhile are coalesced.
+                    self._stop.wait(min(time.thread_time() - cpu_before, PASS_PAUSE_CAP))
                 # Sleep until a change, or a key's back-off ends (briefly at least: a step that is
                 # itself backing off leaves its keys due).
                 cache.wait(max(0.02, min(0.2, queues.delay())))
