@@ -480,7 +480,9 @@ class ControllerManager:
         if not futures:
             queue.forget(key)
             return
-        left = [len(futures)]
+        # Counters only: a callback that referred to `futures` would make a reference cycle
+        # (future -> callback -> list -> future) per reconcile, for the garbage collector.
+        state = [len(futures), 0]  # left, failed
         lock = threading.Lock()
 
         def finished(f: Future[Message]) -> None:
@@ -488,9 +490,10 @@ class ControllerManager:
             if error is not None and isinstance(error, RETRIED):
                 queue.retry(key)
             with lock:
-                left[0] -= 1
-                last = left[0] == 0
-            if last and all(g.exception() is None for g in futures):
+                state[0] -= 1
+                state[1] += error is not None
+                last = state[0] == 0 and state[1] == 0
+            if last:
                 queue.forget(key)
 
         for f in futures:
