@@ -56,6 +56,7 @@ log = structlog.get_logger("raftorch.controllers")
 RESYNC = 5.0
 RESYNC_ALL = 30.0
 BINDING_BATCH = 50
+SCHEDULE_BATCH = 1000
 # The longest pause after a pass (as long as the CPU time the pass took): the control loop takes at
 # most about half of the process's time, leaving the rest to Raft and the API.
 PASS_PAUSE_CAP = 0.5
@@ -382,6 +383,11 @@ class ControllerManager:
         nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
         snapshot = snapshot_from_index(nodes, cache.index)
         pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
+        if len(pending) > SCHEDULE_BATCH:
+            # Oldest first, a bounded number per pass: one pass over thousands of new pods held
+            # the GIL for seconds; the rest go in the next pass, after the loop's pause.
+            pending = pending[:SCHEDULE_BATCH]
+            self.queues.schedule = True
         by_uid = {p.metadata.uid: p for p in pending}
         plan = schedule(snapshot, [pod_request(p) for p in pending], self.wall())
         futures: list[Future[Message]] = []
