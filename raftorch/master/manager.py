@@ -623,6 +623,17 @@ class ControllerManager:
                 for k, ns, n in plan_gc(candidates, cache.index.live_uids)]
 
 
+def _pods_by_owner(cache: ObjectCache) -> dict[str, list[objects_pb2.Pod]]:
+    """Every pod by its controlling owner's uid (for steps that still plan every object)."""
+    out: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
+    for pod in cache.items("Pod"):
+        assert isinstance(pod, objects_pb2.Pod)
+        ref = controller_of(pod.metadata)
+        if ref is not None:
+            out[ref.uid].append(pod)
+    return out
+
+
 def _pods_of(cache: ObjectCache, owner_uid: str) -> list[objects_pb2.Pod]:
     return [p for _, k in cache.index.children(owner_uid, "Pod")
             if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
