@@ -3,6 +3,7 @@ loops converge, a leader change fences the old leader's writes, and nothing leak
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,3 +87,14 @@ def test_the_cluster_leaves_no_thread_behind(tmp_path: Path) -> None:
     with cluster:
         pass
     cluster.check_threads()  # also done on exit; here it is the test's subject
+
+
+def test_a_thread_left_running_is_reported_by_name(tmp_path: Path) -> None:
+    cluster = InProcessCluster(tmp_path, masters=1)
+    release = threading.Event()
+    with cluster:
+        threading.Thread(target=release.wait, name="forgotten-worker", daemon=True).start()
+        cluster.close()
+        with pytest.raises(AssertionError, match="forgotten-worker"):
+            cluster.check_threads(timeout=0.2)
+        release.set()
