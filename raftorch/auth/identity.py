@@ -3,7 +3,9 @@
 Identities come from one of two credentials, checked by the server's authentication
 interceptor before any servicer runs:
 
-- a client certificate signed by the cluster CA. Its subject says who it is:
+- a client certificate signed by the cluster CA, presented with each request together with
+  a proof of its key (see :mod:`raftorch.auth.proof`; the agents' endpoint takes it in the TLS
+  handshake). Its subject says who it is:
 
   ======================================  ========  ==========  ==========  =============
   certificate subject                     kind      name        role        namespace
