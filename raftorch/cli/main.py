@@ -19,6 +19,7 @@ from raftorch.cli.get import get
 from raftorch.cli.kv import kv
 from raftorch.cli.localcluster import down, up
 from raftorch.cli.nodes import cordon, drain, uncordon
+from raftorch.cli.pki import pki
 from raftorch.cli.podlogs import logs as logs_command
 from raftorch.cli.portforward import port_forward
 from raftorch.cli.rollout import rollout, scale, set_group
@@ -49,7 +50,7 @@ def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None, tok
 
 
 for _command in (get, describe, create, apply, delete, expose, scale, set_group, rollout, cordon, uncordon, drain,
-                 logs_command, port_forward, completion, up, down, drill, kv, cluster, auth, token):
+                 logs_command, port_forward, completion, up, down, drill, kv, cluster, auth, token, pki):
     cli.add_command(_command)
 
 

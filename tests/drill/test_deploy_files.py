@@ -46,6 +46,10 @@ def test_provisioned_configs_are_accepted_by_master_and_agent(tmp_path: Path) ->
     assert cfg.data_dir == tmp_path / "var/master"
 
     assert cfg.pki_dir == tmp_path / "etc/pki" and cfg.bootstrap_token_file == tmp_path / "etc/join-tokens"
+    # The first master's script made the CA, and an admin's client config using it.
+    admin = cfgload.read_file(tmp_path / "etc/admin.yaml")
+    assert admin["endpoints"] == ["10.0.0.11:2379"] and Path(admin["ca-file"]).read_bytes() == \
+        (tmp_path / "etc/pki/ca.crt").read_bytes()
     refused = _script(tmp_path, "agent.sh", "w1", "10.0.0.21", "10.0.0.11")
     assert refused.returncode == 2 and "RAFTORCH_JOIN_TOKEN" in refused.stderr
     agent = _script(tmp_path, "agent.sh", "w1", "10.0.0.21", "10.0.0.11,10.0.0.12", "10.0.0.13:2399",
