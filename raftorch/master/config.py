@@ -33,7 +33,7 @@ class MasterConfig:
     service_cidr: str = "10.96.0.0/16"
     cluster_cidr: str = "10.244.0.0/16"
     # The cluster CA (ca.crt, ca.key; the same on every master: created by the first master
-    # when missing) and this master's own certificate.
+    # when missing). This master's own certificate is made at each start, in data-dir/tls.
     pki_dir: Path = Path("/etc/raftorch/pki")
     # Extra names and addresses the master's certificate covers (besides client-addr's host,
     # localhost and this host's name).

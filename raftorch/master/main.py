@@ -42,7 +42,7 @@ Example (three masters on one host):
 @click.option("--service-cidr", help="Range of ClusterIPs (default 10.96.0.0/16).")
 @click.option("--cluster-cidr", help="Range of pod addresses, a /24 per node (default 10.244.0.0/16).")
 @click.option("--pki-dir", type=click.Path(path_type=Path),
-              help="Cluster CA (ca.crt, ca.key; created when missing) and this master's certificate.")
+              help="Where the cluster CA is (ca.crt, ca.key; created when missing).")
 @click.option("--tls-sans", help="Extra names and addresses for this master's certificate: A,B,...")
 @click.option("--node-cert-ttl", type=float, help="Lifetime of node certificates, seconds (default 30 days).")
 @click.option("--bootstrap-token-file", type=click.Path(path_type=Path),

@@ -46,12 +46,13 @@ def master_sans(cfg: MasterConfig) -> list[str]:
 
 def load(cfg: MasterConfig) -> MasterTLS:
     """The CA from pki-dir (created when this is the first master), and a fresh certificate for
-    this master, written next to it for operators to inspect."""
+    this master (kept in data-dir/tls for operators to inspect)."""
     ca, created = pki.ensure_ca(cfg.pki_dir)
     if created:
         log.warning("cluster_ca_created", pki_dir=str(cfg.pki_dir), ca_hash=pki.ca_hash(ca.cert_pem),
                     note="copy ca.crt and ca.key to every other master's pki-dir")
     own = pki.issue_pair(ca, master_identity(cfg.name), sans=master_sans(cfg), server=True)
-    pki.save_pair(own, cfg.pki_dir / f"master-{cfg.name}.crt", cfg.pki_dir / f"master-{cfg.name}.key")
+    # In data-dir: the unit file makes /etc read-only for the master (ProtectSystem=full).
+    pki.save_pair(own, cfg.data_dir / "tls" / "master.crt", cfg.data_dir / "tls" / "master.key")
     server = rpc.ServerTLS(own.cert_pem + ca.cert_pem, own.key_pem, ca.cert_pem, require_client_cert=False)
     return MasterTLS(ca, own, server, rpc.Credentials(ca.cert_pem, own.cert_pem, own.key_pem))
