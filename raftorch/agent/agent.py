@@ -19,6 +19,8 @@ from dataclasses import replace
 import grpc
 import structlog
 
+from raftorch import rpc
+from raftorch.agent.certs import NodeCert, Renewer
 from raftorch.agent.config import AgentConfig
 from raftorch.agent.endpoint import NodeAgentEndpoint
 from raftorch.agent.endpoint import serve as serve_endpoint
@@ -37,6 +39,8 @@ from raftorch.agent.reconciler import (
 )
 from raftorch.agent.runtime.base import ContainerRuntime, RuntimeFailure
 from raftorch.api.v1 import agents_pb2, objects_pb2
+from raftorch.auth.interceptor import MasterOnlyInterceptor
+from raftorch.auth.pki import CertVerifier
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
 from raftorch.errors import AlreadyExists, Conflict, RaftorchError
@@ -67,10 +71,16 @@ def host_capacity() -> dict[str, str]:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, runtime: ContainerRuntime) -> None:
+    def __init__(self, config: AgentConfig, runtime: ContainerRuntime, cert: NodeCert | None = None) -> None:
+        """`cert`: the node's certificate (see raftorch.agent.certs); None only against
+        --insecure masters (benchmarks)."""
         self.config = config
         self.runtime = runtime
-        self.client = Client(config.masters, timeout=5.0, retry_for=30.0)
+        self.cert = cert
+        self.client = Client(config.masters, timeout=5.0, retry_for=30.0,
+                             credentials=cert.credentials() if cert is not None else None)
+        self._renewer: Renewer | None = None
+        self._fresh_tls: rpc.ServerTLS | None = None
         self._conn = self.client._conn
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -101,6 +111,10 @@ class Agent:
 
     def start(self) -> None:
         self._serve_endpoint()
+        if self.cert is not None:
+            self._renewer = Renewer(self.config.masters, self.config.pki_dir or self.config.data_dir / "pki",
+                                    self.config.name, self.config.node_ip, self.cert, self._renewed)
+            self._renewer.start()
         self.register()
         self._start_network()
         for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop):
@@ -110,9 +124,22 @@ class Agent:
         log.info("agent_started", node=self.config.name, runtime=self.config.runtime, endpoint=self.endpoint,
                  masters=self.config.masters)
 
+    def _renewed(self, cert: NodeCert) -> None:
+        """A renewed certificate: new connections to masters and to this endpoint use it;
+        pods and their containers are not touched."""
+        self.cert = cert
+        self._fresh_tls = cert.server_tls()
+        self._conn.set_credentials(cert.credentials())
+
+    def _endpoint_tls(self) -> rpc.ServerTLS | None:
+        fresh, self._fresh_tls = self._fresh_tls, None
+        return fresh
+
     def stop(self) -> None:
         """Stop the agent; the pods' containers keep running (a restarted agent adopts them)."""
         self._stop.set()
+        if self._renewer is not None:
+            self._renewer.stop()
         if self.network is not None:
             self.network.stop()
         self._wake.set()
@@ -370,8 +397,13 @@ class Agent:
     # -- the agent endpoint -------------------------------------------------------------------
 
     def _serve_endpoint(self) -> None:
+        cert = self.cert
+        guard = [] if cert is None else [MasterOnlyInterceptor(CertVerifier(cert.ca_pem))]
         self.endpoint_service = NodeAgentEndpoint(self._find_pod, self.runtime, self.config.name)
-        self._server, port = serve_endpoint(self.endpoint_service, f"{self.config.node_ip}:{self.config.agent_port}")
+        self._server, port = serve_endpoint(self.endpoint_service, f"{self.config.node_ip}:{self.config.agent_port}",
+                                            interceptors=guard,
+                                            tls=cert.server_tls() if cert is not None else None,
+                                            reload=self._endpoint_tls)
         self.endpoint = f"{self.config.node_ip}:{port}"
 
     def _find_pod(self, namespace: str, name: str) -> objects_pb2.Pod | None:

@@ -12,7 +12,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -142,11 +142,15 @@ class NodeAgentEndpoint(agents_pb2_grpc.NodeAgentServicer):
             yield agents_pb2.LogChunk(data=data)
 
 
-def serve(endpoint: NodeAgentEndpoint, address: str) -> tuple[grpc.Server, int]:
-    """Start the endpoint's server on `address`; returns it and its port."""
+def serve(endpoint: NodeAgentEndpoint, address: str, *, interceptors: Sequence[grpc.ServerInterceptor] = (),
+          tls: rpc.ServerTLS | None = None,
+          reload: Callable[[], rpc.ServerTLS | None] | None = None) -> tuple[grpc.Server, int]:
+    """Start the endpoint's server on `address`; returns it and its port. With `tls`, only
+    callers with a certificate of the cluster get in (the interceptors check it is a master);
+    `reload` hands over a renewed certificate."""
     workers = endpoint.limits.workers
-    server = rpc.server(max_workers=workers, maximum_concurrent_rpcs=workers)
+    server = rpc.server(max_workers=workers, maximum_concurrent_rpcs=workers, interceptors=interceptors)
     agents_pb2_grpc.add_NodeAgentServicer_to_server(endpoint, server)
-    port = rpc.bind_sync(server, address)
+    port = rpc.bind_sync(server, address, tls, reload)
     server.start()
     return server, port

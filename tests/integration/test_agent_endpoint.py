@@ -16,10 +16,13 @@ import grpc
 import pytest
 
 from raftorch import rpc
+from raftorch.agent.certs import NodeCert
 from raftorch.agent.endpoint import NodeAgentEndpoint, StreamLimits, serve
 from raftorch.agent.runtime.base import container_spec
 from raftorch.agent.runtime.fake import FakeRuntime
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
+from raftorch.auth.interceptor import MasterOnlyInterceptor
+from raftorch.auth.pki import CertVerifier, ensure_ca, issue_node
 from raftorch.master import pods_service
 from tests.integration._inprocess import InProcessMaster
 
@@ -78,6 +81,8 @@ class SlowLogRuntime(FakeRuntime):
 class Node:
     limits: StreamLimits
     runtime: SlowLogRuntime = field(default_factory=SlowLogRuntime)
+    # A node certificate: the endpoint then serves TLS to masters only, as a real agent does.
+    cert: NodeCert | None = None
     pod: objects_pb2.Pod = field(default_factory=lambda: objects_pb2.Pod(
         metadata=objects_pb2.ObjectMeta(name="web", namespace="default", uid="uid-web"),
         spec=objects_pb2.PodSpec(containers=[objects_pb2.Container(name="c", image="busybox")]),
@@ -87,7 +92,10 @@ class Node:
         info = self.runtime.create_and_start(container_spec(self.pod, self.pod.spec.containers[0], "n1", 0))
         self.runtime.write_log(info.id, b"hello\n")
         self.endpoint = NodeAgentEndpoint(self.find, self.runtime, "n1", self.limits)
-        self.server, port = serve(self.endpoint, "127.0.0.1:0")
+        cert = self.cert
+        guard = [] if cert is None else [MasterOnlyInterceptor(CertVerifier(cert.ca_pem))]
+        self.server, port = serve(self.endpoint, "127.0.0.1:0", interceptors=guard,
+                                  tls=cert.server_tls() if cert is not None else None)
         self.endpoint_address = f"127.0.0.1:{port}"
         self.channel = rpc.channel(self.endpoint_address)
         self.stub = agents_pb2_grpc.NodeAgentStub(self.channel)
@@ -131,8 +139,8 @@ class Node:
 def make_node() -> Iterator[Callable[..., Node]]:
     made: list[Node] = []
 
-    def make(**limits: Any) -> Node:
-        made.append(Node(StreamLimits(**limits)))
+    def make(cert: NodeCert | None = None, **limits: Any) -> Node:
+        made.append(Node(StreamLimits(**limits), cert=cert))
         return made[-1]
 
     yield make
@@ -217,9 +225,11 @@ class Relay:
 @pytest.fixture
 def relay(make_node: Callable[..., Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relay]:
     monkeypatch.setattr(pods_service, "MAX_PORT_FORWARDS", 6)
-    node = make_node()
     master = InProcessMaster(tmp_path / "m1")
     try:
+        ca, _ = ensure_ca(master.config.pki_dir)
+        pair = issue_node(ca, "n1", "127.0.0.1")
+        node = make_node(cert=NodeCert(ca.cert_pem, pair.cert_pem, pair.key_pem))
         master.wait_ready()
         with master.client() as c:
             c.objects.create(objects_pb2.Node(
@@ -231,7 +241,7 @@ def relay(make_node: Callable[..., Node], tmp_path: Path, monkeypatch: pytest.Mo
             pod.ClearField("status")
             pod.metadata.uid = ""
             c.objects.create(pod)
-        with rpc.channel(master.master.client_addr) as channel:
+        with rpc.channel(master.master.client_addr, master.credentials) as channel:
             r = Relay(master, node, agents_pb2_grpc.PodsStub(channel))
             yield r
             r.release.set()
