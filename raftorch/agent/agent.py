@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -36,11 +36,11 @@ from raftorch.agent.reconciler import (
     record_probe,
     record_start_failure,
 )
-from raftorch.agent.runtime.base import ContainerRuntime, RuntimeFailure
+from raftorch.agent.runtime.base import RUNNING, ContainerInfo, ContainerRuntime, RuntimeFailure
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
-from raftorch.errors import AlreadyExists, Conflict, RaftorchError
+from raftorch.errors import AlreadyExists, Conflict, NotFound, PermissionDenied, RaftorchError, Unavailable
 from raftorch.objects import format_time
 
 log = structlog.get_logger("raftorch.agent")
@@ -53,6 +53,29 @@ VERSION = "0.1.0"
 
 def is_mirror(pod: objects_pb2.Pod) -> bool:
     return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
+
+
+def forward_target(pod: objects_pb2.Pod | None, running: Sequence[ContainerInfo], port: int,
+                   node_ip: str) -> tuple[str, int]:
+    """Where a port-forward to `pod` connects: the address the runtime gave the pod's running
+    containers (never an address from the pod's status, which a client could have written).
+    A pod that shares the host's address (host network, process runtime) is reachable only on
+    the ports its containers declare, not on every port of the host."""
+    if pod is None:
+        raise NotFound("the pod is not bound to this node")
+    where = f"pod {pod.metadata.namespace}/{pod.metadata.name}"
+    mine = [c for c in running if c.pod_uid == pod.metadata.uid and c.state == RUNNING]
+    if not mine:
+        raise Unavailable(f"{where} has no running container on this node")
+    ip = next((c.ip for c in mine if c.ip), "") or (node_ip if pod.spec.host_network else "")
+    if not ip:
+        raise Unavailable(f"{where} has no address on this node yet")
+    declared = {p.container_port for c in pod.spec.containers for p in c.ports}
+    if (ip == node_ip or pod.spec.host_network) and port not in declared:
+        listed = ", ".join(str(p) for p in sorted(declared)) or "none"
+        raise PermissionDenied(f"{where} shares the node's address: port-forward reaches only the ports its "
+                               f"containers declare ({listed}), not port {port}")
+    return ip, port
 
 
 def host_capacity() -> dict[str, str]:
@@ -391,12 +414,15 @@ class _NodeAgentService(agents_pb2_grpc.NodeAgentServicer):
         agent = self._agent
         with agent._pods_lock:
             pod = next((p for p in agent._pods.values()
-                        if p.metadata.namespace == first.namespace and p.metadata.name == first.pod), None)
-        if pod is None or not pod.status.pod_ip:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"pod {first.namespace}/{first.pod} is not running on this node")
-        assert pod is not None
+                        if p.metadata.namespace == first.namespace and p.metadata.name == first.pod
+                        and not is_mirror(p)), None)
         try:
-            sock = socket.create_connection((pod.status.pod_ip, first.port), timeout=5)
+            target = forward_target(pod, agent.runtime.list_containers(agent.config.name), first.port,
+                                    agent.config.node_ip)
+        except RaftorchError as err:
+            context.abort(err.grpc_code, err.message)
+        try:
+            sock = socket.create_connection(target, timeout=5)
         except OSError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE,
                           f"cannot connect to {first.pod} port {first.port}: {exc.strerror or exc}")

@@ -25,6 +25,14 @@ from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import RaftorchError
+from raftorch.master.admission import (
+    DEFAULT_LEVEL,
+    HOST_PROCESS_RUNTIME,
+    LEVEL_LABEL,
+    PRIVILEGED,
+    host_processes_allowed,
+    level_of,
+)
 from raftorch.master.cache import ObjectCache
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.heartbeats import HeartbeatTracker
@@ -94,7 +102,10 @@ class ControllerManager:
         cache = ObjectCache(self.registry.replica)
         log.info("controllers_started", term=self.term)
         try:
-            self._wait(self.registry.ensure_namespaces(["default", SYSTEM_NAMESPACE], fence_term=self.term))
+            self._wait(self.registry.ensure_namespaces(
+                ["default", SYSTEM_NAMESPACE], fence_term=self.term,
+                # The masters' and agents' own pods run on the host, as processes of their own.
+                labels={SYSTEM_NAMESPACE: {LEVEL_LABEL: PRIVILEGED}}))
             last_full = 0.0
             last_lifecycle = 0.0
             dirty = True
@@ -235,7 +246,11 @@ class ControllerManager:
         snapshot = build_snapshot(nodes, pods)
         pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
         by_uid = {p.metadata.uid: p for p in pending}
-        plan = schedule(snapshot, [pod_request(p) for p in pending], self.wall())
+        levels = {ns.metadata.name: level_of(ns.metadata.labels) for ns in cache.items("Namespace")
+                  if isinstance(ns, objects_pb2.Namespace)}
+        requests = [pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
+                    for p in pending]
+        plan = schedule(snapshot, requests, self.wall())
         futures: list[Future[Message]] = []
         for binding in plan.bindings:
             pod = objects_pb2.Pod()
@@ -404,7 +419,7 @@ def _pods_by_owner(cache: ObjectCache) -> dict[str, list[objects_pb2.Pod]]:
     return out
 
 
-def pod_request(pod: objects_pb2.Pod) -> PodRequest:
+def pod_request(pod: objects_pb2.Pod, host_processes_allowed: bool = False) -> PodRequest:
     cpu = memory = 0
     ports: set[tuple[str, int]] = set()
     for c in pod.spec.containers:
@@ -413,7 +428,8 @@ def pod_request(pod: objects_pb2.Pod) -> PodRequest:
         ports.update((p.protocol or "TCP", p.host_port) for p in c.ports if p.host_port)
     ref = controller_of(pod.metadata)
     return PodRequest(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, cpu, memory,
-                      dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "")
+                      dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "",
+                      host_processes_allowed=host_processes_allowed)
 
 
 def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -> Snapshot:
@@ -441,5 +457,6 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
             name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
             allocatable_cpu=parse_cpu(alloc.get("cpu", "0")), allocatable_memory=parse_memory(alloc.get("memory", "0")),
             allocatable_pods=parse_count(alloc.get("pods", "110")), used_cpu=u[0], used_memory=u[1], pod_count=u[2],
-            host_ports=frozenset(ports[name]), owner_pods=dict(owners[name])))
+            host_ports=frozenset(ports[name]), owner_pods=dict(owners[name]),
+            host_processes=node.status.runtime == HOST_PROCESS_RUNTIME))
     return Snapshot(tuple(infos))

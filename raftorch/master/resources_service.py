@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,13 +12,17 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
-from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, RaftorchError
+from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, NotFound, RaftorchError
+from raftorch.master import admission
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
 from raftorch.master.registry import Registry, decode
 from raftorch.objects import (
+    NAMESPACE,
+    NODE,
     Kind,
     check_unknown_fields,
     kind_of,
+    kind_of_message,
     matches,
     object_matches_fields,
     parse_field_selector,
@@ -62,6 +67,8 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
         _, original = unwrap(request.object)
+        self._admit(original)
+        _drop_system_status(original)
         for attempt in range(CREATE_RETRIES):
             msg = type(original)()
             msg.CopyFrom(original)
@@ -73,6 +80,45 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                 if "already allocated" not in err.message or attempt == CREATE_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _admit(self, msg: Message) -> None:
+        """Pod security (admission.py): pods and pod templates against their namespace's level."""
+        if isinstance(msg, objects_pb2.Namespace):
+            admission.check_namespace(msg)
+            return
+        if not isinstance(msg, (objects_pb2.Pod, objects_pb2.Deployment, objects_pb2.ReplicaSet)):
+            return
+        level = admission.DEFAULT_LEVEL
+        with contextlib.suppress(NotFound):  # the write itself reports a missing namespace
+            ns = self._registry.get(NAMESPACE, "", msg.metadata.namespace or "default")
+            level = admission.level_of(ns.metadata.labels)  # type: ignore[attr-defined]
+        admission.admit(msg, level)
+        if isinstance(msg, objects_pb2.Pod) and msg.spec.node_name:
+            node: Message | None = None
+            with contextlib.suppress(NotFound):
+                node = self._registry.get(NODE, "", msg.spec.node_name)
+            assert node is None or isinstance(node, objects_pb2.Node)
+            admission.check_node(msg, level, node)
+
+    def _keep_system_status(self, msg: Message) -> None:
+        """Addresses in a status are the system's to set (an agent's report, a registration):
+        a client's update keeps the stored ones, so no pod or node can be pointed elsewhere."""
+        if not isinstance(msg, (objects_pb2.Pod, objects_pb2.Node)):
+            return
+        kind = kind_of_message(msg)
+        try:
+            stored = self._registry.get(kind, msg.metadata.namespace or ("default" if kind.namespaced else ""),
+                                        msg.metadata.name)
+        except NotFound:
+            return  # the update reports it
+        if isinstance(msg, objects_pb2.Pod):
+            assert isinstance(stored, objects_pb2.Pod)
+            msg.status.pod_ip, msg.status.host_ip = stored.status.pod_ip, stored.status.host_ip
+        else:
+            assert isinstance(stored, objects_pb2.Node)
+            msg.status.agent_endpoint = stored.status.agent_endpoint
+            del msg.status.addresses[:]
+            msg.status.addresses.extend(stored.status.addresses)
 
     @unary
     async def Get(self, request: resources_pb2.GetRequest, context: grpc.aio.ServicerContext
@@ -96,6 +142,8 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
         _, msg = unwrap(request.object)
+        self._admit(msg)
+        self._keep_system_status(msg)
         future = self._registry.update(msg, request_id=request.request_id)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
 
@@ -104,6 +152,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                            ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
         _, msg = unwrap(request.object)
+        self._keep_system_status(msg)
         future = self._registry.update(msg, status_only=True, request_id=request.request_id)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
 
@@ -153,6 +202,17 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
         async for event in watch_objects(self._replica, kind, namespace, accept, request.resource_version,
                                          context):
             yield event
+
+
+def _drop_system_status(msg: Message) -> None:
+    """A new pod's status is the system's to fill in, and so are a new node's addresses: a
+    client that presets a pod IP or an agent endpoint would steer tunnels to an address of its
+    choice."""
+    if isinstance(msg, objects_pb2.Pod):
+        msg.ClearField("status")
+    elif isinstance(msg, objects_pb2.Node):
+        msg.status.ClearField("agent_endpoint")
+        msg.status.ClearField("addresses")
 
 
 def _namespace(kind: Kind, namespace: str) -> str:

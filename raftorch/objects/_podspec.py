@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from raftorch.api.v1 import objects_pb2
@@ -21,6 +22,9 @@ PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PROTOCOLS = ("TCP", "UDP")
 HTTP_SCHEMES = ("HTTP", "HTTPS")
+MAX_UID = 2**31 - 1
+MAX_CAPABILITIES = 64
+_CAPABILITY = re.compile(r"(?!CAP_)[A-Z][A-Z0-9_]{0,31}")
 
 _RESOURCES: dict[str, tuple[Callable[[str], int], Callable[[int], str]]] = {
     "cpu": (parse_cpu, format_cpu),
@@ -76,12 +80,31 @@ def _container(problems: Problems, path: str, container: objects_pb2.Container, 
             host_ports.add(key)
     for i, env in enumerate(container.env):
         problems.check(f"{path}.env[{i}].name", env_name_error(env.name))
+    if container.HasField("security_context"):
+        _security_context(problems, f"{path}.securityContext", container.security_context)
     if container.HasField("resources"):
         _resources(problems, f"{path}.resources", container.resources)
     if container.HasField("liveness_probe"):
         _probe(problems, f"{path}.livenessProbe", container.liveness_probe, liveness=True)
     if container.HasField("readiness_probe"):
         _probe(problems, f"{path}.readinessProbe", container.readiness_probe, liveness=False)
+
+
+def _security_context(problems: Problems, path: str, sc: objects_pb2.SecurityContext) -> None:
+    if sc.HasField("run_as_user"):
+        problems.in_range(f"{path}.runAsUser", sc.run_as_user, 0, MAX_UID)
+        if sc.run_as_user == 0 and sc.run_as_non_root:
+            problems.add(f"{path}.runAsUser", "must not be 0 (root) with runAsNonRoot")
+    if sc.privileged and sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation:
+        problems.add(f"{path}.allowPrivilegeEscalation", "cannot be false for a privileged container")
+    for group, names in (("add", sc.capabilities.add), ("drop", sc.capabilities.drop)):
+        if len(names) > MAX_CAPABILITIES:
+            problems.add(f"{path}.capabilities.{group}", f"at most {MAX_CAPABILITIES} capabilities")
+            continue
+        for i, name in enumerate(names):
+            if not _CAPABILITY.fullmatch(name):
+                problems.add(f"{path}.capabilities.{group}[{i}]",
+                             f"expected a capability name like NET_ADMIN (no CAP_ prefix) or ALL, got {quote(name)}")
 
 
 def _resources(problems: Problems, path: str, resources: objects_pb2.ResourceRequirements) -> None:
