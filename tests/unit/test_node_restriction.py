@@ -1,0 +1,56 @@
+"""Node restriction: a node's identity acts only as that node."""
+
+from __future__ import annotations
+
+import pytest
+
+from raftorch.api.v1 import objects_pb2
+from raftorch.auth import Identity, master_identity, node_identity
+from raftorch.errors import PermissionDenied
+from raftorch.master.node_restriction import (
+    authorize_heartbeat_forwarding,
+    authorize_node,
+    authorize_node_write,
+)
+
+NODE1 = node_identity("node-1")
+ADMIN = Identity("user", "alice", "admin")
+EDITOR = Identity("user", "bob", "edit")
+NS_ADMIN = Identity("user", "carol", "admin", namespace="team-a")
+
+
+def test_a_node_acts_as_itself_only() -> None:
+    authorize_node(NODE1, "node-1", "heartbeat")
+    with pytest.raises(PermissionDenied, match=r'^node "node-1" may not heartbeat as node "node-2": '
+                                               r'a node acts only as itself$'):
+        authorize_node(NODE1, "node-2", "heartbeat")
+
+
+def test_masters_and_cluster_admins_act_for_any_node_and_others_for_none() -> None:
+    authorize_node(master_identity("m1"), "node-2", "heartbeat")
+    authorize_node(ADMIN, "hollow-7", "register")
+    for caller in (EDITOR, NS_ADMIN):
+        with pytest.raises(PermissionDenied, match="only that node's agent may"):
+            authorize_node(caller, "node-1", "report pod status")
+
+
+def test_only_masters_forward_heartbeats() -> None:
+    authorize_heartbeat_forwarding(master_identity("m2"))
+    with pytest.raises(PermissionDenied, match='node "node-1" may not forward heartbeats'):
+        authorize_heartbeat_forwarding(NODE1)
+
+
+def mirror(node: str, name: str | None = None, namespace: str = "raftorch-system") -> objects_pb2.Pod:
+    return objects_pb2.Pod(
+        metadata=objects_pb2.ObjectMeta(name=name or f"agent-{node}", namespace=namespace,
+                                        annotations={"raftorch.io/mirror": "true"}),
+        spec=objects_pb2.PodSpec(node_name=node))
+
+
+def test_a_node_writes_only_its_own_mirror_pod() -> None:
+    authorize_node_write(NODE1, mirror("node-1"))
+    for other in (mirror("node-2"), mirror("node-1", name="agent-node-2"), mirror("node-1", namespace="default"),
+                  objects_pb2.Node(metadata=objects_pb2.ObjectMeta(name="node-1"))):
+        with pytest.raises(PermissionDenied, match='node "node-1" may not write'):
+            authorize_node_write(NODE1, other)
+    authorize_node_write(EDITOR, mirror("node-2"))  # the role decides for users
