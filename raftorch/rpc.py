@@ -66,10 +66,17 @@ INSECURE = Credentials()
 
 
 def _channel_credentials(creds: Credentials) -> grpc.ChannelCredentials:
+    # The certificate goes into the TLS handshake for servers that require one (agents), and
+    # into each request with a proof of its key for masters (see raftorch.auth.proof).
     chan = grpc.ssl_channel_credentials(root_certificates=creds.ca_pem, private_key=creds.key_pem,
                                         certificate_chain=creds.cert_pem)
     if creds.token:
         return grpc.composite_channel_credentials(chan, grpc.access_token_call_credentials(creds.token))
+    if creds.cert_pem and creds.key_pem:
+        from raftorch.auth.proof import CertProof
+
+        return grpc.composite_channel_credentials(
+            chan, grpc.metadata_call_credentials(CertProof(creds.cert_pem, creds.key_pem), name="raftorch-cert"))
     return chan
 
 

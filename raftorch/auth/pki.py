@@ -287,3 +287,21 @@ def ensure_ca(pki_dir: Path) -> tuple[CertKey, bool]:
     ca = create_ca()
     save_pair(ca, crt, key)
     return ca, True
+
+
+@dataclass(frozen=True, slots=True)
+class AdminFiles:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def ensure_admin(pki_dir: Path, name: str = "admin") -> AdminFiles:
+    """The CA in `pki_dir` (created if missing) and an admin client certificate next to it
+    (`<name>.crt`, `<name>.key`), issued once and kept: what `raftctl up` and local test
+    clusters hand their clients."""
+    ca, _ = ensure_ca(pki_dir)
+    files = AdminFiles(pki_dir / "ca.crt", pki_dir / f"{name}.crt", pki_dir / f"{name}.key")
+    if not (files.cert_file.exists() and files.key_file.exists()):
+        save_pair(issue_pair(ca, Identity("user", name, "admin")), files.cert_file, files.key_file)
+    return files

@@ -28,9 +28,11 @@ from raftorch.cli.rollout import rollout, scale, set_group
               "(else RAFTORCH_ENDPOINTS, else the config file).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="Client config file (default: ~/.config/raftorch/config.yaml).")
+@click.option("--token", default=None, help="Bearer token to use instead of the config's credentials "
+              "(else RAFTORCH_TOKEN).")
 @click.version_option(package_name="raftorch")
 @click.pass_context
-def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None) -> None:
+def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None, token: str | None) -> None:
     """raftctl controls a raftorch cluster, with kubectl's verbs and habits.
 
     \b
@@ -41,7 +43,7 @@ def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None) -> 
       raftctl apply -f web.yaml
     """
     logs.configure(service=False, level="warning")
-    ctx.obj = CliContext(endpoints, config_path or default_config_path())
+    ctx.obj = CliContext(endpoints, config_path or default_config_path(), token)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -13,6 +14,8 @@ from raftorch import rpc
 from raftorch.api.v1 import (
     agents_pb2,
     agents_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
     cluster_pb2,
     cluster_pb2_grpc,
     kv_pb2,
@@ -21,7 +24,11 @@ from raftorch.api.v1 import (
     resources_pb2_grpc,
     store_pb2,
 )
+from raftorch.auth.interceptor import AuditLog, Authenticator, AuthInterceptor
+from raftorch.errors import Unavailable
+from raftorch.master import security
 from raftorch.master.agents_service import AgentsService
+from raftorch.master.auth_service import AuthService, TokenStore, register_bootstrap_tokens
 from raftorch.master.cluster_service import ClusterService
 from raftorch.master.config import MasterConfig
 from raftorch.master.forward import LeaderForwarder
@@ -43,6 +50,7 @@ SERVICES = (
     resources_pb2.DESCRIPTOR.services_by_name["Resources"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["Agents"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["Pods"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name,
 )
 LEASE_TICK = 0.1
 REGISTER_RETRY = 0.5
@@ -62,9 +70,19 @@ class Master:
     async def start(self) -> None:
         cfg = self.config
         self._loop = asyncio.get_running_loop()
-        self.server = rpc.aio_server()
+        self.tls = None if cfg.insecure else security.load(cfg)
+        self.tokens: TokenStore | None = None
+        self.audit = AuditLog(None if cfg.insecure else cfg.audit_log or cfg.data_dir / "audit.log")
+        interceptors = []
+        if self.tls is not None:
+            self.authenticator = Authenticator(self.tls.ca.cert_pem, lambda tid: self._token_store().get(tid))
+            interceptors.append(AuthInterceptor(self.authenticator, self.audit,
+                                                lambda: self._token_store().barrier()))
+        else:
+            log.warning("insecure_mode", note="plaintext and no authentication: benchmarks only")
+        self.server = rpc.aio_server(interceptors)
         # Bind first: a taken client port should fail before Raft starts talking.
-        self.port = rpc.bind(self.server, cfg.client_addr)
+        self.port = rpc.bind(self.server, cfg.client_addr, self.tls.server if self.tls else None)
         self.client_addr = cfg.client_addr if not cfg.client_addr.endswith(":0") else \
             f"{cfg.client_addr.rsplit(':', 1)[0]}:{self.port}"
         settings = self._settings or RaftSettings(log_compaction_entries=cfg.compaction_entries,
@@ -72,7 +90,8 @@ class Master:
         self.replica = RaftReplica(cfg.name, cfg.peer_addr, cfg.peers, cfg.data_dir, self._secret,
                                    settings, on_role_change=self._role_changed)
         self.leases = LeaseKeeper(self.replica)
-        self.forwarder = LeaderForwarder(self.replica)
+        self.forwarder = LeaderForwarder(self.replica, self.tls.client if self.tls else None)
+        self.tokens = TokenStore(self.replica)
         self.registry = Registry(self.replica, NetworkSettings(cfg.service_cidr, cfg.cluster_cidr))
         resources_pb2_grpc.add_ResourcesServicer_to_server(
             ResourcesService(self.registry, cfg.write_timeout), self.server)
@@ -83,17 +102,27 @@ class Master:
             KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), self.server)
         cluster_pb2_grpc.add_ClusterServicer_to_server(
             ClusterService(self.replica, self.client_addr, self.forwarder), self.server)
+        if self.tls is not None:
+            auth_pb2_grpc.add_AuthServicer_to_server(
+                AuthService(self.tokens, self.authenticator, self.tls.ca, cfg.node_cert_ttl, cfg.write_timeout),
+                self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server)
+        if cfg.reflection:
+            reflection.enable_server_reflection(
+                (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+                self.server)
         await self.server.start()
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(self._register()), asyncio.create_task(self._lease_ticks())]
         log.info("master_started", name=cfg.name, client_addr=self.client_addr, peer_addr=cfg.peer_addr,
                  peers=cfg.peers, data_dir=str(cfg.data_dir))
+
+    def _token_store(self) -> TokenStore:
+        if self.tokens is None:
+            raise Unavailable("this master is starting; retry")
+        return self.tokens
 
     def _role_changed(self, leader: bool, term: int) -> None:
         """pysyncobj's tick thread: record the change, hand the rest to the event loop."""
@@ -119,6 +148,10 @@ class Master:
                 await asyncio.wait_for(asyncio.wrap_future(future), 5.0)
                 log.info("leader_fenced", term=term)
                 self._start_controllers(term)
+                cfg = self.config
+                if cfg.bootstrap_token_file is not None and self.tokens is not None:
+                    await register_bootstrap_tokens(self.tokens, cfg.bootstrap_token_file,
+                                                    cfg.bootstrap_token_ttl, time.time)
                 return
             except Exception as exc:
                 log.warning("fence_retry", term=term, error=str(exc))
@@ -169,5 +202,6 @@ class Master:
             await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
         await self.server.stop(grace)
         await self.forwarder.close()
+        self.audit.close()
         await asyncio.get_running_loop().run_in_executor(None, self.replica.stop)
         log.info("master_stopped", name=self.config.name)
