@@ -11,10 +11,12 @@ import grpc.aio
 import structlog
 
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2, resources_pb2
+from raftorch.auth import identity_of
 from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.node_restriction import authorize_heartbeat_forwarding, authorize_node
 from raftorch.master.registry import Registry
 from raftorch.master.resources_service import watch_objects
 from raftorch.objects import kind_of
@@ -24,6 +26,11 @@ log = structlog.get_logger("raftorch.master")
 FORWARD_INTERVAL = 0.5
 STATUS_RETRIES = 3
 REGISTER_RETRIES = 10
+
+
+def _authorize_node(context: grpc.aio.ServicerContext, node: str, action: str) -> None:
+    """Node restriction (node_restriction.py): an agent acts only as its own node."""
+    authorize_node(identity_of(context), node, action)
 
 
 class AgentsService(agents_pb2_grpc.AgentsServicer):
@@ -43,6 +50,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         node = request.node
         if not node.metadata.name:
             raise Invalid("node.metadata.name: required")
+        _authorize_node(context, node.metadata.name, "register")
         for _attempt in range(REGISTER_RETRIES):
             try:
                 result = await wait_write(self._registry.register_node(node),
@@ -57,6 +65,10 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     async def Heartbeat(self, request_iterator: AsyncIterator[agents_pb2.HeartbeatRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[agents_pb2.HeartbeatResponse]:
         async for beat in request_iterator:
+            try:
+                _authorize_node(context, beat.node, "heartbeat")
+            except RaftorchError as err:
+                await context.abort(err.grpc_code, err.message)
             self._received([beat.node])
             leader = ""
             with contextlib.suppress(RaftorchError):
@@ -66,6 +78,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     @unary
     async def ForwardHeartbeats(self, request: agents_pb2.HeartbeatBatch, context: grpc.aio.ServicerContext
                                 ) -> agents_pb2.HeartbeatBatchResponse:
+        authorize_heartbeat_forwarding(identity_of(context))
         self._received(list(request.nodes))
         return agents_pb2.HeartbeatBatchResponse()
 
@@ -95,6 +108,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     @unary
     async def ReportPodStatus(self, request: agents_pb2.ReportPodStatusRequest,
                               context: grpc.aio.ServicerContext) -> agents_pb2.ReportPodStatusResponse:
+        _authorize_node(context, request.node, "report pod status")
         pods = kind_of("Pod")
         gone: list[str] = []
         waits = []
@@ -136,6 +150,10 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     async def WatchNodePods(self, request: agents_pb2.WatchNodePodsRequest, context: grpc.aio.ServicerContext
                             ) -> AsyncIterator[resources_pb2.ObjectEvent]:
         node = request.node
+        try:
+            _authorize_node(context, node, "watch the pods")
+        except RaftorchError as err:
+            await context.abort(err.grpc_code, err.message)
 
         def bound_here(msg: object) -> bool:
             return isinstance(msg, objects_pb2.Pod) and msg.spec.node_name == node

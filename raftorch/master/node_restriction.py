@@ -9,7 +9,9 @@ module narrows that to the caller's own node, as Kubernetes' NodeRestriction doe
   watch only its own pods;
 - pass heartbeats on for other nodes: masters only (followers to the leader);
 - write through the Resources API only the pod that shows the agent in `get pods -A` (its
-  mirror pod in raftorch-system, bound to itself).
+  mirror pod in raftorch-system, bound to itself), and delete nothing;
+- read pods only when bound to itself (one at a time: its pods come from WatchNodePods), and
+  the services, endpoints, nodes and namespaces its rules need (the role allows those).
 
 Masters act for agents (forwarded heartbeats) and a cluster-wide admin may act as any node
 (hollow nodes for scale tests run that way). Pure functions over an `Identity`.
@@ -22,6 +24,7 @@ from google.protobuf.message import Message
 from raftorch.api.v1 import objects_pb2
 from raftorch.auth import Identity
 from raftorch.errors import PermissionDenied
+from raftorch.objects import Kind
 
 SYSTEM_NAMESPACE = "raftorch-system"
 MIRROR_ANNOTATION = "raftorch.io/mirror"
@@ -60,3 +63,22 @@ def authorize_node_write(caller: Identity, msg: Message) -> None:
         name = getattr(getattr(msg, "metadata", None), "name", "")
         raise PermissionDenied(f'node "{caller.name}" may not write {msg.DESCRIPTOR.name} {name!r}: a node writes '
                                f"only its own mirror pod {SYSTEM_NAMESPACE}/agent-{caller.name}")
+
+
+def authorize_node_delete(caller: Identity, kind: Kind) -> None:
+    if caller.is_node:
+        raise PermissionDenied(f'node "{caller.name}" may not delete {kind.plural}: agents delete nothing')
+
+
+def authorize_node_read(caller: Identity, kind: Kind, found: Message | None = None) -> None:
+    """A node reads pods bound to it, one at a time (`found`: the pod read); a list or watch of
+    pods is refused, since WatchNodePods gives it its own. Other kinds pass (the role decides)."""
+    if not caller.is_node or kind.name != "Pod":
+        return
+    if found is None:
+        raise PermissionDenied(f'node "{caller.name}" may not list or watch pods: it watches its own with '
+                               "WatchNodePods")
+    assert isinstance(found, objects_pb2.Pod)
+    if found.spec.node_name != caller.name:
+        raise PermissionDenied(f'node "{caller.name}" may not read pod {found.metadata.namespace}/'
+                               f"{found.metadata.name}: it is not bound to that node")

@@ -12,9 +12,11 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
+from raftorch.auth import identity_of
 from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, NotFound, RaftorchError
 from raftorch.master import admission
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
+from raftorch.master.node_restriction import authorize_node_delete, authorize_node_read, authorize_node_write
 from raftorch.master.registry import Registry, decode
 from raftorch.objects import (
     NAMESPACE,
@@ -67,6 +69,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
         _, original = unwrap(request.object)
+        authorize_node_write(identity_of(context), original)
         self._admit(original)
         _drop_system_status(original)
         for attempt in range(CREATE_RETRIES):
@@ -125,12 +128,15 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                   ) -> objects_pb2.Object:
         kind = kind_of(request.kind)
         await self._barrier(context)
-        return wrap(self._registry.get(kind, _namespace(kind, request.namespace), request.name))
+        found = self._registry.get(kind, _namespace(kind, request.namespace), request.name)
+        authorize_node_read(identity_of(context), kind, found)
+        return wrap(found)
 
     @unary
     async def List(self, request: resources_pb2.ListRequest, context: grpc.aio.ServicerContext
                    ) -> resources_pb2.ListResponse:
         kind = kind_of(request.kind)
+        authorize_node_read(identity_of(context), kind)
         accept = make_filter(kind, request.label_selector, request.field_selector)
         if not request.serializable:
             await self._barrier(context)
@@ -142,6 +148,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
         _, msg = unwrap(request.object)
+        authorize_node_write(identity_of(context), msg)
         self._admit(msg)
         self._keep_system_status(msg)
         future = self._registry.update(msg, request_id=request.request_id)
@@ -152,6 +159,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                            ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
         _, msg = unwrap(request.object)
+        authorize_node_write(identity_of(context), msg)
         self._keep_system_status(msg)
         future = self._registry.update(msg, status_only=True, request_id=request.request_id)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
@@ -160,6 +168,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
     async def Delete(self, request: resources_pb2.DeleteRequest, context: grpc.aio.ServicerContext
                      ) -> objects_pb2.Object:
         kind = kind_of(request.kind)
+        authorize_node_delete(identity_of(context), kind)
         if request.propagation not in ("", "Background", "Orphan"):
             raise Invalid(f"propagation: expected Background or Orphan, got {request.propagation!r}")
         await self._barrier(context)
@@ -195,6 +204,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                     ) -> AsyncIterator[resources_pb2.ObjectEvent]:
         try:
             kind = kind_of(request.kind)
+            authorize_node_read(identity_of(context), kind)
             accept = make_filter(kind, request.label_selector, request.field_selector)
             namespace = request.namespace if kind.namespaced else ""
         except RaftorchError as err:

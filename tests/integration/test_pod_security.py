@@ -232,7 +232,7 @@ def test_a_preset_pod_ip_does_not_steer_port_forward(masters: LocalMasters, fake
 
         frames = iter([agents_pb2.PortForwardFrame(namespace="default", pod="forged", port=port),
                        agents_pb2.PortForwardFrame(data=b"hello"), agents_pb2.PortForwardFrame(eof=True)])
-        with rpc.channel(masters.endpoints[0]) as chan, pytest.raises(grpc.RpcError) as info:
+        with rpc.channel(masters.endpoints[0], masters.credentials) as chan, pytest.raises(grpc.RpcError) as info:
             list(agents_pb2_grpc.PodsStub(chan).PortForward(frames, timeout=15))
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "pod default/forged is not running" in (info.value.details() or "")

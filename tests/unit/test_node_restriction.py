@@ -10,8 +10,11 @@ from raftorch.errors import PermissionDenied
 from raftorch.master.node_restriction import (
     authorize_heartbeat_forwarding,
     authorize_node,
+    authorize_node_delete,
+    authorize_node_read,
     authorize_node_write,
 )
+from raftorch.objects import kind_of
 
 NODE1 = node_identity("node-1")
 ADMIN = Identity("user", "alice", "admin")
@@ -54,3 +57,17 @@ def test_a_node_writes_only_its_own_mirror_pod() -> None:
         with pytest.raises(PermissionDenied, match='node "node-1" may not write'):
             authorize_node_write(NODE1, other)
     authorize_node_write(EDITOR, mirror("node-2"))  # the role decides for users
+
+
+def test_a_node_reads_pods_bound_to_it_one_at_a_time_and_deletes_nothing() -> None:
+    pods, nodes = kind_of("Pod"), kind_of("Node")
+    authorize_node_read(NODE1, pods, mirror("node-1"))
+    authorize_node_read(NODE1, nodes)
+    with pytest.raises(PermissionDenied, match="not bound to that node"):
+        authorize_node_read(NODE1, pods, mirror("node-2"))
+    with pytest.raises(PermissionDenied, match="WatchNodePods"):
+        authorize_node_read(NODE1, pods)
+    authorize_node_read(EDITOR, pods)
+    with pytest.raises(PermissionDenied, match="agents delete nothing"):
+        authorize_node_delete(NODE1, nodes)
+    authorize_node_delete(ADMIN, nodes)
