@@ -12,9 +12,12 @@ Standards, limited to the fields raftorch's pod spec has):
   `NET_BIND_SERVICE`. Kubernetes' restricted also wants a seccomp profile: raftorch offers no way
   to turn Docker's default profile off, so every container already has it.
 
-Pods are checked when they are created or updated through the Resources API, and so are the pod
-templates of deployments and replica sets: a workload whose pods would be refused is refused
-itself, so the user learns it at once rather than from a replica set that never gets its pods.
+Pods are checked when they are created, or updated with a changed spec, through the Resources
+API, and so are the pod templates of deployments and replica sets: a workload whose pods would
+be refused is refused itself, so the user learns it at once rather than from a replica set that
+never gets its pods. (Kubernetes only warns about workloads.) When a namespace's level is raised
+later, existing pods keep running and workloads can still be scaled, but the replica set
+controller creates no new pods that break the level: it reports FailedCreate instead.
 Admission cannot know where the scheduler will put a pod; `host_processes_allowed` is what the
 scheduler asks to keep pods of other levels off process-runtime nodes (see scheduler.py), and
 `check_node` refuses a pod that names such a node itself.

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 from google.protobuf.message import Message
@@ -32,6 +32,7 @@ from raftorch.master.admission import (
     PRIVILEGED,
     host_processes_allowed,
     level_of,
+    pod_spec_violations,
 )
 from raftorch.master.cache import ObjectCache
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
@@ -80,6 +81,7 @@ class ControllerManager:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"controllers-term-{term}", daemon=True)
         self._unschedulable_reasons: dict[str, str] = {}
+        self._create_failures: dict[str, str] = {}  # replica set uid -> why its pods may not be created
         self.bound = 0
 
     def start(self) -> None:
@@ -246,8 +248,7 @@ class ControllerManager:
         snapshot = build_snapshot(nodes, pods)
         pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
         by_uid = {p.metadata.uid: p for p in pending}
-        levels = {ns.metadata.name: level_of(ns.metadata.labels) for ns in cache.items("Namespace")
-                  if isinstance(ns, objects_pb2.Namespace)}
+        levels = _levels(cache)
         requests = [pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
                     for p in pending]
         plan = schedule(snapshot, requests, self.wall())
@@ -265,15 +266,16 @@ class ControllerManager:
                 futures.append(self._event(by_uid[item.uid], "FailedScheduling", item.reason, "Warning"))
         return futures
 
-    def _event(self, pod: objects_pb2.Pod, reason: str, message: str, kind: str) -> Future[Message]:
+    def _event(self, obj: objects_pb2.Pod | objects_pb2.ReplicaSet, reason: str, message: str, kind: str,
+               source: str = "scheduler") -> Future[Message]:
         now = format_time(self.wall())
+        meta = obj.metadata
         event = objects_pb2.Event(
-            metadata=objects_pb2.ObjectMeta(name=f"{pod.metadata.name}.{secrets.token_hex(4)}",
-                                            namespace=pod.metadata.namespace),
-            involved_object=objects_pb2.ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
-                                                        name=pod.metadata.name, uid=pod.metadata.uid),
+            metadata=objects_pb2.ObjectMeta(name=f"{meta.name}.{secrets.token_hex(4)}", namespace=meta.namespace),
+            involved_object=objects_pb2.ObjectReference(kind=obj.DESCRIPTOR.name, namespace=meta.namespace,
+                                                        name=meta.name, uid=meta.uid),
             reason=reason, message=message, type=kind, count=1, first_timestamp=now, last_timestamp=now,
-            source="scheduler")
+            source=source)
         return self.registry.create(event, fence_term=self.term)
 
     # -- deployments and replica sets ----------------------------------------------------------
@@ -341,10 +343,24 @@ class ControllerManager:
         pods_by_owner = _pods_by_owner(cache)
         futures: list[Future[Message]] = []
         pod_kind = kind_of("Pod")
+        levels = _levels(cache)
         for rs in cache.items("ReplicaSet"):
             assert isinstance(rs, objects_pb2.ReplicaSet)
             pods = pods_by_owner.get(rs.metadata.uid, [])
             plan = plan_replicaset(rs, pods, lambda: secrets.token_hex(3)[:5])
+            if plan.create:
+                # The namespace's level may have been raised since the template was admitted.
+                level = levels.get(rs.metadata.namespace, DEFAULT_LEVEL)
+                violations = pod_spec_violations(rs.spec.template.spec, level, "spec.template.spec")
+                if violations:
+                    message = (f'pods of replicaset "{rs.metadata.name}" are forbidden: violates pod-security '
+                               f'level "{level}": ' + ", ".join(violations))
+                    if self._create_failures.get(rs.metadata.uid) != message:
+                        self._create_failures[rs.metadata.uid] = message
+                        futures.append(self._event(rs, "FailedCreate", message, "Warning", "replicaset-controller"))
+                    plan = replace(plan, create=())
+                else:
+                    self._create_failures.pop(rs.metadata.uid, None)
             for pod in plan.create:
                 futures.append(self.registry.create(pod, fence_term=self.term))
             by_name = {p.metadata.name: p for p in pods}
@@ -407,6 +423,12 @@ def _copy_rs(rs: objects_pb2.ReplicaSet) -> objects_pb2.ReplicaSet:
     out = objects_pb2.ReplicaSet()
     out.CopyFrom(rs)
     return out
+
+
+def _levels(cache: ObjectCache) -> dict[str, str]:
+    """Each namespace's pod-security level."""
+    return {ns.metadata.name: level_of(ns.metadata.labels) for ns in cache.items("Namespace")
+            if isinstance(ns, objects_pb2.Namespace)}
 
 
 def _pods_by_owner(cache: ObjectCache) -> dict[str, list[objects_pb2.Pod]]:

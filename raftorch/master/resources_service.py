@@ -84,12 +84,16 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                     raise
         raise AssertionError("unreachable")
 
-    def _admit(self, msg: Message) -> None:
-        """Pod security (admission.py): pods and pod templates against their namespace's level."""
+    def _admit(self, msg: Message, update: bool = False) -> None:
+        """Pod security (admission.py): pods and pod templates against their namespace's level,
+        when created and when an update changes the pod spec (so a workload admitted before its
+        namespace's level was raised can still be scaled; the controller checks its new pods)."""
         if isinstance(msg, objects_pb2.Namespace):
             admission.check_namespace(msg)
             return
         if not isinstance(msg, (objects_pb2.Pod, objects_pb2.Deployment, objects_pb2.ReplicaSet)):
+            return
+        if update and self._same_pod_spec(msg):
             return
         level = admission.DEFAULT_LEVEL
         with contextlib.suppress(NotFound):  # the write itself reports a missing namespace
@@ -102,6 +106,17 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                 node = self._registry.get(NODE, "", msg.spec.node_name)
             assert node is None or isinstance(node, objects_pb2.Node)
             admission.check_node(msg, level, node)
+
+    def _same_pod_spec(self, msg: objects_pb2.Pod | objects_pb2.Deployment | objects_pb2.ReplicaSet) -> bool:
+        try:
+            stored = self._registry.get(kind_of_message(msg), msg.metadata.namespace or "default", msg.metadata.name)
+        except NotFound:
+            return False  # the update reports it
+        if isinstance(msg, objects_pb2.Pod):
+            assert isinstance(stored, objects_pb2.Pod)
+            return _pod_spec_bytes(stored.spec) == _pod_spec_bytes(msg.spec)
+        assert isinstance(stored, (objects_pb2.Deployment, objects_pb2.ReplicaSet))
+        return _pod_spec_bytes(stored.spec.template.spec) == _pod_spec_bytes(msg.spec.template.spec)
 
     def _keep_system_status(self, msg: Message) -> None:
         """Addresses in a status are the system's to set (an agent's report, a registration):
@@ -149,7 +164,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
         check_unknown_fields(request.object)
         _, msg = unwrap(request.object)
         authorize_node_write(identity_of(context), msg)
-        self._admit(msg)
+        self._admit(msg, update=True)
         self._keep_system_status(msg)
         future = self._registry.update(msg, request_id=request.request_id)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
@@ -212,6 +227,10 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
         async for event in watch_objects(self._replica, kind, namespace, accept, request.resource_version,
                                          context):
             yield event
+
+
+def _pod_spec_bytes(spec: objects_pb2.PodSpec) -> bytes:
+    return spec.SerializeToString(deterministic=True)
 
 
 def _drop_system_status(msg: Message) -> None:

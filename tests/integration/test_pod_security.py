@@ -238,3 +238,38 @@ def test_a_preset_pod_ip_does_not_steer_port_forward(masters: LocalMasters, fake
         assert "pod default/forged is not running" in (info.value.details() or "")
         with pytest.raises(BlockingIOError):
             victim.accept()
+
+
+def test_raising_a_namespace_level_stops_new_pods_of_existing_workloads(masters: LocalMasters) -> None:
+    with masters.client() as c:
+        make_namespace(c, "lab", "privileged")
+        labels = {"app": "agent"}
+        deploy = objects_pb2.Deployment(
+            metadata=objects_pb2.ObjectMeta(name="agent", namespace="lab"),
+            spec=objects_pb2.DeploymentSpec(
+                replicas=1, selector=objects_pb2.LabelSelector(match_labels=labels),
+                template=objects_pb2.PodTemplateSpec(metadata=objects_pb2.ObjectMeta(labels=labels),
+                                                     spec=pod("x", host_network=True).spec)))
+        c.objects.create(deploy)
+
+        def pods() -> list[objects_pb2.Pod]:
+            items, _ = c.objects.list("pods", "lab")
+            return [p for p in items if isinstance(p, objects_pb2.Pod)]
+
+        eventually(lambda: len(pods()) == 1, what="the first pod")
+        ns = c.objects.get("namespaces", "lab")
+        ns.metadata.labels[LEVEL_LABEL] = "baseline"  # type: ignore[attr-defined]
+        c.objects.update(ns)
+        current = c.objects.get("deployments", "agent", "lab")
+        assert isinstance(current, objects_pb2.Deployment)
+        current.spec.replicas = 2
+        c.objects.update(current)
+
+        def failed_create() -> str:
+            events, _ = c.objects.list("events", "lab")
+            return next((e.message for e in events if e.reason == "FailedCreate"), "")  # type: ignore[attr-defined]
+
+        eventually(lambda: bool(failed_create()), what="a FailedCreate event")
+        assert failed_create().endswith('are forbidden: violates pod-security level "baseline": '
+                                        "spec.template.spec.hostNetwork=true")
+        assert len(pods()) == 1
