@@ -22,6 +22,7 @@ import grpc
 import structlog
 
 from raftorch import rpc
+from raftorch.agent.certs import NodeCert, Renewer
 from raftorch.agent.config import AgentConfig
 from raftorch.agent.network import NodeNetwork
 from raftorch.agent.probes import run_probe
@@ -38,6 +39,8 @@ from raftorch.agent.reconciler import (
 )
 from raftorch.agent.runtime.base import RUNNING, ContainerInfo, ContainerRuntime, RuntimeFailure
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
+from raftorch.auth.interceptor import MasterOnlyInterceptor
+from raftorch.auth.pki import CertVerifier
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
 from raftorch.errors import AlreadyExists, Conflict, NotFound, PermissionDenied, RaftorchError, Unavailable
@@ -91,10 +94,16 @@ def host_capacity() -> dict[str, str]:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, runtime: ContainerRuntime) -> None:
+    def __init__(self, config: AgentConfig, runtime: ContainerRuntime, cert: NodeCert | None = None) -> None:
+        """`cert`: the node's certificate (see raftorch.agent.certs); None only against
+        --insecure masters (benchmarks)."""
         self.config = config
         self.runtime = runtime
-        self.client = Client(config.masters, timeout=5.0, retry_for=30.0)
+        self.cert = cert
+        self.client = Client(config.masters, timeout=5.0, retry_for=30.0,
+                             credentials=cert.credentials() if cert is not None else None)
+        self._renewer: Renewer | None = None
+        self._fresh_tls: rpc.ServerTLS | None = None
         self._conn = self.client._conn
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -125,6 +134,10 @@ class Agent:
 
     def start(self) -> None:
         self._serve_endpoint()
+        if self.cert is not None:
+            self._renewer = Renewer(self.config.masters, self.config.pki_dir or self.config.data_dir / "pki",
+                                    self.config.name, self.config.node_ip, self.cert, self._renewed)
+            self._renewer.start()
         self.register()
         self._start_network()
         for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop):
@@ -134,9 +147,22 @@ class Agent:
         log.info("agent_started", node=self.config.name, runtime=self.config.runtime, endpoint=self.endpoint,
                  masters=self.config.masters)
 
+    def _renewed(self, cert: NodeCert) -> None:
+        """A renewed certificate: new connections to masters and to this endpoint use it;
+        pods and their containers are not touched."""
+        self.cert = cert
+        self._fresh_tls = cert.server_tls()
+        self._conn.set_credentials(cert.credentials())
+
+    def _endpoint_tls(self) -> rpc.ServerTLS | None:
+        fresh, self._fresh_tls = self._fresh_tls, None
+        return fresh
+
     def stop(self) -> None:
         """Stop the agent; the pods' containers keep running (a restarted agent adopts them)."""
         self._stop.set()
+        if self._renewer is not None:
+            self._renewer.stop()
         if self.network is not None:
             self.network.stop()
         self._wake.set()
@@ -394,9 +420,12 @@ class Agent:
     # -- the agent endpoint -------------------------------------------------------------------
 
     def _serve_endpoint(self) -> None:
-        self._server = rpc.server(max_workers=32)
+        cert = self.cert
+        guard = [] if cert is None else [MasterOnlyInterceptor(CertVerifier(cert.ca_pem))]
+        self._server = rpc.server(max_workers=32, interceptors=guard)
         agents_pb2_grpc.add_NodeAgentServicer_to_server(_NodeAgentService(self), self._server)
-        port = rpc.bind_sync(self._server, f"{self.config.node_ip}:{self.config.agent_port}")
+        port = rpc.bind_sync(self._server, f"{self.config.node_ip}:{self.config.agent_port}",
+                             cert.server_tls() if cert is not None else None, self._endpoint_tls)
         self.endpoint = f"{self.config.node_ip}:{port}"
         self._server.start()
 

@@ -25,14 +25,18 @@ from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
 from raftorch.errors import RaftorchError
 from raftorch.objects import format_time
+from raftorch.rpc import Credentials
 
 log = structlog.get_logger("raftorch.hollow")
 
 
 class HollowFleet:
     def __init__(self, endpoints: list[str], names: list[str], heartbeat_period: float = 1.0,
-                 cpu: str = "4", memory: str = "16Gi", pods: str = "110") -> None:
-        self.client = Client(endpoints, timeout=5.0, retry_for=30.0)
+                 cpu: str = "4", memory: str = "16Gi", pods: str = "110",
+                 credentials: Credentials | None = None) -> None:
+        """`credentials`: an admin's (hollow nodes share one client, so no node certificate
+        names them all); None only against --insecure masters."""
+        self.client = Client(endpoints, timeout=5.0, retry_for=30.0, credentials=credentials)
         self._conn = self.client._conn
         self.names = list(names)
         self.period = heartbeat_period

@@ -305,3 +305,21 @@ def ensure_admin(pki_dir: Path, name: str = "admin") -> AdminFiles:
     if not (files.cert_file.exists() and files.key_file.exists()):
         save_pair(issue_pair(ca, Identity("user", name, "admin")), files.cert_file, files.key_file)
     return files
+
+
+def issue_node(ca: CertKey, node: str, node_ip: str, lifetime: dt.timedelta = NODE_CERT_LIFETIME) -> CertKey:
+    """A node certificate made directly with the CA (local clusters, tests), as signing the
+    node's CSR would make it."""
+    key = new_key()
+    csr = make_csr(key, NODE_PREFIX + node, [node_ip] if node_ip else [])
+    return CertKey(sign_node_csr(ca, csr, node, lifetime), key_pem(key))
+
+
+def ensure_node_files(ca_dir: Path, node_pki_dir: Path, node: str, node_ip: str) -> None:
+    """Put a node certificate, its key and the CA in an agent's pki-dir unless one is there."""
+    if (node_pki_dir / "node.crt").exists():
+        return
+    ca, _ = ensure_ca(ca_dir)
+    pair = issue_node(ca, node, node_ip)
+    write_public(node_pki_dir / "ca.crt", ca.cert_pem)
+    save_pair(pair, node_pki_dir / "node.crt", node_pki_dir / "node.key")

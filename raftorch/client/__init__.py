@@ -2,6 +2,7 @@
 
 from raftorch.client.client import Client
 from raftorch.client.config import ClientConfig, load_credentials
+from raftorch.client.connection import set_default_credentials
 from raftorch.client.types import (
     ClusterStatus,
     Compare,
@@ -41,4 +42,5 @@ __all__ = [
     "Watch",
     "WatchEvent",
     "load_credentials",
+    "set_default_credentials",
 ]

@@ -23,6 +23,21 @@ from raftorch.errors import Invalid, RaftorchError, Unavailable, UnknownOutcome,
 
 T = TypeVar("T")
 
+_default_credentials: rpc.Credentials | None = None
+
+
+def set_default_credentials(creds: rpc.Credentials | None) -> None:
+    """The credentials a Client uses when it is given none: for programs that talk to one
+    cluster from many places (drills, benchmarks, local test clusters set it). Pass
+    `rpc.INSECURE` to a Client for an explicitly plaintext one."""
+    global _default_credentials
+    _default_credentials = creds
+
+
+def default_credentials() -> rpc.Credentials | None:
+    return _default_credentials
+
+
 # Codes after which another master may succeed.
 _FAILOVER_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                    grpc.StatusCode.CANCELLED}
@@ -61,7 +76,7 @@ class Connection:
     def __init__(self, endpoints: list[str], timeout: float, retry_for: float, pin: bool = False,
                  creds: rpc.Credentials | None = None) -> None:
         self.endpoints = list(endpoints)
-        self.creds = creds
+        self.creds = creds if creds is not None else _default_credentials
         self.timeout = timeout
         self.retry_for = retry_for
         self._lock = threading.Lock()

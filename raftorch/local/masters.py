@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftorch.auth.pki import AdminFiles, ensure_admin
-from raftorch.client import Client, load_credentials
+from raftorch.client import Client, load_credentials, set_default_credentials
 from raftorch.errors import RaftorchError
-from raftorch.rpc import Credentials
+from raftorch.rpc import INSECURE, Credentials
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -92,8 +92,10 @@ class LocalMasters:
             self.pki_dir = self.root / "pki"
         self.admin: AdminFiles = ensure_admin(self.pki_dir)
         # Masters started with --insecure (benchmarks) answer plaintext clients only.
-        self.credentials: Credentials | None = None if "--insecure" in self.extra_args else \
+        self.credentials: Credentials = INSECURE if "--insecure" in self.extra_args else \
             load_credentials(self.admin.ca_file, self.admin.cert_file, self.admin.key_file)
+        # Drills, hollow nodes and benchmarks in this process make their own clients.
+        set_default_credentials(self.credentials)
         if self.secret_file is None:
             self.secret_file = self.root / "cluster-secret"
             if not self.secret_file.exists():
