@@ -118,7 +118,8 @@ def test_the_system_namespace_is_privileged(masters: LocalMasters) -> None:
 
 @pytest.fixture
 def process_node(masters: LocalMasters, tmp_path: Path) -> Iterator[str]:
-    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["proc-1"], runtime="process")
+    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["proc-1"], runtime="process",
+                         ca_dir=masters.pki_dir)
     agents.start()
     try:
         with masters.client() as c:
@@ -185,7 +186,7 @@ def test_only_privileged_namespaces_get_pods_onto_a_process_runtime_node(masters
 
 @pytest.fixture
 def fake_node(masters: LocalMasters, tmp_path: Path) -> Iterator[str]:
-    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["fake-1"], runtime="fake")
+    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["fake-1"], runtime="fake", ca_dir=masters.pki_dir)
     agents.start()
     try:
         with masters.client() as c:
