@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -274,3 +276,28 @@ def test_raising_a_namespace_level_stops_new_pods_of_existing_workloads(masters:
         assert failed_create().endswith('are forbidden: violates pod-security level "baseline": '
                                         "spec.template.spec.hostNetwork=true")
         assert len(pods()) == 1
+
+
+def test_raftctl_up_on_the_process_runtime_runs_pods_of_default(tmp_path: Path) -> None:
+    """`raftctl up` without Docker: `default` is labelled privileged, so the walk-through's pods run."""
+    raftctl = str(Path(sys.executable).parent / "raftctl")
+    data = tmp_path / "local"
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    up = subprocess.run([raftctl, "up", "--masters", "1", "--agents", "1", "--runtime", "process",
+                         "--data-dir", str(data)], env=env, capture_output=True, text=True, timeout=180)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "labelling namespace default raftorch.io/pod-security=privileged" in up.stderr
+        got = subprocess.run([raftctl, "get", "namespace", "default", "-o", "json"], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert json.loads(got.stdout)["metadata"]["labels"][LEVEL_LABEL] == "privileged"
+        create = subprocess.run([raftctl, "create", "deployment", "hello", "--image=none", "--", "sleep", "1000"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert create.returncode == 0, create.stderr
+        rollout = subprocess.run([raftctl, "rollout", "status", "deployment/hello"], env=env, capture_output=True,
+                                 text=True, timeout=120)
+        assert 'deployment "hello" successfully rolled out' in rollout.stdout, rollout.stderr
+    finally:
+        subprocess.run([raftctl, "down", "--purge", "--data-dir", str(data)], env=env, capture_output=True,
+                       timeout=120)
+        _kill_process_pods(tmp_path)
