@@ -12,8 +12,8 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
-from raftorch.auth import identity_of
-from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, NotFound, RaftorchError
+from raftorch.auth import Identity, identity_of
+from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
 from raftorch.master import admission
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
 from raftorch.master.node_restriction import authorize_node_delete, authorize_node_read, authorize_node_write
@@ -69,7 +69,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
         _, original = unwrap(request.object)
-        authorize_node_write(identity_of(context), original)
+        _authorize_write(identity_of(context), kind_of_message(original), original)
         self._admit(original)
         _drop_system_status(original)
         for attempt in range(CREATE_RETRIES):
@@ -163,7 +163,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
         _, msg = unwrap(request.object)
-        authorize_node_write(identity_of(context), msg)
+        _authorize_write(identity_of(context), kind_of_message(msg), msg)
         self._admit(msg, update=True)
         self._keep_system_status(msg)
         future = self._registry.update(msg, request_id=request.request_id)
@@ -174,7 +174,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                            ) -> objects_pb2.Object:
         check_unknown_fields(request.object)
         _, msg = unwrap(request.object)
-        authorize_node_write(identity_of(context), msg)
+        _authorize_write(identity_of(context), kind_of_message(msg), msg)
         self._keep_system_status(msg)
         future = self._registry.update(msg, status_only=True, request_id=request.request_id)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
@@ -183,7 +183,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
     async def Delete(self, request: resources_pb2.DeleteRequest, context: grpc.aio.ServicerContext
                      ) -> objects_pb2.Object:
         kind = kind_of(request.kind)
-        authorize_node_delete(identity_of(context), kind)
+        _authorize_write(identity_of(context), kind, None)
         if request.propagation not in ("", "Background", "Orphan"):
             raise Invalid(f"propagation: expected Background or Orphan, got {request.propagation!r}")
         await self._barrier(context)
@@ -227,6 +227,18 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
         async for event in watch_objects(self._replica, kind, namespace, accept, request.resource_version,
                                          context):
             yield event
+
+
+def _authorize_write(caller: Identity, kind: Kind, msg: Message | None) -> None:
+    """Endpoints list the addresses that service rules and proxies send traffic to: only the
+    endpoints controller (on a master) writes them. Nodes are narrowed by node restriction."""
+    if kind.name == "Endpoints" and not caller.is_master:
+        raise PermissionDenied(f"{caller.describe()} may not write endpoints: the endpoints controller keeps "
+                               "them, from the pods its services select")
+    if msg is None:
+        authorize_node_delete(caller, kind)
+    else:
+        authorize_node_write(caller, msg)
 
 
 def _pod_spec_bytes(spec: objects_pb2.PodSpec) -> bytes:

@@ -301,3 +301,40 @@ def test_raftctl_up_on_the_process_runtime_runs_pods_of_default(tmp_path: Path) 
         subprocess.run([raftctl, "down", "--purge", "--data-dir", str(data)], env=env, capture_output=True,
                        timeout=120)
         _kill_process_pods(tmp_path)
+
+
+def test_endpoints_are_written_by_the_endpoints_controller_only(masters: LocalMasters) -> None:
+    """Endpoints of a selector-less service, pointing at 127.0.0.2, would have every node's
+    rules send the service's traffic there."""
+    with masters.client() as c:
+        eventually(lambda: namespace_exists(c, "default"), what="namespace default")
+        c.objects.create(objects_pb2.Service(metadata=objects_pb2.ObjectMeta(name="manual", namespace="default"),
+                                             spec=objects_pb2.ServiceSpec(ports=[objects_pb2.ServicePort(port=80)])))
+        forged = objects_pb2.Endpoints(
+            metadata=objects_pb2.ObjectMeta(name="manual", namespace="default"),
+            subsets=[objects_pb2.EndpointSubset(addresses=[objects_pb2.EndpointAddress(ip="127.0.0.2")],
+                                                ports=[objects_pb2.EndpointPort(port=22)])])
+        with pytest.raises(PermissionDenied, match=r'user "admin" .*may not write endpoints'):
+            c.objects.create(forged)
+        with pytest.raises(NotFound):
+            c.objects.get("endpoints", "manual", "default")
+        # The controller's own endpoints cannot be rewritten or removed either.
+        c.objects.create(objects_pb2.Service(metadata=objects_pb2.ObjectMeta(name="web", namespace="default"),
+                                             spec=objects_pb2.ServiceSpec(selector={"app": "web"},
+                                                                          ports=[objects_pb2.ServicePort(port=80)])))
+        eventually(lambda: _exists_ep(c, "web"), what="the controller's endpoints")
+        current = c.objects.get("endpoints", "web", "default")
+        assert isinstance(current, objects_pb2.Endpoints)
+        current.subsets.add().CopyFrom(forged.subsets[0])
+        with pytest.raises(PermissionDenied):
+            c.objects.update(current)
+        with pytest.raises(PermissionDenied):
+            c.objects.delete("endpoints", "web", "default")
+
+
+def _exists_ep(c: Client, name: str) -> bool:
+    try:
+        c.objects.get("endpoints", name, "default")
+    except NotFound:
+        return False
+    return True
