@@ -592,7 +592,8 @@ def run(settings: Settings) -> Report:
         root = Path(tmp)
         cidr = free_cluster_cidr(client)
         masters = LocalMasters(root / "masters", extra_args=["--cluster-cidr", cidr])
-        agents = LocalAgents(root / "agents", masters.endpoints, names, runtime="docker", network_mode="none")
+        agents = LocalAgents(root / "agents", masters.endpoints, names, runtime="docker", network_mode="none",
+                             ca_dir=masters.pki_dir)
         events = DockerEvents(client, names)
         profiler = Profiler(settings.profile_dir)
         try:

@@ -50,6 +50,7 @@ from benchlib import cpu_seconds, percentile, recv
 from raftorch.client import Client
 from raftorch.errors import RaftorchError
 from raftorch.local.masters import LocalMasters
+from raftorch.rpc import Credentials
 
 KEY_BYTES = 16
 VALUE_BYTES = 100
@@ -185,7 +186,7 @@ def sleep_until(when: float) -> None:
         time.sleep(delay)
 
 
-def load_process(endpoints: list[str], op: str, threads: int, seed: int,
+def load_process(endpoints: list[str], creds: Credentials, op: str, threads: int, seed: int,
                  conn: multiprocessing.connection.Connection) -> None:
     """One client process: `threads` threads, each with its own Client.
 
@@ -193,7 +194,7 @@ def load_process(endpoints: list[str], op: str, threads: int, seed: int,
     (start_at, end_at) in time.monotonic() terms, sends (latencies, errors, cpu_seconds)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
     keys = bench_keys()
-    clients = [Client(endpoints) for _ in range(threads)]
+    clients = [Client(endpoints, credentials=creds) for _ in range(threads)]
     try:
         ops = [make_op(c, op, keys, random.Random(seed * 1000 + i)) for i, c in enumerate(clients)]
         for fn in ops:
@@ -257,7 +258,8 @@ def run_row(masters: LocalMasters, target: Target, processes: int, duration: flo
     try:
         for i, n in enumerate(split(target.threads, processes)):
             parent_end, child_end = ctx.Pipe()
-            proc = ctx.Process(target=load_process, args=(masters.endpoints, target.op, n, i + 1, child_end),
+            proc = ctx.Process(target=load_process,
+                               args=(masters.endpoints, masters.credentials, target.op, n, i + 1, child_end),
                                daemon=True)
             proc.start()
             child_end.close()

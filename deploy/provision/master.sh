@@ -16,6 +16,9 @@ Writes $RAFTORCH_ETC/master.yaml and enables and starts raftorch-master.service.
 --no-systemd prints the unit's ExecStart command instead of starting it, --run runs it.
 Settings from the environment: RAFTORCH_CLIENT_PORT, RAFTORCH_PEER_PORT,
 RAFTORCH_NODE_GRACE, RAFTORCH_EVICTION_TIMEOUT, RAFTORCH_LOG_LEVEL.
+RAFTORCH_JOIN_TOKEN (ID.SECRET) is written to $RAFTORCH_ETC/join-tokens: the leader registers
+it (for 24 h) so agents can join with it. The cluster CA is $RAFTORCH_ETC/pki/ca.{crt,key}
+(install.sh --ca-dir); a master without one creates it (then copy it to the others).
 USAGE
 }
 
@@ -38,6 +41,7 @@ for arg in "$@"; do
     done
 done
 [ -f "$RAFTORCH_ETC/cluster-secret" ] || die "$RAFTORCH_ETC/cluster-secret missing: run install.sh first"
+(umask 077 && printf '%s\n' "${RAFTORCH_JOIN_TOKEN:-}" > "$RAFTORCH_ETC/join-tokens")
 
 render "$DEPLOY_DIR/config/master.yaml.in" "$RAFTORCH_ETC/master.yaml" \
     NAME="$name" IP="$ip" CLIENT_PORT="$RAFTORCH_CLIENT_PORT" PEER_PORT="$RAFTORCH_PEER_PORT" \

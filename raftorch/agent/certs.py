@@ -47,8 +47,9 @@ class NodeCert:
         return rpc.ServerTLS(self.cert_pem + self.ca_pem, self.key_pem, self.ca_pem, require_client_cert=True)
 
     def renew_at(self) -> dt.datetime:
-        start, end = pki.not_before(self.cert_pem), pki.not_after(self.cert_pem)
-        return start + (end - start) * RENEW_AT
+        # Certificates start BACKDATE before they are issued (clock skew): count from the issue.
+        issued, end = pki.not_before(self.cert_pem) + pki.BACKDATE, pki.not_after(self.cert_pem)
+        return issued + (end - issued) * RENEW_AT
 
 
 def paths(pki_dir: Path) -> tuple[Path, Path, Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from raftorch.agent import certs
 from raftorch.agent.certs import NodeCert
 from raftorch.agent.config import AgentConfig
 from raftorch.agent.runtime.base import ContainerRuntime
-from raftorch.errors import Invalid, RaftorchError
+from raftorch.errors import Invalid, RaftorchError, Unauthenticated, Unavailable
 
 EXAMPLE = """
 Example:
@@ -111,10 +112,19 @@ def node_certificate(config: AgentConfig) -> NodeCert | None:
     if not config.join_token or not config.ca_hash:
         raise Invalid(f"no node certificate in {pki_dir}: give --join-token and --ca-hash "
                       "(from `raftctl token create --join` on a master) to join the cluster")
-    try:
-        cert = certs.join(config.masters, config.name, config.node_ip, config.join_token, config.ca_hash)
-    except RaftorchError as err:
-        raise type(err)(f"cannot join the cluster: {err}") from None
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            cert = certs.join(config.masters, config.name, config.node_ip, config.join_token, config.ca_hash)
+            break
+        except (Unavailable, Unauthenticated) as err:
+            # Masters still starting, or a bootstrap token the new leader has not registered yet.
+            retry = isinstance(err, Unavailable) or "unknown token" in str(err)
+            if not retry or time.monotonic() > deadline:
+                raise type(err)(f"cannot join the cluster: {err}") from None
+            time.sleep(1.0)
+        except RaftorchError as err:
+            raise type(err)(f"cannot join the cluster: {err}") from None
     certs.save(pki_dir, cert)
     click.echo(f"raftorch-agent: joined; node certificate for {config.name} kept in {pki_dir}", err=True)
     return cert

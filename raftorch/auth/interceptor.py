@@ -27,7 +27,7 @@ from raftorch.auth import rbac, tokens
 from raftorch.auth.identity import Identity, set_identity
 from raftorch.auth.pki import CertVerifier
 from raftorch.auth.proof import CERT_HEADER, PROOF_HEADER, ProofVerifier
-from raftorch.errors import RaftorchError, Unauthenticated
+from raftorch.errors import Invalid, RaftorchError, Unauthenticated
 
 log = structlog.get_logger("raftorch.auth")
 T = TypeVar("T")
@@ -153,12 +153,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                                                                getattr(request, "node", ""))
             ident = await self._retrying(lambda: self._auth.identify(token, metadata)) \
                 if token is not None else self._auth.identify(None, metadata)
-            req = rbac.request_for(method, request)
+            try:
+                req = rbac.request_for(method, request)
+            except RaftorchError:
+                raise
+            except Exception:
+                raise Invalid(f"{method}: the request names no resource it may act on") from None
             if req is not None:
                 rbac.check(ident, req)
             set_identity(ident)
             return f"{ident.kind}:{ident.name}", req
         except RaftorchError as err:
+            if method == JOIN_METHOD:
+                log.warning("join_refused", node=getattr(request, "node", ""), error=err.message)
             who = "anonymous"
             req = None
             try:

@@ -4,7 +4,8 @@ Every RPC maps to a `Request` (verb, resource, namespace, name) by `request_for`
 
 - admin: everything (limited to its namespace's resources when it has one);
 - edit: read everything but tokens; write namespaced objects, keys and leases, port-forward;
-- view: get, list and watch everything but tokens and keys under /raftorch/; read logs;
+- view: get, list and watch everything but tokens and keys under /raftorch/ (token records,
+  which only admins read); read logs;
 - node: the agent's calls (Agents service, its certificate), read the objects its rules and
   pods need, create and update mirror pods and events. Which node it may act as is checked by
   the Agents servicer;
@@ -74,7 +75,7 @@ def decide(ident: Identity, req: Request) -> str | None:
     if ident.kind == "master":
         return None
     reserved = _touches(req.keys, RESERVED_WRITE if req.verb in WRITE else RESERVED_READ)
-    if reserved is not None:
+    if reserved is not None and not (ident.role == "admin" and ident.namespace is None and req.verb in READ):
         return f"keys under {', '.join(RESERVED_WRITE if req.verb in WRITE else RESERVED_READ)} " \
                f"belong to the masters ({reserved!r})"
     if ident.role == "node":

@@ -8,6 +8,7 @@ import click
 
 from raftorch import logs
 from raftorch.cli.apply import apply, delete
+from raftorch.cli.auth import auth, token
 from raftorch.cli.cluster import cluster
 from raftorch.cli.completion import completion
 from raftorch.cli.context import CliContext, default_config_path
@@ -48,7 +49,7 @@ def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None, tok
 
 
 for _command in (get, describe, create, apply, delete, expose, scale, set_group, rollout, cordon, uncordon, drain,
-                 logs_command, port_forward, completion, up, down, drill, kv, cluster):
+                 logs_command, port_forward, completion, up, down, drill, kv, cluster, auth, token):
     cli.add_command(_command)
 
 

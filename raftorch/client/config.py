@@ -9,7 +9,7 @@ from typing import Any
 
 from raftorch import config as cfgload
 from raftorch.errors import Invalid
-from raftorch.rpc import Credentials
+from raftorch.rpc import INSECURE, Credentials
 
 DEFAULT_ENDPOINTS = "127.0.0.1:2379"
 
@@ -49,11 +49,14 @@ class ClientConfig:
         return cfgload.build(ClientConfig, base + (layers or []))
 
     def credentials(self) -> Credentials | None:
+        """TLS credentials; None when the config names no CA (the process's default
+        credentials then, else plaintext, which only --insecure masters answer)."""
         if self.insecure:
-            return None
+            return INSECURE
         if self.ca_file is None:
-            raise Invalid("client config: no ca-file (the cluster CA); `raftctl up` writes one, "
-                          "or set ca-file, and cert-file/key-file or token, in the client config")
+            if self.token or self.cert_file:
+                raise Invalid("client config: a token or certificate needs ca-file (the cluster CA) too")
+            return None
         return load_credentials(self.ca_file, self.cert_file, self.key_file, self.token)
 
 

@@ -173,7 +173,10 @@ class Connection:
         if isinstance(last, UnknownOutcome):
             raise last
         where = ", ".join(self.endpoints)
-        raise Unavailable(f"no master answered in {self.retry_for:.0f}s (tried {where}): {last}")
+        hint = "" if self.creds is not None and not self.creds.insecure else \
+            " (this client has no credentials and speaks plaintext; masters speak TLS only: " \
+            "set ca-file and cert-file/key-file or token in the client config)"
+        raise Unavailable(f"no master answered in {self.retry_for:.0f}s (tried {where}): {last}{hint}")
 
     def close(self) -> None:
         with self._lock:

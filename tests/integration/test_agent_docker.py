@@ -47,7 +47,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: object
     root = tmp_path_factory.mktemp("docker-cluster")
     masters = LocalMasters(root / "masters")
     masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, NODES, extra_args=["--backoff-base", "1"])
+    agents = LocalAgents(root / "agents", masters.endpoints, NODES, extra_args=["--backoff-base", "1"],
+                         ca_dir=masters.pki_dir)
     try:
         masters.wait_ready()
         agents.start()
@@ -272,7 +273,8 @@ def _privileged(c: Client, namespace: str) -> bool:
 def test_process_runtime_runs_a_deployment_without_docker(tmp_path: Path, docker_client: object) -> None:
     masters = LocalMasters(tmp_path / "masters")
     masters.start()
-    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["proc-a", "proc-b"], runtime="process")
+    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["proc-a", "proc-b"], runtime="process",
+                         ca_dir=masters.pki_dir)
     try:
         masters.wait_ready()
         agents.start()

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.processes
 )
 def test_bad_keys_and_values_are_invalid_argument(masters: LocalMasters, request_: kv_pb2.PutRequest,
                                                   needle: str) -> None:
-    with rpc.channel(masters.endpoints[0]) as chan:
+    with rpc.channel(masters.endpoints[0], masters.credentials) as chan:
         with pytest.raises(grpc.RpcError) as info:
             kv_pb2_grpc.KVStub(chan).Put(request_, timeout=5)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -42,7 +42,7 @@ def test_bad_keys_and_values_are_invalid_argument(masters: LocalMasters, request
 
 def test_health_service_answers_serving_on_each_master(masters: LocalMasters) -> None:
     for endpoint in masters.endpoints:
-        with rpc.channel(endpoint) as chan:
+        with rpc.channel(endpoint, masters.credentials) as chan:
             stub = health_pb2_grpc.HealthStub(chan)
             for service in ("", "raftorch.v1.KV", "raftorch.v1.Cluster"):
                 resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
