@@ -14,6 +14,7 @@ from raftorch.auth.identity import (
     node_identity,
     reset_identity,
     set_identity,
+    set_insecure_identity,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "node_identity",
     "reset_identity",
     "set_identity",
+    "set_insecure_identity",
 ]

@@ -97,6 +97,13 @@ def master_identity(name: str) -> Identity:
 INSECURE = Identity("user", "insecure", "admin")
 
 _current: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("raftorch_identity", default=None)
+# Set only by a master started with --insecure: then no interceptor runs, and every caller is it.
+_fallback: Identity | None = None
+
+
+def set_insecure_identity(ident: Identity | None) -> None:
+    global _fallback
+    _fallback = ident
 
 
 def identity_of(context: object = None) -> Identity:
@@ -105,7 +112,7 @@ def identity_of(context: object = None) -> Identity:
     ``context`` is the gRPC servicer context (accepted for clarity at call sites; the identity
     travels in a context variable set by the interceptor). Raises Unauthenticated when no
     identity was established, so a servicer reached without the interceptor fails closed."""
-    ident = _current.get()
+    ident = _current.get() or _fallback
     if ident is None:
         raise Unauthenticated("no credentials: this request was not authenticated")
     return ident

@@ -143,6 +143,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def _admit(self, method: str, metadata: Any, request: Any, context: Any) -> tuple[str, rbac.Request | None]:
         """Authenticate and authorize; returns (who, request) for the audit, or aborts."""
+        who = "anonymous"
         try:
             token = bearer(metadata)
             if method == JOIN_METHOD:
@@ -153,6 +154,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                                                                getattr(request, "node", ""))
             ident = await self._retrying(lambda: self._auth.identify(token, metadata)) \
                 if token is not None else self._auth.identify(None, metadata)
+            who = f"{ident.kind}:{ident.name}"
             try:
                 req = rbac.request_for(method, request)
             except RaftorchError:
@@ -162,11 +164,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if req is not None:
                 rbac.check(ident, req)
             set_identity(ident)
-            return f"{ident.kind}:{ident.name}", req
+            return who, req
         except RaftorchError as err:
             if method == JOIN_METHOD:
                 log.warning("join_refused", node=getattr(request, "node", ""), error=err.message)
-            who = "anonymous"
             req = None
             try:
                 req = rbac.request_for(method, request)

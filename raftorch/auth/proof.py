@@ -112,3 +112,37 @@ class ProofVerifier:
             raise Unauthenticated("client certificate proof: the signature does not match the certificate") \
                 from None
         return float(stamp)
+
+
+class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, base: Any, metadata: list[tuple[str, str]]) -> None:
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = metadata
+        self.credentials = base.credentials
+        self.wait_for_ready = base.wait_for_ready
+        self.compression = getattr(base, "compression", None)
+
+
+class CertProofInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+                           grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
+    """Adds the certificate and its proof to each call in the calling thread: cheaper than a
+    metadata plugin, which gRPC runs on another thread for every call."""
+
+    def __init__(self, proof: CertProof) -> None:
+        self._proof = proof
+
+    def _details(self, details: Any) -> _Details:
+        return _Details(details, [*(details.metadata or ()), *self._proof.metadata()])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return continuation(self._details(details), request_iterator)

@@ -164,7 +164,8 @@ def request_for(method: str, req: Message | None) -> Request | None:
         verb = {"Put": "update", "DeleteRange": "delete", "Compact": "delete", "Range": "get",
                 "Watch": "watch"}.get(name)
         if verb is not None:
-            return Request(verb, "keys", keys=_kv_keys(req) if req is not None and name != "Compact" else ())
+            keys = _kv_keys(req) if req is not None and name != "Compact" else ()
+            return Request(verb, "keys", name=keys[0][0] if keys else "", keys=keys)
         if name == "Txn":
             assert isinstance(req, kv_pb2.TxnRequest)
             return Request(_txn_verb(req), "keys", keys=_kv_keys(req))

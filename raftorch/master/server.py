@@ -24,6 +24,7 @@ from raftorch.api.v1 import (
     resources_pb2_grpc,
     store_pb2,
 )
+from raftorch.auth.identity import INSECURE, set_insecure_identity
 from raftorch.auth.interceptor import AuditLog, Authenticator, AuthInterceptor
 from raftorch.errors import Unavailable
 from raftorch.master import security
@@ -80,6 +81,7 @@ class Master:
                                                 lambda: self._token_store().barrier()))
         else:
             log.warning("insecure_mode", note="plaintext and no authentication: benchmarks only")
+            set_insecure_identity(INSECURE)
         self.server = rpc.aio_server(interceptors)
         # Bind first: a taken client port should fail before Raft starts talking.
         self.port = rpc.bind(self.server, cfg.client_addr, self.tls.server if self.tls else None)
