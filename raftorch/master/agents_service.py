@@ -16,7 +16,7 @@ from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, Permissi
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
-from raftorch.master.node_restriction import authorize_heartbeat_forwarding, authorize_node
+from raftorch.master.node_restriction import authorize_heartbeat_forwarding, authorize_node, check_pod_address
 from raftorch.master.registry import Registry
 from raftorch.master.resources_service import watch_objects
 from raftorch.objects import kind_of
@@ -112,7 +112,9 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         pods = kind_of("Pod")
         gone: list[str] = []
         waits = []
+        node = self._node(request.node)
         for update in request.updates:
+            check_pod_address(node, update.status, f"{update.namespace}/{update.name}")
             try:
                 pod = self._registry.get(pods, update.namespace, update.name)
             except NotFound:
@@ -130,6 +132,14 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
             if isinstance(result, BaseException) and not isinstance(result, NotFound):
                 raise result
         return agents_pb2.ReportPodStatusResponse(gone=gone)
+
+    def _node(self, name: str) -> objects_pb2.Node | None:
+        try:
+            node = self._registry.get(kind_of("Node"), "", name)
+        except NotFound:
+            return None
+        assert isinstance(node, objects_pb2.Node)
+        return node
 
     async def _set_status(self, pod: objects_pb2.Pod, status: objects_pb2.PodStatus,
                           context: grpc.aio.ServicerContext) -> None:

@@ -10,6 +10,8 @@ module narrows that to the caller's own node, as Kubernetes' NodeRestriction doe
 - pass heartbeats on for other nodes: masters only (followers to the leader);
 - write through the Resources API only the pod that shows the agent in `get pods -A` (its
   mirror pod in raftorch-system, bound to itself), and delete nothing;
+- report pod IPs that other nodes may send service traffic to: not a loopback, link-local,
+  multicast or unspecified address unless it is the node's own (local one-host clusters);
 - read pods only when bound to itself (one at a time: its pods come from WatchNodePods), and
   the services, endpoints, nodes and namespaces its rules need (the role allows those).
 
@@ -19,11 +21,13 @@ Masters act for agents (forwarded heartbeats) and a cluster-wide admin may act a
 
 from __future__ import annotations
 
+import ipaddress
+
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.auth import Identity
-from raftorch.errors import PermissionDenied
+from raftorch.errors import Invalid, PermissionDenied
 from raftorch.objects import Kind
 
 SYSTEM_NAMESPACE = "raftorch-system"
@@ -82,3 +86,19 @@ def authorize_node_read(caller: Identity, kind: Kind, found: Message | None = No
     if found.spec.node_name != caller.name:
         raise PermissionDenied(f'node "{caller.name}" may not read pod {found.metadata.namespace}/'
                                f"{found.metadata.name}: it is not bound to that node")
+
+
+def check_pod_address(node: objects_pb2.Node | None, status: objects_pb2.PodStatus, pod: str) -> None:
+    """A pod IP a node reports ends up in endpoints, and so in every node's service rules: one
+    that means "this host" there (127.0.0.2, 169.254.169.254) would turn them on their own
+    hosts' local services."""
+    if not status.pod_ip:
+        return
+    try:
+        ip = ipaddress.ip_address(status.pod_ip)
+    except ValueError:
+        raise Invalid(f"pod {pod}: status.podIP: {status.pod_ip!r} is not an IP address") from None
+    own = {a.address for a in node.status.addresses} if node is not None else set()
+    if (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast) and status.pod_ip not in own:
+        raise PermissionDenied(f"pod {pod}: status.podIP: {ip} is a host-local address and not the node's own; "
+                               "other nodes would send service traffic to themselves")

@@ -129,7 +129,12 @@ def test_node_1_cannot_heartbeat_report_or_watch_as_node_2(
     assert code == DENIED and "is not bound to node node-1" in details
     with masters.client() as c:
         assert c.objects.get("pods", "theirs", "default").status.phase != "Failed"  # type: ignore[attr-defined]
-    # node-2 itself may.
+    # node-2 itself may, but not point its pod at an address that means "this host" to other nodes.
+    update = agents_pb2.PodStatusUpdate(namespace="default", name="theirs", uid=theirs.metadata.uid,
+                                        status=objects_pb2.PodStatus(phase="Running", pod_ip="127.0.0.2"))
+    code, details = code_of(lambda: two.agents.ReportPodStatus(
+        agents_pb2.ReportPodStatusRequest(node="node-2", updates=[update]), timeout=10))
+    assert code == DENIED and "127.0.0.2 is a host-local address" in details
     two.report("node-2", theirs, "Running")
     with masters.client() as c:
         assert c.objects.get("pods", "theirs", "default").status.phase == "Running"  # type: ignore[attr-defined]

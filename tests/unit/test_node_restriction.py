@@ -6,13 +6,14 @@ import pytest
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.auth import Identity, master_identity, node_identity
-from raftorch.errors import PermissionDenied
+from raftorch.errors import Invalid, PermissionDenied
 from raftorch.master.node_restriction import (
     authorize_heartbeat_forwarding,
     authorize_node,
     authorize_node_delete,
     authorize_node_read,
     authorize_node_write,
+    check_pod_address,
 )
 from raftorch.objects import kind_of
 
@@ -71,3 +72,15 @@ def test_a_node_reads_pods_bound_to_it_one_at_a_time_and_deletes_nothing() -> No
     with pytest.raises(PermissionDenied, match="agents delete nothing"):
         authorize_node_delete(NODE1, nodes)
     authorize_node_delete(ADMIN, nodes)
+
+
+def test_reported_pod_ips_that_mean_this_host_must_be_the_nodes_own() -> None:
+    node = objects_pb2.Node(status=objects_pb2.NodeStatus(addresses=[
+        objects_pb2.NodeAddress(type="InternalIP", address="127.0.0.1")]))
+    for ip in ("", "10.244.1.7", "127.0.0.1", "192.168.1.5"):
+        check_pod_address(node, objects_pb2.PodStatus(pod_ip=ip), "default/web")
+    for ip in ("127.0.0.2", "169.254.169.254", "0.0.0.0", "224.0.0.1", "::1"):
+        with pytest.raises(PermissionDenied, match=rf"^pod default/web: status.podIP: {ip} is a host-local"):
+            check_pod_address(node, objects_pb2.PodStatus(pod_ip=ip), "default/web")
+    with pytest.raises(Invalid, match="'nope' is not an IP address"):
+        check_pod_address(None, objects_pb2.PodStatus(pod_ip="nope"), "default/web")
