@@ -90,14 +90,17 @@ def channel(address: str, creds: Credentials | None = None) -> grpc.Channel:
     """A blocking channel to a master or agent: TLS unless `creds` is None or insecure."""
     if creds is None or creds.insecure:
         return grpc.insecure_channel(address, options=_OPTIONS)
-    if creds.token or not (creds.cert_pem and creds.key_pem):
-        return grpc.secure_channel(address, _channel_credentials(creds), options=_options(creds))
-    from raftorch.auth.proof import CertProof, CertProofInterceptor
+    from raftorch.auth.proof import CallMetadata, CertProof
 
     tls = grpc.ssl_channel_credentials(root_certificates=creds.ca_pem, private_key=creds.key_pem,
                                        certificate_chain=creds.cert_pem)
     chan = grpc.secure_channel(address, tls, options=_options(creds))
-    return grpc.intercept_channel(chan, CertProofInterceptor(CertProof(creds.cert_pem, creds.key_pem)))
+    if creds.token:
+        bearer = (("authorization", f"Bearer {creds.token}"),)
+        return grpc.intercept_channel(chan, CallMetadata(lambda: bearer))
+    if creds.cert_pem and creds.key_pem:
+        return grpc.intercept_channel(chan, CallMetadata(CertProof(creds.cert_pem, creds.key_pem).metadata))
+    return chan
 
 
 def aio_channel(address: str, creds: Credentials | None = None) -> grpc.aio.Channel:

@@ -138,11 +138,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None or method in OPEN_METHODS:
             return handler
-        metadata = details.invocation_metadata
-        return self._wrap(handler, method, metadata)
+        # The wrapped handler is the same for every call of a method: built once.
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return wrapped
 
-    async def _admit(self, method: str, metadata: Any, request: Any, context: Any) -> tuple[str, rbac.Request | None]:
+    async def _admit(self, method: str, request: Any, context: Any) -> tuple[str, rbac.Request | None]:
         """Authenticate and authorize; returns (who, request) for the audit, or aborts."""
+        metadata = context.invocation_metadata()
         who = "anonymous"
         try:
             token = bearer(metadata)
@@ -192,7 +196,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _audited(method: str, req: rbac.Request | None) -> bool:
         return req is not None and req.verb in rbac.MUTATING and method not in NOT_AUDITED
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.RpcMethodHandler:
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         admit = self._admit
         audit = self._audit
         audited = self._audited
@@ -201,7 +205,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner_uu = h.unary_unary
 
             async def unary_unary(request: Any, context: Any) -> Any:
-                who, req = await admit(method, metadata, request, context)
+                who, req = await admit(method, request, context)
                 try:
                     return await inner_uu(request, context)
                 finally:
@@ -214,7 +218,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner_us = h.unary_stream
 
             async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                who, req = await admit(method, metadata, request, context)
+                who, req = await admit(method, request, context)
                 try:
                     if inspect.isasyncgenfunction(inner_us):
                         async for item in inner_us(request, context):
@@ -240,7 +244,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def stream_stream(request_iterator: Any, context: Any) -> AsyncIterator[Any]:
                 it = aiter(request_iterator)
                 first = await anext(it, None)
-                who, req = await admit(method, metadata, first, context)
+                who, req = await admit(method, first, context)
                 try:
                     if inspect.isasyncgenfunction(inner):
                         async for item in inner(rest(first, it), context):
@@ -258,7 +262,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def stream_unary(request_iterator: Any, context: Any) -> Any:
             it = aiter(request_iterator)
             first = await anext(it, None)
-            who, req = await admit(method, metadata, first, context)
+            who, req = await admit(method, first, context)
             try:
                 return await inner(rest(first, it), context)
             finally:
