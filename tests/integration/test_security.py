@@ -153,6 +153,9 @@ def test_tokens_are_stored_hashed_listed_and_revoked(masters: LocalMasters) -> N
             ops.auth.whoami()
         with pytest.raises(PermissionDenied, match="belong to the masters"):
             admin.put("/raftorch/tokens/forged", b"{}")
+        # Objects go through the Resources API (validation, allocation), never straight to the store.
+        with pytest.raises(PermissionDenied, match="belong to the masters"):
+            admin.put("/registry/pods/default/forged", b"\x0a\x00")
 
 
 def test_audit_log_has_one_line_per_mutating_request(masters: LocalMasters) -> None:
