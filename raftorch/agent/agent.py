@@ -22,7 +22,7 @@ import structlog
 from raftorch import rpc
 from raftorch.agent.certs import NodeCert, Renewer
 from raftorch.agent.config import AgentConfig
-from raftorch.agent.endpoint import NodeAgentEndpoint
+from raftorch.agent.endpoint import MIRROR_ANNOTATION, NodeAgentEndpoint, is_mirror
 from raftorch.agent.endpoint import serve as serve_endpoint
 from raftorch.agent.network import NodeNetwork
 from raftorch.agent.probes import run_probe
@@ -48,14 +48,9 @@ from raftorch.objects import format_time
 
 log = structlog.get_logger("raftorch.agent")
 
-MIRROR_ANNOTATION = "raftorch.io/mirror"
 SYSTEM_NAMESPACE = "raftorch-system"
 RECONCILE_PERIOD = 0.5
 VERSION = "0.1.0"
-
-
-def is_mirror(pod: objects_pb2.Pod) -> bool:
-    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
 
 
 def host_capacity() -> dict[str, str]:
@@ -399,7 +394,8 @@ class Agent:
     def _serve_endpoint(self) -> None:
         cert = self.cert
         guard = [] if cert is None else [MasterOnlyInterceptor(CertVerifier(cert.ca_pem))]
-        self.endpoint_service = NodeAgentEndpoint(self._find_pod, self.runtime, self.config.name)
+        self.endpoint_service = NodeAgentEndpoint(self._find_pod, self.runtime, self.config.name,
+                                                  node_ip=self.config.node_ip)
         self._server, port = serve_endpoint(self.endpoint_service, f"{self.config.node_ip}:{self.config.agent_port}",
                                             interceptors=guard,
                                             tls=cert.server_tls() if cert is not None else None,

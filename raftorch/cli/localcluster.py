@@ -41,7 +41,8 @@ def up(masters: int, agents: int, runtime: str | None, data_dir: Path | None) ->
         else:
             runtime = "process"
             click.echo("warning: no Docker engine answers; pods will run as host processes "
-                       "(--runtime process)", err=True)
+                       "(--runtime process), and namespace default is labelled "
+                       "raftorch.io/pod-security=privileged to allow them", err=True)
     cluster = LocalCluster(data_dir or default_data_dir())
     click.echo(f"Starting a local raftorch cluster in {cluster.data_dir}", err=True)
     state = cluster.up(masters, agents, runtime, _progress)

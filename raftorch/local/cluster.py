@@ -21,6 +21,7 @@ from raftorch.auth.pki import AdminFiles, ensure_admin
 from raftorch.client import Client, load_credentials
 from raftorch.errors import AlreadyExists, Invalid, RaftorchError, Unavailable
 from raftorch.local.masters import free_ports, spawn, write_secret
+from raftorch.master.admission import LEVEL_LABEL, PRIVILEGED
 
 STATE_FILE = "cluster.json"
 
@@ -139,7 +140,21 @@ class LocalCluster:
             self.save(state)
             self._wait(lambda: self._nodes_ready(c, [a.name for a in state.agents]), timeout,
                        "nodes to become Ready", progress)
+            if runtime == "process":
+                # Pods on the process runtime are host processes, which only privileged
+                # namespaces may run (pod security); the walk-through works in `default`.
+                progress(f"labelling namespace default {LEVEL_LABEL}={PRIVILEGED}: its pods run as host processes")
+                self._wait(lambda: self._label_namespace(c, "default", LEVEL_LABEL, PRIVILEGED), timeout,
+                           "namespace default", progress)
         return state
+
+    @staticmethod
+    def _label_namespace(c: Client, name: str, key: str, value: str) -> bool:
+        ns = c.objects.get("namespaces", name)
+        if ns.metadata.labels.get(key) != value:  # type: ignore[attr-defined]
+            ns.metadata.labels[key] = value  # type: ignore[attr-defined]
+            c.objects.update(ns)
+        return True
 
     def _plan(self, masters: int, agents: int, runtime: str) -> ClusterState:
         ports = free_ports(2 * masters + agents)

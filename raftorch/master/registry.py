@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -491,13 +491,15 @@ class Registry:
         # Nodes registering at once would all pick the lowest free one and collide.
         return random.choice(free)
 
-    def ensure_namespaces(self, names: Iterable[str], fence_term: int = 0) -> list[Future[Message]]:
+    def ensure_namespaces(self, names: Iterable[str], fence_term: int = 0,
+                          labels: Mapping[str, Mapping[str, str]] | None = None) -> list[Future[Message]]:
+        """Create the namespaces that are missing, with `labels[name]` if given."""
         futures = []
         for name in names:
             try:
                 self.get(kind_of("Namespace"), "", name)
             except NotFound:
-                ns = objects_pb2.Namespace(metadata=objects_pb2.ObjectMeta(name=name),
+                ns = objects_pb2.Namespace(metadata=objects_pb2.ObjectMeta(name=name, labels=(labels or {}).get(name)),
                                            status=objects_pb2.NamespaceStatus(phase="Active"))
                 futures.append(self.create(ns, request_id=f"namespace-{name}", fence_term=fence_term))
         return futures

@@ -7,7 +7,9 @@ the manner of Nomad's plan queue. Nothing here does I/O, reads a clock or touche
 For every pod, in the order given:
 
 1. Filters, in this order (a node failing several is counted once, for the first): ready, not
-   cordoned, node selector, pod count below `allocatable_pods`, cpu, memory, free host ports.
+   cordoned, node selector, pod security (a node that runs pods as host processes takes only
+   pods whose namespace allows that: see admission.py), pod count below `allocatable_pods`,
+   cpu, memory, free host ports.
 2. Scores, higher is better: least allocated (mean over cpu and memory of the node's free
    fraction after placing the pod, 0..100) minus `SPREAD_WEIGHT` per pod of the same owner
    already on the node. `SPREAD_WEIGHT` exceeds the whole least-allocated range, so among the
@@ -37,11 +39,12 @@ SAMPLE_PERCENT = 10
 
 _Selector = tuple[tuple[str, str], ...]
 # Everything about a pod that decides where it fits: requests, selector, host ports.
-_Shape = tuple[int, int, _Selector, frozenset[tuple[str, int]]]
+_Shape = tuple[int, int, _Selector, bool, frozenset[tuple[str, int]]]
 
 NOT_READY = "node(s) were not ready"
 CORDONED = "node(s) were unschedulable"
 SELECTOR_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
+HOST_PROCESSES = "node(s) run pods as host processes, which the pod's namespace does not allow"
 TOO_MANY_PODS = "Too many pods"
 INSUFFICIENT_CPU = "Insufficient cpu"
 INSUFFICIENT_MEMORY = "Insufficient memory"
@@ -62,6 +65,7 @@ class NodeInfo:
     pod_count: int
     host_ports: frozenset[tuple[str, int]]  # (protocol, port) taken by pods on the node
     owner_pods: Mapping[str, int]  # owner uid -> pods of that owner on the node
+    host_processes: bool = False  # the node runs pods as host processes (the process runtime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,7 @@ class PodRequest:
     node_selector: Mapping[str, str]
     host_ports: frozenset[tuple[str, int]]
     owner_uid: str  # "" = no owner
+    host_processes_allowed: bool = False  # the pod's namespace is privileged
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,15 +144,17 @@ class _Working:
                 counts = self.owner_counts.get(owner)
                 if counts is not None:
                     counts[i] = count
-        self._candidates: dict[_Selector, _Candidates] = {}
+        self._candidates: dict[tuple[_Selector, bool], _Candidates] = {}
         self.placements = 0
 
-    def candidates(self, selector: _Selector) -> _Candidates:
-        found = self._candidates.get(selector)
+    def candidates(self, selector: _Selector, host_processes_allowed: bool) -> _Candidates:
+        key = (selector, host_processes_allowed)
+        found = self._candidates.get(key)
         if found is None:
             nodes = self.nodes
-            found = _Candidates([i for i in self.schedulable if _matches(nodes[i].labels, selector)])
-            self._candidates[selector] = found
+            found = _Candidates([i for i in self.schedulable if _matches(nodes[i].labels, selector)
+                                 and (host_processes_allowed or not nodes[i].host_processes)])
+            self._candidates[key] = found
         return found
 
     def place(self, i: int, pod: PodRequest) -> None:
@@ -173,6 +180,8 @@ class _Working:
                 why = CORDONED
             elif not _matches(node.labels, selector):
                 why = SELECTOR_MISMATCH
+            elif node.host_processes and not pod.host_processes_allowed:
+                why = HOST_PROCESSES
             elif self.free_pods[i] <= 0:
                 why = TOO_MANY_PODS
             elif self.free_cpu[i] < pod.cpu:
@@ -222,7 +231,7 @@ def schedule(snapshot: Snapshot, pending: Sequence[PodRequest], now: float, *, s
     for pod in pending:
         cpu, memory, ports = pod.cpu, pod.memory, pod.host_ports
         selector: _Selector = tuple(sorted(pod.node_selector.items())) if pod.node_selector else ()
-        shape = (cpu, memory, selector, ports)
+        shape = (cpu, memory, selector, pod.host_processes_allowed, ports)
         if shape in failed:
             generation, reason = failed[shape]
             if generation != work.placements:
@@ -231,7 +240,7 @@ def schedule(snapshot: Snapshot, pending: Sequence[PodRequest], now: float, *, s
             unschedulable.append(Unschedulable(pod.namespace, pod.name, pod.uid, reason))
             continue
         owned = work.owner_counts[pod.owner_uid] if pod.owner_uid else work.no_owner
-        cands = work.candidates(selector)
+        cands = work.candidates(selector, pod.host_processes_allowed)
         order, start = cands.nodes, cands.offset
         pod_crc = crc32(pod.uid.encode())
 

@@ -64,6 +64,8 @@ _IGNORED: dict[str, frozenset[str]] = {
     "raftorch.v1.DeploymentSpec": frozenset({"progressDeadlineSeconds"}),
     "raftorch.v1.PodSpec": frozenset({"dnsPolicy", "schedulerName", "securityContext", "enableServiceLinks"}),
     "raftorch.v1.Container": frozenset({"terminationMessagePath", "terminationMessagePolicy"}),
+    # Docker's default seccomp profile always applies; Kubernetes' restricted level asks for it.
+    "raftorch.v1.SecurityContext": frozenset({"seccompProfile"}),
     "raftorch.v1.ServiceSpec": frozenset({"sessionAffinity", "clusterIPs", "ipFamilies", "ipFamilyPolicy",
                                           "internalTrafficPolicy", "externalTrafficPolicy"}),
 }

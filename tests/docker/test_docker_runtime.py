@@ -213,3 +213,27 @@ def test_reconciler_runs_adopts_and_deletes_a_pod(runtime: DockerRuntime, node: 
     _execute(runtime, plan)
     assert time.monotonic() - started < 5  # httpd as PID 1 has no TERM handler: killed after the 3 s grace
     assert runtime.list_containers(node) == []
+
+
+def test_security_context_reaches_the_container(runtime: DockerRuntime, docker_client: Any, node: str,
+                                                image: str) -> None:
+    runtime.ensure_image(image, "IfNotPresent")
+    # The capability bounding set: what any process of the container could ever hold.
+    spec = make_spec(node, image, "grep CapBnd /proc/self/status; id -u; exec sleep 1000", run_as_user=1000,
+                     run_as_non_root=True, no_new_privileges=True, cap_drop=("ALL",), cap_add=("NET_BIND_SERVICE",))
+    info = runtime.create_and_start(spec)
+    host = docker_client.api.inspect_container(info.id)["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["NET_BIND_SERVICE"]
+    assert host["SecurityOpt"] == ["no-new-privileges"] and not host["Privileged"]
+    wait_for(lambda: b"1000" in logs(runtime, info.id))
+    # Only CAP_NET_BIND_SERVICE (bit 10) is left.
+    assert b"CapBnd:\t0000000000000400" in logs(runtime, info.id)
+
+
+def test_run_as_non_root_refuses_an_image_that_runs_as_root(runtime: DockerRuntime, node: str, image: str) -> None:
+    runtime.ensure_image(image, "IfNotPresent")
+    with pytest.raises(RuntimeFailure) as info:
+        runtime.create_and_start(make_spec(node, image, "exec sleep 1000", run_as_non_root=True))
+    assert info.value.reason == "CreateContainerConfigError"
+    assert info.value.message == "container has runAsNonRoot and image will run as root"
+    assert not runtime.list_containers(node)

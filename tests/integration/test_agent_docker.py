@@ -12,9 +12,11 @@ import pytest
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.client import Client
+from raftorch.errors import RaftorchError
 from raftorch.local.agents import LocalAgents
 from raftorch.local.cluster import docker_reachable
 from raftorch.local.masters import LocalMasters
+from raftorch.master.admission import LEVEL_LABEL, PRIVILEGED
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -258,6 +260,16 @@ def test_master_killed_while_agents_run_no_pod_restarts(cluster: tuple[LocalMast
             assert ready == "True", f"{node.metadata.name} went NotReady after a master died"
 
 
+def _privileged(c: Client, namespace: str) -> bool:
+    try:
+        ns = c.objects.get("namespaces", namespace)
+        ns.metadata.labels[LEVEL_LABEL] = PRIVILEGED  # type: ignore[attr-defined]
+        c.objects.update(ns)
+    except RaftorchError:
+        return False
+    return True
+
+
 def test_process_runtime_runs_a_deployment_without_docker(tmp_path: Path, docker_client: object) -> None:
     masters = LocalMasters(tmp_path / "masters")
     masters.start()
@@ -267,6 +279,8 @@ def test_process_runtime_runs_a_deployment_without_docker(tmp_path: Path, docker
         masters.wait_ready()
         agents.start()
         with masters.client() as c:
+            # Host processes are for privileged namespaces only (pod security).
+            eventually(lambda: _privileged(c, "default"), what="namespace default labelled privileged")
             c.objects.create(deployment("procs", 3, ["sh", "-c", "echo started; exec sleep 1000"]))
             eventually(lambda: all_running(c, "procs", 3), what="3 process pods")
             pods = pods_of(c, "procs")

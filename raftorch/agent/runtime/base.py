@@ -66,6 +66,7 @@ ERR_IMAGE_PULL = "ErrImagePull"
 ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
 RUN_CONTAINER_ERROR = "RunContainerError"
 CREATE_CONTAINER_ERROR = "CreateContainerError"
+CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
 
 RUNNING = "running"
 EXITED = "exited"
@@ -133,6 +134,13 @@ class ContainerSpec:
     network: str | None = None
     ip_address: str | None = None
     extra_labels: tuple[tuple[str, str], ...] = ()
+    # The container's securityContext (objects.proto SecurityContext).
+    privileged: bool = False
+    run_as_user: int | None = None
+    run_as_non_root: bool = False
+    no_new_privileges: bool = False  # allowPrivilegeEscalation: false
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
 
     @property
     def runtime_name(self) -> str:
@@ -254,6 +262,7 @@ def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node:
                    network: str | None = None, ip_address: str | None = None) -> ContainerSpec:
     """The spec of one container of a pod. `Invalid` for a bad resource quantity."""
     limits = container.resources.limits
+    sc = container.security_context
     return ContainerSpec(
         pod_uid=pod.metadata.uid, pod_namespace=pod.metadata.namespace, pod_name=pod.metadata.name, node=node,
         container=container.name, image=container.image,
@@ -265,4 +274,8 @@ def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node:
         cpu_millis=parse_cpu(limits["cpu"]) if "cpu" in limits else None,
         memory_bytes=parse_memory(limits["memory"]) if "memory" in limits else None,
         attempt=attempt, grace_seconds=pod.spec.termination_grace_period_seconds or 30,
-        host_network=pod.spec.host_network, network=network, ip_address=ip_address)
+        host_network=pod.spec.host_network, network=network, ip_address=ip_address,
+        privileged=sc.privileged, run_as_user=sc.run_as_user if sc.HasField("run_as_user") else None,
+        run_as_non_root=sc.run_as_non_root,
+        no_new_privileges=sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation,
+        cap_add=tuple(sc.capabilities.add), cap_drop=tuple(sc.capabilities.drop))

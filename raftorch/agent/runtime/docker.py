@@ -28,6 +28,7 @@ import docker.errors
 import docker.utils
 
 from raftorch.agent.runtime.base import (
+    CREATE_CONTAINER_CONFIG_ERROR,
     CREATE_CONTAINER_ERROR,
     CREATED,
     ERR_IMAGE_NEVER_PULL,
@@ -111,6 +112,16 @@ def _create_args(spec: ContainerSpec, endpoint_config: Any) -> dict[str, Any]:
         args["nano_cpus"] = max(spec.cpu_millis * 1_000_000, _MIN_NANO_CPUS)
     if spec.memory_bytes:
         args["mem_limit"] = spec.memory_bytes
+    if spec.privileged:
+        args["privileged"] = True
+    if spec.run_as_user is not None:
+        args["user"] = str(spec.run_as_user)
+    if spec.no_new_privileges:
+        args["security_opt"] = ["no-new-privileges"]
+    if spec.cap_add:
+        args["cap_add"] = list(spec.cap_add)
+    if spec.cap_drop:
+        args["cap_drop"] = list(spec.cap_drop)
     if spec.host_network:
         args["network_mode"] = "host"
     else:
@@ -237,6 +248,8 @@ class DockerRuntime(ContainerRuntime):
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         name = spec.runtime_name
         with _translated(f"container {name}"):
+            if spec.run_as_non_root:
+                self._check_non_root(spec)
             try:
                 container = self.client.containers.create(
                     **_create_args(spec, self.client.api.create_endpoint_config))
@@ -250,6 +263,20 @@ class DockerRuntime(ContainerRuntime):
                     container.remove(force=True)
                 raise RuntimeFailure(f"starting container {name}: {explain(exc)}") from exc
             return _container_info(container.attrs)
+
+    def _check_non_root(self, spec: ContainerSpec) -> None:
+        """runAsNonRoot: the user the container would run as (its runAsUser, else the image's)
+        must be a uid other than 0; a user name cannot be checked without the image's passwd."""
+        if spec.run_as_user is not None:
+            user = str(spec.run_as_user)
+        else:
+            user = str((self.client.api.inspect_image(spec.image).get("Config") or {}).get("User") or "")
+        uid = user.partition(":")[0]
+        if uid in ("", "0", "root"):
+            raise RuntimeFailure("container has runAsNonRoot and image will run as root", CREATE_CONTAINER_CONFIG_ERROR)
+        if not uid.isdigit():
+            raise RuntimeFailure(f"container has runAsNonRoot and image has non-numeric user ({uid}), "
+                                 "cannot verify user is non-root", CREATE_CONTAINER_CONFIG_ERROR)
 
     def stop(self, container_id: str, grace_seconds: float) -> None:
         # Docker sends the image's stop signal (SIGTERM by default), waits, then SIGKILLs.

@@ -376,6 +376,82 @@ class Probe(_message.Message):
 Global___Probe: _TypeAlias = Probe  # noqa: Y015
 
 @_typing.final
+class Capabilities(_message.Message):
+    """Linux capabilities, named as in capabilities(7) without the CAP_ prefix ("NET_ADMIN"), or "ALL"."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADD_FIELD_NUMBER: _builtins.int
+    DROP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def add(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def drop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        add: _abc.Iterable[_builtins.str] | None = ...,
+        drop: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "drop", b"drop"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Capabilities: _TypeAlias = Capabilities  # noqa: Y015
+
+@_typing.final
+class SecurityContext(_message.Message):
+    """What a container may do on its host. Unset fields keep the runtime's defaults (Docker's: not
+    privileged, the image's user, Docker's default capabilities and seccomp profile). Which of
+    these a namespace allows is its pod-security level (raftorch/master/admission.py).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRIVILEGED_FIELD_NUMBER: _builtins.int
+    RUN_AS_NON_ROOT_FIELD_NUMBER: _builtins.int
+    RUN_AS_USER_FIELD_NUMBER: _builtins.int
+    ALLOW_PRIVILEGE_ESCALATION_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    privileged: _builtins.bool
+    run_as_non_root: _builtins.bool
+    """Refuse to start the container when it would run as root (uid 0)."""
+    run_as_user: _builtins.int
+    allow_privilege_escalation: _builtins.bool
+    """false: the container's processes cannot gain privileges (setuid binaries, file capabilities)."""
+    @_builtins.property
+    def capabilities(self) -> Global___Capabilities: ...
+    def __init__(
+        self,
+        *,
+        privileged: _builtins.bool = ...,
+        run_as_non_root: _builtins.bool | None = ...,
+        run_as_user: _builtins.int | None = ...,
+        allow_privilege_escalation: _builtins.bool | None = ...,
+        capabilities: Global___Capabilities | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "allow_privilege_escalation", b"allow_privilege_escalation", "capabilities", b"capabilities", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation", "_run_as_non_root", b"_run_as_non_root", "_run_as_user", b"_run_as_user", "allow_privilege_escalation", b"allow_privilege_escalation", "capabilities", b"capabilities", "privileged", b"privileged", "run_as_non_root", b"run_as_non_root", "run_as_user", b"run_as_user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__allow_privilege_escalation: _TypeAlias = _typing.Literal["allow_privilege_escalation"]  # noqa: Y015
+    _WhichOneofArgType__allow_privilege_escalation: _TypeAlias = _typing.Literal["_allow_privilege_escalation", b"_allow_privilege_escalation"]  # noqa: Y015
+    _WhichOneofReturnType__run_as_non_root: _TypeAlias = _typing.Literal["run_as_non_root"]  # noqa: Y015
+    _WhichOneofArgType__run_as_non_root: _TypeAlias = _typing.Literal["_run_as_non_root", b"_run_as_non_root"]  # noqa: Y015
+    _WhichOneofReturnType__run_as_user: _TypeAlias = _typing.Literal["run_as_user"]  # noqa: Y015
+    _WhichOneofArgType__run_as_user: _TypeAlias = _typing.Literal["_run_as_user", b"_run_as_user"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__allow_privilege_escalation) -> _WhichOneofReturnType__allow_privilege_escalation | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run_as_non_root) -> _WhichOneofReturnType__run_as_non_root | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run_as_user) -> _WhichOneofReturnType__run_as_user | None: ...
+
+Global___SecurityContext: _TypeAlias = SecurityContext  # noqa: Y015
+
+@_typing.final
 class Container(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -390,6 +466,7 @@ class Container(_message.Message):
     LIVENESS_PROBE_FIELD_NUMBER: _builtins.int
     READINESS_PROBE_FIELD_NUMBER: _builtins.int
     WORKING_DIR_FIELD_NUMBER: _builtins.int
+    SECURITY_CONTEXT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     image: _builtins.str
     image_pull_policy: _builtins.str
@@ -409,6 +486,8 @@ class Container(_message.Message):
     def liveness_probe(self) -> Global___Probe: ...
     @_builtins.property
     def readiness_probe(self) -> Global___Probe: ...
+    @_builtins.property
+    def security_context(self) -> Global___SecurityContext: ...
     def __init__(
         self,
         *,
@@ -423,10 +502,11 @@ class Container(_message.Message):
         liveness_probe: Global___Probe | None = ...,
         readiness_probe: Global___Probe | None = ...,
         working_dir: _builtins.str = ...,
+        security_context: Global___SecurityContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "image", b"image", "image_pull_policy", b"image_pull_policy", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "image", b"image", "image_pull_policy", b"image_pull_policy", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -175,6 +175,18 @@ def test_fields_kubernetes_fills_in_are_accepted_and_ignored() -> None:
     assert not d.HasField("status")
 
 
+def test_a_restricted_container_security_context_reads_as_kubernetes_writes_it() -> None:
+    doc = docs()[0]
+    doc["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {
+        "allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 1000,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    d = from_manifest(doc)
+    assert isinstance(d, objects_pb2.Deployment)
+    sc = d.spec.template.spec.containers[0].security_context
+    assert sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation
+    assert (sc.run_as_non_root, sc.run_as_user, list(sc.capabilities.drop)) == (True, 1000, ["ALL"])
+
+
 def test_unknown_fields_are_named_by_path_all_at_once() -> None:
     doc = docs()[0]
     doc["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
