@@ -51,12 +51,17 @@ RECONCILE_PERIOD = 0.5
 # With the runtime's change events, a pass is also due after each exit; this is a resync only.
 RECONCILE_PERIOD_WITH_EVENTS = 2.0
 # Parallel container starts: what this kind of daemon takes before it slows down (bench/agent_bench.py).
-START_CONCURRENCY = 4
+START_CONCURRENCY = 8
 VERSION = "0.1.0"
 
 
 def is_mirror(pod: objects_pb2.Pod) -> bool:
     return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
+
+
+def _only_status_changed(old: objects_pb2.Pod, new: objects_pb2.Pod) -> bool:
+    return (old.spec == new.spec and old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
+            and old.status.phase == new.status.phase)
 
 
 def host_capacity() -> dict[str, str]:
@@ -253,11 +258,13 @@ class Agent:
                     pod = event.object
                     assert isinstance(pod, objects_pb2.Pod)
                     with self._pods_lock:
+                        old = self._pods.get(pod.metadata.uid)
                         if event.type == "DELETED" or pod.spec.node_name != self.config.name:
                             self._pods.pop(pod.metadata.uid, None)
                         else:
                             self._pods[pod.metadata.uid] = pod
-                    self._wake.set()
+                    if event.type == "DELETED" or old is None or not _only_status_changed(old, pod):
+                        self._wake.set()  # the echo of the agent's own status report plans nothing new
             except RaftorchError as err:
                 if not self._stop.is_set():
                     log.warning("pod_watch_failed", error=str(err))

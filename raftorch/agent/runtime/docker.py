@@ -99,6 +99,13 @@ def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
         message=str(state.get("Error") or ""))
 
 
+def _created_info(summary: Mapping[str, Any]) -> ContainerInfo:
+    """A container made but never started, from the list's summary."""
+    names = summary.get("Names") or [""]
+    return ContainerInfo(id=str(summary["Id"]), state=CREATED, labels=dict(summary.get("Labels") or {}),
+                         name=str(names[0]).lstrip("/"), image=str(summary.get("Image", "")))
+
+
 def _create_args(spec: ContainerSpec, api: Any) -> dict[str, Any]:
     """Arguments of the low-level create call: the SDK's high-level create would inspect the container
     afterwards, and its model's start and reload once more."""
@@ -166,6 +173,7 @@ class DockerRuntime(ContainerRuntime):
         self._inspected: dict[str, ContainerInfo] = {}  # by id; refreshed when the listed state differs
         self._lock = threading.Lock()
         self._feed: DockerEvents | None = None
+        self._starting: set[str] = set()  # ids between create and the inspect after start
 
     def close(self) -> None:
         if self._feed is not None:
@@ -189,8 +197,10 @@ class DockerRuntime(ContainerRuntime):
                     reason=exit_reason(exit_code, oom), killed=killed)
 
     def list_containers(self, node: str) -> list[ContainerInfo]:
-        """One list call; a container is inspected only when it is new to this runtime or its state changed
-        in a way the event stream has not told (an exit is waited for from the stream while it is live)."""
+        """One list call. A container is inspected only when it is new to this runtime or its state changed
+        in a way the event stream has not told (an exit is waited for from the stream while it is live).
+        Never inspected: containers only created (the list says all the planner needs of them), and those
+        this runtime is starting (left out until `create_and_start` returns: it inspects them itself)."""
         filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}"]}
         feed = self._feed
         with self._lock:
@@ -201,6 +211,11 @@ class DockerRuntime(ContainerRuntime):
             for summary in listed:
                 container_id = str(summary["Id"])
                 state = _kind(str(summary.get("State", "")))
+                if container_id in self._starting:
+                    continue
+                if state == CREATED:
+                    infos.append(_created_info(summary))
+                    continue
                 cached = self._inspected.get(container_id)
                 if cached is not None and cached.state != state and not (
                         cached.running and state == EXITED and feed is not None and feed.live
@@ -290,6 +305,8 @@ class DockerRuntime(ContainerRuntime):
             except docker.errors.APIError as exc:
                 raise RuntimeFailure(f"creating container {name}: {explain(exc)}", CREATE_CONTAINER_ERROR) from exc
             container_id = str(created["Id"])
+            with self._lock:
+                self._starting.add(container_id)
             try:
                 api.start(container_id)
                 return self._inspect(container_id)
@@ -298,6 +315,9 @@ class DockerRuntime(ContainerRuntime):
                 with contextlib.suppress(docker.errors.DockerException, OSError):
                     api.remove_container(container_id, force=True, v=True)
                 raise RuntimeFailure(f"starting container {name}: {explain(exc)}") from exc
+            finally:
+                with self._lock:
+                    self._starting.discard(container_id)
 
     def _create(self, spec: ContainerSpec) -> Mapping[str, Any]:
         api = self.client.api
