@@ -170,6 +170,7 @@ class DockerRuntime(ContainerRuntime):
         self.pull_timeout = pull_timeout
         self._pulls: dict[str, Future[None]] = {}
         self._images: set[str] = set()  # known present; forgotten when a create says otherwise
+        self._image_check = threading.Lock()
         self._inspected: dict[str, ContainerInfo] = {}  # by id; refreshed when the listed state differs
         self._lock = threading.Lock()
         self._feed: DockerEvents | None = None
@@ -217,9 +218,11 @@ class DockerRuntime(ContainerRuntime):
                     infos.append(_created_info(summary))
                     continue
                 cached = self._inspected.get(container_id)
-                if cached is not None and cached.state != state and not (
-                        cached.running and state == EXITED and feed is not None and feed.live
-                        and not feed.died(container_id)):
+                if cached is not None and cached.state != state and not (feed is not None and (
+                        # the exit is on its way in the event stream (and will wake the agent) ...
+                        (cached.running and state == EXITED and feed.live and not feed.died(container_id))
+                        # ... or came by it, before the list's view of the daemon has it
+                        or (state == RUNNING and cached.state == EXITED and feed.died_lately(container_id)))):
                     cached = None
                 if cached is None:
                     try:
@@ -230,7 +233,7 @@ class DockerRuntime(ContainerRuntime):
         with self._lock:
             listed_ids = {c.id for c in infos}
             for stale in [i for i, c in list(self._inspected.items()) if c.labels.get(LABEL_NODE) == node
-                          and i in known and i not in listed_ids]:
+                          and i in known and i not in listed_ids and i not in self._starting]:
                 del self._inspected[stale]
         return infos
 
@@ -247,10 +250,13 @@ class DockerRuntime(ContainerRuntime):
     def ensure_image(self, image: str, policy: str) -> None:
         if policy not in PULL_POLICIES:
             raise Invalid(f"image pull policy: expected one of {', '.join(PULL_POLICIES)}, got {policy!r}")
-        if policy != PULL_ALWAYS and (image in self._images or self._present(image)):
-            with self._lock:
-                self._images.add(image)
+        if policy != PULL_ALWAYS and image in self._images:
             return
+        if policy != PULL_ALWAYS:
+            with self._image_check:  # parallel first starts of an image ask the daemon once
+                if image in self._images or self._present(image):
+                    self._images.add(image)
+                    return
         if policy == PULL_NEVER:
             raise ImagePullError(f'container image "{image}" is not present with pull policy of Never',
                                  image=image, reason=ERR_IMAGE_NEVER_PULL)

@@ -27,6 +27,7 @@ log = structlog.get_logger("raftorch.agent.docker")
 _RETRY_SECONDS = 1.0
 # Kept this long after a container's destroy event, in case a late list still shows it.
 _FORGET_SECONDS = 60.0
+_LIST_LAG_SECONDS = 1.0
 
 
 class DockerEvents:
@@ -43,7 +44,7 @@ class DockerEvents:
         self._ours: set[str] = set()  # the agent stops or removes these: their kill events are its own
         self._killed: set[str] = set()  # a kill event came from someone else
         self._oom: set[str] = set()
-        self._died: set[str] = set()
+        self._died: dict[str, float] = {}  # when the die event came (monotonic)
         self._destroyed: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name=f"docker-events {node}", daemon=True)
         self._thread.start()
@@ -66,6 +67,13 @@ class DockerEvents:
     def died(self, container_id: str) -> bool:
         with self._lock:
             return container_id in self._died
+
+    def died_lately(self, container_id: str) -> bool:
+        """The die event came less than a second ago: a list may still show the container running
+        (the daemon announces the exit before its list view has it)."""
+        with self._lock:
+            at = self._died.get(container_id)
+        return at is not None and time.monotonic() - at < _LIST_LAG_SECONDS
 
     def close(self) -> None:
         self._closed.set()
@@ -124,13 +132,14 @@ class DockerEvents:
                 killed, oom = container_id in self._killed, container_id in self._oom
             self._on_die(container_id, exit_code, at, killed, oom)
             with self._lock:
-                self._died.add(container_id)
+                self._died[container_id] = time.monotonic()
             self._changed()
         elif action == "destroy":
             with self._lock:
                 self._destroyed[container_id] = at
                 for gone in [i for i, t in self._destroyed.items() if t < at - _FORGET_SECONDS]:
                     del self._destroyed[gone]
-                    for ids in (self._ours, self._killed, self._oom, self._died):
+                    for ids in (self._ours, self._killed, self._oom):
                         ids.discard(gone)
+                    self._died.pop(gone, None)
             self._changed()
