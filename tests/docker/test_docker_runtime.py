@@ -237,3 +237,42 @@ def test_run_as_non_root_refuses_an_image_that_runs_as_root(runtime: DockerRunti
     assert info.value.reason == "CreateContainerConfigError"
     assert info.value.message == "container has runAsNonRoot and image will run as root"
     assert not runtime.list_containers(node)
+
+
+def test_event_stream_tells_kills_from_outside_from_own_stops_and_exits(runtime: DockerRuntime, docker_client: Any,
+                                                                        node: str, image: str) -> None:
+    changes: list[float] = []
+    watch = runtime.watch_changes(node, lambda: changes.append(time.monotonic()))
+    assert watch.wait_live(10)
+    runtime.ensure_image(image, "IfNotPresent")
+    killed = runtime.create_and_start(make_spec(node, image, "sleep 100", pod="killed"))
+    stopped = runtime.create_and_start(make_spec(node, image, "sleep 100", pod="stopped"))
+    exited = runtime.create_and_start(make_spec(node, image, "sleep 0.5; exit 3", pod="exited"))
+    before = len(changes)
+    docker_client.api.kill(killed.id)  # as `docker kill` does
+    runtime.stop(stopped.id, 0)
+
+    def ended() -> dict[str, ContainerInfo]:
+        return {c.id: c for c in runtime.list_containers(node) if not c.running}
+
+    wait_for(lambda: len(ended()) == 3)
+    infos = ended()
+    assert (infos[killed.id].killed, infos[killed.id].exit_code) == (True, 137)
+    assert infos[stopped.id].killed is False
+    assert (infos[exited.id].killed, infos[exited.id].exit_code, infos[exited.id].reason) == (False, 3, "Error")
+    assert infos[exited.id].finished_at is not None
+    assert len(changes) > before  # the agent is told, it need not poll
+    watch.close()
+
+
+def test_an_image_removed_after_it_was_seen_is_an_image_error(runtime: DockerRuntime, docker_client: Any,
+                                                             node: str, image: str) -> None:
+    doomed = f"raftorch-test/doomed:{node}"
+    docker_client.images.get(image).tag(doomed)
+    runtime.ensure_image(doomed, "IfNotPresent")
+    docker_client.images.remove(doomed)
+    spec = ContainerSpec("uid-d", "default", "d", node, "main", doomed, pull_policy="Never")
+    with pytest.raises(ImagePullError) as missing:
+        runtime.create_and_start(spec)
+    assert missing.value.reason == "ErrImageNeverPull"
+    assert runtime.list_containers(node) == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -171,6 +173,47 @@ def test_killed_container_restarts_and_crashing_one_backs_off(cluster: tuple[Loc
         assert len(starts) >= 4, starts
         gaps = [b[1] - a[1] for a, b in itertools.pairwise(starts[1:])]
         assert gaps[-1] > gaps[0], f"restart delays did not grow: {gaps}"
+
+
+def test_container_killed_from_outside_is_replaced_at_once_ten_times(cluster: tuple[LocalMasters, LocalAgents],
+                                                                     docker_client: object) -> None:
+    """A `docker kill` is no crash: each of ten kills of the same pod's container is replaced, and the pod
+    never shows a back-off (with this cluster's 1 s base, backing off would take 1 + 2 + ... + 256 s)."""
+    masters, _ = cluster
+    with masters.client() as c:
+        reasons: list[str] = []
+        watch = c.objects.watch("pods", "default", label_selector="app=tenkills")
+
+        def record() -> None:
+            with contextlib.suppress(RaftorchError):  # closed at the end
+                for event in watch:
+                    pod = event.object
+                    if isinstance(pod, objects_pb2.Pod):
+                        reasons.extend(s.state.reason for s in pod.status.container_statuses)
+
+        reader = threading.Thread(target=record, daemon=True)
+        reader.start()
+        c.objects.create(deployment("tenkills", 1, HTTPD))
+        eventually(lambda: all_running(c, "tenkills", 1), what="tenkills running")
+        for kill in range(1, 11):
+            (container,) = containers_of(docker_client, pods_of(c, "tenkills"))
+            docker_client.api.kill(container["Id"])  # type: ignore[attr-defined]
+
+            def replaced(old: object = container["Id"], count: int = kill) -> bool:
+                pods = pods_of(c, "tenkills")
+                if not all_running(c, "tenkills", 1) or not pods[0].status.container_statuses:
+                    return False
+                status = pods[0].status.container_statuses[0]
+                return (status.restart_count == count and status.state.state == "running"
+                        and status.container_id not in ("", old))
+
+            eventually(replaced, timeout=30, what=f"replacement {kill} running")
+            last = pods_of(c, "tenkills")[0].status.container_statuses[0].last_state
+            assert (last.state, last.exit_code) == ("terminated", 137)
+        watch.close()
+        reader.join(timeout=10)
+        assert "CrashLoopBackOff" not in reasons, reasons
+        c.objects.delete("deployment", "tenkills", "default")
 
 
 def test_restarted_agent_adopts_running_containers(cluster: tuple[LocalMasters, LocalAgents],

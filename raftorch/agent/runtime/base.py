@@ -12,9 +12,9 @@ Kubernetes-style reason a container shows while it waits (ErrImagePull, RunConta
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Internal, NotFound, Unavailable
@@ -34,6 +34,7 @@ __all__ = [
     "PULL_ALWAYS",
     "PULL_IF_NOT_PRESENT",
     "PULL_NEVER",
+    "ChangeWatch",
     "ContainerInfo",
     "ContainerNotFound",
     "ContainerRuntime",
@@ -43,6 +44,7 @@ __all__ = [
     "PortMapping",
     "RuntimeFailure",
     "RuntimeUnavailable",
+    "WatchesChanges",
     "container_spec",
     "labels_for",
 ]
@@ -188,6 +190,9 @@ class ContainerInfo:
     ip: str = ""
     reason: str = ""  # once exited: Completed, Error, OOMKilled, ContainerStatusUnknown
     message: str = ""
+    # Once exited: it was stopped by a signal someone sent through the runtime (`docker kill`,
+    # `docker stop`), not by the agent and not by exiting on its own. Such an exit is no crash.
+    killed: bool = False
 
     @property
     def pod_uid(self) -> str:
@@ -255,6 +260,20 @@ class ContainerRuntime(Protocol):
 
     def logs(self, container_id: str, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
         """Output (stdout and stderr), the last `tail` lines or all; with `follow`, until the container exits."""
+        ...
+
+
+class ChangeWatch(Protocol):
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class WatchesChanges(Protocol):
+    """A runtime that can tell the agent when a container exits or disappears, so it need not poll."""
+
+    def watch_changes(self, node: str, changed: Callable[[], None]) -> ChangeWatch:
+        """From now on call `changed` (from a thread of the runtime's) soon after one of `node`'s containers
+        exits or goes, and whenever the runtime may have missed that; until the watch is closed."""
         ...
 
 
