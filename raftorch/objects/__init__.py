@@ -16,9 +16,12 @@ from raftorch.objects.defaults import (
     default_pod_spec,
 )
 from raftorch.objects.kinds import (
+    CRON_JOB,
+    DAEMON_SET,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
+    JOB,
     KINDS,
     NAMESPACE,
     NODE,
@@ -73,10 +76,13 @@ from raftorch.objects.validation import (
 )
 
 __all__ = [
+    "CRON_JOB",
+    "DAEMON_SET",
     "DEFAULT_NAMESPACE",
     "DEPLOYMENT",
     "ENDPOINTS",
     "EVENT",
+    "JOB",
     "KINDS",
     "NAMESPACE",
     "NODE",

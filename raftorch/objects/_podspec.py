@@ -15,6 +15,7 @@ from raftorch.objects._checks import (
     port_number_or_name_error,
     quote,
 )
+from raftorch.objects._scheduling import validate_scheduling
 from raftorch.objects.quantity import format_cpu, format_memory, parse_cpu, parse_memory
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -44,6 +45,7 @@ def validate_pod_spec(problems: Problems, path: str, spec: objects_pb2.PodSpec) 
         problems.check(f"{path}.nodeName", dns1123_subdomain_error(spec.node_name))
     problems.labels(f"{path}.nodeSelector", spec.node_selector)
     problems.not_negative(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds)
+    validate_scheduling(problems, path, spec)
 
 
 def _container(problems: Problems, path: str, container: objects_pb2.Container, host_network: bool,
