@@ -14,6 +14,9 @@ from raftorch.objects.meta import parse_int_or_percent
 from raftorch.objects.selectors import matches, selector_from_match_labels
 
 JOB_NAME_LABEL = "job-name"
+MAX_JOB_NAME = 63
+# A job's name is the cron job's, "-" and up to ten digits of time.
+MAX_CRON_JOB_NAME = MAX_JOB_NAME - 11
 DEFAULT_PARALLELISM = 1
 DEFAULT_COMPLETIONS = 1
 DEFAULT_BACKOFF_LIMIT = 6
@@ -110,6 +113,10 @@ def validate_job_spec(problems: Problems, path: str, spec: objects_pb2.JobSpec, 
 
 
 def validate_job(problems: Problems, job: objects_pb2.Job) -> None:
+    if len(job.metadata.name) > MAX_JOB_NAME:
+        # The name is the value of the pods' job-name label.
+        problems.add("metadata.name", f"must be at most {MAX_JOB_NAME} characters for a Job (it labels the "
+                                      f"job's pods), got {len(job.metadata.name)}")
     validate_job_spec(problems, "spec", job.spec)
 
 
@@ -141,6 +148,9 @@ def time_zone_error(name: str) -> str | None:
 
 def validate_cron_job(problems: Problems, cron: objects_pb2.CronJob) -> None:
     spec = cron.spec
+    if len(cron.metadata.name) > MAX_CRON_JOB_NAME:
+        problems.add("metadata.name", f"must be at most {MAX_CRON_JOB_NAME} characters for a CronJob (its jobs "
+                                      f"are named after it and a time), got {len(cron.metadata.name)}")
     problems.check("spec.schedule", cron_schedule_error(spec.schedule))
     if spec.time_zone:
         problems.check("spec.timeZone", time_zone_error(spec.time_zone))

@@ -19,7 +19,7 @@ from raftorch.agent.hollow import EXIT_CODE_ANNOTATION, RUN_SECONDS_ANNOTATION, 
 from raftorch.api.v1 import objects_pb2
 from raftorch.cli.main import cli
 from raftorch.client import Client
-from raftorch.errors import NotFound
+from raftorch.errors import Invalid, NotFound
 from raftorch.local.masters import LocalMasters
 from raftorch.objects._workloads import TEST_EVERY_SECONDS_ANNOTATION
 
@@ -379,3 +379,36 @@ def test_leader_killed_at_the_scheduled_instant_runs_it_once(cluster: LocalMaste
         instants = _instants(_cron_jobs(c, "once"), "once")
         assert instants.count(instant) == 1
         assert len(instants) == len(set(instants))
+
+
+# -- bad input ------------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_by_the_masters_with_field_paths(cluster: LocalMasters, tmp_path: Path) -> None:
+    bad_job = job("neg", parallelism=-1)
+    bad_cron = cron_job("bad-cron", 1)
+    bad_cron.spec.schedule = "61 * * * *"
+    bad_pod = objects_pb2.Pod(
+        metadata=objects_pb2.ObjectMeta(name="bad-pod", namespace="default"),
+        spec=objects_pb2.PodSpec(containers=[objects_pb2.Container(name="c", image="x")],
+                                 tolerations=[objects_pb2.Toleration(key="k", effect="NoRun")]))
+    bad_pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution.node_selector_terms.add(
+        match_expressions=[objects_pb2.NodeSelectorRequirement(key="zone", operator="Near", values=["a"])])
+    with cluster.client() as c:
+        for obj, needle in (
+                (bad_job, "spec.parallelism: must not be negative, got -1"),
+                (bad_cron, 'spec.schedule: invalid cron expression "61 * * * *"'),
+                (bad_pod, 'spec.tolerations[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute, '
+                          'got "NoRun"'),
+                (bad_pod, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution."
+                          'nodeSelectorTerms[0].matchExpressions[0].operator: must be one of In, NotIn, Exists, '
+                          'DoesNotExist, Gt, Lt, got "Near"')):
+            with pytest.raises(Invalid) as info:
+                c.objects.create(obj)
+            assert needle in str(info.value)
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text("apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: x}\nspec:\n  schedule: 'every day'\n"
+                        "  jobTemplate: {spec: {template: {spec: {containers: [{name: c, image: x}]}}}}\n")
+    result = raftctl(cluster, tmp_path, "apply", "-f", str(manifest))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "spec.schedule: must have five fields" in result.output

@@ -200,3 +200,8 @@ def test_unknown_taint_effect_on_a_node_is_refused() -> None:
         validate(node)
     assert 'spec.taints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute, got "NoRun"' \
         in str(info.value)
+
+
+def test_names_too_long_for_the_pods_label_are_refused() -> None:
+    _refused(JOB, lambda d: d["metadata"].update(name="j" * 64), "metadata.name: must be at most 63 characters")
+    _refused(CRONJOB, lambda d: d["metadata"].update(name="c" * 53), "metadata.name: must be at most 52 characters")
