@@ -28,8 +28,7 @@ from raftorch.agent.hollow import HollowFleet
 from raftorch.api.v1 import objects_pb2
 from raftorch.client import Client
 from raftorch.local.masters import LocalMasters
-from raftorch.objects import parse_time
-from raftorch.objects._workloads import TEST_EVERY_SECONDS_ANNOTATION
+from raftorch.objects import TEST_EVERY_SECONDS_ANNOTATION, parse_time
 
 
 def _daemon_pod(c: Client, node: str) -> objects_pb2.Pod | None:

@@ -13,9 +13,7 @@ from raftorch.cli.common import Duration, modify, namespace_option, ref, resolve
 from raftorch.cli.context import fail, get_ctx, handle_errors
 from raftorch.cli.create import _check, container_name, create
 from raftorch.errors import Invalid
-from raftorch.objects import CRON_JOB, JOB, NODE, format_time
-from raftorch.objects._scheduling import TAINT_EFFECTS
-from raftorch.objects._workloads import cron_schedule_error, job_from_cron_job
+from raftorch.objects import CRON_JOB, JOB, NODE, TAINT_EFFECTS, cron_schedule_error, format_time, job_from_cron_job
 from raftorch.objects.meta import meta
 
 WAIT_POLL = 0.25

@@ -15,8 +15,8 @@ from raftorch.objects._checks import (
     port_number_or_name_error,
     quote,
 )
-from raftorch.objects._scheduling import validate_scheduling
 from raftorch.objects.quantity import format_cpu, format_memory, parse_cpu, parse_memory
+from raftorch.objects.scheduling import validate_scheduling
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")

@@ -15,9 +15,9 @@ from __future__ import annotations
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
-from raftorch.objects._workloads import default_cron_job, default_daemon_set, default_job_spec
 from raftorch.objects.kinds import kind_of_message, unwrap
 from raftorch.objects.meta import meta
+from raftorch.objects.workloads import default_cron_job, default_daemon_set, default_job_spec
 
 __all__ = [
     "DEFAULT_NAMESPACE",

@@ -26,12 +26,12 @@ from raftorch.objects._checks import (
     quote,
 )
 from raftorch.objects._podspec import PROTOCOLS, RESTART_POLICIES, validate_pod_spec
-from raftorch.objects._scheduling import validate_taints
-from raftorch.objects._workloads import validate_cron_job, validate_daemon_set, validate_job
 from raftorch.objects.kinds import DEPLOYMENT, NAMESPACE, SERVICE, Kind, kind_of_message, unwrap
 from raftorch.objects.meta import CONDITION_STATUSES, meta, parse_int_or_percent, parse_time
 from raftorch.objects.quantity import parse_count, parse_cpu, parse_memory
+from raftorch.objects.scheduling import validate_taints
 from raftorch.objects.selectors import matches, selector_from_match_labels
+from raftorch.objects.workloads import validate_cron_job, validate_daemon_set, validate_job
 
 __all__ = [
     "check_unknown_fields",

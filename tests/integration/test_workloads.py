@@ -21,7 +21,7 @@ from raftorch.cli.main import cli
 from raftorch.client import Client
 from raftorch.errors import Invalid, NotFound
 from raftorch.local.masters import LocalMasters
-from raftorch.objects._workloads import TEST_EVERY_SECONDS_ANNOTATION
+from raftorch.objects import TEST_EVERY_SECONDS_ANNOTATION
 
 pytestmark = pytest.mark.processes
 

@@ -31,8 +31,7 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
 from raftorch.master.controllers._util import FAILED, is_controlled_by, parse_time
 from raftorch.master.controllers.job import COMPLETE, job_finished
-from raftorch.objects import format_time
-from raftorch.objects._workloads import TEST_EVERY_SECONDS_ANNOTATION, job_from_cron_job
+from raftorch.objects import TEST_EVERY_SECONDS_ANNOTATION, format_time, job_from_cron_job
 
 
 @dataclass(frozen=True, slots=True)

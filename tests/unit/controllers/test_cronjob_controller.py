@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from raftorch.api.v1 import objects_pb2
 from raftorch.master.controllers import plan_cronjob
 from raftorch.master.controllers.cronjob import schedule_times
-from raftorch.objects import apply_defaults, format_time, validate
-from raftorch.objects._workloads import TEST_EVERY_SECONDS_ANNOTATION
+from raftorch.objects import TEST_EVERY_SECONDS_ANNOTATION, apply_defaults, format_time, validate
 
 # 2026-03-01 12:00:00 UTC, a minute boundary.
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()

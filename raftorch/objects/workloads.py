@@ -13,6 +13,13 @@ from raftorch.objects._podspec import validate_pod_spec
 from raftorch.objects.meta import parse_int_or_percent
 from raftorch.objects.selectors import matches, selector_from_match_labels
 
+__all__ = [
+    "JOB_NAME_LABEL",
+    "TEST_EVERY_SECONDS_ANNOTATION",
+    "cron_schedule_error",
+    "job_from_cron_job",
+]
+
 JOB_NAME_LABEL = "job-name"
 MAX_JOB_NAME = 63
 # A job's name is the cron job's, "-" and up to ten digits of time.

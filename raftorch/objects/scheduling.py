@@ -9,6 +9,12 @@ from raftorch.errors import Invalid
 from raftorch.objects._checks import Problems, qualified_name_error, quote
 from raftorch.objects.meta import parse_time
 
+__all__ = [
+    "NODE_SELECTOR_OPERATORS",
+    "TAINT_EFFECTS",
+    "TOLERATION_OPERATORS",
+]
+
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 TOLERATION_OPERATORS = ("Equal", "Exists")
 NODE_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
