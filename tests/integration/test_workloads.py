@@ -194,6 +194,24 @@ def test_active_deadline_kills_pods_and_fails_the_job(cluster: LocalMasters, fle
         eventually(lambda: _pods(c, "job-name=slow") == [], what="pods deleted")
 
 
+def test_finished_job_and_its_pods_go_after_ttl(cluster: LocalMasters, fleet: HollowFleet) -> None:
+    with cluster.client() as c:
+        short = job("short", run_seconds=0.2)
+        short.spec.ttl_seconds_after_finished = 1
+        c.objects.create(short)
+        eventually(lambda: _finished(c, "short") is not None, what="job finished")
+
+        def gone() -> bool:
+            try:
+                _job(c, "short")
+            except NotFound:
+                return True
+            return False
+
+        eventually(gone, what="the job deleted after its TTL")
+        eventually(lambda: _pods(c, "job-name=short") == [], what="its pods collected")
+
+
 # -- daemon sets -------------------------------------------------------------------------------------
 
 
