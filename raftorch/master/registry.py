@@ -416,7 +416,9 @@ class Registry:
         decoded, _ = decode_checked(kind, found)
         if decoded is None:
             # An object that cannot be decoded can still be deleted: that is the way out.
-            current = kind.message(metadata=objects_pb2.ObjectMeta(
+            # Every kind's message has `metadata`; the Message stub does not know it.
+            message: Any = kind.message
+            current: Message = message(metadata=objects_pb2.ObjectMeta(
                 name=name, namespace=namespace if kind.namespaced else "", resource_version=rv))
             held = self._allocations_owned_by(key)
         else:
