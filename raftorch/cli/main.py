@@ -23,6 +23,7 @@ from raftorch.cli.pki import pki
 from raftorch.cli.podlogs import logs as logs_command
 from raftorch.cli.portforward import port_forward
 from raftorch.cli.rollout import rollout, scale, set_group
+from raftorch.cli.workloads import taint, wait
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +51,8 @@ def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None, tok
 
 
 for _command in (get, describe, create, apply, delete, expose, scale, set_group, rollout, cordon, uncordon, drain,
-                 logs_command, port_forward, completion, up, down, drill, kv, cluster, auth, token, pki):
+                 logs_command, port_forward, completion, up, down, drill, kv, cluster, auth, token, pki,
+                 wait, taint):
     cli.add_command(_command)
 
 

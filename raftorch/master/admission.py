@@ -13,8 +13,9 @@ Standards, limited to the fields raftorch's pod spec has):
   to turn Docker's default profile off, so every container already has it.
 
 Pods are checked when they are created, or updated with a changed spec, through the Resources
-API, and so are the pod templates of deployments and replica sets: a workload whose pods would
-be refused is refused itself, so the user learns it at once rather than from a replica set that
+API, and so are the pod templates of deployments, replica sets, jobs, daemon sets and cron jobs:
+a workload whose pods would be refused is refused itself, so the user learns it at once rather
+than from a replica set that
 never gets its pods. (Kubernetes only warns about workloads.) When a namespace's level is raised
 later, existing pods keep running and workloads can still be scaled, but the replica set
 controller creates no new pods that break the level: it reports FailedCreate instead.
@@ -112,17 +113,24 @@ def _pod_spec_of(msg: Message) -> tuple[str, objects_pb2.PodSpec] | None:
         return "deployments", msg.spec.template.spec
     if isinstance(msg, objects_pb2.ReplicaSet):
         return "replicasets", msg.spec.template.spec
+    if isinstance(msg, objects_pb2.Job):
+        return "jobs", msg.spec.template.spec
+    if isinstance(msg, objects_pb2.DaemonSet):
+        return "daemonsets", msg.spec.template.spec
+    if isinstance(msg, objects_pb2.CronJob):
+        return "cronjobs", msg.spec.job_template.spec.template.spec
     return None
 
 
 def admit(msg: Message, level: str) -> None:
-    """`PermissionDenied` naming every forbidden field when `msg` (a pod, or a deployment or
-    replica set by its pod template) asks for more than `level` allows; other kinds pass."""
+    """`PermissionDenied` naming every forbidden field when `msg` (a pod, or a deployment, replica
+    set, job, daemon set or cron job by its pod template) asks for more than `level` allows; other
+    kinds pass."""
     found = _pod_spec_of(msg)
     if found is None:
         return
     plural, spec = found
-    path = "spec" if plural == "pods" else "spec.template.spec"
+    path = {"pods": "spec", "cronjobs": "spec.jobTemplate.spec.template.spec"}.get(plural, "spec.template.spec")
     violations = pod_spec_violations(spec, level, path)
     if violations:
         name = msg.metadata.name  # type: ignore[attr-defined]

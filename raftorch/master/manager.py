@@ -41,11 +41,13 @@ from raftorch.master.admission import (
 )
 from raftorch.master.backoff import Backoff
 from raftorch.master.cache import BadObject, ObjectCache
+from raftorch.master.constraints import constraints_of, taints_of
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
 from raftorch.master.scheduler import NodeInfo, PodRequest, Snapshot, schedule
+from raftorch.master.workload_steps import OWNED_KINDS, OWNER_KINDS, WorkloadSteps
 from raftorch.objects import (
     controller_of,
     format_time,
@@ -74,7 +76,7 @@ def is_mirror(pod: objects_pb2.Pod) -> bool:
     return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
 
 
-class ControllerManager:
+class ControllerManager(WorkloadSteps):
     def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, term: int,
                  settings: ManagerSettings | None = None,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
@@ -137,7 +139,9 @@ class ControllerManager:
             dirty = True
             steps = (("scheduler", self._schedule), ("deployments", self._deployments),
                      ("replicasets", self._replicasets), ("endpoints", self._endpoints),
-                     ("garbage collector", self._gc), ("undecodable objects", self._undecodable))
+                     ("jobs", self._jobs), ("cronjobs", self._cronjobs), ("daemonsets", self._daemonsets),
+                     ("taint evictions", self._taint_evictions), ("garbage collector", self._gc),
+                     ("undecodable objects", self._undecodable))
             owed: set[str] = set()  # steps that failed or were backing off: run when they may
             while self._leading():
                 changed = cache.drain()
@@ -151,7 +155,7 @@ class ControllerManager:
                     last_lifecycle = now
                     self._pass("node lifecycle", self._node_lifecycle, cache)
                     self._pass("master pods", self._master_pods, cache)
-                full = dirty or now - last_full >= RESYNC
+                full = dirty or now - last_full >= RESYNC or self._timer_due()
                 if full:
                     dirty = False
                     last_full = now
@@ -480,11 +484,11 @@ class ControllerManager:
     def _gc(self, cache: ObjectCache) -> list[Future[Message]]:
         live: set[str] = set()
         candidates: list[tuple[str, objects_pb2.ObjectMeta]] = []
-        for kind_name in ("Deployment", "ReplicaSet", "Pod", "Service", "Node"):
+        for kind_name in ("Deployment", "ReplicaSet", "Pod", "Service", "Node", *OWNER_KINDS):
             for obj in cache.items(kind_name):
                 meta: objects_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
                 live.add(meta.uid)
-                if kind_name in ("ReplicaSet", "Pod") and meta.owner_references:
+                if kind_name in ("ReplicaSet", "Pod", *OWNED_KINDS) and meta.owner_references:
                     candidates.append((kind_name, meta))
         futures: list[Future[Message]] = []
         for kind_name, namespace, name in plan_gc(candidates, live):
@@ -524,6 +528,7 @@ def pod_request(pod: objects_pb2.Pod, host_processes_allowed: bool = False) -> P
     ref = controller_of(pod.metadata)
     return PodRequest(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, cpu, memory,
                       dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "",
+                      labels=dict(pod.metadata.labels), constraints=constraints_of(pod.spec),
                       host_processes_allowed=host_processes_allowed)
 
 
@@ -531,6 +536,7 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
     used: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     ports: dict[str, set[tuple[str, int]]] = defaultdict(set)
     owners: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    labels: dict[str, list[tuple[str, dict[str, str]]]] = defaultdict(list)
     for pod in pods:
         if not pod.spec.node_name or pod_is_terminal(pod) or is_mirror(pod):
             continue
@@ -542,6 +548,8 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
         ports[pod.spec.node_name].update(req.host_ports)
         if req.owner_uid:
             owners[pod.spec.node_name][req.owner_uid] += 1
+        if pod.metadata.labels:
+            labels[pod.spec.node_name].append((pod.metadata.namespace, dict(pod.metadata.labels)))
     infos = []
     for node in nodes:
         name = node.metadata.name
@@ -553,5 +561,6 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
             allocatable_cpu=parse_cpu(alloc.get("cpu", "0")), allocatable_memory=parse_memory(alloc.get("memory", "0")),
             allocatable_pods=parse_count(alloc.get("pods", "110")), used_cpu=u[0], used_memory=u[1], pod_count=u[2],
             host_ports=frozenset(ports[name]), owner_pods=dict(owners[name]),
-            host_processes=node.status.runtime == HOST_PROCESS_RUNTIME))
+            host_processes=node.status.runtime == HOST_PROCESS_RUNTIME, taints=taints_of(node),
+            pod_labels=tuple(labels[name])))
     return Snapshot(tuple(infos))

@@ -208,7 +208,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                                  context: grpc.aio.ServicerContext) -> None:
         owner = self._registry.get(kind, namespace, name)
         uid = owner.metadata.uid  # type: ignore[attr-defined]
-        for dep_kind in (kind_of("ReplicaSet"), kind_of("Pod")):
+        for dep_kind in (kind_of("ReplicaSet"), kind_of("Job"), kind_of("Pod")):
             items, _ = self._registry.list_kind(dep_kind, namespace)
             for item in items:
                 refs = item.metadata.owner_references  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from raftorch.objects._checks import (
     quote,
 )
 from raftorch.objects.quantity import format_cpu, format_memory, parse_cpu, parse_memory
+from raftorch.objects.scheduling import validate_scheduling
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -56,6 +57,7 @@ def validate_pod_spec(problems: Problems, path: str, spec: objects_pb2.PodSpec) 
         problems.check(f"{path}.nodeName", dns1123_subdomain_error(spec.node_name))
     problems.labels(f"{path}.nodeSelector", spec.node_selector)
     problems.not_negative(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds)
+    validate_scheduling(problems, path, spec)
 
 
 def _container(problems: Problems, path: str, container: objects_pb2.Container, host_network: bool,

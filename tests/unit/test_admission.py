@@ -116,6 +116,24 @@ def test_workloads_are_refused_by_their_pod_template() -> None:
     admission.admit(deploy, PRIVILEGED)
 
 
+def test_jobs_daemon_sets_and_cron_jobs_are_refused_by_their_pod_template() -> None:
+    template = objects_pb2.PodTemplateSpec(spec=objects_pb2.PodSpec(host_network=True))
+    job = objects_pb2.Job(metadata=objects_pb2.ObjectMeta(name="j"), spec=objects_pb2.JobSpec(template=template))
+    ds = objects_pb2.DaemonSet(metadata=objects_pb2.ObjectMeta(name="ds"),
+                               spec=objects_pb2.DaemonSetSpec(template=template))
+    cron = objects_pb2.CronJob(metadata=objects_pb2.ObjectMeta(name="c"), spec=objects_pb2.CronJobSpec(
+        job_template=objects_pb2.JobTemplateSpec(spec=objects_pb2.JobSpec(template=template))))
+    with pytest.raises(PermissionDenied, match=r'^jobs "j" is forbidden: .*spec.template.spec.hostNetwork=true$'):
+        admission.admit(job, BASELINE)
+    with pytest.raises(PermissionDenied, match=r'^daemonsets "ds" is forbidden: .*spec.template.spec.hostNetwork'):
+        admission.admit(ds, BASELINE)
+    with pytest.raises(PermissionDenied, match=r'^cronjobs "c" is forbidden: .*'
+                                               r'spec.jobTemplate.spec.template.spec.hostNetwork=true$'):
+        admission.admit(cron, BASELINE)
+    for msg in (job, ds, cron):
+        admission.admit(msg, PRIVILEGED)
+
+
 def test_other_kinds_pass() -> None:
     admission.admit(objects_pb2.Service(metadata=objects_pb2.ObjectMeta(name="s")), RESTRICTED)
 

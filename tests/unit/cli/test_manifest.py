@@ -228,7 +228,9 @@ def test_proto_spellings_of_kubernetes_acronyms_are_refused() -> None:
 
 @pytest.mark.parametrize(("doc", "needle"), [
     ({"apiVersion": "v1", "kind": "Deployment"}, 'unknown kind "Deployment" (apiVersion v1) (Deployment is apps/v1)'),
-    ({"apiVersion": "batch/v1", "kind": "Job"}, 'unknown kind "Job" (apiVersion batch/v1); raftctl knows: '),
+    ({"apiVersion": "batch/v1beta1", "kind": "CronJob"},
+     'unknown kind "CronJob" (apiVersion batch/v1beta1) (CronJob is batch/v1)'),
+    ({"apiVersion": "batch/v1", "kind": "Lease"}, 'unknown kind "Lease" (apiVersion batch/v1); raftctl knows: '),
     ({"kind": "Pod"}, "apiVersion: required"),
     ({"apiVersion": "v1"}, "kind: required"),
     ({"apiVersion": 1, "kind": "Pod"}, "apiVersion: expected a string"),
