@@ -82,7 +82,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: object
     root = tmp_path_factory.mktemp("kinds-docker")
     masters = LocalMasters(root / "masters")
     masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, NODES)
+    agents = LocalAgents(root / "agents", masters.endpoints, NODES, ca_dir=masters.pki_dir)
     try:
         masters.wait_ready()
         agents.start()
