@@ -145,10 +145,17 @@ def cron_schedule_error(schedule: str) -> str | None:
     return None
 
 
+# IANA zone names are short ("America/Argentina/ComodRivadavia" is among the longest); a longer
+# one would only reach the file system as a path that is too long.
+MAX_TIME_ZONE = 64
+
+
 def time_zone_error(name: str) -> str | None:
+    if len(name) > MAX_TIME_ZONE:
+        return f"must be at most {MAX_TIME_ZONE} characters, an IANA name such as Europe/Paris; got {quote(name)}"
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         return f"unknown time zone {quote(name)}; use an IANA name such as Europe/Paris"
     return None
 

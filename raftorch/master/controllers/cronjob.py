@@ -48,7 +48,7 @@ def _zone(cron: objects_pb2.CronJob) -> tzinfo:
         return UTC
     try:
         return zoneinfo.ZoneInfo(cron.spec.time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise Invalid(f"cron job {cron.metadata.name}: spec.timeZone: unknown time zone "
                       f"{cron.spec.time_zone!r}") from exc
 
