@@ -15,6 +15,7 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
+from raftorch.master.constraints import constraints_of
 from raftorch.master.scheduler import PodRequest
 from raftorch.objects import controller_of, parse_count, parse_cpu, parse_memory, pod_is_terminal
 
@@ -28,7 +29,7 @@ def is_mirror(pod: objects_pb2.Pod) -> bool:
     return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
 
 
-def pod_request(pod: objects_pb2.Pod) -> PodRequest:
+def pod_request(pod: objects_pb2.Pod, host_processes_allowed: bool = False) -> PodRequest:
     cpu = memory = 0
     ports: set[tuple[str, int]] = set()
     for c in pod.spec.containers:
@@ -37,7 +38,9 @@ def pod_request(pod: objects_pb2.Pod) -> PodRequest:
         ports.update((p.protocol or "TCP", p.host_port) for p in c.ports if p.host_port)
     ref = controller_of(pod.metadata)
     return PodRequest(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, cpu, memory,
-                      dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "")
+                      dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "",
+                      labels=dict(pod.metadata.labels), constraints=constraints_of(pod.spec),
+                      host_processes_allowed=host_processes_allowed)
 
 
 def is_pending(pod: objects_pb2.Pod) -> bool:
@@ -56,6 +59,8 @@ class NodeUsage:
     pods: int = 0
     ports: Counter[tuple[str, int]] = field(default_factory=Counter)
     owners: Counter[str] = field(default_factory=Counter)
+    # pod uid -> (namespace, labels) of its labelled pods, for inter-pod affinity.
+    labels: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     def add(self, req: PodRequest, sign: int) -> None:
         self.cpu += sign * req.cpu
@@ -69,6 +74,11 @@ class NodeUsage:
             self.owners[req.owner_uid] += sign
             if self.owners[req.owner_uid] <= 0:
                 del self.owners[req.owner_uid]
+        if req.labels:
+            if sign > 0:
+                self.labels[req.uid] = (req.namespace, dict(req.labels))
+            else:
+                self.labels.pop(req.uid, None)
 
 
 class CacheIndex:

@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -39,8 +39,18 @@ from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import AlreadyExists, Conflict, RaftorchError, Unavailable, UnknownOutcome
+from raftorch.master.admission import (
+    DEFAULT_LEVEL,
+    HOST_PROCESS_RUNTIME,
+    LEVEL_LABEL,
+    PRIVILEGED,
+    host_processes_allowed,
+    level_of,
+    pod_spec_violations,
+)
 from raftorch.master.backoff import Backoff
 from raftorch.master.cache import BadObject, Change, ObjectCache
+from raftorch.master.constraints import taints_of
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.controllers._util import labels_match
 from raftorch.master.heartbeats import HeartbeatTracker
@@ -48,6 +58,7 @@ from raftorch.master.indexes import MIRROR_ANNOTATION, CacheIndex, allocatable, 
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
 from raftorch.master.scheduler import NodeInfo, Snapshot, schedule
+from raftorch.master.workload_steps import WorkloadSteps
 from raftorch.master.workqueue import WorkQueue
 from raftorch.objects import controller_of, format_time, kind_of, pod_is_terminal, set_condition
 
@@ -130,7 +141,7 @@ class Queues:
                     self.endpoints.add((ns, svc.metadata.name))
         elif kind in ("Service", "Endpoints"):
             self.endpoints.add(key)
-        elif kind == "Node":
+        elif kind in ("Node", "Namespace"):  # a namespace's level decides where its pods may go
             self.schedule = True
         if change.new is not None and controller_of(metas[-1]) is not None:
             self.gc.add((kind, ns, change.name))
@@ -157,7 +168,7 @@ def _name_key(obj: Message) -> NameKey:
     return meta.namespace, meta.name
 
 
-class ControllerManager:
+class ControllerManager(WorkloadSteps):
     def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, term: int,
                  settings: ManagerSettings | None = None,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
@@ -170,6 +181,7 @@ class ControllerManager:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"controllers-term-{term}", daemon=True)
         self._unschedulable_reasons: dict[str, str] = {}
+        self._create_failures: dict[str, str] = {}  # replica set uid -> why its pods may not be created
         self.bound = 0
         # Back-off of the whole loop, and of each step on its own.
         self.loop_backoff = Backoff(mono)
@@ -214,14 +226,19 @@ class ControllerManager:
         cache.listen(functools.partial(queues.route, cache))
         queues.add_all(cache)
         try:
-            self._wait(self.registry.ensure_namespaces(["default", SYSTEM_NAMESPACE], fence_term=self.term))
+            self._wait(self.registry.ensure_namespaces(
+                ["default", SYSTEM_NAMESPACE], fence_term=self.term,
+                # The masters' and agents' own pods run on the host, as processes of their own.
+                labels={SYSTEM_NAMESPACE: {LEVEL_LABEL: PRIVILEGED}}))
             last_full = 0.0
             last_all = self.mono()
             last_lifecycle = 0.0
             dirty = True
             steps = (("scheduler", self._schedule), ("deployments", self._deployments),
                      ("replicasets", self._replicasets), ("endpoints", self._endpoints),
-                     ("garbage collector", self._gc), ("undecodable objects", self._undecodable))
+                     ("jobs", self._jobs), ("cronjobs", self._cronjobs), ("daemonsets", self._daemonsets),
+                     ("taint evictions", self._taint_evictions), ("garbage collector", self._gc),
+                     ("undecodable objects", self._undecodable))
             owed: set[str] = set()  # steps that failed or were backing off: run when they may
             while self._leading():
                 changed = cache.drain()
@@ -238,7 +255,7 @@ class ControllerManager:
                     last_lifecycle = now
                     self._pass("node lifecycle", self._node_lifecycle, cache)
                     self._pass("master pods", self._master_pods, cache)
-                full = dirty or now - last_full >= RESYNC
+                full = dirty or now - last_full >= RESYNC or self._timer_due()
                 cpu_before = time.thread_time()
                 if full:
                     dirty = False
@@ -389,7 +406,10 @@ class ControllerManager:
             pending = pending[:SCHEDULE_BATCH]
             self.queues.schedule = True
         by_uid = {p.metadata.uid: p for p in pending}
-        plan = schedule(snapshot, [pod_request(p) for p in pending], self.wall())
+        levels = _levels(cache)
+        requests = [pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
+                    for p in pending]
+        plan = schedule(snapshot, requests, self.wall())
         futures: list[Future[Message]] = []
         bound: list[Message] = []
         for binding in plan.bindings:
@@ -409,15 +429,16 @@ class ControllerManager:
                 futures.append(self._event(by_uid[item.uid], "FailedScheduling", item.reason, "Warning"))
         return futures
 
-    def _event(self, pod: objects_pb2.Pod, reason: str, message: str, kind: str) -> Future[Message]:
+    def _event(self, obj: objects_pb2.Pod | objects_pb2.ReplicaSet, reason: str, message: str, kind: str,
+               source: str = "scheduler") -> Future[Message]:
         now = format_time(self.wall())
+        meta = obj.metadata
         event = objects_pb2.Event(
-            metadata=objects_pb2.ObjectMeta(name=f"{pod.metadata.name}.{secrets.token_hex(4)}",
-                                            namespace=pod.metadata.namespace),
-            involved_object=objects_pb2.ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
-                                                        name=pod.metadata.name, uid=pod.metadata.uid),
+            metadata=objects_pb2.ObjectMeta(name=f"{meta.name}.{secrets.token_hex(4)}", namespace=meta.namespace),
+            involved_object=objects_pb2.ObjectReference(kind=obj.DESCRIPTOR.name, namespace=meta.namespace,
+                                                        name=meta.name, uid=meta.uid),
             reason=reason, message=message, type=kind, count=1, first_timestamp=now, last_timestamp=now,
-            source="scheduler")
+            source=source)
         return self.registry.create(event, fence_term=self.term)
 
     # -- objects the cache cannot decode ---------------------------------------------------------
@@ -575,6 +596,19 @@ class ControllerManager:
         futures: list[Future[Message]] = []
         pod_kind = kind_of("Pod")
         plan = plan_replicaset(rs, pods, lambda: secrets.token_hex(3)[:5])
+        if plan.create:
+            # The namespace's level may have been raised since the template was admitted.
+            level = _level(cache, rs.metadata.namespace)
+            violations = pod_spec_violations(rs.spec.template.spec, level, "spec.template.spec")
+            if violations:
+                message = (f'pods of replicaset "{rs.metadata.name}" are forbidden: violates pod-security '
+                           f'level "{level}": ' + ", ".join(violations))
+                if self._create_failures.get(rs.metadata.uid) != message:
+                    self._create_failures[rs.metadata.uid] = message
+                    futures.append(self._event(rs, "FailedCreate", message, "Warning", "replicaset-controller"))
+                plan = replace(plan, create=())
+            else:
+                self._create_failures.pop(rs.metadata.uid, None)
         for pod in plan.create:
             futures.append(self.registry.create(pod, fence_term=self.term))
         by_name = {p.metadata.name: p for p in pods}
@@ -623,15 +657,15 @@ class ControllerManager:
                 for k, ns, n in plan_gc(candidates, cache.index.live_uids)]
 
 
-def _pods_by_owner(cache: ObjectCache) -> dict[str, list[objects_pb2.Pod]]:
-    """Every pod by its controlling owner's uid (for steps that still plan every object)."""
-    out: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
-    for pod in cache.items("Pod"):
-        assert isinstance(pod, objects_pb2.Pod)
-        ref = controller_of(pod.metadata)
-        if ref is not None:
-            out[ref.uid].append(pod)
-    return out
+def _levels(cache: ObjectCache) -> dict[str, str]:
+    """Each namespace's pod-security level."""
+    return {ns.metadata.name: level_of(ns.metadata.labels) for ns in cache.items("Namespace")
+            if isinstance(ns, objects_pb2.Namespace)}
+
+
+def _level(cache: ObjectCache, namespace: str) -> str:
+    ns = cache.get("Namespace", "", namespace)
+    return level_of(ns.metadata.labels) if isinstance(ns, objects_pb2.Namespace) else DEFAULT_LEVEL
 
 
 def _pods_of(cache: ObjectCache, owner_uid: str) -> list[objects_pb2.Pod]:
@@ -649,6 +683,7 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
     used: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     ports: dict[str, set[tuple[str, int]]] = defaultdict(set)
     owners: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    labels: dict[str, dict[str, tuple[str, dict[str, str]]]] = defaultdict(dict)  # node -> pod uid -> labels
     for pod in pods:
         if not pod.spec.node_name or pod_is_terminal(pod) or is_mirror(pod):
             continue
@@ -660,6 +695,8 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
         ports[pod.spec.node_name].update(req.host_ports)
         if req.owner_uid:
             owners[pod.spec.node_name][req.owner_uid] += 1
+        if pod.metadata.labels:
+            labels[pod.spec.node_name][pod.metadata.uid] = (pod.metadata.namespace, dict(pod.metadata.labels))
     infos = []
     for node in nodes:
         name = node.metadata.name
@@ -670,7 +707,9 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
             name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
             allocatable_cpu=cpu, allocatable_memory=memory, allocatable_pods=count,
             used_cpu=u[0], used_memory=u[1], pod_count=u[2],
-            host_ports=frozenset(ports[name]), owner_pods=dict(owners[name])))
+            host_ports=frozenset(ports[name]), owner_pods=dict(owners[name]),
+            host_processes=node.status.runtime == HOST_PROCESS_RUNTIME, taints=taints_of(node),
+            pod_labels=_by_uid(labels[name])))
     return Snapshot(tuple(infos))
 
 
@@ -687,5 +726,12 @@ def snapshot_from_index(nodes: list[objects_pb2.Node], index: CacheIndex) -> Sna
             name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
             allocatable_cpu=cpu, allocatable_memory=memory, allocatable_pods=count,
             used_cpu=u.cpu if u else 0, used_memory=u.memory if u else 0, pod_count=u.pods if u else 0,
-            host_ports=frozenset(u.ports) if u else frozenset(), owner_pods=dict(u.owners) if u else {}))
+            host_ports=frozenset(u.ports) if u else frozenset(), owner_pods=dict(u.owners) if u else {},
+            host_processes=node.status.runtime == HOST_PROCESS_RUNTIME, taints=taints_of(node),
+            pod_labels=_by_uid(u.labels) if u else ()))
     return Snapshot(tuple(infos))
+
+
+def _by_uid(labels: dict[str, tuple[str, dict[str, str]]]) -> tuple[tuple[str, dict[str, str]], ...]:
+    """A node's pods' labels in one order, however they were gathered."""
+    return tuple(labels[uid] for uid in sorted(labels))

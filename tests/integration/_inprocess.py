@@ -13,7 +13,8 @@ from typing import Any
 
 from raftorch.agent.hollow import HollowFleet
 from raftorch.api.v1 import kv_pb2, objects_pb2, store_pb2
-from raftorch.client import Client
+from raftorch.auth.pki import ensure_admin
+from raftorch.client import Client, load_credentials
 from raftorch.errors import NotFound
 from raftorch.local.masters import free_ports
 from raftorch.master.config import MasterConfig
@@ -24,8 +25,12 @@ from raftorch.master.server import Master
 class InProcessMaster:
     def __init__(self, data_dir: Path) -> None:
         client_port, peer_port = free_ports(2)
+        # The cluster CA and an admin certificate beside the data, as LocalMasters keeps them.
+        admin = ensure_admin(data_dir.parent / f"{data_dir.name}-pki")
+        self.credentials = load_credentials(admin.ca_file, admin.cert_file, admin.key_file)
         self.config = MasterConfig(name="m1", client_addr=f"127.0.0.1:{client_port}",
-                                   peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir)
+                                   peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir,
+                                   pki_dir=data_dir.parent / f"{data_dir.name}-pki")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-master", daemon=True)
         self._thread.start()
@@ -36,7 +41,7 @@ class InProcessMaster:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def client(self) -> Client:
-        return Client([self.master.client_addr], timeout=5.0, retry_for=15.0)
+        return Client([self.master.client_addr], timeout=5.0, retry_for=15.0, credentials=self.credentials)
 
     def manager(self, timeout: float = 30.0) -> ControllerManager:
         """The running controllers (once this master leads and has fenced its term)."""
@@ -95,6 +100,13 @@ SECRET = "in-process-test-secret-0123456789"
 PROCESS_WIDE_THREADS = ("(_poll_wrapper)",)
 
 
+def _foreign(thread: threading.Thread) -> bool:
+    """A thread Python did not start: gRPC's core threads that ran a Python callback (the client
+    certificate's proof, a call credentials plugin) show up as dummies, and belong to gRPC's
+    process-wide pool, not to the cluster."""
+    return isinstance(thread, threading._DummyThread)
+
+
 class InProcessCluster:
     """Masters (a real Raft cluster over 127.0.0.1, gRPC on port 0) and optionally a hollow
     fleet, all in this test's process on one event loop thread: in the manner of
@@ -107,13 +119,18 @@ class InProcessCluster:
     def __init__(self, data_dir: Path, masters: int = 3, nodes: list[str] | None = None,
                  node_grace: float = 2.0, eviction_timeout: float = 2.0) -> None:
         self.data_dir = data_dir
+        # The cluster CA and an admin certificate beside the data, as LocalMasters keeps them;
+        # each master makes its own certificate from that CA when it starts.
+        self.pki_dir = data_dir.parent / f"{data_dir.name}-pki"
+        admin = ensure_admin(self.pki_dir)
+        self.credentials = load_credentials(admin.ca_file, admin.cert_file, admin.key_file)
         self.names = [f"m{i + 1}" for i in range(masters)]
         peer_ports = free_ports(masters)
         peers = {name: f"127.0.0.1:{port}" for name, port in zip(self.names, peer_ports, strict=True)}
         self.configs = {
             name: MasterConfig(name=name, client_addr="127.0.0.1:0", peer_addr=peers[name],
                                peers={n: a for n, a in peers.items() if n != name}, data_dir=data_dir / name,
-                               node_grace=node_grace, eviction_timeout=eviction_timeout)
+                               pki_dir=self.pki_dir, node_grace=node_grace, eviction_timeout=eviction_timeout)
             for name in self.names}
         self.node_names = list(nodes or [])
         self.masters: dict[str, Master] = {}
@@ -131,7 +148,10 @@ class InProcessCluster:
                 self.start_master(name)
             self.wait_ready()
             if self.node_names:
-                self.fleet = HollowFleet(self.endpoints, self.node_names, heartbeat_period=0.5)
+                # Hollow nodes share one client, so they act with the admin's credentials (a
+                # cluster-wide admin may act as any node; no node certificate names them all).
+                self.fleet = HollowFleet(self.endpoints, self.node_names, heartbeat_period=0.5,
+                                         credentials=self.credentials)
                 self.fleet.start()
                 with self.client() as c:
                     eventually(lambda: all(node_ready(c, n) for n in self.node_names), what="nodes Ready")
@@ -179,7 +199,7 @@ class InProcessCluster:
         deadline = time.monotonic() + timeout
         while True:
             left = [t for t in threading.enumerate() if t not in self._threads_before and t.is_alive()
-                    and not t.name.endswith(PROCESS_WIDE_THREADS)]
+                    and not t.name.endswith(PROCESS_WIDE_THREADS) and not _foreign(t)]
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -192,7 +212,7 @@ class InProcessCluster:
         return [m.client_addr for m in self.masters.values()]
 
     def client(self) -> Client:
-        return Client(self.endpoints, timeout=5.0, retry_for=15.0)
+        return Client(self.endpoints, timeout=5.0, retry_for=15.0, credentials=self.credentials)
 
     def leader(self) -> str:
         """The name of the master that leads and runs its controllers (waits for one)."""
