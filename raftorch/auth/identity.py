@@ -41,8 +41,8 @@ from typing import Literal
 
 from raftorch.errors import Unauthenticated
 
-Kind = Literal["user", "node", "master"]
-Role = Literal["admin", "edit", "view", "node"]
+Kind = Literal["user", "node", "master", "controller-manager"]
+Role = Literal["admin", "edit", "view", "node", "controller-manager"]
 ROLES: tuple[Role, ...] = ("admin", "edit", "view", "node")
 USER_ROLES: tuple[Role, ...] = ("admin", "edit", "view")
 
@@ -70,6 +70,10 @@ class Identity:
     def is_master(self) -> bool:
         return self.kind == "master"
 
+    @property
+    def is_controller_manager(self) -> bool:
+        return self.kind == "controller-manager"
+
     def describe(self) -> str:
         """How messages name the caller: 'user "alice" (role view in namespace a)'."""
         where = f" in namespace {self.namespace}" if self.namespace else ""
@@ -94,6 +98,10 @@ def node_identity(name: str) -> Identity:
 def master_identity(name: str) -> Identity:
     return Identity("master", name, "admin")
 
+
+# The controller-manager process, on its master's local socket (only there: no certificate or
+# token carries it). Role system:controller-manager: the Resources API, term-fenced writes.
+CONTROLLER_MANAGER = Identity("controller-manager", "system:controller-manager", "controller-manager")
 
 # What a master in --insecure mode (benchmarks, never production) sees every caller as.
 INSECURE = Identity("user", "insecure", "admin")

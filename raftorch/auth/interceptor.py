@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import grpc.aio
@@ -122,8 +122,16 @@ def _code_name(context: Any) -> str:
     return "OK" if code in (None, 0) else str(code)
 
 
+class Identifies(Protocol):
+    """What the interceptor asks of an authenticator (the cluster's, or a local socket's)."""
+
+    def identify(self, token: str | None, metadata: Any) -> Identity: ...
+
+    def join_record(self, token: str) -> tokens.TokenRecord: ...
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, auth: Authenticator, audit: AuditLog,
+    def __init__(self, auth: Identifies, audit: AuditLog,
                  barrier: Callable[[], Awaitable[None]] | None = None,
                  decode: Callable[[str, Any], Any] = lambda _method, request: request) -> None:
         """`decode(method, request)`: the parsed request, when the handlers below take raw

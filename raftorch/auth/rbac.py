@@ -42,6 +42,9 @@ RESOURCES = NAMESPACED | CLUSTER_SCOPED
 RESERVED_WRITE = ("/registry/", "/raftorch/")
 RESERVED_READ = ("/raftorch/",)
 
+# The controller manager's role (system:controller-manager): every kind of object, no keys,
+# leases, tokens or certificates, none of the agents' calls.
+CONTROLLER_MANAGER_RESOURCES = frozenset({k.plural for k in KINDS} | {"pods/status"})
 _NODE_READ = frozenset({"pods", "nodes", "services", "endpoints", "namespaces", "cluster"})
 _NODE_WRITE = frozenset({"pods", "events", "nodes", "pods/status", "nodes/heartbeat", "certificates"})
 
@@ -74,6 +77,11 @@ def decide(ident: Identity, req: Request) -> str | None:
     """None when allowed, else the reason it is not."""
     if ident.kind == "master":
         return None
+    if ident.kind == "controller-manager":
+        # Cluster objects through the Resources API, and the cluster's status: nothing else.
+        if req.resource in CONTROLLER_MANAGER_RESOURCES or req.resource == "cluster":
+            return None
+        return "the controller manager uses the Resources API only"
     reserved = _touches(req.keys, RESERVED_WRITE if req.verb in WRITE else RESERVED_READ)
     if reserved is not None and not (ident.role == "admin" and ident.namespace is None and req.verb in READ):
         if req.verb in WRITE:
@@ -201,6 +209,11 @@ def _resources(name: str, req: Message | None) -> Request:
         resource = kind.plural + ("/status" if name == "UpdateStatus" and kind.plural == "pods" else "")
         verb = "create" if name == "Create" else "update"
         return Request(verb, resource, _ns(kind.namespaced, meta.namespace, True), meta.name)
+    if name == "UpdateMany":
+        assert isinstance(req, resources_pb2.UpdateManyRequest)
+        kinds = {unwrap(o)[0].plural for o in req.objects}
+        # One kind per batch is the rule (checked by the servicer); name it for the decision.
+        return Request("update", kinds.pop() if len(kinds) == 1 else "pods")
     verb = {"Get": "get", "List": "list", "Watch": "watch", "Delete": "delete"}[name]
     kind = kind_of(getattr(req, "kind", ""))
     default = name in ("Get", "Delete")

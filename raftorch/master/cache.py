@@ -114,9 +114,7 @@ class ObjectCache:
             kind, namespace, name = parse_store_key(key)
         except Exception:
             return None
-        table = self.objects[kind.name]
         self.undecodable.pop(key, None)
-        old = table.pop(key, None)
         new: Message | None = None
         if kv is not None:
             new, problem = decode_checked(kind, kv)
@@ -124,8 +122,14 @@ class ObjectCache:
                 revision: int = kv.mod_revision
                 report_undecodable(key, revision, problem)
                 self.undecodable[key] = BadObject(kind, namespace, name, revision, problem)
-            else:
-                table[key] = new
+        return self._put(kind, namespace, name, key, new)
+
+    def _put(self, kind: Kind, namespace: str, name: str, key: str, new: Message | None) -> tuple[str, str, str]:
+        """Record `new` (None: gone) at `key`: the table, the indexes, the listeners."""
+        table = self.objects[kind.name]
+        old = table.pop(key, None)
+        if new is not None:
+            table[key] = new
         self.index.update(kind.name, key, old, new)
         if self._listeners and (old is not None or new is not None):
             change = Change(kind.name, namespace, name, old, new)

@@ -60,6 +60,9 @@ class MasterConfig:
     reflection: bool = False
     # Plaintext, no authentication: for benchmarks comparing with TLS only, never a cluster.
     insecure: bool = False
+    # Where the scheduler and the controllers run: "process" (a child process on a local socket,
+    # decision 21) or "thread" (in the master, beside Raft).
+    controllers: str = "thread"
 
     def validate(self) -> None:
         if not self.name:
@@ -78,6 +81,8 @@ class MasterConfig:
             raise Invalid(f"peers: lists this master ({self.name}) itself; list only the other masters")
         if self.node_cert_ttl < 10:
             raise Invalid(f"node-cert-ttl: at least 10 seconds, got {self.node_cert_ttl}")
+        if self.controllers not in ("thread", "process"):
+            raise Invalid(f"controllers: expected thread or process, got {self.controllers!r}")
         if self.peer_addr in self.peers.values():
             raise Invalid(f"peers: {self.peer_addr} is this master's own peer address")
 

@@ -28,11 +28,11 @@ import secrets
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from google.protobuf.message import Message
@@ -60,7 +60,8 @@ from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_eve
 from raftorch.master.scheduler import NodeInfo, Snapshot, schedule
 from raftorch.master.workload_steps import WorkloadSteps
 from raftorch.master.workqueue import WorkQueue
-from raftorch.objects import controller_of, format_time, kind_of, pod_is_terminal, set_condition
+from raftorch.objects import Kind, controller_of, format_time, kind_of, pod_is_terminal, set_condition
+from raftorch.store.replica import RaftReplica
 
 log = structlog.get_logger("raftorch.controllers")
 
@@ -78,14 +79,17 @@ RETRIED = (Conflict, Unavailable, UnknownOutcome)
 NameKey = tuple[str, str]  # (namespace, name)
 KindKey = tuple[str, str, str]  # (kind, namespace, name)
 
-__all__ = ["MIRROR_ANNOTATION", "ControllerManager", "ManagerSettings", "build_snapshot", "is_mirror",
-           "pod_request", "snapshot_from_index"]
+__all__ = ["ALL_STEPS", "LOOP_STEPS", "MASTER_STEPS", "MIRROR_ANNOTATION", "ControllerManager", "Link",
+           "ManagerSettings", "ReplicaLink", "Writer", "build_snapshot", "is_mirror", "pod_request",
+           "snapshot_from_index"]
 
 
 @dataclass(frozen=True, slots=True)
 class ManagerSettings:
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     lifecycle_period: float = 0.5
+    # Pause after a pass as long as it took: only where the loop shares a process with Raft.
+    pass_pause: bool = True
 
 
 class Queues:
@@ -168,14 +172,75 @@ def _name_key(obj: Message) -> NameKey:
     return meta.namespace, meta.name
 
 
+# The steps, by where they run. Node lifecycle needs the leader's in-memory heartbeats, the
+# master pods its Raft links, and undecodable objects are seen only in the store itself: those
+# stay with the master; the rest read and write through the API as well as in-process.
+MASTER_STEPS = frozenset({"node lifecycle", "master pods", "undecodable objects"})
+LOOP_STEPS = frozenset({"scheduler", "deployments", "replicasets", "endpoints", "jobs", "cronjobs", "daemonsets",
+                        "taint evictions", "garbage collector"})
+ALL_STEPS = MASTER_STEPS | LOOP_STEPS
+
+
+class Writer(Protocol):
+    """The writes the controllers make: the registry in-process, the Resources API from the
+    controller-manager process."""
+
+    def create(self, msg: Message, request_id: str = "", fence_term: int = 0) -> Future[Message]: ...
+
+    def update(self, msg: Message, status_only: bool = False, request_id: str = "",
+               fence_term: int = 0) -> Future[Message]: ...
+
+    def update_many(self, msgs: Sequence[Message], status_only: bool = False,
+                    fence_term: int = 0) -> list[Future[Message]]: ...
+
+    def delete(self, kind: Kind, namespace: str, name: str, resource_version: int = 0,
+               request_id: str = "", fence_term: int = 0) -> Future[Message]: ...
+
+    def ensure_namespaces(self, names: Iterable[str], fence_term: int = 0,
+                          labels: Mapping[str, Mapping[str, str]] | None = None) -> list[Future[Message]]: ...
+
+
+class Link(Protocol):
+    """Where the control loop reads from and how it knows it may still act."""
+
+    def leading(self, term: int) -> bool: ...
+
+    def open_cache(self) -> ObjectCache: ...
+
+    def settle(self, cache: ObjectCache, futures: list[Future[Message]]) -> None:
+        """Return once the cache has seen the writes of `futures` (or after a short while)."""
+
+
+class ReplicaLink:
+    """The in-process link: the local replica's state and watch hub."""
+
+    def __init__(self, replica: RaftReplica) -> None:
+        self.replica = replica
+
+    def leading(self, term: int) -> bool:
+        return self.replica.is_leader and self.replica.term == term
+
+    def open_cache(self) -> ObjectCache:
+        return ObjectCache(self.replica)
+
+    def settle(self, cache: ObjectCache, futures: list[Future[Message]]) -> None:
+        self.replica.hub.wait_dispatched(self.replica.machine.revision, 5.0)
+
+
 class ControllerManager(WorkloadSteps):
-    def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, term: int,
+    def __init__(self, registry: Writer, heartbeats: HeartbeatTracker | None, term: int,
                  settings: ManagerSettings | None = None,
-                 wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
+                 wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic, *,
+                 link: Link | None = None, steps: frozenset[str] = ALL_STEPS) -> None:
         self.registry = registry
+        if link is None:
+            assert isinstance(registry, Registry), "in-process controllers need the registry or a link"
+            link = ReplicaLink(registry.replica)
+        self.link = link
         self.heartbeats = heartbeats
         self.term = term
         self.settings = settings or ManagerSettings()
+        self.steps = steps
         self.wall = wall
         self.mono = mono
         self._stop = threading.Event()
@@ -203,12 +268,11 @@ class ControllerManager(WorkloadSteps):
         return self._thread.is_alive()
 
     def _leading(self) -> bool:
-        replica = self.registry.replica
-        return not self._stop.is_set() and replica.is_leader and replica.term == self.term
+        return not self._stop.is_set() and self.link.leading(self.term)
 
     def _run(self) -> None:
         """Supervise the control loop: restart it after a crash, until leadership ends."""
-        log.info("controllers_started", term=self.term)
+        log.info("controllers_started", term=self.term, steps=len(self.steps))
         while self._leading():
             try:
                 self._control_loop()
@@ -221,24 +285,29 @@ class ControllerManager(WorkloadSteps):
 
     def _control_loop(self) -> None:
         """Run passes until leadership ends or the cache fell behind (then it is rebuilt)."""
-        cache = ObjectCache(self.registry.replica)
+        cache = self.link.open_cache()
         self.queues = queues = Queues(self.mono)
         cache.listen(functools.partial(queues.route, cache))
         queues.add_all(cache)
         try:
-            self._wait(self.registry.ensure_namespaces(
-                ["default", SYSTEM_NAMESPACE], fence_term=self.term,
-                # The masters' and agents' own pods run on the host, as processes of their own.
-                labels={SYSTEM_NAMESPACE: {LEVEL_LABEL: PRIVILEGED}}))
+            if "master pods" in self.steps:
+                self._wait(self.registry.ensure_namespaces(
+                    ["default", SYSTEM_NAMESPACE], fence_term=self.term,
+                    # The masters' and agents' own pods run on the host, as processes of their own.
+                    labels={SYSTEM_NAMESPACE: {LEVEL_LABEL: PRIVILEGED}}), cache)
             last_full = 0.0
             last_all = self.mono()
             last_lifecycle = 0.0
             dirty = True
-            steps = (("scheduler", self._schedule), ("deployments", self._deployments),
-                     ("replicasets", self._replicasets), ("endpoints", self._endpoints),
-                     ("jobs", self._jobs), ("cronjobs", self._cronjobs), ("daemonsets", self._daemonsets),
-                     ("taint evictions", self._taint_evictions), ("garbage collector", self._gc),
-                     ("undecodable objects", self._undecodable))
+            steps = tuple((name, step) for name, step in (
+                ("scheduler", self._schedule), ("deployments", self._deployments),
+                ("replicasets", self._replicasets), ("endpoints", self._endpoints),
+                ("jobs", self._jobs), ("cronjobs", self._cronjobs), ("daemonsets", self._daemonsets),
+                ("taint evictions", self._taint_evictions), ("garbage collector", self._gc),
+                ("undecodable objects", self._undecodable)) if name in self.steps)
+            periodic = tuple((name, step) for name, step in (
+                ("node lifecycle", self._node_lifecycle), ("master pods", self._master_pods),
+            ) if name in self.steps)
             owed: set[str] = set()  # steps that failed or were backing off: run when they may
             while self._leading():
                 changed = cache.drain()
@@ -253,8 +322,8 @@ class ControllerManager(WorkloadSteps):
                     queues.add_all(cache)
                 if now - last_lifecycle >= self.settings.lifecycle_period:
                     last_lifecycle = now
-                    self._pass("node lifecycle", self._node_lifecycle, cache)
-                    self._pass("master pods", self._master_pods, cache)
+                    for name, step in periodic:
+                        self._pass(name, step, cache)
                 full = dirty or now - last_full >= RESYNC or self._timer_due()
                 cpu_before = time.thread_time()
                 if full:
@@ -272,7 +341,7 @@ class ControllerManager(WorkloadSteps):
                     # What a step changed (pods a replica set created, ...) is work for the next pass.
                     if cache.drain():
                         dirty = True
-                if full:
+                if full and self.settings.pass_pause:
                     # Give the GIL back for as long as the pass held it (up to a cap): Raft's thread
                     # and the gRPC handlers share this process, and a control loop that plans flat
                     # out under load starves them (elections). Changes meanwhile are coalesced.
@@ -298,10 +367,10 @@ class ControllerManager(WorkloadSteps):
             log.exception("controller_pass_crashed", controller=name, term=self.term, retry_in=delay,
                           crashes=backoff.failures)
             return False
-        self._wait(futures)
+        self._wait(futures, cache)
         return True
 
-    def _wait(self, futures: list[Future[Message]]) -> None:
+    def _wait(self, futures: list[Future[Message]], cache: ObjectCache) -> None:
         if not futures:
             return
         deadline = self.mono() + WRITE_WAIT
@@ -313,13 +382,13 @@ class ControllerManager(WorkloadSteps):
             if f.done() and f.exception() is not None:
                 log.debug("controller_write_failed", error=str(f.exception()))
         # The next pass must see these writes in the cache, or it would make them again.
-        replica = self.registry.replica
-        replica.hub.wait_dispatched(replica.machine.revision, 5.0)
+        self.link.settle(cache, futures)
 
     # -- node lifecycle ---------------------------------------------------------------------
 
     def _node_lifecycle(self, cache: ObjectCache) -> list[Future[Message]]:
         nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
+        assert self.heartbeats is not None, "node lifecycle runs beside the heartbeats"
         seen, since = self.heartbeats.snapshot()
         plan = plan_lifecycle(nodes, seen, since, self.mono(), self.wall(), self.settings.lifecycle)
         futures: list[Future[Message]] = []
@@ -347,6 +416,7 @@ class ControllerManager(WorkloadSteps):
 
     def _master_pods(self, cache: ObjectCache) -> list[Future[Message]]:
         """Each master shows up in `get pods -A`, Ready while the leader has a Raft link to it."""
+        assert isinstance(self.registry, Registry), "the master pods step runs in the master"
         replica = self.registry.replica
         with replica.reading() as machine:
             members = list(machine.members.values())

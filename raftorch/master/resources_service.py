@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
 from raftorch.auth import Identity, identity_of
-from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, NotFound, PermissionDenied
+from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
 from raftorch.master import admission
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
 from raftorch.master.node_restriction import authorize_node_delete, authorize_node_read, authorize_node_write
@@ -43,6 +43,7 @@ Filter = Callable[[Message], bool]
 WATCH_BOOKMARK_INTERVAL = 10.0
 DELETE_RETRIES = 5
 CREATE_RETRIES = 5
+UPDATE_MANY_MAX = 100
 
 
 def make_filter(kind: Kind, label_selector: str, field_selector: str) -> Filter:
@@ -71,13 +72,19 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         _check_object(request.object)
         _, original = unwrap(request.object)
-        _authorize_write(identity_of(context), kind_of_message(original), original)
-        self._admit(original)
-        _drop_system_status(original)
+        caller = identity_of(context)
+        fence = _fence_term(caller, request.fence_term)
+        _authorize_write(caller, kind_of_message(original), original)
+        if not caller.is_controller_manager:
+            # The controller manager's objects are the controllers' own (as when they ran in the
+            # master): it checks its pods' security itself and writes system status.
+            self._admit(original)
+            _drop_system_status(original)
         for attempt in range(CREATE_RETRIES):
             msg = type(original)()
             msg.CopyFrom(original)
-            future = self._registry.create(msg, f"{request.request_id}-{attempt}" if request.request_id else "")
+            future = self._registry.create(msg, f"{request.request_id}-{attempt}" if request.request_id else "",
+                                           fence_term=fence)
             try:
                 return wrap(await wait_write(future, time_left(context, self._write_timeout)))
             except AlreadyExists as err:
@@ -165,10 +172,13 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         _check_object(request.object)
         _, msg = unwrap(request.object)
-        _authorize_write(identity_of(context), kind_of_message(msg), msg)
-        self._admit(msg, update=True)
-        self._keep_system_status(msg)
-        future = self._registry.update(msg, request_id=request.request_id)
+        caller = identity_of(context)
+        fence = _fence_term(caller, request.fence_term)
+        _authorize_write(caller, kind_of_message(msg), msg)
+        if not caller.is_controller_manager:
+            self._admit(msg, update=True)
+            self._keep_system_status(msg)
+        future = self._registry.update(msg, request_id=request.request_id, fence_term=fence)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
 
     @unary
@@ -176,31 +186,67 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                            ) -> objects_pb2.Object:
         _check_object(request.object)
         _, msg = unwrap(request.object)
-        _authorize_write(identity_of(context), kind_of_message(msg), msg)
-        self._keep_system_status(msg)
-        future = self._registry.update(msg, status_only=True, request_id=request.request_id)
+        caller = identity_of(context)
+        fence = _fence_term(caller, request.fence_term)
+        _authorize_write(caller, kind_of_message(msg), msg)
+        if not caller.is_controller_manager:
+            self._keep_system_status(msg)
+        future = self._registry.update(msg, status_only=True, request_id=request.request_id, fence_term=fence)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
+
+    @unary
+    async def UpdateMany(self, request: resources_pb2.UpdateManyRequest, context: grpc.aio.ServicerContext
+                         ) -> resources_pb2.UpdateManyResponse:
+        """The scheduler's bindings, in one transaction: the controller manager's call only."""
+        caller = identity_of(context)
+        if not caller.is_controller_manager:
+            raise PermissionDenied(f"{caller.describe()} may not call UpdateMany: it is the controller manager's")
+        if not 1 <= len(request.objects) <= UPDATE_MANY_MAX:
+            raise Invalid(f"objects: between 1 and {UPDATE_MANY_MAX}, got {len(request.objects)}")
+        fence = _fence_term(caller, request.fence_term)
+        msgs: list[Message] = []
+        for i, obj in enumerate(request.objects):
+            check_object_size(f"objects[{i}]", obj.ByteSize())
+            check_unknown_fields(obj)
+            kind, msg = unwrap(obj)
+            if msgs and kind_of_message(msgs[0]) != kind:
+                raise Invalid(f"objects[{i}]: a {kind.name} among {kind_of_message(msgs[0]).name}s: one kind per call")
+            _authorize_write(caller, kind, msg)
+            msgs.append(msg)
+        futures = self._registry.update_many(msgs, status_only=request.status_only, fence_term=fence)
+        outcomes = []
+        for future in futures:
+            try:
+                written = await wait_write(future, time_left(context, self._write_timeout))
+                outcomes.append(resources_pb2.UpdateOutcome(object=wrap(written)))
+            except RaftorchError as err:
+                outcomes.append(resources_pb2.UpdateOutcome(error_code=err.code, error_message=err.message))
+        return resources_pb2.UpdateManyResponse(outcomes=outcomes)
 
     @unary
     async def Delete(self, request: resources_pb2.DeleteRequest, context: grpc.aio.ServicerContext
                      ) -> objects_pb2.Object:
         kind = kind_of(request.kind)
-        _authorize_write(identity_of(context), kind, None)
+        caller = identity_of(context)
+        fence = _fence_term(caller, request.fence_term)
+        _authorize_write(caller, kind, None)
         if request.propagation not in ("", "Background", "Orphan"):
             raise Invalid(f"propagation: expected Background or Orphan, got {shown(request.propagation)}")
         _check_revision("resource_version", request.resource_version)
-        await self._barrier(context)
+        if not fence:  # a fenced delete is the leader's own: nothing to catch up with
+            await self._barrier(context)
         namespace = _namespace(kind, request.namespace)
         if request.propagation == "Orphan":
             await self._orphan_dependents(kind, namespace, request.name, context)
         for attempt in range(DELETE_RETRIES):
             future = self._registry.delete(kind, namespace, request.name, request.resource_version,
-                                           f"{request.request_id}-{attempt}" if request.request_id else "")
+                                           f"{request.request_id}-{attempt}" if request.request_id else "",
+                                           fence_term=fence)
             try:
                 return wrap(await wait_write(future, time_left(context, self._write_timeout)))
             except Conflict:
                 # An unconditional delete only lost a race with another writer: try again.
-                if request.resource_version or attempt == DELETE_RETRIES - 1:
+                if request.resource_version or fence or attempt == DELETE_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
 
@@ -231,6 +277,18 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
             yield event
 
 
+def _fence_term(caller: Identity, term: int) -> int:
+    """The term a write is fenced by: the controller manager's alone may carry one."""
+    if not term:
+        return 0
+    if not caller.is_controller_manager:
+        raise PermissionDenied(f"{caller.describe()} may not set fence_term: only the controller manager's "
+                               "writes are fenced by term")
+    if not 0 < term <= MAX_ID:
+        raise Invalid(f"fence_term: must be between 1 and 2^62, got {term}")
+    return term
+
+
 def _check_object(obj: objects_pb2.Object) -> None:
     check_object_size("object", obj.ByteSize())
     check_unknown_fields(obj)
@@ -244,7 +302,7 @@ def _check_revision(field: str, value: int) -> None:
 def _authorize_write(caller: Identity, kind: Kind, msg: Message | None) -> None:
     """Endpoints list the addresses that service rules and proxies send traffic to: only the
     endpoints controller (on a master) writes them. Nodes are narrowed by node restriction."""
-    if kind.name == "Endpoints" and not caller.is_master:
+    if kind.name == "Endpoints" and not (caller.is_master or caller.is_controller_manager):
         raise PermissionDenied(f"{caller.describe()} may not write endpoints: the endpoints controller keeps "
                                "them, from the pods its services select")
     if msg is None:

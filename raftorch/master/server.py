@@ -22,11 +22,12 @@ from raftorch.master.agents_service import AgentsService
 from raftorch.master.auth_service import AuthService, TokenStore, register_bootstrap_tokens
 from raftorch.master.cluster_service import ClusterService
 from raftorch.master.config import MasterConfig
+from raftorch.master.controller_process import ControllerManagerProcess, LocalAPI
 from raftorch.master.edge import StreamCaps, add_service
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.kv_service import KVService
-from raftorch.master.manager import ControllerManager, ManagerSettings
+from raftorch.master.manager import ALL_STEPS, MASTER_STEPS, ControllerManager, ManagerSettings
 from raftorch.master.node_lifecycle import LifecycleSettings
 from raftorch.master.pods_service import PodsService
 from raftorch.master.registry import NetworkSettings, Registry
@@ -64,6 +65,8 @@ class Master:
         self.port = 0
         self.heartbeats = HeartbeatTracker()
         self.manager: ControllerManager | None = None
+        self.local_api: LocalAPI | None = None
+        self.controller_process: ControllerManagerProcess | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -95,13 +98,15 @@ class Master:
         self.registry = Registry(self.replica, NetworkSettings(cfg.service_cidr, cfg.cluster_cidr))
         # Every service sits behind the edge: parsed, bounded and counted there (edge.py).
         caps = StreamCaps({"watch": cfg.max_watches_per_client, "stream": cfg.max_streams_per_client})
+        resources = ResourcesService(self.registry, cfg.write_timeout)
+        cluster = ClusterService(self.replica, self.client_addr, self.forwarder)
         services: list[tuple[object, ServiceDescriptor]] = [
-            (ResourcesService(self.registry, cfg.write_timeout), _service(resources_pb2, "Resources")),
+            (resources, _service(resources_pb2, "Resources")),
             (AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout),
              _service(agents_pb2, "Agents")),
             (PodsService(self.registry, self.forwarder), _service(agents_pb2, "Pods")),
             (KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), _service(kv_pb2, "KV")),
-            (ClusterService(self.replica, self.client_addr, self.forwarder), _service(cluster_pb2, "Cluster")),
+            (cluster, _service(cluster_pb2, "Cluster")),
         ]
         if self.tls is not None:
             services.append((AuthService(self.tokens, self.authenticator, self.tls.ca, cfg.node_cert_ttl,
@@ -119,6 +124,13 @@ class Master:
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(self._register()), asyncio.create_task(self._lease_ticks())]
+        if cfg.controllers == "process":
+            self.local_api = LocalAPI(resources, cluster, self.audit)
+            await self.local_api.start()
+            self.controller_process = ControllerManagerProcess(
+                self.local_api.address, cfg.name,
+                ["--log-level", cfg.log_level])
+            self.controller_process.start()
         log.info("master_started", name=cfg.name, client_addr=self.client_addr, peer_addr=cfg.peer_addr,
                  peers=cfg.peers, data_dir=str(cfg.data_dir))
 
@@ -186,7 +198,10 @@ class Master:
             self.manager._stop.set()
         cfg = self.config
         settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout))
-        self.manager = ControllerManager(self.registry, self.heartbeats, term, settings)
+        # With the controller-manager process, the master keeps the steps that need its own
+        # memory (heartbeats, Raft links, undecodable objects); the process runs the rest.
+        self.manager = ControllerManager(self.registry, self.heartbeats, term, settings,
+                                         steps=MASTER_STEPS if cfg.controllers == "process" else ALL_STEPS)
         self.manager.start()
 
     async def _register(self) -> None:
@@ -222,6 +237,10 @@ class Master:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.manager is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
+        if self.controller_process is not None:
+            await self.controller_process.stop()
+        if self.local_api is not None:
+            await self.local_api.stop(grace)
         await self.server.stop(grace)
         await self.forwarder.close()
         self.audit.close()

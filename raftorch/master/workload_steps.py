@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import structlog
 from google.protobuf.message import Message
@@ -35,8 +36,10 @@ from raftorch.master.controllers import (
     plan_job,
     plan_taint_evictions,
 )
-from raftorch.master.registry import Registry
 from raftorch.objects import kind_of
+
+if TYPE_CHECKING:
+    from raftorch.master.manager import Writer
 
 log = structlog.get_logger("raftorch.controllers")
 
@@ -84,7 +87,7 @@ def _forbidden(cache: ObjectCache, kind: str, meta: objects_pb2.ObjectMeta, spec
 class WorkloadSteps:
     """Mixed into the ControllerManager, which provides these attributes."""
 
-    registry: Registry
+    registry: Writer
     term: int
     wall: Callable[[], float]
     _wake_at: float = math.inf

@@ -117,7 +117,7 @@ class InProcessCluster:
     """
 
     def __init__(self, data_dir: Path, masters: int = 3, nodes: list[str] | None = None,
-                 node_grace: float = 2.0, eviction_timeout: float = 2.0) -> None:
+                 node_grace: float = 2.0, eviction_timeout: float = 2.0, controllers: str = "thread") -> None:
         self.data_dir = data_dir
         # The cluster CA and an admin certificate beside the data, as LocalMasters keeps them;
         # each master makes its own certificate from that CA when it starts.
@@ -130,7 +130,8 @@ class InProcessCluster:
         self.configs = {
             name: MasterConfig(name=name, client_addr="127.0.0.1:0", peer_addr=peers[name],
                                peers={n: a for n, a in peers.items() if n != name}, data_dir=data_dir / name,
-                               pki_dir=self.pki_dir, node_grace=node_grace, eviction_timeout=eviction_timeout)
+                               pki_dir=self.pki_dir, node_grace=node_grace, eviction_timeout=eviction_timeout,
+                               controllers=controllers)
             for name in self.names}
         self.node_names = list(nodes or [])
         self.masters: dict[str, Master] = {}

@@ -26,7 +26,12 @@ class CreateRequest(_message.Message):
 
     OBJECT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    FENCE_TERM_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    fence_term: _builtins.int
+    """The Raft term the writer believes current (the controller manager's only): the write is
+    refused with FAILED_PRECONDITION unless that term's leader is still the one.
+    """
     @_builtins.property
     def object(self) -> _objects_pb2.Object: ...
     def __init__(
@@ -34,10 +39,11 @@ class CreateRequest(_message.Message):
         *,
         object: _objects_pb2.Object | None = ...,
         request_id: _builtins.str = ...,
+        fence_term: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["object", b"object", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fence_term", b"fence_term", "object", b"object", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -134,7 +140,10 @@ class UpdateRequest(_message.Message):
 
     OBJECT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    FENCE_TERM_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    fence_term: _builtins.int
+    """As in CreateRequest."""
     @_builtins.property
     def object(self) -> _objects_pb2.Object:
         """metadata.resource_version must be the stored one (compare-and-swap); 0 skips the check."""
@@ -144,14 +153,94 @@ class UpdateRequest(_message.Message):
         *,
         object: _objects_pb2.Object | None = ...,
         request_id: _builtins.str = ...,
+        fence_term: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["object", b"object", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fence_term", b"fence_term", "object", b"object", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateManyRequest(_message.Message):
+    """Several updates in one transaction (the scheduler's bindings). The controller manager's only."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECTS_FIELD_NUMBER: _builtins.int
+    STATUS_ONLY_FIELD_NUMBER: _builtins.int
+    FENCE_TERM_FIELD_NUMBER: _builtins.int
+    status_only: _builtins.bool
+    fence_term: _builtins.int
+    @_builtins.property
+    def objects(self) -> _containers.RepeatedCompositeFieldContainer[_objects_pb2.Object]:
+        """At most 100."""
+
+    def __init__(
+        self,
+        *,
+        objects: _abc.Iterable[_objects_pb2.Object] | None = ...,
+        status_only: _builtins.bool = ...,
+        fence_term: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fence_term", b"fence_term", "objects", b"objects", "status_only", b"status_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateManyRequest: _TypeAlias = UpdateManyRequest  # noqa: Y015
+
+@_typing.final
+class UpdateOutcome(_message.Message):
+    """The outcome of one update of an UpdateManyRequest, in the same order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECT_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    error_code: _builtins.str
+    """Empty when the update succeeded; else the error's code name (as in raftorch.errors) and message."""
+    error_message: _builtins.str
+    @_builtins.property
+    def object(self) -> _objects_pb2.Object: ...
+    def __init__(
+        self,
+        *,
+        object: _objects_pb2.Object | None = ...,
+        error_code: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "object", b"object"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateOutcome: _TypeAlias = UpdateOutcome  # noqa: Y015
+
+@_typing.final
+class UpdateManyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateOutcome]: ...
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___UpdateOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateManyResponse: _TypeAlias = UpdateManyResponse  # noqa: Y015
 
 @_typing.final
 class DeleteRequest(_message.Message):
@@ -163,6 +252,7 @@ class DeleteRequest(_message.Message):
     RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
     PROPAGATION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    FENCE_TERM_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     namespace: _builtins.str
     name: _builtins.str
@@ -171,6 +261,8 @@ class DeleteRequest(_message.Message):
     propagation: _builtins.str
     """Background (default): owned objects are deleted after their owner. Orphan: they stay."""
     request_id: _builtins.str
+    fence_term: _builtins.int
+    """As in CreateRequest."""
     def __init__(
         self,
         *,
@@ -180,10 +272,11 @@ class DeleteRequest(_message.Message):
         resource_version: _builtins.int = ...,
         propagation: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        fence_term: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "name", b"name", "namespace", b"namespace", "propagation", b"propagation", "request_id", b"request_id", "resource_version", b"resource_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fence_term", b"fence_term", "kind", b"kind", "name", b"name", "namespace", b"namespace", "propagation", b"propagation", "request_id", b"request_id", "resource_version", b"resource_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,6 +66,11 @@ class ResourcesStub:
                 request_serializer=raftorch_dot_v1_dot_resources__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=raftorch_dot_v1_dot_objects__pb2.Object.FromString,
                 _registered_method=True)
+        self.UpdateMany = channel.unary_unary(
+                '/raftorch.v1.Resources/UpdateMany',
+                request_serializer=raftorch_dot_v1_dot_resources__pb2.UpdateManyRequest.SerializeToString,
+                response_deserializer=raftorch_dot_v1_dot_resources__pb2.UpdateManyResponse.FromString,
+                _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/raftorch.v1.Resources/Watch',
                 request_serializer=raftorch_dot_v1_dot_resources__pb2.WatchObjectsRequest.SerializeToString,
@@ -113,6 +118,12 @@ class ResourcesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateMany(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Watch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -151,6 +162,11 @@ def add_ResourcesServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=raftorch_dot_v1_dot_resources__pb2.DeleteRequest.FromString,
                     response_serializer=raftorch_dot_v1_dot_objects__pb2.Object.SerializeToString,
+            ),
+            'UpdateMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMany,
+                    request_deserializer=raftorch_dot_v1_dot_resources__pb2.UpdateManyRequest.FromString,
+                    response_serializer=raftorch_dot_v1_dot_resources__pb2.UpdateManyResponse.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
@@ -320,6 +336,33 @@ class Resources:
             '/raftorch.v1.Resources/Delete',
             raftorch_dot_v1_dot_resources__pb2.DeleteRequest.SerializeToString,
             raftorch_dot_v1_dot_objects__pb2.Object.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftorch.v1.Resources/UpdateMany',
+            raftorch_dot_v1_dot_resources__pb2.UpdateManyRequest.SerializeToString,
+            raftorch_dot_v1_dot_resources__pb2.UpdateManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

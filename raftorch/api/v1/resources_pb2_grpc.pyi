@@ -40,6 +40,7 @@ class ResourcesStub:
     UpdateStatus: _grpc.UnaryUnaryMultiCallable[_resources_pb2.UpdateRequest, _objects_pb2.Object]
     """Changes only the status of an object; the spec and metadata stay as stored."""
     Delete: _grpc.UnaryUnaryMultiCallable[_resources_pb2.DeleteRequest, _objects_pb2.Object]
+    UpdateMany: _grpc.UnaryUnaryMultiCallable[_resources_pb2.UpdateManyRequest, _resources_pb2.UpdateManyResponse]
     Watch: _grpc.UnaryStreamMultiCallable[_resources_pb2.WatchObjectsRequest, _resources_pb2.ObjectEvent]
 
 @_typing.type_check_only
@@ -52,6 +53,7 @@ class ResourcesAsyncStub(ResourcesStub):
     UpdateStatus: _aio.UnaryUnaryMultiCallable[_resources_pb2.UpdateRequest, _objects_pb2.Object]  # type: ignore[assignment]
     """Changes only the status of an object; the spec and metadata stay as stored."""
     Delete: _aio.UnaryUnaryMultiCallable[_resources_pb2.DeleteRequest, _objects_pb2.Object]  # type: ignore[assignment]
+    UpdateMany: _aio.UnaryUnaryMultiCallable[_resources_pb2.UpdateManyRequest, _resources_pb2.UpdateManyResponse]  # type: ignore[assignment]
     Watch: _aio.UnaryStreamMultiCallable[_resources_pb2.WatchObjectsRequest, _resources_pb2.ObjectEvent]  # type: ignore[assignment]
 
 class ResourcesServicer(metaclass=_abc_1.ABCMeta):
@@ -97,6 +99,13 @@ class ResourcesServicer(metaclass=_abc_1.ABCMeta):
         request: _resources_pb2.DeleteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_objects_pb2.Object, _abc.Awaitable[_objects_pb2.Object]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateMany(
+        self,
+        request: _resources_pb2.UpdateManyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.UpdateManyResponse, _abc.Awaitable[_resources_pb2.UpdateManyResponse]]: ...
 
     @_abc_1.abstractmethod
     def Watch(
