@@ -8,6 +8,7 @@ import pytest
 
 from raftorch.api.v1 import agents_pb2, auth_pb2, kv_pb2, objects_pb2, resources_pb2
 from raftorch.auth import Identity, node_identity, pki, rbac, tokens
+from raftorch.auth.identity import CONTROLLER_MANAGER
 from raftorch.auth.proof import CertProof, ProofVerifier
 from raftorch.errors import Invalid, PermissionDenied, Unauthenticated
 
@@ -104,6 +105,18 @@ def _create(ns: str, kind: str = "pod") -> resources_pb2.CreateRequest:
     (node_identity("n1"), "/raftorch.v1.Resources/Create", _create("default", "deployment"), False),
     (node_identity("n1"), "/raftorch.v1.Resources/List", resources_pb2.ListRequest(kind="services"), True),
     (node_identity("n1"), "/raftorch.v1.Auth/ListTokens", None, False),
+    # system:controller-manager: every object through the Resources API, and nothing else.
+    (CONTROLLER_MANAGER, "/raftorch.v1.Resources/Create", _create("any", "replica_set"), True),
+    (CONTROLLER_MANAGER, "/raftorch.v1.Resources/Watch", resources_pb2.WatchObjectsRequest(kind="pods"), True),
+    (CONTROLLER_MANAGER, "/raftorch.v1.Resources/UpdateMany",
+     resources_pb2.UpdateManyRequest(objects=[_create("a").object]), True),
+    (CONTROLLER_MANAGER, "/raftorch.v1.Cluster/LocalStatus", None, True),
+    (CONTROLLER_MANAGER, "/raftorch.v1.KV/Put", kv_pb2.PutRequest(key="k"), False),
+    (CONTROLLER_MANAGER, "/raftorch.v1.KV/LeaseGrant", None, False),
+    (CONTROLLER_MANAGER, "/raftorch.v1.Auth/ListTokens", None, False),
+    (CONTROLLER_MANAGER, "/raftorch.v1.Agents/Heartbeat", None, False),
+    (ADMIN, "/raftorch.v1.Resources/UpdateMany", resources_pb2.UpdateManyRequest(objects=[_create("a").object]),
+     True),  # the role allows it; the servicer answers that the call is the controller manager's
 ])
 def test_roles(ident: Identity, method: str, request_: object, allowed: bool) -> None:
     req = rbac.request_for(method, request_)  # type: ignore[arg-type]
