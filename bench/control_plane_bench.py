@@ -59,7 +59,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from benchlib import cpu_seconds, leaderships, memory_mb, percentile, recv, wait_until
+from benchlib import child_pids, cpu_seconds, leaderships, memory_mb, percentile, recv, wait_until
 from cpb_children import HEARTBEAT_PERIOD, Child, fleet_main, probe_main, spawn
 from cpb_watch import BENCH_LABEL, KeyCounter, NodeTracker, PodTracker
 
@@ -154,7 +154,14 @@ class Cluster:
         return {name: m.proc.pid for name, m in self.masters.masters.items() if m.proc is not None}
 
     def master_cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids().items()}
+        """Each master's CPU seconds, and its controller-manager process's (as "NAME/cm") if it has one."""
+        out = {}
+        for name, pid in self.pids().items():
+            out[name] = cpu_seconds(pid)
+            children = child_pids(pid)
+            if children:
+                out[f"{name}/cm"] = sum(cpu_seconds(c) for c in children)
+        return out
 
     def memory(self) -> dict[str, dict[str, float]]:
         return {name: memory_mb(pid) for name, pid in self.pids().items()}
@@ -251,6 +258,7 @@ class Profiler:
             out = self.out_dir / f"{label}-{name}-{pid}.txt"
             self._procs.append(subprocess.Popen(
                 [py_spy, "record", "--pid", str(pid), "--rate", "50", "--idle", "--nonblocking",
+                 "--subprocesses",
                  "--format", "raw", "--output", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
 

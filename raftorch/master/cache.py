@@ -13,6 +13,7 @@ work queues.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -57,23 +58,28 @@ Listener = Callable[[Change], None]
 
 
 class ObjectCache:
-    def __init__(self, replica: RaftReplica) -> None:
+    def __init__(self, replica: RaftReplica, prefixes: tuple[str, ...] = (REGISTRY_PREFIX,)) -> None:
+        """`prefixes`: the store keys to keep (every object by default). A narrower cache (the
+        master's, when the controllers run in their own process) is not `complete`."""
         self._replica = replica
-        self._pending: deque[list[kv_pb2.KeyEvent]] = deque()
+        self._pending: deque[tuple[Watcher, list[kv_pb2.KeyEvent]]] = deque()
         self._wake = threading.Event()
         self.objects: dict[str, dict[str, Message]] = {k.name: {} for k in KINDS}
         self.undecodable: dict[str, BadObject] = {}
         self.revision = 0
         self.overflowed = False
+        self.complete = prefixes == (REGISTRY_PREFIX,)
         self.index = CacheIndex()
         self._listeners: list[Listener] = []
-        self._watcher = Watcher(REGISTRY_PREFIX, True, False, self._notify)
+        self._watchers = [Watcher(prefix, True, False, functools.partial(self._notify, i))
+                          for i, prefix in enumerate(prefixes)]
         # Only references are taken under the state lock: decoding 10k objects there would stall
         # Raft's thread long enough for an election (stored versions are never changed in place).
         with replica.reading() as machine:
-            current = list(machine.index.range(REGISTRY_PREFIX, True, 0))
+            current = [kv for prefix in prefixes for kv in machine.index.range(prefix, True, 0)]
             self.revision = machine.revision
-            replica.hub.add(self._watcher, machine.revision)
+            for watcher in self._watchers:
+                replica.hub.add(watcher, machine.revision)
         try:
             for kv in current:
                 self._store(kv.key, kv)
@@ -81,10 +87,10 @@ class ObjectCache:
             self.close()
             raise
 
-    def _notify(self, events: list[kv_pb2.KeyEvent], revision: int) -> None:
+    def _notify(self, which: int, events: list[kv_pb2.KeyEvent], revision: int) -> None:
         if not events:
             self.overflowed = True
-        self._pending.append(events)
+        self._pending.append((self._watchers[which], events))
         self._wake.set()
 
     def wait(self, timeout: float) -> bool:
@@ -96,8 +102,8 @@ class ObjectCache:
         """Apply queued changes; returns (kind, namespace, name) of what changed."""
         changed: list[tuple[str, str, str]] = []
         while self._pending:
-            events = self._pending.popleft()
-            self._watcher.consumed(len(events))
+            watcher, events = self._pending.popleft()
+            watcher.consumed(len(events))
             for ev in events:
                 touched = self._store(ev.kv.key, ev.kv if ev.type == kv_pb2.KeyEvent.PUT else None)
                 if touched is not None:
@@ -154,4 +160,5 @@ class ObjectCache:
 
     def close(self) -> None:
         with self._replica.reading():
-            self._replica.hub.remove(self._watcher)
+            for watcher in self._watchers:
+                self._replica.hub.remove(watcher)

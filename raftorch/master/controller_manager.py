@@ -151,12 +151,14 @@ class RemoteCache(ObjectCache):
         self.undecodable = {}
         self.revision = 0
         self.overflowed = False
+        self.complete = True
         self.index = CacheIndex()
         self._listeners = []
         self._seen = threading.Condition()
         self._received: dict[str, int] = {}  # kind -> revision of the last event received
         self._gone: set[str] = set()  # keys whose DELETED event was received and not drained
         self._closed = False
+        self._watched = frozenset(k.name for k in kinds)
         self._initial: dict[str, list[tuple[Message, int]]] = {}
         self._synced: dict[str, threading.Event] = {k.name: threading.Event() for k in kinds}
         self._calls = [stub.Watch(resources_pb2.WatchObjectsRequest(kind=k.name)) for k in kinds]
@@ -232,7 +234,9 @@ class RemoteCache(ObjectCache):
                 gone.append(f.key)
                 continue
             obj = f.result()
-            wanted.append((kind_of_message(obj).name, obj.metadata.resource_version))  # type: ignore[attr-defined]
+            kind = kind_of_message(obj).name
+            if kind in self._watched:  # events are written, never watched
+                wanted.append((kind, obj.metadata.resource_version))  # type: ignore[attr-defined]
 
         def seen() -> bool:
             return self.overflowed or (all(self._received.get(k, 0) >= rv for k, rv in wanted)

@@ -49,7 +49,7 @@ from raftorch.master.admission import (
     pod_spec_violations,
 )
 from raftorch.master.backoff import Backoff
-from raftorch.master.cache import BadObject, Change, ObjectCache
+from raftorch.master.cache import REGISTRY_PREFIX, BadObject, Change, ObjectCache
 from raftorch.master.constraints import taints_of
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.controllers._util import labels_match
@@ -60,7 +60,15 @@ from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_eve
 from raftorch.master.scheduler import NodeInfo, Snapshot, schedule
 from raftorch.master.workload_steps import WorkloadSteps
 from raftorch.master.workqueue import WorkQueue
-from raftorch.objects import Kind, controller_of, format_time, kind_of, pod_is_terminal, set_condition
+from raftorch.objects import (
+    Kind,
+    controller_of,
+    format_time,
+    kind_of,
+    pod_is_terminal,
+    set_condition,
+    store_prefix,
+)
 from raftorch.store.replica import RaftReplica
 
 log = structlog.get_logger("raftorch.controllers")
@@ -79,8 +87,8 @@ RETRIED = (Conflict, Unavailable, UnknownOutcome)
 NameKey = tuple[str, str]  # (namespace, name)
 KindKey = tuple[str, str, str]  # (kind, namespace, name)
 
-__all__ = ["ALL_STEPS", "LOOP_STEPS", "MASTER_STEPS", "MIRROR_ANNOTATION", "ControllerManager", "Link",
-           "ManagerSettings", "ReplicaLink", "Writer", "build_snapshot", "is_mirror", "pod_request",
+__all__ = ["ALL_STEPS", "LOOP_STEPS", "MASTER_PREFIXES", "MASTER_STEPS", "MIRROR_ANNOTATION", "ControllerManager",
+           "Link", "ManagerSettings", "ReplicaLink", "Writer", "build_snapshot", "is_mirror", "pod_request",
            "snapshot_from_index"]
 
 
@@ -179,6 +187,9 @@ MASTER_STEPS = frozenset({"node lifecycle", "master pods", "undecodable objects"
 LOOP_STEPS = frozenset({"scheduler", "deployments", "replicasets", "endpoints", "jobs", "cronjobs", "daemonsets",
                         "taint evictions", "garbage collector"})
 ALL_STEPS = MASTER_STEPS | LOOP_STEPS
+# What the master steps read: nodes, and the pods of raftorch-system (the masters' own). Pods on
+# a node being evicted are listed from the store when needed (seldom).
+MASTER_PREFIXES = (store_prefix(kind_of("Node"), None), store_prefix(kind_of("Pod"), SYSTEM_NAMESPACE))
 
 
 class Writer(Protocol):
@@ -212,16 +223,18 @@ class Link(Protocol):
 
 
 class ReplicaLink:
-    """The in-process link: the local replica's state and watch hub."""
+    """The in-process link: the local replica's state and watch hub. `prefixes`: what the
+    cache keeps (MASTER_PREFIXES when only the master steps run here)."""
 
-    def __init__(self, replica: RaftReplica) -> None:
+    def __init__(self, replica: RaftReplica, prefixes: tuple[str, ...] = (REGISTRY_PREFIX,)) -> None:
         self.replica = replica
+        self.prefixes = prefixes
 
     def leading(self, term: int) -> bool:
         return self.replica.is_leader and self.replica.term == term
 
     def open_cache(self) -> ObjectCache:
-        return ObjectCache(self.replica)
+        return ObjectCache(self.replica, self.prefixes)
 
     def settle(self, cache: ObjectCache, futures: list[Future[Message]]) -> None:
         self.replica.hub.wait_dispatched(self.replica.machine.revision, 5.0)
@@ -402,15 +415,20 @@ class ControllerManager(WorkloadSteps):
             log.info("node_readiness", node=change.node, ready=change.ready, reason=change.reason)
             futures.append(self.registry.update(node, status_only=True, fence_term=self.term))
         for evicted in plan.evict:
-            for pod_key in cache.index.pods_on(evicted):
-                pod = cache.at("Pod", pod_key)
-                assert isinstance(pod, objects_pb2.Pod)
+            for pod in self._pods_on(cache, evicted):
                 if not is_mirror(pod):
                     log.info("pod_evicted", pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
                              node=pod.spec.node_name)
                     futures.append(self.registry.delete(kind_of("Pod"), pod.metadata.namespace, pod.metadata.name,
                                                         pod.metadata.resource_version, fence_term=self.term))
         return futures
+
+    def _pods_on(self, cache: ObjectCache, node: str) -> list[objects_pb2.Pod]:
+        if cache.complete:
+            return [p for k in cache.index.pods_on(node) if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
+        assert isinstance(self.registry, Registry), "a partial cache is the master's own"
+        pods, _ = self.registry.list_kind(kind_of("Pod"), "")
+        return [p for p in pods if isinstance(p, objects_pb2.Pod) and p.spec.node_name == node]
 
     # -- the masters as pods of raftorch-system ---------------------------------------------------
 

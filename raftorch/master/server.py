@@ -27,7 +27,7 @@ from raftorch.master.edge import StreamCaps, add_service
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.kv_service import KVService
-from raftorch.master.manager import ALL_STEPS, MASTER_STEPS, ControllerManager, ManagerSettings
+from raftorch.master.manager import MASTER_PREFIXES, MASTER_STEPS, ControllerManager, ManagerSettings, ReplicaLink
 from raftorch.master.node_lifecycle import LifecycleSettings
 from raftorch.master.pods_service import PodsService
 from raftorch.master.registry import NetworkSettings, Registry
@@ -200,8 +200,11 @@ class Master:
         settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout))
         # With the controller-manager process, the master keeps the steps that need its own
         # memory (heartbeats, Raft links, undecodable objects); the process runs the rest.
-        self.manager = ControllerManager(self.registry, self.heartbeats, term, settings,
-                                         steps=MASTER_STEPS if cfg.controllers == "process" else ALL_STEPS)
+        if cfg.controllers == "process":
+            self.manager = ControllerManager(self.registry, self.heartbeats, term, settings, steps=MASTER_STEPS,
+                                             link=ReplicaLink(self.replica, MASTER_PREFIXES))
+        else:
+            self.manager = ControllerManager(self.registry, self.heartbeats, term, settings)
         self.manager.start()
 
     async def _register(self) -> None:

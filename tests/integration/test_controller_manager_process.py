@@ -105,3 +105,16 @@ def test_a_leader_change_fences_the_old_controller_managers_writes(cluster: InPr
     with cluster.client() as c:
         c.objects.create(web("after", 2))
     eventually(lambda: len(running(cluster, "after")) == 2, what="2 pods Running under the new leader")
+
+
+def test_a_lost_nodes_pods_are_replaced_elsewhere(cluster: InProcessCluster) -> None:
+    """Node lifecycle stays with the master (its heartbeats); the master's narrow cache lists
+    the lost node's pods from the store, and the controller manager replaces them."""
+    with cluster.client() as c:
+        c.objects.create(web("spread", 4))
+    eventually(lambda: len(running(cluster, "spread")) == 4, what="4 pods Running")
+    assert cluster.fleet is not None
+    cluster.fleet.silence("node-a")
+    eventually(lambda: len(running(cluster, "spread")) == 4
+               and all(p.spec.node_name == "node-b" for p in running(cluster, "spread")),
+               what="the 4 pods Running on node-b alone")
