@@ -223,8 +223,8 @@ class RemoteCache(ObjectCache):
             self.revision = max(self.revision, revision)
         return changed
 
-    def settle(self, futures: list[Future[Message]]) -> None:
-        """Wait (briefly) until the watches delivered what `futures` wrote."""
+    def settle(self, futures: list[Future[Message]], timeout: float = SETTLE_TIMEOUT) -> bool:
+        """Wait (briefly) until the watches delivered what `futures` wrote; False if they did not."""
         wanted: list[tuple[str, int]] = []
         gone: list[str] = []
         for f in futures:
@@ -243,7 +243,7 @@ class RemoteCache(ObjectCache):
                                        and all(key in self._gone or self._absent(key) for key in gone))
 
         with self._seen:
-            self._seen.wait_for(seen, SETTLE_TIMEOUT)
+            return self._seen.wait_for(seen, timeout)
 
     def _absent(self, key: str) -> bool:
         return all(key not in table for table in self.objects.values())
