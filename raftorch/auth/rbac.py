@@ -209,11 +209,11 @@ def _resources(name: str, req: Message | None) -> Request:
         resource = kind.plural + ("/status" if name == "UpdateStatus" and kind.plural == "pods" else "")
         verb = "create" if name == "Create" else "update"
         return Request(verb, resource, _ns(kind.namespaced, meta.namespace, True), meta.name)
-    if name == "UpdateMany":
-        assert isinstance(req, resources_pb2.UpdateManyRequest)
+    if name in ("UpdateMany", "CreateMany"):
+        assert isinstance(req, (resources_pb2.UpdateManyRequest, resources_pb2.CreateManyRequest))
         kinds = {unwrap(o)[0].plural for o in req.objects}
         # One kind per batch is the rule (checked by the servicer); name it for the decision.
-        return Request("update", kinds.pop() if len(kinds) == 1 else "pods")
+        return Request("update" if name == "UpdateMany" else "create", kinds.pop() if len(kinds) == 1 else "pods")
     verb = {"Get": "get", "List": "list", "Watch": "watch", "Delete": "delete"}[name]
     kind = kind_of(getattr(req, "kind", ""))
     default = name in ("Get", "Delete")

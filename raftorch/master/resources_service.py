@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import grpc
@@ -43,7 +44,7 @@ Filter = Callable[[Message], bool]
 WATCH_BOOKMARK_INTERVAL = 10.0
 DELETE_RETRIES = 5
 CREATE_RETRIES = 5
-UPDATE_MANY_MAX = 100
+WRITE_MANY_MAX = 100
 
 
 def make_filter(kind: Kind, label_selector: str, field_selector: str) -> Filter:
@@ -196,16 +197,38 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
 
     @unary
     async def UpdateMany(self, request: resources_pb2.UpdateManyRequest, context: grpc.aio.ServicerContext
-                         ) -> resources_pb2.UpdateManyResponse:
+                         ) -> resources_pb2.WriteManyResponse:
         """The scheduler's bindings, in one transaction: the controller manager's call only."""
+        fence, msgs = self._many(request.objects, request.fence_term, context, "UpdateMany")
+        futures = self._registry.update_many(msgs, status_only=request.status_only, fence_term=fence)
+        return await self._outcomes(futures, context)
+
+    @unary
+    async def CreateMany(self, request: resources_pb2.CreateManyRequest, context: grpc.aio.ServicerContext
+                         ) -> resources_pb2.WriteManyResponse:
+        """The replica set controller's pods, one transaction each, in one call: the controller
+        manager's only (a call per pod cost the master more than the create itself)."""
+        fence, msgs = self._many(request.objects, request.fence_term, context, "CreateMany")
+        futures = []
+        for msg in msgs:
+            try:
+                futures.append(self._registry.create(msg, fence_term=fence))
+            except RaftorchError as err:  # this object's alone: the others are still created
+                failed: Future[Message] = Future()
+                failed.set_exception(err)
+                futures.append(failed)
+        return await self._outcomes(futures, context)
+
+    def _many(self, objects: Sequence[objects_pb2.Object], fence_term: int, context: grpc.aio.ServicerContext,
+              method: str) -> tuple[int, list[Message]]:
         caller = identity_of(context)
         if not caller.is_controller_manager:
-            raise PermissionDenied(f"{caller.describe()} may not call UpdateMany: it is the controller manager's")
-        if not 1 <= len(request.objects) <= UPDATE_MANY_MAX:
-            raise Invalid(f"objects: between 1 and {UPDATE_MANY_MAX}, got {len(request.objects)}")
-        fence = _fence_term(caller, request.fence_term)
+            raise PermissionDenied(f"{caller.describe()} may not call {method}: it is the controller manager's")
+        if not 1 <= len(objects) <= WRITE_MANY_MAX:
+            raise Invalid(f"objects: between 1 and {WRITE_MANY_MAX}, got {len(objects)}")
+        fence = _fence_term(caller, fence_term)
         msgs: list[Message] = []
-        for i, obj in enumerate(request.objects):
+        for i, obj in enumerate(objects):
             check_object_size(f"objects[{i}]", obj.ByteSize())
             check_unknown_fields(obj)
             kind, msg = unwrap(obj)
@@ -213,15 +236,18 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                 raise Invalid(f"objects[{i}]: a {kind.name} among {kind_of_message(msgs[0]).name}s: one kind per call")
             _authorize_write(caller, kind, msg)
             msgs.append(msg)
-        futures = self._registry.update_many(msgs, status_only=request.status_only, fence_term=fence)
+        return fence, msgs
+
+    async def _outcomes(self, futures: list[Future[Message]], context: grpc.aio.ServicerContext
+                        ) -> resources_pb2.WriteManyResponse:
         outcomes = []
         for future in futures:
             try:
                 written = await wait_write(future, time_left(context, self._write_timeout))
-                outcomes.append(resources_pb2.UpdateOutcome(object=wrap(written)))
+                outcomes.append(resources_pb2.WriteOutcome(object=wrap(written)))
             except RaftorchError as err:
-                outcomes.append(resources_pb2.UpdateOutcome(error_code=err.code, error_message=err.message))
-        return resources_pb2.UpdateManyResponse(outcomes=outcomes)
+                outcomes.append(resources_pb2.WriteOutcome(error_code=err.code, error_message=err.message))
+        return resources_pb2.WriteManyResponse(outcomes=outcomes)
 
     @unary
     async def Delete(self, request: resources_pb2.DeleteRequest, context: grpc.aio.ServicerContext

@@ -100,6 +100,11 @@ def test_a_leader_change_fences_the_old_controller_managers_writes(cluster: InPr
         with pytest.raises(grpc.RpcError) as refused:
             c._conn.stubs(new.client_addr).resources.Create(request, timeout=10)
         assert refused.value.code() == PermissionDenied.grpc_code  # type: ignore[attr-defined]
+        # And so are its batch calls.
+        with pytest.raises(grpc.RpcError) as refused:
+            c._conn.stubs(new.client_addr).resources.CreateMany(
+                resources_pb2.CreateManyRequest(objects=[wrap(stale_pod("y"))]), timeout=10)
+        assert refused.value.code() == PermissionDenied.grpc_code  # type: ignore[attr-defined]
 
     # The new leader's controller manager runs a deployment created after the change.
     with cluster.client() as c:

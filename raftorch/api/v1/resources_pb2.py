@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from raftorch.api.v1 import objects_pb2 as raftorch_dot_v1_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1braftorch/v1/resources.proto\x12\x0braftorch.v1\x1a\x19raftorch/v1/objects.proto\"\\\n\rCreateRequest\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.raftorch.v1.Object\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nfence_term\x18\x03 \x01(\x03\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"t\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x14\n\x0cserializable\x18\x05 \x01(\x08\"L\n\x0cListResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.raftorch.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"\\\n\rUpdateRequest\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.raftorch.v1.Object\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nfence_term\x18\x03 \x01(\x03\"b\n\x11UpdateManyRequest\x12$\n\x07objects\x18\x01 \x03(\x0b\x32\x13.raftorch.v1.Object\x12\x13\n\x0bstatus_only\x18\x02 \x01(\x08\x12\x12\n\nfence_term\x18\x03 \x01(\x03\"_\n\rUpdateOutcome\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.raftorch.v1.Object\x12\x12\n\nerror_code\x18\x02 \x01(\t\x12\x15\n\rerror_message\x18\x03 \x01(\t\"B\n\x12UpdateManyResponse\x12,\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1a.raftorch.v1.UpdateOutcome\"\x95\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\x03\x12\x13\n\x0bpropagation\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x12\n\nfence_term\x18\x07 \x01(\x03\"\x80\x01\n\x13WatchObjectsRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\x03\"Z\n\x0bObjectEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12#\n\x06object\x18\x02 \x01(\x0b\x32\x13.raftorch.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\x03\x32\x85\x04\n\tResources\x12\x39\n\x06\x43reate\x12\x1a.raftorch.v1.CreateRequest\x1a\x13.raftorch.v1.Object\x12\x33\n\x03Get\x12\x17.raftorch.v1.GetRequest\x1a\x13.raftorch.v1.Object\x12;\n\x04List\x12\x18.raftorch.v1.ListRequest\x1a\x19.raftorch.v1.ListResponse\x12\x39\n\x06Update\x12\x1a.raftorch.v1.UpdateRequest\x1a\x13.raftorch.v1.Object\x12?\n\x0cUpdateStatus\x12\x1a.raftorch.v1.UpdateRequest\x1a\x13.raftorch.v1.Object\x12\x39\n\x06\x44\x65lete\x12\x1a.raftorch.v1.DeleteRequest\x1a\x13.raftorch.v1.Object\x12M\n\nUpdateMany\x12\x1e.raftorch.v1.UpdateManyRequest\x1a\x1f.raftorch.v1.UpdateManyResponse\x12\x45\n\x05Watch\x12 .raftorch.v1.WatchObjectsRequest\x1a\x18.raftorch.v1.ObjectEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1braftorch/v1/resources.proto\x12\x0braftorch.v1\x1a\x19raftorch/v1/objects.proto\"\\\n\rCreateRequest\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.raftorch.v1.Object\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nfence_term\x18\x03 \x01(\x03\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"t\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x14\n\x0cserializable\x18\x05 \x01(\x08\"L\n\x0cListResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.raftorch.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"\\\n\rUpdateRequest\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.raftorch.v1.Object\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nfence_term\x18\x03 \x01(\x03\"b\n\x11UpdateManyRequest\x12$\n\x07objects\x18\x01 \x03(\x0b\x32\x13.raftorch.v1.Object\x12\x13\n\x0bstatus_only\x18\x02 \x01(\x08\x12\x12\n\nfence_term\x18\x03 \x01(\x03\"M\n\x11\x43reateManyRequest\x12$\n\x07objects\x18\x01 \x03(\x0b\x32\x13.raftorch.v1.Object\x12\x12\n\nfence_term\x18\x02 \x01(\x03\"^\n\x0cWriteOutcome\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.raftorch.v1.Object\x12\x12\n\nerror_code\x18\x02 \x01(\t\x12\x15\n\rerror_message\x18\x03 \x01(\t\"@\n\x11WriteManyResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.raftorch.v1.WriteOutcome\"\x95\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\x03\x12\x13\n\x0bpropagation\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x12\n\nfence_term\x18\x07 \x01(\x03\"\x80\x01\n\x13WatchObjectsRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\x03\"Z\n\x0bObjectEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12#\n\x06object\x18\x02 \x01(\x0b\x32\x13.raftorch.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\x03\x32\xd2\x04\n\tResources\x12\x39\n\x06\x43reate\x12\x1a.raftorch.v1.CreateRequest\x1a\x13.raftorch.v1.Object\x12\x33\n\x03Get\x12\x17.raftorch.v1.GetRequest\x1a\x13.raftorch.v1.Object\x12;\n\x04List\x12\x18.raftorch.v1.ListRequest\x1a\x19.raftorch.v1.ListResponse\x12\x39\n\x06Update\x12\x1a.raftorch.v1.UpdateRequest\x1a\x13.raftorch.v1.Object\x12?\n\x0cUpdateStatus\x12\x1a.raftorch.v1.UpdateRequest\x1a\x13.raftorch.v1.Object\x12\x39\n\x06\x44\x65lete\x12\x1a.raftorch.v1.DeleteRequest\x1a\x13.raftorch.v1.Object\x12L\n\nUpdateMany\x12\x1e.raftorch.v1.UpdateManyRequest\x1a\x1e.raftorch.v1.WriteManyResponse\x12L\n\nCreateMany\x12\x1e.raftorch.v1.CreateManyRequest\x1a\x1e.raftorch.v1.WriteManyResponse\x12\x45\n\x05Watch\x12 .raftorch.v1.WatchObjectsRequest\x1a\x18.raftorch.v1.ObjectEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,16 +45,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEREQUEST']._serialized_end=514
   _globals['_UPDATEMANYREQUEST']._serialized_start=516
   _globals['_UPDATEMANYREQUEST']._serialized_end=614
-  _globals['_UPDATEOUTCOME']._serialized_start=616
-  _globals['_UPDATEOUTCOME']._serialized_end=711
-  _globals['_UPDATEMANYRESPONSE']._serialized_start=713
-  _globals['_UPDATEMANYRESPONSE']._serialized_end=779
-  _globals['_DELETEREQUEST']._serialized_start=782
-  _globals['_DELETEREQUEST']._serialized_end=931
-  _globals['_WATCHOBJECTSREQUEST']._serialized_start=934
-  _globals['_WATCHOBJECTSREQUEST']._serialized_end=1062
-  _globals['_OBJECTEVENT']._serialized_start=1064
-  _globals['_OBJECTEVENT']._serialized_end=1154
-  _globals['_RESOURCES']._serialized_start=1157
-  _globals['_RESOURCES']._serialized_end=1674
+  _globals['_CREATEMANYREQUEST']._serialized_start=616
+  _globals['_CREATEMANYREQUEST']._serialized_end=693
+  _globals['_WRITEOUTCOME']._serialized_start=695
+  _globals['_WRITEOUTCOME']._serialized_end=789
+  _globals['_WRITEMANYRESPONSE']._serialized_start=791
+  _globals['_WRITEMANYRESPONSE']._serialized_end=855
+  _globals['_DELETEREQUEST']._serialized_start=858
+  _globals['_DELETEREQUEST']._serialized_end=1007
+  _globals['_WATCHOBJECTSREQUEST']._serialized_start=1010
+  _globals['_WATCHOBJECTSREQUEST']._serialized_end=1138
+  _globals['_OBJECTEVENT']._serialized_start=1140
+  _globals['_OBJECTEVENT']._serialized_end=1230
+  _globals['_RESOURCES']._serialized_start=1233
+  _globals['_RESOURCES']._serialized_end=1827
 # @@protoc_insertion_point(module_scope)

@@ -194,8 +194,37 @@ class UpdateManyRequest(_message.Message):
 Global___UpdateManyRequest: _TypeAlias = UpdateManyRequest  # noqa: Y015
 
 @_typing.final
-class UpdateOutcome(_message.Message):
-    """The outcome of one update of an UpdateManyRequest, in the same order."""
+class CreateManyRequest(_message.Message):
+    """Several creates, each its own transaction, in one call (the replica set controller's pods).
+    The controller manager's only.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECTS_FIELD_NUMBER: _builtins.int
+    FENCE_TERM_FIELD_NUMBER: _builtins.int
+    fence_term: _builtins.int
+    @_builtins.property
+    def objects(self) -> _containers.RepeatedCompositeFieldContainer[_objects_pb2.Object]:
+        """At most 100."""
+
+    def __init__(
+        self,
+        *,
+        objects: _abc.Iterable[_objects_pb2.Object] | None = ...,
+        fence_term: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fence_term", b"fence_term", "objects", b"objects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateManyRequest: _TypeAlias = CreateManyRequest  # noqa: Y015
+
+@_typing.final
+class WriteOutcome(_message.Message):
+    """The outcome of one write of a CreateManyRequest or an UpdateManyRequest, in the same order."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -220,19 +249,19 @@ class UpdateOutcome(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateOutcome: _TypeAlias = UpdateOutcome  # noqa: Y015
+Global___WriteOutcome: _TypeAlias = WriteOutcome  # noqa: Y015
 
 @_typing.final
-class UpdateManyResponse(_message.Message):
+class WriteManyResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     OUTCOMES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateOutcome]: ...
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___WriteOutcome]: ...
     def __init__(
         self,
         *,
-        outcomes: _abc.Iterable[Global___UpdateOutcome] | None = ...,
+        outcomes: _abc.Iterable[Global___WriteOutcome] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -240,7 +269,7 @@ class UpdateManyResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateManyResponse: _TypeAlias = UpdateManyResponse  # noqa: Y015
+Global___WriteManyResponse: _TypeAlias = WriteManyResponse  # noqa: Y015
 
 @_typing.final
 class DeleteRequest(_message.Message):

@@ -69,7 +69,12 @@ class ResourcesStub:
         self.UpdateMany = channel.unary_unary(
                 '/raftorch.v1.Resources/UpdateMany',
                 request_serializer=raftorch_dot_v1_dot_resources__pb2.UpdateManyRequest.SerializeToString,
-                response_deserializer=raftorch_dot_v1_dot_resources__pb2.UpdateManyResponse.FromString,
+                response_deserializer=raftorch_dot_v1_dot_resources__pb2.WriteManyResponse.FromString,
+                _registered_method=True)
+        self.CreateMany = channel.unary_unary(
+                '/raftorch.v1.Resources/CreateMany',
+                request_serializer=raftorch_dot_v1_dot_resources__pb2.CreateManyRequest.SerializeToString,
+                response_deserializer=raftorch_dot_v1_dot_resources__pb2.WriteManyResponse.FromString,
                 _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/raftorch.v1.Resources/Watch',
@@ -124,6 +129,12 @@ class ResourcesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateMany(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Watch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -166,7 +177,12 @@ def add_ResourcesServicer_to_server(servicer, server):
             'UpdateMany': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateMany,
                     request_deserializer=raftorch_dot_v1_dot_resources__pb2.UpdateManyRequest.FromString,
-                    response_serializer=raftorch_dot_v1_dot_resources__pb2.UpdateManyResponse.SerializeToString,
+                    response_serializer=raftorch_dot_v1_dot_resources__pb2.WriteManyResponse.SerializeToString,
+            ),
+            'CreateMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMany,
+                    request_deserializer=raftorch_dot_v1_dot_resources__pb2.CreateManyRequest.FromString,
+                    response_serializer=raftorch_dot_v1_dot_resources__pb2.WriteManyResponse.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
@@ -362,7 +378,34 @@ class Resources:
             target,
             '/raftorch.v1.Resources/UpdateMany',
             raftorch_dot_v1_dot_resources__pb2.UpdateManyRequest.SerializeToString,
-            raftorch_dot_v1_dot_resources__pb2.UpdateManyResponse.FromString,
+            raftorch_dot_v1_dot_resources__pb2.WriteManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftorch.v1.Resources/CreateMany',
+            raftorch_dot_v1_dot_resources__pb2.CreateManyRequest.SerializeToString,
+            raftorch_dot_v1_dot_resources__pb2.WriteManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,7 +40,8 @@ class ResourcesStub:
     UpdateStatus: _grpc.UnaryUnaryMultiCallable[_resources_pb2.UpdateRequest, _objects_pb2.Object]
     """Changes only the status of an object; the spec and metadata stay as stored."""
     Delete: _grpc.UnaryUnaryMultiCallable[_resources_pb2.DeleteRequest, _objects_pb2.Object]
-    UpdateMany: _grpc.UnaryUnaryMultiCallable[_resources_pb2.UpdateManyRequest, _resources_pb2.UpdateManyResponse]
+    UpdateMany: _grpc.UnaryUnaryMultiCallable[_resources_pb2.UpdateManyRequest, _resources_pb2.WriteManyResponse]
+    CreateMany: _grpc.UnaryUnaryMultiCallable[_resources_pb2.CreateManyRequest, _resources_pb2.WriteManyResponse]
     Watch: _grpc.UnaryStreamMultiCallable[_resources_pb2.WatchObjectsRequest, _resources_pb2.ObjectEvent]
 
 @_typing.type_check_only
@@ -53,7 +54,8 @@ class ResourcesAsyncStub(ResourcesStub):
     UpdateStatus: _aio.UnaryUnaryMultiCallable[_resources_pb2.UpdateRequest, _objects_pb2.Object]  # type: ignore[assignment]
     """Changes only the status of an object; the spec and metadata stay as stored."""
     Delete: _aio.UnaryUnaryMultiCallable[_resources_pb2.DeleteRequest, _objects_pb2.Object]  # type: ignore[assignment]
-    UpdateMany: _aio.UnaryUnaryMultiCallable[_resources_pb2.UpdateManyRequest, _resources_pb2.UpdateManyResponse]  # type: ignore[assignment]
+    UpdateMany: _aio.UnaryUnaryMultiCallable[_resources_pb2.UpdateManyRequest, _resources_pb2.WriteManyResponse]  # type: ignore[assignment]
+    CreateMany: _aio.UnaryUnaryMultiCallable[_resources_pb2.CreateManyRequest, _resources_pb2.WriteManyResponse]  # type: ignore[assignment]
     Watch: _aio.UnaryStreamMultiCallable[_resources_pb2.WatchObjectsRequest, _resources_pb2.ObjectEvent]  # type: ignore[assignment]
 
 class ResourcesServicer(metaclass=_abc_1.ABCMeta):
@@ -105,7 +107,14 @@ class ResourcesServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _resources_pb2.UpdateManyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_resources_pb2.UpdateManyResponse, _abc.Awaitable[_resources_pb2.UpdateManyResponse]]: ...
+    ) -> _typing.Union[_resources_pb2.WriteManyResponse, _abc.Awaitable[_resources_pb2.WriteManyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateMany(
+        self,
+        request: _resources_pb2.CreateManyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.WriteManyResponse, _abc.Awaitable[_resources_pb2.WriteManyResponse]]: ...
 
     @_abc_1.abstractmethod
     def Watch(

@@ -110,6 +110,8 @@ def _create(ns: str, kind: str = "pod") -> resources_pb2.CreateRequest:
     (CONTROLLER_MANAGER, "/raftorch.v1.Resources/Watch", resources_pb2.WatchObjectsRequest(kind="pods"), True),
     (CONTROLLER_MANAGER, "/raftorch.v1.Resources/UpdateMany",
      resources_pb2.UpdateManyRequest(objects=[_create("a").object]), True),
+    (CONTROLLER_MANAGER, "/raftorch.v1.Resources/CreateMany",
+     resources_pb2.CreateManyRequest(objects=[_create("a").object]), True),
     (CONTROLLER_MANAGER, "/raftorch.v1.Cluster/LocalStatus", None, True),
     (CONTROLLER_MANAGER, "/raftorch.v1.KV/Put", kv_pb2.PutRequest(key="k"), False),
     (CONTROLLER_MANAGER, "/raftorch.v1.KV/LeaseGrant", None, False),
