@@ -12,7 +12,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -22,6 +22,7 @@ import structlog
 from raftorch.agent.config import AgentConfig
 from raftorch.agent.endpoint import NodeAgentEndpoint
 from raftorch.agent.endpoint import serve as serve_endpoint
+from raftorch.agent.metrics import AgentMetrics, MeasuredRuntime
 from raftorch.agent.network import NodeNetwork
 from raftorch.agent.probes import run_probe
 from raftorch.agent.reconciler import (
@@ -69,7 +70,8 @@ def host_capacity() -> dict[str, str]:
 class Agent:
     def __init__(self, config: AgentConfig, runtime: ContainerRuntime) -> None:
         self.config = config
-        self.runtime = runtime
+        self.metrics = AgentMetrics()
+        self.runtime: ContainerRuntime = MeasuredRuntime(runtime, self.metrics)
         self.client = Client(config.masters, timeout=5.0, retry_for=30.0)
         self._conn = self.client._conn
         self._stop = threading.Event()
@@ -96,10 +98,15 @@ class Agent:
         self.endpoint = f"{config.node_ip}:{config.agent_port}"
         self.network: NodeNetwork | None = None
         self.pod_cidr = ""
+        # For metrics: the last statuses planned, and when each pod was first seen until it ran.
+        self._statuses: Mapping[str, objects_pb2.PodStatus] = {}
+        self._first_seen: dict[str, float] = {}
+        self.metrics.watch_statuses(lambda: self._statuses)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.metrics.serve(self.config.metrics_addr)
         self._serve_endpoint()
         self.register()
         self._start_network()
@@ -125,6 +132,7 @@ class Agent:
         if self._server is not None:
             self._server.stop(1).wait(2)
         self.client.close()
+        self.metrics.close()
         log.info("agent_stopped", node=self.config.name)
 
     def wait(self) -> None:
@@ -174,14 +182,16 @@ class Agent:
                     remove_docker_network(client, wanted)
                     name = ensure_docker_network(client, wanted, self.pod_cidr)
                 self.rconfig = replace(self.rconfig, network=name)
-        self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, cfg.network_mode, cfg.cluster_cidr)
+        self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, cfg.network_mode, cfg.cluster_cidr,
+                                   on_sync=self.metrics.network_sync_seconds.observe)
         try:
             self.network.start()
         except RaftorchError as err:
             if cfg.network_mode != "iptables":
                 raise
             log.warning("iptables_unusable_falling_back_to_userspace", error=str(err))
-            self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, "userspace", cfg.cluster_cidr)
+            self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, "userspace", cfg.cluster_cidr,
+                                       on_sync=self.metrics.network_sync_seconds.observe)
             self.network.start()
 
     def _ensure_mirror_pod(self) -> None:
@@ -301,19 +311,38 @@ class Agent:
                     self._starter.submit(self._start, action, key)
         for check in due_probes(desired, self.state, now):
             ok = run_probe(check.probe, check.pod_ip, check.container_id, self.runtime, check.named_ports)
+            if not ok:
+                self.metrics.probe_failures.labels(check.kind).inc()
             self.state = record_probe(self.state, check, ok, time.time())
         by_uid = {p.metadata.uid: p for p in desired}
+        self._statuses = plan.statuses
         changed = {}
         for uid, status in plan.statuses.items():
             data = status.SerializeToString(deterministic=True)
             if uid in by_uid and self._reported.get(uid) != data:
                 changed[uid] = (by_uid[uid], status)
+                self._observe_start(uid, status, now)
         if changed:
             self._report(changed)
         for uid in list(self._reported):
             if uid not in by_uid:
                 del self._reported[uid]
+        for uid in list(self._first_seen):
+            if uid not in by_uid:
+                del self._first_seen[uid]
         return plan.wake_at or now + RECONCILE_PERIOD
+
+    def _observe_start(self, uid: str, status: objects_pb2.PodStatus, now: float) -> None:
+        """A pod's start latency, once: from first seen here to every container running."""
+        seen = self._first_seen.get(uid)
+        if seen is None:
+            if status.phase != "Running":
+                self._first_seen[uid] = now
+            return
+        if seen > 0 and status.container_statuses and all(
+                cs.state.state == "running" for cs in status.container_statuses):
+            self.metrics.pod_start_seconds.observe(max(0.0, now - seen))
+            self._first_seen[uid] = 0.0  # observed; kept so that a restart is not a new start
 
     def _start(self, action: StartContainer, key: tuple[str, str]) -> None:
         spec = action.spec
@@ -323,6 +352,8 @@ class Agent:
                           "IfNotPresent") if pod else "IfNotPresent"
             self.runtime.ensure_image(spec.image, policy or "IfNotPresent")
             self.runtime.create_and_start(spec)
+            if spec.attempt > 0:
+                self.metrics.restarts.inc()
             log.info("container_started", pod=f"{spec.pod_namespace}/{spec.pod_name}", container=spec.container,
                      attempt=spec.attempt)
         except RuntimeFailure as err:

@@ -14,6 +14,8 @@ class MasterConfig:
     name: str
     client_addr: str = "127.0.0.1:2379"
     peer_addr: str = "127.0.0.1:2380"
+    # HOST:PORT for /metrics (Prometheus) and the web dashboard; "" serves neither.
+    http_addr: str = "127.0.0.1:2381"
     # The other masters' Raft addresses, by name.
     peers: dict[str, str] = field(default_factory=dict)
     data_dir: Path = Path("/var/lib/raftorch/master")
@@ -46,6 +48,8 @@ class MasterConfig:
         for what, addr in [("client-addr", self.client_addr), ("peer-addr", self.peer_addr),
                            *((f"peers.{n}", a) for n, a in self.peers.items())]:
             check_addr(addr, what)
+        if self.http_addr:
+            check_addr(self.http_addr, "http-addr")
         if not 0.05 <= self.election_min < self.election_max:
             raise Invalid(f"election-min/max: need 0.05 <= min < max, got {self.election_min}, {self.election_max}")
         if self.max_watches_per_client < 1 or self.max_streams_per_client < 1:

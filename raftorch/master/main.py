@@ -31,6 +31,7 @@ Example (three masters on one host):
 @click.option("--name", help="This master's name, unique in the cluster.")
 @click.option("--client-addr", help="HOST:PORT for the gRPC API.")
 @click.option("--peer-addr", help="HOST:PORT for Raft traffic from the other masters.")
+@click.option("--http-addr", help="HOST:PORT for /metrics and the dashboard (default 127.0.0.1:2381; '' for none).")
 @click.option("--peers", help="The other masters: NAME=HOST:PORT,... (their peer addresses).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the Raft journal and snapshot live.")
 @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")

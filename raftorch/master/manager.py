@@ -34,6 +34,7 @@ from raftorch.master.backoff import Backoff
 from raftorch.master.cache import BadObject, ObjectCache
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.metrics import MasterMetrics
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
 from raftorch.master.scheduler import NodeInfo, PodRequest, Snapshot, schedule
@@ -68,8 +69,10 @@ def is_mirror(pod: objects_pb2.Pod) -> bool:
 class ControllerManager:
     def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, term: int,
                  settings: ManagerSettings | None = None,
-                 wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
+                 wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
+                 metrics: MasterMetrics | None = None) -> None:
         self.registry = registry
+        self.metrics = metrics if metrics is not None else MasterMetrics()
         self.heartbeats = heartbeats
         self.term = term
         self.settings = settings or ManagerSettings()
@@ -163,6 +166,7 @@ class ControllerManager:
         backoff = self.step_backoff.setdefault(name, Backoff(self.mono))
         if not backoff.ready():
             return False
+        started = time.perf_counter()
         try:
             futures = step(cache)
         except RaftorchError as err:
@@ -174,6 +178,10 @@ class ControllerManager:
                           crashes=backoff.failures)
             return False
         self._wait(futures)
+        elapsed = time.perf_counter() - started
+        self.metrics.reconcile_seconds.labels(name).observe(elapsed)
+        if name == "scheduler" and futures:
+            self.metrics.scheduler_seconds.observe(elapsed)
         return True
 
     def _wait(self, futures: list[Future[Message]]) -> None:
@@ -284,6 +292,9 @@ class ControllerManager:
             self._unschedulable_reasons.pop(binding.uid, None)
             futures.append(self.registry.update(pod, fence_term=self.term))
         self.bound += len(plan.bindings)
+        attempts = self.metrics.scheduler_attempts
+        attempts.labels("scheduled").inc(len(plan.bindings))
+        attempts.labels("unschedulable").inc(len(plan.unschedulable))
         for item in plan.unschedulable:
             if self._unschedulable_reasons.get(item.uid) != item.reason:
                 self._unschedulable_reasons[item.uid] = item.reason

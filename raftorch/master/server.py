@@ -19,8 +19,10 @@ from raftorch.master.config import MasterConfig
 from raftorch.master.edge import StreamCaps, add_service
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.http import HttpServer
 from raftorch.master.kv_service import KVService
 from raftorch.master.manager import ControllerManager, ManagerSettings
+from raftorch.master.metrics import MasterMetrics
 from raftorch.master.node_lifecycle import LifecycleSettings
 from raftorch.master.pods_service import PodsService
 from raftorch.master.registry import NetworkSettings, Registry
@@ -58,6 +60,8 @@ class Master:
         self.port = 0
         self.heartbeats = HeartbeatTracker()
         self.manager: ControllerManager | None = None
+        self.metrics = MasterMetrics()
+        self.http = HttpServer(config.http_addr, self.metrics)
 
     async def start(self) -> None:
         cfg = self.config
@@ -71,6 +75,8 @@ class Master:
                                                   election_min=cfg.election_min, election_max=cfg.election_max)
         self.replica = RaftReplica(cfg.name, cfg.peer_addr, cfg.peers, cfg.data_dir, self._secret,
                                    settings, on_role_change=self._role_changed)
+        self.replica.on_commit_latency = self.metrics.proposal_seconds.observe
+        self.metrics.watch_state(self.replica, self.heartbeats)
         self.leases = LeaseKeeper(self.replica)
         self.forwarder = LeaderForwarder(self.replica)
         self.registry = Registry(self.replica, NetworkSettings(cfg.service_cidr, cfg.cluster_cidr))
@@ -85,14 +91,15 @@ class Master:
             (ClusterService(self.replica, self.client_addr, self.forwarder), _service(cluster_pb2, "Cluster")),
         ]
         for servicer, descriptor in services:
-            add_service(self.server, servicer, descriptor, caps)
+            add_service(self.server, servicer, descriptor, caps, self.metrics)
         # Health and reflection too: the edge answers their bad input with INVALID_ARGUMENT.
         self.health = health.aio.HealthServicer()
-        add_service(self.server, self.health, _service(health_pb2, "Health"), caps)
+        add_service(self.server, self.health, _service(health_pb2, "Health"), caps, self.metrics)
         names = (*SERVICES, _service(health_pb2, "Health").full_name, reflection.SERVICE_NAME)
         add_service(self.server, reflection.aio.ReflectionServicer(names),
-                    _service(reflection_pb2, "ServerReflection"), caps)
+                    _service(reflection_pb2, "ServerReflection"), caps, self.metrics)
         await self.server.start()
+        await self.http.start()
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(self._register()), asyncio.create_task(self._lease_ticks())]
@@ -154,7 +161,7 @@ class Master:
             self.manager._stop.set()
         cfg = self.config
         settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout))
-        self.manager = ControllerManager(self.registry, self.heartbeats, term, settings)
+        self.manager = ControllerManager(self.registry, self.heartbeats, term, settings, metrics=self.metrics)
         self.manager.start()
 
     async def _register(self) -> None:
@@ -191,6 +198,7 @@ class Master:
         if self.manager is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
         await self.server.stop(grace)
+        await self.http.stop()
         await self.forwarder.close()
         await asyncio.get_running_loop().run_in_executor(None, self.replica.stop)
         log.info("master_stopped", name=self.config.name)

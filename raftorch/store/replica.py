@@ -313,6 +313,10 @@ class RaftReplica:
         self._batch_ids = 0
         self._stopped = False
         self._last_ping = 0.0
+        # Observability: leader changes seen, and a hook told each entry's proposal-to-commit time.
+        self.leader_changes = 0
+        self._last_leader: object = None
+        self.on_commit_latency: Callable[[float], None] | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
         self._dump_file = data_dir / "raft.dump"
         self._snapshot_pid = 0
@@ -441,9 +445,12 @@ class RaftReplica:
         batch = store_pb2.CommandBatch(format=BATCH_FORMAT,
                                        commands=[s.command for s in taken if s.command is not None])
         self._node.apply_entry(batch.SerializeToString(),
-                               callback=functools.partial(self._committed, batch_id, taken))
+                               callback=functools.partial(self._committed, batch_id, taken, time.perf_counter()))
 
-    def _committed(self, batch_id: int, taken: list[_Submission], results: Any, err: int) -> None:
+    def _committed(self, batch_id: int, taken: list[_Submission], sent: float, results: Any, err: int) -> None:
+        hook = self.on_commit_latency
+        if hook is not None and err == FAIL_REASON.SUCCESS:
+            hook(time.perf_counter() - sent)
         with self._cond:
             self._inflight.pop(batch_id, None)
             batch = self._take_batch()
@@ -484,6 +491,11 @@ class RaftReplica:
         if batch is not None:
             self._send(*batch)
         node = self._node
+        leader = node._getLeader()
+        if leader != self._last_leader:
+            if leader is not None:
+                self.leader_changes += 1
+            self._last_leader = leader
         self.reads.poll(node._isLeader(), node.raftCurrentTerm, node.raftLastApplied, len(node.otherNodes))
         now = time.monotonic()
         if now - self._last_ping >= PING_INTERVAL:

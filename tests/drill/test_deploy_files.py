@@ -42,6 +42,7 @@ def test_provisioned_configs_are_accepted_by_master_and_agent(tmp_path: Path) ->
     assert cfg.peers == {"m2": "10.0.0.12:2380", "m3": "10.0.0.13:2390"}
     assert (cfg.node_grace, cfg.eviction_timeout) == (3.0, 4.0)
     assert cfg.data_dir == tmp_path / "var/master"
+    assert cfg.http_addr == "10.0.0.11:2381"
 
     agent = _script(tmp_path, "agent.sh", "w1", "10.0.0.21", "10.0.0.11,10.0.0.12", "10.0.0.13:2399",
                     RAFTORCH_RUNTIME="process")
@@ -51,6 +52,7 @@ def test_provisioned_configs_are_accepted_by_master_and_agent(tmp_path: Path) ->
     acfg.validate()
     assert acfg.masters == ["10.0.0.11:2379", "10.0.0.12:2379", "10.0.0.13:2399"]
     assert (acfg.name, acfg.node_ip, acfg.runtime, acfg.agent_port) == ("w1", "10.0.0.21", "process", 10250)
+    assert acfg.metrics_addr == "10.0.0.21:10255"
 
 
 @pytest.mark.parametrize(("script", "args", "message"), [

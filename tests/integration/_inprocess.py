@@ -23,7 +23,8 @@ class InProcessMaster:
     def __init__(self, data_dir: Path) -> None:
         client_port, peer_port = free_ports(2)
         self.config = MasterConfig(name="m1", client_addr=f"127.0.0.1:{client_port}",
-                                   peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir)
+                                   peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir,
+                                   http_addr="127.0.0.1:0")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-master", daemon=True)
         self._thread.start()
