@@ -5,6 +5,12 @@ Starts three real master processes (`LocalMasters`), drives them through the cli
 use; then leader failover times (SIGKILL of the leader while one client keeps putting).
 
     python bench/kv_bench.py [--quick] [--duration S] [--processes N] [--only put|get|failover] [--json]
+    python bench/kv_bench.py --fsync-compare [--duration S] [--no-etcd]
+
+--fsync-compare gives the put throughput at 1/8/64 threads with the Raft journal synced (the
+default) and with `--unsafe-no-fsync`, each on a fresh cluster, and against a 3-member etcd
+cluster this script starts itself when an `etcd` binary is installed (bench/etcd_baseline.py),
+with the ratios between them.
 
 The targets are etcd 3.4's figures on this kind of machine (the project's shared notes,
 ../shared/ANCHORS.md from the repository root): 3 members on 127.0.0.1, a Python gRPC client,
@@ -46,6 +52,7 @@ from pathlib import Path
 from typing import cast
 
 from benchlib import cpu_seconds, percentile, recv
+from etcd_baseline import ETCD, EtcdClient, EtcdCluster
 
 from raftorch.client import Client
 from raftorch.errors import RaftorchError
@@ -147,7 +154,7 @@ def bench_keys() -> list[str]:
     return keys
 
 
-def make_op(client: Client, op: str, keys: list[str], rng: random.Random) -> Callable[[], object]:
+def make_op(client: Client | EtcdClient, op: str, keys: list[str], rng: random.Random) -> Callable[[], object]:
     if op == "put":
         value = rng.randbytes(VALUE_BYTES)
         return lambda: client.put(rng.choice(keys), value)
@@ -186,14 +193,16 @@ def sleep_until(when: float) -> None:
 
 
 def load_process(endpoints: list[str], op: str, threads: int, seed: int,
-                 conn: multiprocessing.connection.Connection) -> None:
-    """One client process: `threads` threads, each with its own Client.
+                 conn: multiprocessing.connection.Connection, backend: str = "raftorch") -> None:
+    """One client process: `threads` threads, each with its own Client (an EtcdClient of the
+    first endpoint for the etcd baseline).
 
     Protocol on `conn`: sends "ready" once every client has done one op, receives
     (start_at, end_at) in time.monotonic() terms, sends (latencies, errors, cpu_seconds)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
     keys = bench_keys()
-    clients = [Client(endpoints) for _ in range(threads)]
+    clients: list[Client | EtcdClient] = [
+        EtcdClient(endpoints[0]) if backend == "etcd" else Client(endpoints) for _ in range(threads)]
     try:
         ops = [make_op(c, op, keys, random.Random(seed * 1000 + i)) for i, c in enumerate(clients)]
         for fn in ops:
@@ -249,15 +258,27 @@ def leader_and_term(masters: LocalMasters) -> tuple[str, int]:
 
 
 
-def run_row(masters: LocalMasters, target: Target, processes: int, duration: float, warmup: float
-            ) -> RowResult:
-    leader, term = leader_and_term(masters)
+@dataclass(slots=True)
+class Load:
+    """What the client processes of one row measured."""
+
+    latencies: list[float]
+    errors: int
+    client_cpu: float
+    processes: int
+    cpu_before: dict[str, float]
+    cpu_after: dict[str, float]
+
+
+def run_load(endpoints: list[str], backend: str, op: str, threads: int, processes: int, duration: float,
+             warmup: float, server_cpu: Callable[[], dict[str, float]]) -> Load:
+    """Client processes drive `op` against `endpoints` for `duration` after `warmup`."""
     ctx = multiprocessing.get_context("spawn")
     children: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []
     try:
-        for i, n in enumerate(split(target.threads, processes)):
+        for i, n in enumerate(split(threads, processes)):
             parent_end, child_end = ctx.Pipe()
-            proc = ctx.Process(target=load_process, args=(masters.endpoints, target.op, n, i + 1, child_end),
+            proc = ctx.Process(target=load_process, args=(endpoints, op, n, i + 1, child_end, backend),
                                daemon=True)
             proc.start()
             child_end.close()
@@ -269,9 +290,9 @@ def run_row(masters: LocalMasters, target: Target, processes: int, duration: flo
         for _, conn in children:
             conn.send((start_at, end_at))
         sleep_until(start_at)
-        cpu0 = master_cpu(masters)
+        cpu0 = server_cpu()
         sleep_until(end_at)
-        cpu1 = master_cpu(masters)
+        cpu1 = server_cpu()
         latencies: list[float] = []
         errors = 0
         client_cpu = 0.0
@@ -287,18 +308,43 @@ def run_row(masters: LocalMasters, target: Target, processes: int, duration: flo
             if child.is_alive():
                 child.kill()
                 child.join()
-    leader_after, term_after = leader_and_term(masters)
     latencies.sort()
+    return Load(latencies, errors, client_cpu, len(children), cpu0, cpu1)
+
+
+def row_result(target: Target, load: Load, duration: float, leader: str, leader_after: str,
+               terms: tuple[int, int]) -> RowResult:
+    latencies = load.latencies
     ops_per_s = len(latencies) / duration
+    cpu0, cpu1 = load.cpu_before, load.cpu_after
     per_master = {n: 100 * (cpu1[n] - cpu0[n]) / duration for n in cpu0 if n in cpu1}
     return RowResult(
-        op=target.op, threads=target.threads, processes=len(children), duration_s=duration,
-        ops=len(latencies), errors=errors, ops_per_s=ops_per_s,
+        op=target.op, threads=target.threads, processes=load.processes, duration_s=duration,
+        ops=len(latencies), errors=load.errors, ops_per_s=ops_per_s,
         p50_ms=1000 * percentile(latencies, 50), p99_ms=1000 * percentile(latencies, 99),
-        leader=leader, leader_after=leader_after, terms=(term, term_after),
+        leader=leader, leader_after=leader_after, terms=terms,
         leader_cpu_pct=per_master.get(leader, float("nan")), master_cpu_pct=per_master,
-        client_cpu_pct=100 * client_cpu / duration, target_ops_per_s=target.ops_per_s,
+        client_cpu_pct=100 * load.client_cpu / duration, target_ops_per_s=target.ops_per_s,
         met=ops_per_s >= target.ops_per_s)
+
+
+def run_row(masters: LocalMasters, target: Target, processes: int, duration: float, warmup: float
+            ) -> RowResult:
+    leader, term = leader_and_term(masters)
+    load = run_load(masters.endpoints, "raftorch", target.op, target.threads, processes, duration, warmup,
+                    lambda: master_cpu(masters))
+    leader_after, term_after = leader_and_term(masters)
+    return row_result(target, load, duration, leader, leader_after, (term, term_after))
+
+
+def run_etcd_row(etcd: EtcdCluster, target: Target, processes: int, duration: float, warmup: float
+                 ) -> RowResult:
+    leader = etcd.leader_endpoint()
+    load = run_load([leader], "etcd", target.op, target.threads, processes, duration, warmup,
+                    lambda: {n: cpu_seconds(pid) for n, pid in etcd.pids().items()})
+    name = next((n for n, e in zip(etcd.names, etcd.endpoints, strict=True) if e == leader), leader)
+    after = etcd.leader_endpoint()
+    return row_result(target, load, duration, name, name if after == leader else after, (0, 0))
 
 
 def preload(masters: LocalMasters) -> None:
@@ -436,6 +482,106 @@ def machine_note() -> str:
             "so client CPU is taken from the masters")
 
 
+# -- fsync on and off, and etcd, side by side ---------------------------------------------
+
+FSYNC_COMPARE_THREADS = (1, 8, 64)
+
+
+def put_targets() -> list[Target]:
+    by_threads = {t.threads: t for t in THROUGHPUT_TARGETS if t.op == "put"}
+    return [by_threads[n] for n in FSYNC_COMPARE_THREADS]
+
+
+def masters_put_rows(args: argparse.Namespace, label: str, extra_args: list[str]) -> list[RowResult]:
+    rows: list[RowResult] = []
+    with tempfile.TemporaryDirectory(prefix="raftorch-kv-bench-") as tmp:
+        masters = LocalMasters(root=Path(tmp), extra_args=extra_args)
+        try:
+            masters.start()
+            print(f"{label}: masters {', '.join(masters.endpoints)}; leader {masters.wait_ready(60.0)}", flush=True)
+            for target in put_targets():
+                procs = args.processes or default_processes(target.threads)
+                rows.append(run_row(masters, target, procs, args.duration, args.warmup))
+                print(f"  done: {label} put x{target.threads}", flush=True)
+        except Exception:
+            print_log_tails(masters)
+            raise
+        finally:
+            masters.stop()
+    return rows
+
+
+def etcd_put_rows(args: argparse.Namespace) -> list[RowResult]:
+    rows: list[RowResult] = []
+    with tempfile.TemporaryDirectory(prefix="raftorch-kv-bench-etcd-") as tmp:
+        etcd = EtcdCluster(Path(tmp))
+        try:
+            etcd.start()
+            print(f"etcd: members {', '.join(etcd.endpoints)}; leader {etcd.wait_ready()}", flush=True)
+            for target in put_targets():
+                procs = args.processes or default_processes(target.threads)
+                rows.append(run_etcd_row(etcd, target, procs, args.duration, args.warmup))
+                print(f"  done: etcd put x{target.threads}", flush=True)
+        finally:
+            etcd.stop()
+    return rows
+
+
+def _cell(row: RowResult | None) -> str:
+    if row is None:
+        return f"{'-':>9}{'-':>13}{'':>6}"
+    changed = "*" if row.leader_changed else " "
+    return f"{row.ops_per_s:>9,.0f}{f'{row.p50_ms:.1f}/{row.p99_ms:.1f}':>13}{row.leader_cpu_pct:>5.0f}%{changed}"
+
+
+def _ratio(a: RowResult | None, b: RowResult | None) -> str:
+    if a is None or b is None or not b.ops_per_s:
+        return f"{'-':>8}"
+    return f"{a.ops_per_s / b.ops_per_s:>7.2f}x"
+
+
+def format_fsync_compare(synced: list[RowResult], unsynced: list[RowResult], etcd: list[RowResult] | None
+                         ) -> list[str]:
+    head = f"{'ops/s':>9}{'p50/p99 ms':>13}{'ldr':>6} "
+    lines = [
+        f"{'':<8}{'fsync (default)':^29}{'unsafe-no-fsync':^29}{'':>8}" + (f"{'etcd 3-member':^29}" if etcd else ""),
+        f"{'threads':<8}{head}{head}{'on/off':>8}" + (f"{head}{'on/etcd':>8}{'off/etcd':>9}" if etcd else ""),
+    ]
+    for i, target in enumerate(put_targets()):
+        on, off = synced[i], unsynced[i]
+        line = f"{target.threads:<8}{_cell(on)}{_cell(off)}{_ratio(on, off)}"
+        if etcd:
+            line += f"{_cell(etcd[i])}{_ratio(on, etcd[i])}{_ratio(off, etcd[i]):>9}"
+        lines.append(line)
+    return lines
+
+
+def run_fsync_compare(args: argparse.Namespace) -> dict[str, object]:
+    """Puts at 1/8/64 threads with the journal synced, then with `--unsafe-no-fsync`, then etcd."""
+    synced = masters_put_rows(args, "fsync", [])
+    unsynced = masters_put_rows(args, "unsafe-no-fsync", ["--unsafe-no-fsync"])
+    etcd: list[RowResult] | None = None
+    if args.no_etcd:
+        print("etcd baseline skipped (--no-etcd)")
+    elif ETCD is None:
+        print("etcd baseline skipped: no etcd binary (Debian: apt-get install etcd-server etcd-client)")
+    else:
+        etcd = etcd_put_rows(args)
+    print()
+    print(machine_note())
+    print(f"put rows of {args.duration:g} s after {args.warmup:g} s warm-up; keys {KEY_BYTES} B, values "
+          f"{VALUE_BYTES} B; ldr = leader CPU in % of one core (* the leader changed during the row); "
+          "on/off = fsync ops/s over unsafe-no-fsync ops/s")
+    print()
+    print("\n".join(format_fsync_compare(synced, unsynced, etcd)))
+    return {
+        "settings": {"duration_s": args.duration, "warmup_s": args.warmup},
+        "fsync": [asdict(r) for r in synced],
+        "unsafe_no_fsync": [asdict(r) for r in unsynced],
+        "etcd": None if etcd is None else [asdict(r) for r in etcd],
+    }
+
+
 # -- main -------------------------------------------------------------------------------
 
 
@@ -461,6 +607,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", choices=["put", "get", "failover"], action="append",
                    help="run only these benchmarks (repeatable)")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    p.add_argument("--fsync-compare", action="store_true",
+                   help="only puts at 1/8/64 threads: journal synced, then --unsafe-no-fsync, then etcd "
+                        "(3 members started here when an etcd binary is installed), side by side")
+    p.add_argument("--no-etcd", action="store_true", help="with --fsync-compare: skip the etcd baseline")
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
@@ -524,7 +674,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        results = run(args)
+        results = run_fsync_compare(args) if args.fsync_compare else run(args)
     except KeyboardInterrupt:
         print("\ninterrupted; masters stopped", file=sys.stderr)
         return 130

@@ -36,6 +36,9 @@ class MasterConfig:
     # The store's byte quota (etcd's --quota-backend-bytes). Replicated: the leader commits
     # its own value, so give every master the same one.
     quota_bytes: int = quota.DEFAULT_QUOTA_BYTES
+    # Acknowledge writes without syncing the Raft journal to disk: faster, and a power loss on a
+    # majority of masters can lose acknowledged writes. For throwaway clusters only.
+    unsafe_no_fsync: bool = False
     service_cidr: str = "10.96.0.0/16"
     cluster_cidr: str = "10.244.0.0/16"
     # Open streams one client may hold on one master: watches, and heartbeat/log/port-forward streams.

@@ -39,6 +39,9 @@ Example (three masters on one host):
 @click.option("--eviction-timeout", type=float, help="Seconds NotReady before a node's pods are replaced.")
 @click.option("--election-min", type=float, help="Shortest election timeout, seconds (default 0.15).")
 @click.option("--election-max", type=float, help="Longest election timeout, seconds (default 0.4).")
+@click.option("--unsafe-no-fsync", is_flag=True, default=None,
+              help="Do not sync the Raft journal to disk before acknowledging writes (faster; a power "
+                   "loss on a majority of masters can lose acknowledged writes).")
 @click.option("--compaction-entries", type=int, help="Raft log entries kept before a snapshot (default 20000).")
 @click.option("--quota-bytes", type=int, help="Byte quota of the store; writes past it get NOSPACE (default 512 MiB).")
 @click.option("--service-cidr", help="Range of ClusterIPs (default 10.96.0.0/16).")

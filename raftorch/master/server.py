@@ -72,7 +72,8 @@ class Master:
         self.client_addr = cfg.client_addr if not cfg.client_addr.endswith(":0") else \
             f"{cfg.client_addr.rsplit(':', 1)[0]}:{self.port}"
         settings = self._settings or RaftSettings(log_compaction_entries=cfg.compaction_entries,
-                                                  election_min=cfg.election_min, election_max=cfg.election_max)
+                                                  election_min=cfg.election_min, election_max=cfg.election_max,
+                                                  fsync=not cfg.unsafe_no_fsync)
         self.replica = RaftReplica(cfg.name, cfg.peer_addr, cfg.peers, cfg.data_dir, self._secret,
                                    settings, on_role_change=self._role_changed)
         self.replica.on_commit_latency = self.metrics.proposal_seconds.observe

@@ -4,8 +4,12 @@ What pysyncobj is told and why (measured on this kind of machine, see DESIGN.md)
 - no append batching, 0.15-0.4 s election timeouts, 0.04 s append period: commits in ~ms;
 - a ping between every pair of peers, since pysyncobj drops links idle for 3.5 s and an
   election then waits for a reconnect;
-- the peer port encrypted and authenticated with the cluster secret: its messages are pickles;
+- the peer port bound to exactly the configured address, encrypted and authenticated with the
+  cluster secret (its messages are pickles), frames bounded (store/peer_transport.py);
 - journal and dump files together (a journal alone lost every key on restart);
+- the journal is raftorch's own (store/journal.py), synced by a background thread: the leader
+  counts its own copy of an entry toward a majority only once synced, and a follower
+  acknowledges entries only once synced, so an acknowledged write is on disk on a majority;
 - only bytes go into the log: protobuf CommandBatch records, decoded by the state machine.
 
 Group commit: commands submitted while earlier log entries are in flight are gathered into one
@@ -17,31 +21,27 @@ from __future__ import annotations
 
 import functools
 import os
-import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pysyncobj.tcp_connection
+import pysyncobj.syncobj
 import structlog
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
-from pysyncobj.transport import TCPTransport
 
 from raftorch.api.v1 import store_pb2
 from raftorch.errors import NotLeader, Unavailable, UnknownOutcome
+from raftorch.store.journal import DurableJournal, sync_directory
 from raftorch.store.machine import BATCH_FORMAT, StateMachine
+from raftorch.store.peer_transport import APPEND_BATCH_BYTES, PeerTransport
 from raftorch.store.read_index import ReadIndexTracker
 from raftorch.store.snapshot import dump_state, load_state
 from raftorch.store.watch import WatchHub
@@ -79,6 +79,8 @@ class RaftSettings:
     connection_retry: float = 0.3
     log_compaction_entries: int = 20_000
     log_compaction_seconds: float = 300.0
+    # Sync the journal before a write counts as stored (off: the `unsafe-no-fsync` setting).
+    fsync: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,105 +98,91 @@ class _SnapshotInProgress(Exception):
     """Raised to pysyncobj's serializer: the snapshot is being written by a child process."""
 
 
-class PeerCipher:
-    """Authenticated encryption of Raft peer messages with a key derived from the cluster secret.
-
-    Speaks the interface pysyncobj's transport expects of its encryptor, with AES-GCM instead of
-    Fernet (a tenth of the CPU per message), and logs when a peer's message fails
-    authentication: pysyncobj drops such connections silently, and an operator needs to learn
-    that a master was started with the wrong cluster secret."""
-
-    _SALT = b"raftorch-peer-v1"
-
-    def __init__(self, secret: str) -> None:
-        kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=self._SALT, iterations=200_000)
-        self._aead = AESGCM(kdf.derive(secret.encode()))
-        self._last_report = 0.0
-
-    def encrypt_at_time(self, data: bytes, timestamp: int) -> bytes:
-        stamp = struct.pack(">Q", timestamp)
-        nonce = os.urandom(12)
-        return stamp + nonce + self._aead.encrypt(nonce, data, stamp)
-
-    def encrypt(self, data: bytes) -> bytes:
-        return self.encrypt_at_time(data, int(time.monotonic()))
-
-    def extract_timestamp(self, token: bytes) -> int:
-        if len(token) < 8 + 12 + 16:
-            self._report()
-            raise InvalidTag()
-        return int(struct.unpack(">Q", token[:8])[0])
-
-    def decrypt(self, token: bytes) -> bytes:
-        try:
-            return self._aead.decrypt(token[8:20], token[20:], token[:8])
-        except InvalidTag:
-            self._report()
-            raise
-
-    def report_refused(self) -> None:
-        self._report("a peer closed the connection during the encrypted handshake: the masters "
-                     "probably do not share the same cluster secret (check --secret-file on every master)")
-
-    def _report(self, reason: str = "a peer's message failed authentication: the masters do not share the "
-                                     "same cluster secret (check --secret-file on every master)") -> None:
-        now = time.monotonic()
-        if now - self._last_report > 5.0:
-            self._last_report = now
-            log.error("peer_auth_failed", reason=reason)
+# pysyncobj creates its journal inside SyncObj.__init__ from the configured path; the replica
+# registers its DurableJournal under that path first and this hands it over.
+_journals: dict[str, DurableJournal] = {}
+_pysyncobj_create_journal = pysyncobj.syncobj.createJournal
 
 
-class _Transport(TCPTransport):  # type: ignore[misc]
-    def __init__(self, syncObj: SyncObj, selfNode: Any, otherNodes: Any) -> None:
-        # Swap the cipher in before any connection object copies it.
-        syncObj._SyncObj__encryptor = PeerCipher(syncObj.conf.password)
-        self._reads: ReadIndexTracker = syncObj._replica.reads
-        self._handshaking: set[Any] = set()
-        super().__init__(syncObj, selfNode, otherNodes)
-
-    # A peer that hangs up after our half of the encrypted handshake could not read it: the
-    # side with the wrong secret learns it this way (the other side logs a failed message).
-    def _onOutgoingConnected(self, conn: Any) -> None:
-        self._handshaking.add(conn)
-        super()._onOutgoingConnected(conn)
-
-    def _onOutgoingMessageReceived(self, conn: Any, message: Any) -> None:
-        self._handshaking.discard(conn)
-        super()._onOutgoingMessageReceived(conn, message)
-
-    def _onDisconnected(self, conn: Any) -> None:
-        if conn in self._handshaking:
-            self._handshaking.discard(conn)
-            cipher = self._syncObj.encryptor
-            if isinstance(cipher, PeerCipher):
-                cipher.report_refused()
-        super()._onDisconnected(conn)
-
-    def send(self, node: Any, message: Any) -> None:
-        super().send(node, message)
-        if isinstance(message, dict) and message.get("type") == "append_entries":
-            self._reads.on_sent(node)
+def _create_journal(path: str | None) -> Any:
+    journal = _journals.pop(path, None) if path is not None else None
+    return journal if journal is not None else _pysyncobj_create_journal(path)
 
 
-class _NoCompression:
-    """Peer messages are small and travel a LAN: zlib cost more CPU per commit than it saved."""
-
-    @staticmethod
-    def compress(data: bytes, _level: int = 0) -> bytes:
-        return data
-
-    @staticmethod
-    def decompress(data: bytes) -> bytes:
-        return data
-
-
-pysyncobj.tcp_connection.zlib = _NoCompression
+pysyncobj.syncobj.createJournal = _create_journal
 
 
 class _RaftNode(SyncObj):  # type: ignore[misc]
-    def __init__(self, replica: RaftReplica, self_addr: str, others: list[str], conf: SyncObjConf) -> None:
+    """pysyncobj's SyncObj with the overrides raftorch needs, each explained where it is.
+
+    Durability: an entry counts toward a commit only once it is synced on the replicas that
+    count (`_SyncObj__applyLogEntries` on the leader, `_SyncObj__sendNextNodeIdx` on followers)."""
+
+    def __init__(self, replica: RaftReplica, self_addr: str, others: list[str], conf: SyncObjConf,
+                 journal: DurableJournal) -> None:
         self._replica = replica
-        super().__init__(self_addr, others, conf, transportClass=_Transport)
+        self._journal = journal
+        # Acknowledgements of append-entries waiting for their entries' sync:
+        # (node, reset, next index, success, journal generation when held).
+        self._held_acks: deque[tuple[Any, bool, int, bool, int]] = deque()
+        self._durable_commit = 0
+        super().__init__(self_addr, others, conf, transportClass=PeerTransport)
+
+    def wake(self) -> None:
+        """Make the Raft thread run a tick now (any thread)."""
+        # The pipe may be full (a tick is due anyway) or not created yet.
+        with suppress(OSError, AttributeError):
+            self._SyncObj__pipeNotifier.notify()
+
+    def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,
+                                  success: bool = False) -> None:
+        """A follower acknowledges entries only once they are on its disk: the leader counts
+        the acknowledgement toward a majority. Later answers wait behind a held one, in order."""
+        if nextNodeIdx is None:
+            nextNodeIdx = int(self._journal[-1][1]) + 1
+        journal = self._journal
+        if self._held_acks or (success and journal.synced_index < nextNodeIdx - 1):
+            self._held_acks.append((node, reset, nextNodeIdx, success, journal.generation))
+            return
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nextNodeIdx, success)
+
+    def release_acks(self) -> None:
+        """Send the held acknowledgements whose entries are now synced (the Raft thread)."""
+        synced, generation = self._journal.synced_index, self._journal.generation
+        held = self._held_acks
+        while held:
+            node, reset, nxt, success, held_in = held[0]
+            if held_in != generation:
+                held.popleft()  # entries were removed since: the leader will ask again
+                continue
+            if success and synced < nxt - 1:
+                return
+            held.popleft()
+            SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nxt, success)
+
+    def _SyncObj__applyLogEntries(self) -> bool:
+        """pysyncobj counts the leader's own copy of every entry toward the majority at once;
+        here it counts only once synced. Runs right after pysyncobj's commit computation and
+        before anything is applied or the commit index is sent to followers."""
+        commit: int = getattr(self, "_SyncObj__raftCommitIndex")  # noqa: B009 - pysyncobj's private field
+        if not self._isLeader() or not self._journal.durable:
+            self._durable_commit = commit
+        elif commit > self._durable_commit:
+            match = self._SyncObj__raftMatchIndex
+            copies = sorted([self._journal.synced_index, *(match.get(n, 0) for n in self.otherNodes)],
+                            reverse=True)
+            on_majority = min(commit, copies[len(copies) // 2])
+            if on_majority > self._durable_commit and self._entry_term(on_majority) == self.raftCurrentTerm:
+                self._durable_commit = on_majority
+            if commit > self._durable_commit:
+                self._SyncObj__raftCommitIndex = self._durable_commit
+                self._journal.setRaftCommitIndex(self._durable_commit)
+        return bool(SyncObj._SyncObj__applyLogEntries(self))
+
+    def _entry_term(self, index: int) -> int:
+        journal = self._journal
+        pos = index - int(journal[0][1])
+        return int(journal[pos][2]) if 0 <= pos < len(journal) else -1
 
     @replicated  # type: ignore[untyped-decorator]
     def apply_entry(self, data: bytes) -> list[store_pb2.CommandResult]:
@@ -295,6 +283,7 @@ class RaftReplica:
         secret: str,
         settings: RaftSettings | None = None,
         on_role_change: Callable[[bool, int], None] | None = None,
+        sync: Callable[[int], None] = os.fdatasync,
     ) -> None:
         if not secret:
             raise ValueError("a cluster secret is required: peer traffic is always encrypted")
@@ -320,6 +309,11 @@ class RaftReplica:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._dump_file = data_dir / "raft.dump"
         self._snapshot_pid = 0
+        journal_path = data_dir / "raft.journal"
+        self.journal = DurableJournal(journal_path, durable=settings.fsync, sync=sync)
+        if not settings.fsync:
+            log.warning("fsync_disabled", reason="unsafe-no-fsync is set: a power loss on a majority of "
+                                                 "masters can lose acknowledged writes")
         conf = SyncObjConf(
             password=secret,
             appendEntriesUseBatch=False,
@@ -328,21 +322,30 @@ class RaftReplica:
             appendEntriesPeriod=settings.append_period,
             leaderFallbackTimeout=settings.leader_fallback,
             connectionRetryTime=settings.connection_retry,
-            journalFile=str(data_dir / "raft.journal"),
+            journalFile=str(journal_path),
+            # Exactly the configured address: pysyncobj listens on every interface otherwise.
+            bindAddress=peer_addr,
             fullDumpFile=str(self._dump_file),
             serializer=self._serialize,
             deserializer=self._deserialize,
             serializeChecker=self._snapshot_state,
             logCompactionMinTime=settings.log_compaction_seconds,
             logCompactionMinEntries=settings.log_compaction_entries,
-            appendEntriesBatchSizeBytes=8 * 1024 * 1024,
+            appendEntriesBatchSizeBytes=APPEND_BATCH_BYTES,
             sendBufferSize=2**20,
             recvBufferSize=2**20,
             dynamicMembershipChange=False,
             onStateChanged=self._state_changed,
             commandsWaitLeader=True,
         )
-        self._node = _RaftNode(self, peer_addr, sorted(self.peers.values()), conf)
+        _journals[str(journal_path)] = self.journal
+        try:
+            self._node = _RaftNode(self, peer_addr, sorted(self.peers.values()), conf, self.journal)
+        except BaseException:
+            _journals.pop(str(journal_path), None)
+            self.journal.close()
+            raise
+        self.journal.on_synced = self._node.wake
         self._node.addOnTickCallback(self._on_tick)
 
     # -- state access ---------------------------------------------------------------
@@ -485,6 +488,7 @@ class RaftReplica:
             self._on_role_change(leader, int(self._node.raftCurrentTerm) if hasattr(self, "_node") else 0)
 
     def _on_tick(self) -> None:
+        self._node.release_acks()
         with self._cond:
             # Frees slots of entries whose outcome never came back.
             batch = self._take_batch()
@@ -535,6 +539,8 @@ class RaftReplica:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
+        # Durable before pysyncobj drops the journal entries the snapshot replaces.
+        sync_directory(Path(final).parent)
 
     def _snapshot_state(self) -> int:
         """pysyncobj's serializeChecker: the state of the snapshot child, if any."""
@@ -554,6 +560,12 @@ class RaftReplica:
         return _FAILED
 
     def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
+        if self.journal.durable:
+            # A snapshot received from the leader was renamed into place unsynced; the journal
+            # is cut down to it next, so it must be on disk first.
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+            sync_directory(Path(path).parent)
         snap = store_pb2.Snapshot.FromString(Path(path).read_bytes())
         with self.lock:
             self.machine = StateMachine(self.name)
@@ -576,3 +588,4 @@ class RaftReplica:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.02)
+        self.journal.close()

@@ -378,3 +378,9 @@ def test_master_quota_bytes_defaults_to_512_mib_and_is_bounded() -> None:
     assert _master().quota_bytes == 512 * 1024 * 1024
     assert _invalid_master(quota_bytes=1000).startswith("quota-bytes:")
     _master(quota_bytes=8 * 1024 * 1024).validate()
+
+
+def test_unsafe_no_fsync_is_off_unless_asked_for() -> None:
+    assert cfg.build(MasterConfig, [("defaults", {"name": "m1"})]).unsafe_no_fsync is False
+    on = cfg.build(MasterConfig, [("config file", {"name": "m1", "unsafe-no-fsync": "true"})])
+    assert on.unsafe_no_fsync is True
