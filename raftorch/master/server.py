@@ -77,6 +77,7 @@ class Master:
         self.replica = RaftReplica(cfg.name, cfg.peer_addr, cfg.peers, cfg.data_dir, self._secret,
                                    settings, on_role_change=self._role_changed)
         self.replica.on_commit_latency = self.metrics.proposal_seconds.observe
+        self.replica.on_fsync_latency = self.metrics.fsync_seconds.observe
         self.metrics.watch_state(self.replica, self.heartbeats)
         self.leases = LeaseKeeper(self.replica)
         self.forwarder = LeaderForwarder(self.replica)

@@ -306,11 +306,12 @@ class RaftReplica:
         self.leader_changes = 0
         self._last_leader: object = None
         self.on_commit_latency: Callable[[float], None] | None = None
+        self.on_fsync_latency: Callable[[float], None] | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
         self._dump_file = data_dir / "raft.dump"
         self._snapshot_pid = 0
         journal_path = data_dir / "raft.journal"
-        self.journal = DurableJournal(journal_path, durable=settings.fsync, sync=sync)
+        self.journal = DurableJournal(journal_path, durable=settings.fsync, sync=self._timed_sync(sync))
         if not settings.fsync:
             log.warning("fsync_disabled", reason="unsafe-no-fsync is set: a power loss on a majority of "
                                                  "masters can lose acknowledged writes")
@@ -347,6 +348,16 @@ class RaftReplica:
             raise
         self.journal.on_synced = self._node.wake
         self._node.addOnTickCallback(self._on_tick)
+
+    def _timed_sync(self, sync: Callable[[int], None]) -> Callable[[int], None]:
+        """The journal's sync, its time told to `on_fsync_latency` (the journal's sync thread)."""
+        def timed(fd: int) -> None:
+            started = time.perf_counter()
+            sync(fd)
+            hook = self.on_fsync_latency
+            if hook is not None:
+                hook(time.perf_counter() - started)
+        return timed
 
     # -- state access ---------------------------------------------------------------
 

@@ -68,6 +68,7 @@ def test_masters_export_requests_and_raft_state(masters: LocalMasters) -> None:
         assert value(samples, "raftorch_raft_applied_index") > 0
     leader_samples = after[leader]
     assert value(leader_samples, "raftorch_raft_proposal_commit_seconds_count") >= 1
+    assert all(value(s, "raftorch_raft_fsync_duration_seconds_count") >= 1 for s in after.values())
     assert value(leader_samples, "raftorch_grpc_request_duration_seconds_count",
                  service="raftorch.v1.KV", method="Put") >= 1
 
