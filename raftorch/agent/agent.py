@@ -22,10 +22,12 @@ import structlog
 from raftorch.agent.config import AgentConfig
 from raftorch.agent.endpoint import NodeAgentEndpoint
 from raftorch.agent.endpoint import serve as serve_endpoint
+from raftorch.agent.events import AgentEvents
 from raftorch.agent.metrics import AgentMetrics, MeasuredRuntime
 from raftorch.agent.network import NodeNetwork
 from raftorch.agent.probes import run_probe
 from raftorch.agent.reconciler import (
+    CRASH_LOOP_BACK_OFF,
     AgentPodState,
     ReconcileConfig,
     RemoveContainer,
@@ -71,7 +73,7 @@ class Agent:
     def __init__(self, config: AgentConfig, runtime: ContainerRuntime) -> None:
         self.config = config
         self.metrics = AgentMetrics()
-        self.runtime: ContainerRuntime = MeasuredRuntime(runtime, self.metrics)
+        self.runtime = MeasuredRuntime(runtime, self.metrics)
         self.client = Client(config.masters, timeout=5.0, retry_for=30.0)
         self._conn = self.client._conn
         self._stop = threading.Event()
@@ -101,6 +103,9 @@ class Agent:
         # For metrics: the last statuses planned, and when each pod was first seen until it ran.
         self._statuses: Mapping[str, objects_pb2.PodStatus] = {}
         self._first_seen: dict[str, float] = {}
+        self.events = AgentEvents(config.name, self._send_events, self.metrics.events)
+        # (pod uid, container, restart count) whose back-off has its event already.
+        self._backoffs: set[tuple[str, str, int]] = set()
         self.metrics.watch_statuses(lambda: self._statuses)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -110,6 +115,7 @@ class Agent:
         self._serve_endpoint()
         self.register()
         self._start_network()
+        self.events.start()
         for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop):
             t = threading.Thread(target=target, name=f"agent-{target.__name__.strip('_')}", daemon=True)
             t.start()
@@ -131,6 +137,7 @@ class Agent:
         self._starter.shutdown(wait=False, cancel_futures=True)
         if self._server is not None:
             self._server.stop(1).wait(2)
+        self.events.stop()
         self.client.close()
         self.metrics.close()
         log.info("agent_stopped", node=self.config.name)
@@ -313,6 +320,10 @@ class Agent:
             ok = run_probe(check.probe, check.pod_ip, check.container_id, self.runtime, check.named_ports)
             if not ok:
                 self.metrics.probe_failures.labels(check.kind).inc()
+                pod = next((p for p in desired if p.metadata.uid == check.pod_uid), None)
+                if pod is not None:
+                    self.events.emit(pod, "Unhealthy", f"{check.kind.capitalize()} probe failed for container "
+                                                        f"{check.container}", "Warning")
             self.state = record_probe(self.state, check, ok, time.time())
         by_uid = {p.metadata.uid: p for p in desired}
         self._statuses = plan.statuses
@@ -322,6 +333,7 @@ class Agent:
             if uid in by_uid and self._reported.get(uid) != data:
                 changed[uid] = (by_uid[uid], status)
                 self._observe_start(uid, status, now)
+                self._backoff_events(by_uid[uid], status)
         if changed:
             self._report(changed)
         for uid in list(self._reported):
@@ -331,6 +343,21 @@ class Agent:
             if uid not in by_uid:
                 del self._first_seen[uid]
         return plan.wake_at or now + RECONCILE_PERIOD
+
+    def _backoff_events(self, pod: objects_pb2.Pod, status: objects_pb2.PodStatus) -> None:
+        """BackOff once per restart of a crashing container: one event whose count rises."""
+        for cs in status.container_statuses:
+            if cs.state.state == "waiting" and cs.state.reason == CRASH_LOOP_BACK_OFF:
+                key = (pod.metadata.uid, cs.name, cs.restart_count)
+                if key not in self._backoffs:
+                    self._backoffs.add(key)
+                    self.events.emit(pod, "BackOff", f"Back-off restarting failed container {cs.name} in pod "
+                                                     f"{pod.metadata.name}", "Warning")
+        if len(self._backoffs) > 10_000:
+            self._backoffs.clear()
+
+    def _send_events(self, request: agents_pb2.ReportEventsRequest) -> object:
+        return self._conn.call(lambda s, t: s.agents.ReportEvents(request, timeout=t))
 
     def _observe_start(self, uid: str, status: objects_pb2.PodStatus, now: float) -> None:
         """A pod's start latency, once: from first seen here to every container running."""
@@ -346,19 +373,26 @@ class Agent:
 
     def _start(self, action: StartContainer, key: tuple[str, str]) -> None:
         spec = action.spec
+        pod: objects_pb2.Pod | None = None
         try:
             pod = next((p for p in self.desired() if p.metadata.uid == spec.pod_uid), None)
             policy = next((c.image_pull_policy for c in pod.spec.containers if c.name == spec.container),
                           "IfNotPresent") if pod else "IfNotPresent"
-            self.runtime.ensure_image(spec.image, policy or "IfNotPresent")
+            policy = policy or "IfNotPresent"
+            self._pull(pod, spec.image, policy)
             self.runtime.create_and_start(spec)
             if spec.attempt > 0:
                 self.metrics.restarts.inc()
+            if pod is not None:
+                self.events.emit(pod, "Created", f"Created container {spec.container}")
+                self.events.emit(pod, "Started", f"Started container {spec.container}")
             log.info("container_started", pod=f"{spec.pod_namespace}/{spec.pod_name}", container=spec.container,
                      attempt=spec.attempt)
         except RuntimeFailure as err:
             log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
                         container=spec.container, reason=err.reason, error=err.message)
+            if pod is not None:
+                self.events.emit(pod, "Failed", f"Error: {err.message}", "Warning")
             self._start_failures.append((action, err.reason, err.message, time.time()))
         except RaftorchError as err:
             log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
@@ -368,10 +402,28 @@ class Agent:
             self._starting.discard(key)
             self._wake.set()
 
+    def _pull(self, pod: objects_pb2.Pod | None, image: str, policy: str) -> None:
+        """ensure_image, with Kubernetes' Pulling / Pulled events."""
+        if policy != "Always" and self.runtime.image_present(image):
+            if pod is not None:
+                self.events.emit(pod, "Pulled", f'Container image "{image}" already present on machine')
+            return
+        if pod is not None:
+            self.events.emit(pod, "Pulling", f'Pulling image "{image}"')
+        started = time.monotonic()
+        self.runtime.ensure_image(image, policy)
+        if pod is not None:
+            self.events.emit(pod, "Pulled", f'Successfully pulled image "{image}" in '
+                                            f"{time.monotonic() - started:.3f}s")
+
     def _stop_async(self, action: StopContainer) -> None:
         if action.container_id in self._stopping:
             return
         self._stopping.add(action.container_id)
+        with self._pods_lock:
+            pod = self._pods.get(action.pod_uid)
+        if pod is not None:
+            self.events.emit(pod, "Killing", f"Stopping container {action.container}")
 
         def run() -> None:
             try:

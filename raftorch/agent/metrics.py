@@ -64,6 +64,8 @@ class AgentMetrics:
         self.network_sync_seconds = Histogram("raftorch_agent_network_sync_duration_seconds",
                                               "Time to bring this node's service rules and routes up to date.",
                                               buckets=CALL_BUCKETS, registry=r)
+        self.events = Counter("raftorch_agent_events", "Events about this node's pods, by outcome.", ["outcome"],
+                              registry=r)
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -136,6 +138,11 @@ class MeasuredRuntime:
     def exec(self, container_id: str, command: Sequence[str], timeout: float) -> int:
         code: int = self._timed("exec", self._runtime.exec, container_id, command, timeout)
         return code
+
+    def image_present(self, image: str) -> bool:
+        """Whether the image is here already (runtimes without images: always)."""
+        check = getattr(self._runtime, "image_present", None)
+        return True if check is None else bool(check(image))
 
     def logs(self, container_id: str, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
         return self._runtime.logs(container_id, tail, follow)

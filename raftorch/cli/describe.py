@@ -285,7 +285,7 @@ def _events(doc: Doc, client: Client, kind: Kind, msg: Message) -> None:
         doc.kv("Events", NONE)
         return
     now = time.time()
-    mine.sort(key=printers.event_time)
+    mine.sort(key=printers.event_order)
     doc.heading("Events:")
     rows = []
     for e in mine:

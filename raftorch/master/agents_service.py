@@ -12,13 +12,16 @@ import structlog
 
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2, resources_pb2
 from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
+from raftorch.master.events import upsert_event
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.registry import Registry
 from raftorch.master.resources_service import watch_objects
+from raftorch.master.usage import UsageStore
 from raftorch.master.validation import MAX_ID
 from raftorch.objects import kind_of
+from raftorch.objects.events import Ref, event_name
 
 log = structlog.get_logger("raftorch.master")
 
@@ -29,8 +32,9 @@ REGISTER_RETRIES = 10
 
 class AgentsService(agents_pb2_grpc.AgentsServicer):
     def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, forwarder: LeaderForwarder,
-                 write_timeout: float) -> None:
+                 write_timeout: float, usage: UsageStore | None = None) -> None:
         self._registry = registry
+        self._usage = usage if usage is not None else UsageStore()
         self._replica = registry.replica
         self._heartbeats = heartbeats
         self._forwarder = forwarder
@@ -137,6 +141,64 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
                     return
                 pod = fresh
         raise Conflict(f"pod {pod.metadata.namespace}/{pod.metadata.name} kept changing; status not saved")
+
+    @unary
+    async def ReportEvents(self, request: agents_pb2.ReportEventsRequest,
+                           context: grpc.aio.ServicerContext) -> agents_pb2.ReportEventsResponse:
+        """Store events about pods bound to `node` (a node writes about its own pods only). The
+        name is recomputed from the content, so a node cannot overwrite anyone else's event."""
+        if not request.node:
+            raise Invalid("node: required")
+        pods = kind_of("Pod")
+        written = 0
+        for i, event in enumerate(request.events):
+            ref = event.involved_object
+            if ref.kind != "Pod":
+                raise PermissionDenied(f"events[{i}]: a node reports events about its pods only, not {ref.kind!r}")
+            try:
+                pod = self._registry.get(pods, ref.namespace, ref.name)
+            except NotFound:
+                continue  # the pod is gone: so is the interest in its events
+            assert isinstance(pod, objects_pb2.Pod)
+            if pod.spec.node_name != request.node or (ref.uid and ref.uid != pod.metadata.uid):
+                raise PermissionDenied(f"events[{i}]: pod {ref.namespace}/{ref.name} is not bound to node "
+                                       f"{request.node}")
+            stored = objects_pb2.Event()
+            stored.CopyFrom(event)
+            stored.source = f"agent/{request.node}"
+            stored.metadata.Clear()
+            stored.metadata.namespace = pod.metadata.namespace
+            stored.metadata.name = event_name(Ref("Pod", pod.metadata.namespace, pod.metadata.name,
+                                                  pod.metadata.uid), event.reason, event.message, stored.source)
+            stored.involved_object.uid = pod.metadata.uid
+            # One after another: events of one pod are stored in the order they happened.
+            try:
+                await wait_write(upsert_event(self._registry, stored), time_left(context, self._write_timeout))
+                written += 1
+            except (Conflict, AlreadyExists, NotFound):
+                continue  # a concurrent write of the same event, or the pod went: the next report retries
+        return agents_pb2.ReportEventsResponse(written=written)
+
+    @unary
+    async def ReportUsage(self, request: agents_pb2.NodeUsage,
+                          context: grpc.aio.ServicerContext) -> agents_pb2.ReportUsageResponse:
+        if not request.node:
+            raise Invalid("node: required")
+        if self._replica.is_leader:
+            self._usage.record(request)
+            return agents_pb2.ReportUsageResponse()
+        stub = agents_pb2_grpc.AgentsStub(self._forwarder.channel(self._forwarder.leader_client_addr()))
+        await stub.ReportUsage(request, timeout=time_left(context, 2.0))
+        return agents_pb2.ReportUsageResponse()
+
+    @unary
+    async def GetUsage(self, request: agents_pb2.GetUsageRequest,
+                       context: grpc.aio.ServicerContext) -> agents_pb2.GetUsageResponse:
+        if self._replica.is_leader:
+            return agents_pb2.GetUsageResponse(nodes=self._usage.latest())
+        stub = agents_pb2_grpc.AgentsStub(self._forwarder.channel(self._forwarder.leader_client_addr()))
+        response: agents_pb2.GetUsageResponse = await stub.GetUsage(request, timeout=time_left(context, 5.0))
+        return response
 
     async def WatchNodePods(self, request: agents_pb2.WatchNodePodsRequest, context: grpc.aio.ServicerContext
                             ) -> AsyncIterator[resources_pb2.ObjectEvent]:

@@ -44,6 +44,8 @@ class MasterConfig:
     # Open streams one client may hold on one master: watches, and heartbeat/log/port-forward streams.
     max_watches_per_client: int = 256
     max_streams_per_client: int = 64
+    # Events last seen longer ago than this many seconds are deleted.
+    event_ttl: float = 3600.0
 
     def validate(self) -> None:
         if not self.name:
@@ -51,10 +53,12 @@ class MasterConfig:
         for what, addr in [("client-addr", self.client_addr), ("peer-addr", self.peer_addr),
                            *((f"peers.{n}", a) for n, a in self.peers.items())]:
             check_addr(addr, what)
-        if self.http_addr:
+        if self.http_addr and not self.http_addr.endswith(":0"):
             check_addr(self.http_addr, "http-addr")
         if not 0.05 <= self.election_min < self.election_max:
             raise Invalid(f"election-min/max: need 0.05 <= min < max, got {self.election_min}, {self.election_max}")
+        if self.event_ttl <= 0:
+            raise Invalid(f"event-ttl: must be a positive number of seconds, got {self.event_ttl}")
         if self.max_watches_per_client < 1 or self.max_streams_per_client < 1:
             raise Invalid("max-watches-per-client, max-streams-per-client: must be at least 1")
         if not quota.MIN_QUOTA_BYTES <= self.quota_bytes <= quota.MAX_QUOTA_BYTES:

@@ -12,7 +12,6 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from raftorch.master.config import check_addr
 from raftorch.master.metrics import MasterMetrics
 
 log = structlog.get_logger("raftorch.master")
@@ -34,7 +33,8 @@ class HttpServer:
         """Listen; a taken port is logged and skipped: metrics never keep a master from serving."""
         if not self.addr:
             return
-        host, port = check_addr(self.addr, "http-addr")
+        host, _, port_text = self.addr.rpartition(":")
+        port = int(port_text)  # validated with the configuration; 0 picks a free port
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)

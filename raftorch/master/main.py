@@ -49,6 +49,7 @@ Example (three masters on one host):
 @click.option("--max-watches-per-client", type=int, help="Watches one client may hold open (default 256).")
 @click.option("--max-streams-per-client", type=int,
               help="Heartbeat, log and port-forward streams one client may hold open (default 64).")
+@click.option("--event-ttl", type=float, help="Seconds an event is kept after it was last seen (default 3600).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 def main(config_file: Path | None, **flags: Any) -> None:
     """Run a raftorch master: a store replica and the gRPC API.

@@ -33,6 +33,8 @@ from raftorch.errors import AlreadyExists, RaftorchError
 from raftorch.master.backoff import Backoff
 from raftorch.master.cache import BadObject, ObjectCache
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
+from raftorch.master.events import DEFAULT_TTL as DEFAULT_EVENT_TTL
+from raftorch.master.events import EventRecorder, EventWriter
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.metrics import MasterMetrics
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
@@ -48,6 +50,7 @@ from raftorch.objects import (
     pod_is_terminal,
     set_condition,
 )
+from raftorch.objects.events import NORMAL, WARNING, Ref
 
 log = structlog.get_logger("raftorch.controllers")
 
@@ -60,6 +63,8 @@ MIRROR_ANNOTATION = "raftorch.io/mirror"
 class ManagerSettings:
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     lifecycle_period: float = 0.5
+    # Events older than this many seconds are deleted.
+    event_ttl: float = DEFAULT_EVENT_TTL
 
 
 def is_mirror(pod: objects_pb2.Pod) -> bool:
@@ -76,6 +81,9 @@ class ControllerManager:
         self.heartbeats = heartbeats
         self.term = term
         self.settings = settings or ManagerSettings()
+        self.event_writer = EventWriter(registry, self.metrics, fence_term=term, ttl=self.settings.event_ttl,
+                                        wall=wall)
+        self.events = EventRecorder(self.event_writer, wall=wall)
         self.wall = wall
         self.mono = mono
         self._stop = threading.Event()
@@ -95,6 +103,7 @@ class ControllerManager:
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+        self.event_writer.stop()
 
     @property
     def running(self) -> bool:
@@ -107,6 +116,7 @@ class ControllerManager:
     def _run(self) -> None:
         """Supervise the control loop: restart it after a crash, until leadership ends."""
         log.info("controllers_started", term=self.term)
+        self.event_writer.start()
         while self._leading():
             try:
                 self._control_loop()
@@ -115,6 +125,7 @@ class ControllerManager:
                 log.exception("controllers_crashed", term=self.term, restart_in=delay,
                               crashes=self.loop_backoff.failures)
                 self._stop.wait(delay)
+        self.event_writer.stop()
         log.info("controllers_stopped", term=self.term)
 
     def _control_loop(self) -> None:
@@ -214,6 +225,9 @@ class ControllerManager:
             set_condition(node.status.conditions, "Ready", "True" if change.ready else "False",
                           change.reason, change.message, now_text)
             log.info("node_readiness", node=change.node, ready=change.ready, reason=change.reason)
+            self.events.emit("node-controller", Ref.of(node), "NodeReady" if change.ready else "NodeNotReady",
+                             f"Node {change.node} status is now: {'NodeReady' if change.ready else 'NodeNotReady'}",
+                             NORMAL if change.ready else WARNING)
             futures.append(self.registry.update(node, status_only=True, fence_term=self.term))
         if plan.evict:
             evicted = set(plan.evict)
@@ -222,6 +236,9 @@ class ControllerManager:
                 if pod.spec.node_name in evicted and not is_mirror(pod):
                     log.info("pod_evicted", pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
                              node=pod.spec.node_name)
+                    self.events.emit("node-controller", Ref.of(pod), "Evicted",
+                                     f"Marking for deletion Pod {pod.metadata.namespace}/{pod.metadata.name}: "
+                                     f"node {pod.spec.node_name} is NotReady", WARNING)
                     futures.append(self.registry.delete(kind_of("Pod"), pod.metadata.namespace, pod.metadata.name,
                                                         pod.metadata.resource_version, fence_term=self.term))
         return futures
@@ -291,6 +308,8 @@ class ControllerManager:
             pod.spec.node_name = binding.node
             self._unschedulable_reasons.pop(binding.uid, None)
             futures.append(self.registry.update(pod, fence_term=self.term))
+            self.events.emit("default-scheduler", Ref.of(pod), "Scheduled",
+                             f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {binding.node}")
         self.bound += len(plan.bindings)
         attempts = self.metrics.scheduler_attempts
         attempts.labels("scheduled").inc(len(plan.bindings))
@@ -298,19 +317,9 @@ class ControllerManager:
         for item in plan.unschedulable:
             if self._unschedulable_reasons.get(item.uid) != item.reason:
                 self._unschedulable_reasons[item.uid] = item.reason
-                futures.append(self._event(by_uid[item.uid], "FailedScheduling", item.reason, "Warning"))
+                self.events.emit("default-scheduler", Ref.of(by_uid[item.uid]), "FailedScheduling", item.reason,
+                                 WARNING)
         return futures
-
-    def _event(self, pod: objects_pb2.Pod, reason: str, message: str, kind: str) -> Future[Message]:
-        now = format_time(self.wall())
-        event = objects_pb2.Event(
-            metadata=objects_pb2.ObjectMeta(name=f"{pod.metadata.name}.{secrets.token_hex(4)}",
-                                            namespace=pod.metadata.namespace),
-            involved_object=objects_pb2.ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
-                                                        name=pod.metadata.name, uid=pod.metadata.uid),
-            reason=reason, message=message, type=kind, count=1, first_timestamp=now, last_timestamp=now,
-            source="scheduler")
-        return self.registry.create(event, fence_term=self.term)
 
     # -- objects the cache cannot decode ---------------------------------------------------------
 
@@ -378,9 +387,11 @@ class ControllerManager:
             by_name = {rs.metadata.name: rs for rs in owned}
             if plan.create is not None:
                 futures.append(self.registry.create(plan.create, fence_term=self.term))
+                self._scaled(deploy, plan.create.metadata.name, 0, plan.create.spec.replicas)
             changes: dict[str, objects_pb2.ReplicaSet] = {}
             for name, replicas in plan.scale:
                 rs = changes.setdefault(name, _copy_rs(by_name[name]))
+                self._scaled(deploy, name, rs.spec.replicas, replicas)
                 rs.spec.replicas = replicas
             for name, revision in plan.update_revision:
                 rs = changes.setdefault(name, _copy_rs(by_name[name]))
@@ -397,6 +408,13 @@ class ControllerManager:
                 updated.status.CopyFrom(plan.status)
                 futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
         return futures
+
+    def _scaled(self, deploy: objects_pb2.Deployment, rs_name: str, old: int, new: int) -> None:
+        if new == old or (old == 0 and new == 0):
+            return
+        way = "up" if new > old else "down"
+        self.events.emit("deployment-controller", Ref.of(deploy), "ScalingReplicaSet",
+                         f"Scaled {way} replica set {rs_name} to {new}" + (f" from {old}" if old else ""))
 
     def _rollback_status(self, written: Future[Message], *, status: objects_pb2.DeploymentStatus) -> None:
         if written.exception() is not None:
@@ -416,10 +434,13 @@ class ControllerManager:
             plan = plan_replicaset(rs, pods, lambda: secrets.token_hex(3)[:5])
             for pod in plan.create:
                 futures.append(self.registry.create(pod, fence_term=self.term))
+                self.events.emit("replicaset-controller", Ref.of(rs), "SuccessfulCreate",
+                                 f"Created pod: {pod.metadata.name}")
             by_name = {p.metadata.name: p for p in pods}
             for name in plan.delete:
                 futures.append(self.registry.delete(pod_kind, rs.metadata.namespace, name,
                                                     by_name[name].metadata.resource_version, fence_term=self.term))
+                self.events.emit("replicaset-controller", Ref.of(rs), "SuccessfulDelete", f"Deleted pod: {name}")
             if plan.status.SerializeToString(deterministic=True) != rs.status.SerializeToString(deterministic=True):
                 updated = _copy_rs(rs)
                 updated.status.CopyFrom(plan.status)

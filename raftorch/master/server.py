@@ -27,6 +27,7 @@ from raftorch.master.node_lifecycle import LifecycleSettings
 from raftorch.master.pods_service import PodsService
 from raftorch.master.registry import NetworkSettings, Registry
 from raftorch.master.resources_service import ResourcesService
+from raftorch.master.usage import UsageStore
 from raftorch.store.leases import LeaseKeeper
 from raftorch.store.replica import RaftReplica, RaftSettings
 
@@ -61,6 +62,7 @@ class Master:
         self.heartbeats = HeartbeatTracker()
         self.manager: ControllerManager | None = None
         self.metrics = MasterMetrics()
+        self.usage = UsageStore()
         self.http = HttpServer(config.http_addr, self.metrics)
 
     async def start(self) -> None:
@@ -86,7 +88,7 @@ class Master:
         caps = StreamCaps({"watch": cfg.max_watches_per_client, "stream": cfg.max_streams_per_client})
         services: list[tuple[object, ServiceDescriptor]] = [
             (ResourcesService(self.registry, cfg.write_timeout), _service(resources_pb2, "Resources")),
-            (AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout),
+            (AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout, self.usage),
              _service(agents_pb2, "Agents")),
             (PodsService(self.registry, self.forwarder), _service(agents_pb2, "Pods")),
             (KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), _service(kv_pb2, "KV")),
@@ -114,6 +116,7 @@ class Master:
             self.leases.on_role_change(leader, term)
         if leader:
             self.heartbeats.reset()
+            self.usage.reset()
         manager = self.manager
         if manager is not None and (not leader or manager.term != term):
             manager._stop.set()  # never block Raft's thread: the manager exits by itself
@@ -162,7 +165,7 @@ class Master:
         if self.manager is not None:
             self.manager._stop.set()
         cfg = self.config
-        settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout))
+        settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout), event_ttl=cfg.event_ttl)
         self.manager = ControllerManager(self.registry, self.heartbeats, term, settings, metrics=self.metrics)
         self.manager.start()
 

@@ -209,6 +209,9 @@ class DockerRuntime(ContainerRuntime):
         except (docker.errors.DockerException, OSError, RuntimeFailure) as exc:
             raise ImagePullError(f'failed to pull image "{image}": {explain(exc)}', image=image) from exc
 
+    def image_present(self, image: str) -> bool:
+        return self._present(image)
+
     def _present(self, image: str) -> bool:
         try:
             self.client.images.get(image)
