@@ -39,6 +39,7 @@ from raftorch.agent.reconciler import (
     record_start_failure,
 )
 from raftorch.agent.runtime.base import ContainerRuntime, RuntimeFailure
+from raftorch.agent.usage import Reading, build_usage, node_cpu_ns, node_memory
 from raftorch.api.v1 import agents_pb2, objects_pb2
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
@@ -116,7 +117,7 @@ class Agent:
         self.register()
         self._start_network()
         self.events.start()
-        for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop):
+        for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop, self._usage_loop):
             t = threading.Thread(target=target, name=f"agent-{target.__name__.strip('_')}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -244,6 +245,32 @@ class Agent:
                     log.info("heartbeat_stream_moved", master=address, code=exc.code().name)
                 self._conn._failed(address)
                 self._stop.wait(0.2)
+
+    # -- resource usage -------------------------------------------------------------------------
+
+    def _usage_loop(self) -> None:
+        """Sample CPU and memory every usage_period and report them (the first window is short)."""
+        before: dict[str, Reading] | None = None
+        before_cpu, before_at = 0, 0.0
+        while not self._stop.is_set():
+            try:
+                containers = [c for c in self.runtime.list_containers(self.config.name) if c.running]
+                readings = {c.id: r for c in containers if (r := self.runtime.usage(c.id)) is not None}
+                node_cpu, at = node_cpu_ns(), time.monotonic()
+                if before is not None:
+                    usage = build_usage(self.config.name, containers, before, readings, at - before_at,
+                                        (before_cpu, node_cpu), node_memory())
+                    usage.timestamp = format_time(time.time())
+                    self._send_usage(usage)
+                first = before is None
+                before, before_cpu, before_at = readings, node_cpu, at
+            except RaftorchError as err:
+                log.info("usage_report_failed", error=str(err))
+                first = False
+            self._stop.wait(1.0 if first else self.config.usage_period)
+
+    def _send_usage(self, usage: agents_pb2.NodeUsage) -> None:
+        self._conn.call(lambda s, t: s.agents.ReportUsage(usage, timeout=t))
 
     # -- pods ---------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from raftorch.agent.runtime.base import ContainerInfo, ContainerRuntime, ContainerSpec
+from raftorch.agent.usage import Reading
 from raftorch.api.v1 import objects_pb2
 
 log = structlog.get_logger("raftorch.agent")
@@ -138,6 +139,11 @@ class MeasuredRuntime:
     def exec(self, container_id: str, command: Sequence[str], timeout: float) -> int:
         code: int = self._timed("exec", self._runtime.exec, container_id, command, timeout)
         return code
+
+    def usage(self, container_id: str) -> Reading | None:
+        """The container's CPU and memory reading, where the runtime can tell."""
+        read = getattr(self._runtime, "usage", None)
+        return None if read is None else read(container_id)
 
     def image_present(self, image: str) -> bool:
         """Whether the image is here already (runtimes without images: always)."""

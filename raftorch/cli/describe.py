@@ -14,9 +14,10 @@ from raftorch.cli import printers
 from raftorch.cli.common import complete_kind, namespace_option, resolve_kind
 from raftorch.cli.context import get_ctx, handle_errors
 from raftorch.cli.output import as_yaml
+from raftorch.cli.top import memory_text
 from raftorch.client import Client
 from raftorch.errors import Invalid, NotFound
-from raftorch.objects import EVENT, Kind, controller_of
+from raftorch.objects import EVENT, Kind, controller_of, parse_memory
 from raftorch.objects.manifest import to_manifest
 from raftorch.objects.meta import meta
 
@@ -252,7 +253,7 @@ def _node(doc: Doc, client: Client, node: objects_pb2.Node) -> None:
     for group, values in (("Capacity", node.status.capacity), ("Allocatable", node.status.allocatable)):
         doc.heading(f"{group}:")
         for key in sorted(values):
-            doc.kv(key, values[key], 1)
+            doc.kv(key, _memory_units(values[key]) if key == "memory" else values[key], 1)
     doc.heading("System Info:")
     doc.kv("Container Runtime", node.status.runtime or NONE, 1)
     doc.kv("Agent Version", node.status.agent_version or NONE, 1)
@@ -273,6 +274,14 @@ def _other(doc: Doc, client: Client, msg: Message) -> None:
     body = {k: v for k, v in to_manifest(msg).items() if k not in ("apiVersion", "kind", "metadata")}
     for line in as_yaml(body).splitlines() if body else []:
         doc.heading(line)
+
+
+def _memory_units(value: str) -> str:
+    """A stored memory quantity in Ki/Mi/Gi (agents store plain bytes)."""
+    try:
+        return memory_text(parse_memory(value))
+    except Invalid:
+        return value
 
 
 def _events(doc: Doc, client: Client, kind: Kind, msg: Message) -> None:

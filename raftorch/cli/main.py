@@ -21,6 +21,7 @@ from raftorch.cli.nodes import cordon, drain, uncordon
 from raftorch.cli.podlogs import logs as logs_command
 from raftorch.cli.portforward import port_forward
 from raftorch.cli.rollout import rollout, scale, set_group
+from raftorch.cli.top import top
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +47,7 @@ def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None) -> 
 
 
 for _command in (get, describe, create, apply, delete, expose, scale, set_group, rollout, cordon, uncordon, drain,
-                 logs_command, port_forward, completion, up, down, drill, kv, cluster):
+                 logs_command, port_forward, completion, up, down, drill, kv, cluster, top):
     cli.add_command(_command)
 
 

@@ -48,6 +48,7 @@ from raftorch.agent.runtime.base import (
     RuntimeUnavailable,
     exit_reason,
 )
+from raftorch.agent.usage import Reading, cgroup_reading
 from raftorch.dockerlib import explain, translated
 from raftorch.errors import Invalid
 from raftorch.objects import parse_time
@@ -208,6 +209,21 @@ class DockerRuntime(ContainerRuntime):
                                  image=image) from None
         except (docker.errors.DockerException, OSError, RuntimeFailure) as exc:
             raise ImagePullError(f'failed to pull image "{image}": {explain(exc)}', image=image) from exc
+
+    def usage(self, container_id: str) -> Reading | None:
+        """CPU and memory from the container's cgroup files; Docker's stats API (slow) if those are not here."""
+        reading = cgroup_reading(container_id)
+        if reading is not None:
+            return reading
+        try:
+            stats = self.client.api.stats(container_id, stream=False)
+        except (docker.errors.DockerException, OSError):
+            return None
+        memory = stats.get("memory_stats") or {}
+        inner = memory.get("stats") or {}
+        inactive = inner.get("total_inactive_file", inner.get("inactive_file", 0))
+        cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0)
+        return Reading(int(cpu), max(0, int(memory.get("usage", 0)) - int(inactive)))
 
     def image_present(self, image: str) -> bool:
         return self._present(image)
