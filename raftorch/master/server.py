@@ -16,6 +16,7 @@ from raftorch.api.v1 import agents_pb2, cluster_pb2, kv_pb2, resources_pb2, stor
 from raftorch.master.agents_service import AgentsService
 from raftorch.master.cluster_service import ClusterService
 from raftorch.master.config import MasterConfig
+from raftorch.master.dashboard import Dashboard
 from raftorch.master.edge import StreamCaps, add_service
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.heartbeats import HeartbeatTracker
@@ -103,6 +104,8 @@ class Master:
         add_service(self.server, reflection.aio.ReflectionServicer(names),
                     _service(reflection_pb2, "ServerReflection"), caps, self.metrics)
         await self.server.start()
+        self.dashboard = Dashboard(self.client_addr, cfg.dashboard_writes)
+        self.dashboard.add_routes(self.http.app)
         await self.http.start()
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -204,6 +207,8 @@ class Master:
             await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
         await self.server.stop(grace)
         await self.http.stop()
+        if hasattr(self, "dashboard"):
+            self.dashboard.close()
         await self.forwarder.close()
         await asyncio.get_running_loop().run_in_executor(None, self.replica.stop)
         log.info("master_stopped", name=self.config.name)

@@ -1,0 +1,160 @@
+"""The web dashboard in a real browser (Debian's chromium, driven by selenium and chromedriver):
+it shows the cluster, scales a deployment and sees the new pod without a reload, shows a pod's
+logs, answers an unknown page with a 404 page and an API error with a readable message."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raftorch.api.v1 import objects_pb2
+from raftorch.local.agents import LocalAgents
+from raftorch.local.masters import LocalMasters
+from tests.integration._inprocess import eventually
+
+pytestmark = pytest.mark.processes
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = Path(os.environ.get("RAFTORCH_SCREENSHOT", REPO / "docs" / "dashboard.png"))
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1400")
+
+
+def hello_world(replicas: int) -> objects_pb2.Deployment:
+    labels = {"app": "hello-world"}
+    return objects_pb2.Deployment(
+        metadata=objects_pb2.ObjectMeta(name="hello-world", namespace="default"),
+        spec=objects_pb2.DeploymentSpec(
+            replicas=replicas, selector=objects_pb2.LabelSelector(match_labels=labels),
+            template=objects_pb2.PodTemplateSpec(
+                metadata=objects_pb2.ObjectMeta(labels=labels),
+                spec=objects_pb2.PodSpec(termination_grace_period_seconds=1, containers=[objects_pb2.Container(
+                    name="hello", image="hello", command=["sh", "-c", "echo hello from the dashboard test; "
+                                                                      "exec sleep 1000"])]))))
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    chromium = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver are not installed (scripts/setup.sh installs them)")
+        pytest.skip("chromium or chromedriver missing")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalMasters]:
+    masters = LocalMasters(tmp_path / "masters", extra_args=["--dashboard-writes", "true"])
+    masters.start()
+    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["dash-a"], runtime="process")
+    try:
+        masters.wait_ready()
+        agents.start()
+        yield masters
+    finally:
+        agents.stop()
+        masters.kill()
+        for a in agents.agents.values():
+            for f in a.data_dir.rglob("*.json"):
+                with contextlib.suppress(ValueError, OSError):
+                    pid = json.loads(f.read_text()).get("pid")
+                    if pid:
+                        os.killpg(pid, signal.SIGKILL)
+
+
+# The page re-renders on every change: read and click through script, never holding an element.
+def text(driver: Any, element_id: str) -> str:
+    return str(driver.execute_script("const e = document.getElementById(arguments[0]); "
+                                     "return e ? e.innerText : '';", element_id))
+
+
+def click(driver: Any, selector: str) -> bool:
+    return bool(driver.execute_script("const e = document.querySelector(arguments[0]); "
+                                      "if (e) { e.click(); } return !!e;", selector))
+
+
+def hello_pods(driver: Any) -> list[str]:
+    names = driver.execute_script("return [...document.querySelectorAll('#pods tr td:nth-child(2)')]"
+                                  ".map(td => td.innerText);")
+    return [n for n in names if n.startswith("hello-world-")]
+
+
+def test_the_dashboard_shows_scales_and_streams_the_cluster(cluster: LocalMasters, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    masters = cluster
+    master = next(iter(masters.masters.values()))
+    url = f"http://{master.http_addr}"
+    with masters.client() as c:
+        c.objects.create(hello_world(1))
+    browser.get(url + "/")
+    eventually(lambda: "dash-a" in text(browser, "nodes"), timeout=60, what="the node listed")
+    eventually(lambda: len(hello_pods(browser)) == 1, timeout=60, what="the hello-world pod listed")
+    assert "leader" in text(browser, "masters")
+    eventually(lambda: text(browser, "live") == "live", what="the live stream")
+    # Scale from the page; the new pod appears through the change stream, with no reload.
+    browser.execute_script("window.notReloaded = true")
+    assert click(browser, '[data-scale="hello-world:+1"]')
+    eventually(lambda: len(hello_pods(browser)) == 2, timeout=60, what="a second pod without a reload")
+    assert browser.execute_script("return window.notReloaded") is True
+    with masters.client() as c:
+        deploy = c.objects.get("deployments", "hello-world", "default")
+        assert deploy.spec.replicas == 2  # type: ignore[attr-defined]
+    # A pod's logs.
+    first = hello_pods(browser)[0]
+    eventually(lambda: "Running" in text(browser, "pods"), timeout=60, what="a running pod")
+
+    def logs_shown() -> bool:
+        click(browser, f'[data-logs="{first}"]')
+        return "hello from the dashboard test" in text(browser, "logs")
+
+    eventually(logs_shown, timeout=60, what="the pod's logs on the page")
+    eventually(lambda: "Started" in text(browser, "events"), what="events on the page")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
+
+    # An API error is shown readably and the page stays.
+    browser.execute_script("showLogs('default', 'no-such-pod')")
+    eventually(lambda: "no-such-pod" in text(browser, "error"), what="a readable error")
+    assert "hello-world" in text(browser, "deployments")
+
+    # An unknown page is a 404 page.
+    browser.get(url + "/no/such/page")
+    assert "404" in browser.find_element(By.TAG_NAME, "h1").text
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(url + "/no/such/page", timeout=10)
+    assert info.value.code == 404
+
+
+def test_the_dashboard_is_read_only_by_default(masters: LocalMasters) -> None:
+    master = next(iter(masters.masters.values()))
+    request = urllib.request.Request(f"http://{master.http_addr}/api/scale/default/web", method="POST",
+                                     data=b'{"replicas": 3}', headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    assert info.value.code == 403
+    assert "read-only" in json.loads(info.value.read())["error"]
