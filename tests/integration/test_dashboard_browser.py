@@ -148,6 +148,7 @@ def test_the_dashboard_shows_scales_and_streams_the_cluster(cluster: LocalMaster
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(url + "/no/such/page", timeout=10)
     assert info.value.code == 404
+    info.value.close()
 
 
 def test_the_dashboard_is_read_only_by_default(masters: LocalMasters) -> None:
@@ -158,3 +159,4 @@ def test_the_dashboard_is_read_only_by_default(masters: LocalMasters) -> None:
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == 403
     assert "read-only" in json.loads(info.value.read())["error"]
+    info.value.close()
