@@ -12,6 +12,7 @@ from raftorch.cli.cluster import cluster
 from raftorch.cli.completion import completion
 from raftorch.cli.context import CliContext, default_config_path
 from raftorch.cli.create import create, expose
+from raftorch.cli.dashboard import dashboard
 from raftorch.cli.describe import describe
 from raftorch.cli.drill import drill
 from raftorch.cli.get import get
@@ -47,7 +48,7 @@ def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None) -> 
 
 
 for _command in (get, describe, create, apply, delete, expose, scale, set_group, rollout, cordon, uncordon, drain,
-                 logs_command, port_forward, completion, up, down, drill, kv, cluster, top):
+                 logs_command, port_forward, completion, up, down, drill, kv, cluster, top, dashboard):
     cli.add_command(_command)
 
 

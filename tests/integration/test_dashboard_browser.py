@@ -160,3 +160,39 @@ def test_the_dashboard_is_read_only_by_default(masters: LocalMasters) -> None:
     assert info.value.code == 403
     assert "read-only" in json.loads(info.value.read())["error"]
     info.value.close()
+
+
+def test_raftctl_dashboard_forwards_a_local_port_and_prints_the_url(masters: LocalMasters, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    master = next(iter(masters.masters.values()))
+    proc = subprocess.Popen([sys.executable, "-c", "from raftorch.cli.main import main; main()",
+                             "--endpoints", master.client_addr,
+                             "dashboard", "--address", master.http_addr, "--data-dir", str(tmp_path / "none")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(f"Dashboard of {master.http_addr} at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert "<title>raftorch dashboard</title>" in resp.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_raftctl_dashboard_with_no_dashboard_there_says_so(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from raftorch.cli.main import cli
+    from raftorch.local.masters import free_ports
+
+    (port,) = free_ports(1)
+    result = CliRunner().invoke(cli, ["dashboard", "--address", f"127.0.0.1:{port}", "--data-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [
+        f"error: no dashboard answers at 127.0.0.1:{port}; is a master running with http-addr there?"]
