@@ -32,8 +32,9 @@ REGISTER_RETRIES = 10
 
 class AgentsService(agents_pb2_grpc.AgentsServicer):
     def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, forwarder: LeaderForwarder,
-                 write_timeout: float, usage: UsageStore | None = None) -> None:
+                 write_timeout: float, usage: UsageStore | None = None, record_events: bool = True) -> None:
         self._registry = registry
+        self._record_events = record_events
         self._usage = usage if usage is not None else UsageStore()
         self._replica = registry.replica
         self._heartbeats = heartbeats
@@ -149,6 +150,8 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         name is recomputed from the content, so a node cannot overwrite anyone else's event."""
         if not request.node:
             raise Invalid("node: required")
+        if not self._record_events:
+            return agents_pb2.ReportEventsResponse()
         pods = kind_of("Pod")
         written = 0
         for i, event in enumerate(request.events):

@@ -44,6 +44,8 @@ class MasterConfig:
     # Open streams one client may hold on one master: watches, and heartbeat/log/port-forward streams.
     max_watches_per_client: int = 256
     max_streams_per_client: int = 64
+    # Whether the controllers and agents record events (off only to measure what they cost).
+    record_events: bool = True
     # Whether the web dashboard may change the cluster (scale deployments); read-only otherwise.
     dashboard_writes: bool = False
     # Events last seen longer ago than this many seconds are deleted.

@@ -150,13 +150,16 @@ class EventWriter:
 class EventRecorder:
     """What controllers call: correlates repeats, then hands the event to the writer."""
 
-    def __init__(self, writer: EventWriter, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, writer: EventWriter, wall: Callable[[], float] = time.time, enabled: bool = True) -> None:
         self.writer = writer
+        self.enabled = enabled
         self.wall = wall
         self._correlators: dict[str, EventCorrelator] = {}
         self._lock = threading.Lock()
 
     def emit(self, source: str, ref: Ref, reason: str, message: str, type_: str = "Normal") -> None:
+        if not self.enabled:
+            return
         with self._lock:
             correlator = self._correlators.get(source)
             if correlator is None:

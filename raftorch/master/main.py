@@ -51,6 +51,7 @@ Example (three masters on one host):
               help="Heartbeat, log and port-forward streams one client may hold open (default 64).")
 @click.option("--dashboard-writes", type=bool, default=None,
               help="Let the web dashboard scale deployments (default false: read-only).")
+@click.option("--record-events", type=bool, default=None, help="Record events (default true).")
 @click.option("--event-ttl", type=float, help="Seconds an event is kept after it was last seen (default 3600).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 def main(config_file: Path | None, **flags: Any) -> None:

@@ -65,6 +65,7 @@ class ManagerSettings:
     lifecycle_period: float = 0.5
     # Events older than this many seconds are deleted.
     event_ttl: float = DEFAULT_EVENT_TTL
+    record_events: bool = True
 
 
 def is_mirror(pod: objects_pb2.Pod) -> bool:
@@ -83,7 +84,7 @@ class ControllerManager:
         self.settings = settings or ManagerSettings()
         self.event_writer = EventWriter(registry, self.metrics, fence_term=term, ttl=self.settings.event_ttl,
                                         wall=wall)
-        self.events = EventRecorder(self.event_writer, wall=wall)
+        self.events = EventRecorder(self.event_writer, wall=wall, enabled=self.settings.record_events)
         self.wall = wall
         self.mono = mono
         self._stop = threading.Event()

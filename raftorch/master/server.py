@@ -89,7 +89,8 @@ class Master:
         caps = StreamCaps({"watch": cfg.max_watches_per_client, "stream": cfg.max_streams_per_client})
         services: list[tuple[object, ServiceDescriptor]] = [
             (ResourcesService(self.registry, cfg.write_timeout), _service(resources_pb2, "Resources")),
-            (AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout, self.usage),
+            (AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout, self.usage,
+                           record_events=cfg.record_events),
              _service(agents_pb2, "Agents")),
             (PodsService(self.registry, self.forwarder), _service(agents_pb2, "Pods")),
             (KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), _service(kv_pb2, "KV")),
@@ -168,7 +169,8 @@ class Master:
         if self.manager is not None:
             self.manager._stop.set()
         cfg = self.config
-        settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout), event_ttl=cfg.event_ttl)
+        settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout), event_ttl=cfg.event_ttl,
+                                   record_events=cfg.record_events)
         self.manager = ControllerManager(self.registry, self.heartbeats, term, settings, metrics=self.metrics)
         self.manager.start()
 
