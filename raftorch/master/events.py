@@ -3,7 +3,9 @@
 Controllers hand events to an `EventWriter`: `record` only puts the event in a bounded table
 (a repeat replaces the pending copy, so a burst costs one write) and returns. A thread writes
 the table out in batches; when it is full, new events are dropped and counted
-(`raftorch_events_total{outcome="dropped"}`), never waited for. The same thread deletes events
+(`raftorch_events_total{outcome="dropped"}`), never waited for. Writes are rate-limited (a token
+bucket, WRITE_RATE per second), so events never take the store's throughput from binding.
+The same thread deletes events
 older than the TTL, so they do not grow the store without bound.
 """
 
@@ -29,6 +31,10 @@ log = structlog.get_logger("raftorch.events")
 
 DEFAULT_TTL = 3600.0
 MAX_PENDING = 1000
+# Events written per second at most, with a burst: a burst of pods (and its Scheduled and
+# SuccessfulCreate events) must not halve the binding rate; the rest wait, coalesced, or drop.
+WRITE_RATE = 50.0
+WRITE_BURST = 100
 FLUSH_PERIOD = 0.25
 SWEEP_PERIOD = 60.0
 WRITE_WAIT = 5.0
@@ -63,7 +69,7 @@ def expired(events: list[Message], now: float, ttl: float) -> list[objects_pb2.E
 class EventWriter:
     def __init__(self, registry: Registry, metrics: MasterMetrics, fence_term: int = 0,
                  ttl: float = DEFAULT_TTL, max_pending: int = MAX_PENDING,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, rate: float = WRITE_RATE, burst: int = WRITE_BURST) -> None:
         self.registry = registry
         self.fence_term = fence_term
         self.ttl = ttl
@@ -74,6 +80,10 @@ class EventWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_sweep = 0.0
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._filled_at = time.monotonic()
         self._recorded = metrics.events.labels("recorded")
         self._dropped = metrics.events.labels("dropped")
         self._written = metrics.events.labels("written")
@@ -111,9 +121,21 @@ class EventWriter:
                 self.sweep()
             self._stop.wait(FLUSH_PERIOD)
 
+    def _take_tokens(self) -> int:
+        now = time.monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._filled_at) * self.rate)
+        self._filled_at = now
+        allowed = int(self._tokens)
+        return allowed
+
     def flush(self) -> None:
+        allowed = self._take_tokens()
         with self._lock:
-            batch, self._pending = self._pending, {}
+            names = list(self._pending)[:allowed]
+            batch = {name: self._pending.pop(name) for name in names}
+        self._tokens -= len(batch)
+        if self._pending:
+            self._wake.set()
         futures: list[Future[Message]] = []
         for event in batch.values():
             try:
