@@ -11,6 +11,7 @@ import errno
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,6 +22,7 @@ from prometheus_client.registry import Collector
 from raftorch.agent.runtime.base import ContainerInfo, ContainerRuntime, ContainerSpec
 from raftorch.agent.usage import Reading
 from raftorch.api.v1 import objects_pb2
+from raftorch.rpc import is_loopback
 
 log = structlog.get_logger("raftorch.agent")
 
@@ -70,24 +72,47 @@ class AgentMetrics:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self.addr = ""
+        self.tls: tuple[Path, Path, Path] | None = None
 
     def watch_statuses(self, statuses: Callable[[], Mapping[str, objects_pb2.PodStatus]]) -> None:
         self.registry.register(_ContainerStates(statuses))
 
-    def serve(self, addr: str) -> None:
+    def serve(self, addr: str, tls: tuple[Path, Path, Path] | None = None) -> None:
         """Serve /metrics on HOST:PORT ("" for none). A taken port is logged, not fatal:
-        metrics never keep a node from running its pods."""
+        metrics never keep a node from running its pods.
+
+        Nothing answers a stranger: off loopback, with `tls` (the cluster CA, the node's
+        certificate and key files), it is HTTPS and wants a client certificate from the cluster
+        CA (Prometheus's `tls_config` with `raftctl pki issue`). Without `tls` (--insecure
+        masters, benchmarks) it stays plain, as the rest of such a cluster."""
         if not addr:
             return
         host, _, port = addr.rpartition(":")
+        secure = tls is not None and not is_loopback(addr)
+        files: dict[str, Any] = {}
+        if secure:
+            assert tls is not None
+            ca, cert, key = (str(p) for p in tls)
+            files = {"certfile": cert, "keyfile": key, "client_cafile": ca, "client_auth_required": True}
         try:
-            self._server, self._thread = start_http_server(int(port), host, registry=self.registry)
+            self._server, self._thread = start_http_server(int(port), host, registry=self.registry, **files)
         except OSError as exc:
             log.warning("metrics_unavailable", metrics_addr=addr,
                         error="address in use" if exc.errno == errno.EADDRINUSE else exc.strerror)
             return
         self.port = int(self._server.server_address[1])
-        log.info("metrics_serving", metrics_addr=f"{host}:{self.port}")
+        self.addr = addr
+        self.tls = tls
+        log.info("metrics_serving", metrics_addr=f"{host}:{self.port}", https=secure)
+
+    def reload(self) -> None:
+        """Serve again with the certificate files as they are now (after a renewal)."""
+        if self._server is None or self.tls is None or is_loopback(self.addr):
+            return
+        self.close()
+        host = self.addr.rpartition(":")[0]
+        self.serve(f"{host}:{self.port}", self.tls)
 
     def close(self) -> None:
         if self._server is not None:

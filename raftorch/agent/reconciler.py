@@ -13,7 +13,11 @@ back with `record_start_failure` and probe results with `record_probe`, and plan
 * A missing container starts. An exited one restarts as the restart policy says (Always;
   OnFailure on a non-zero exit; Never) after a back-off: none for the first restart, then
   `backoff_base` doubling up to `backoff_max`, from the exit time; a run of `backoff_reset`
-  seconds forgets it. Meanwhile the container waits with reason CrashLoopBackOff.
+  seconds forgets it. Meanwhile the container waits with reason CrashLoopBackOff. A container
+  killed from outside (`ContainerInfo.killed`: `docker kill`, `docker stop`) did not crash: it
+  restarts at once and its exit does not count towards the back-off.
+* A container whose start is still in flight (`starting`) is neither started again nor, while
+  Docker shows it created but not yet running, removed as half-made.
 * A failed start (ErrImagePull, RunContainerError, ...) waits with that reason and message and
   is retried with the same back-off, at least `backoff_base`.
 * The restart count is the attempt label of the newest container: it survives agent restarts.
@@ -116,6 +120,8 @@ class RemoveContainer:
     pod_uid: str
     container: str
     reason: str
+    # It may hold the name of a start later in the same plan: remove it first, not in the background.
+    before_starts: bool = False
 
 
 Action = StartContainer | StopContainer | RemoveContainer
@@ -143,9 +149,10 @@ class ProbeCheck:
 class _Plan:
     """The plan under construction."""
 
-    def __init__(self, now: float, config: ReconcileConfig) -> None:
+    def __init__(self, now: float, config: ReconcileConfig, starting: frozenset[tuple[str, str]]) -> None:
         self.now = now
         self.config = config
+        self.starting = starting
         self.stops: list[StopContainer] = []
         self.removes: list[RemoveContainer] = []
         self.starts: list[StartContainer] = []
@@ -163,9 +170,13 @@ class _Plan:
 
 
 def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[ContainerInfo], state: AgentPodState,
-                     now: float, config: ReconcileConfig) -> ReconcilePlan:
-    """The actions that bring this node's containers to the desired pods, and the pods' statuses."""
-    plan = _Plan(now, config)
+                     now: float, config: ReconcileConfig,
+                     starting: frozenset[tuple[str, str]] = frozenset()) -> ReconcilePlan:
+    """The actions that bring this node's containers to the desired pods, and the pods' statuses.
+
+    `starting`: (pod uid, container) of the starts the executor has not finished, or finished after
+    `running` was listed."""
+    plan = _Plan(now, config, starting)
     by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
     for info in running:
         by_pod[info.pod_uid].append(info)
@@ -229,10 +240,12 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
                     stopping: bool) -> tuple[ContainerRecord, objects_pb2.ContainerStatus, str, str]:
     """The container's new record, status, phase class (running, pending, stopped, succeeded) and IP."""
     now = plan.now
+    in_flight = (pod.metadata.uid, container.name) in plan.starting
     live: list[ContainerInfo] = []
     for info in sorted(infos, key=lambda i: (i.attempt, i.started_at or 0.0)):
-        if info.state == CREATED:  # half-made by an agent that died meanwhile
-            plan.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, "never started"))
+        if info.state == CREATED:
+            if not in_flight:  # half-made by an agent that died meanwhile
+                plan.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, "never started", True))
         else:
             live.append(info)
     current = live[-1] if live else None
@@ -291,12 +304,14 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CRASH_LOOP_BACK_OFF,
                                               message=message))
         return rec, status, kind, ""
-    try:
-        spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1, network=plan.config.network)
-    except Invalid as err:
-        status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=str(err)))
-        return rec, status, kind, ""
-    plan.starts.append(StartContainer(spec))
+    if not in_flight:
+        try:
+            spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1,
+                                  network=plan.config.network)
+        except Invalid as err:
+            status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=str(err)))
+            return rec, status, kind, ""
+        plan.starts.append(StartContainer(spec))
     status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CONTAINER_CREATING,
                                           message=rec.waiting_message))
     return rec, status, kind, ""
@@ -330,6 +345,9 @@ def _delay(steps: int, config: ReconcileConfig) -> float:
 
 def _back_off(rec: ContainerRecord, last: Exit, plan: _Plan) -> ContainerRecord:
     """The back-off after a newly seen exit."""
+    since = last.finished_at if last.finished_at is not None else plan.now
+    if last.killed:  # not a crash: restart now, and do not count it
+        return replace(rec, backoff_until=since, backoff_for=last.container_id)
     steps = rec.backoff_steps
     if (last.started_at is not None and last.finished_at is not None
             and last.finished_at - last.started_at >= plan.config.backoff_reset):

@@ -11,15 +11,17 @@ import grpc.aio
 import structlog
 
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2, resources_pb2
+from raftorch.auth import identity_of
 from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
 from raftorch.master.events import upsert_event
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.node_restriction import authorize_heartbeat_forwarding, authorize_node, check_pod_address
 from raftorch.master.registry import Registry
 from raftorch.master.resources_service import watch_objects
 from raftorch.master.usage import UsageStore
-from raftorch.master.validation import MAX_ID
+from raftorch.master.validation import MAX_ID, check_node_usage, check_reported_event
 from raftorch.objects import kind_of
 from raftorch.objects.events import Ref, event_name
 
@@ -28,6 +30,11 @@ log = structlog.get_logger("raftorch.master")
 FORWARD_INTERVAL = 0.5
 STATUS_RETRIES = 3
 REGISTER_RETRIES = 10
+
+
+def _authorize_node(context: grpc.aio.ServicerContext, node: str, action: str) -> None:
+    """Node restriction (node_restriction.py): an agent acts only as its own node."""
+    authorize_node(identity_of(context), node, action)
 
 
 class AgentsService(agents_pb2_grpc.AgentsServicer):
@@ -49,6 +56,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         node = request.node
         if not node.metadata.name:
             raise Invalid("node.metadata.name: required")
+        _authorize_node(context, node.metadata.name, "register")
         for _attempt in range(REGISTER_RETRIES):
             try:
                 result = await wait_write(self._registry.register_node(node),
@@ -65,6 +73,10 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         async for beat in request_iterator:
             if not beat.node:
                 raise Invalid("node: required")
+            try:
+                _authorize_node(context, beat.node, "heartbeat")
+            except RaftorchError as err:
+                await context.abort(err.grpc_code, err.message)
             self._received([beat.node])
             leader = ""
             with contextlib.suppress(RaftorchError):
@@ -74,6 +86,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     @unary
     async def ForwardHeartbeats(self, request: agents_pb2.HeartbeatBatch, context: grpc.aio.ServicerContext
                                 ) -> agents_pb2.HeartbeatBatchResponse:
+        authorize_heartbeat_forwarding(identity_of(context))
         self._received(list(request.nodes))
         return agents_pb2.HeartbeatBatchResponse()
 
@@ -105,10 +118,13 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
                               context: grpc.aio.ServicerContext) -> agents_pb2.ReportPodStatusResponse:
         if not request.node:
             raise Invalid("node: required")
+        _authorize_node(context, request.node, "report pod status")
         pods = kind_of("Pod")
         gone: list[str] = []
         waits = []
+        node = self._node(request.node)
         for update in request.updates:
+            check_pod_address(node, update.status, f"{update.namespace}/{update.name}")
             try:
                 pod = self._registry.get(pods, update.namespace, update.name)
             except NotFound:
@@ -126,6 +142,14 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
             if isinstance(result, BaseException) and not isinstance(result, NotFound):
                 raise result
         return agents_pb2.ReportPodStatusResponse(gone=gone)
+
+    def _node(self, name: str) -> objects_pb2.Node | None:
+        try:
+            node = self._registry.get(kind_of("Node"), "", name)
+        except NotFound:
+            return None
+        assert isinstance(node, objects_pb2.Node)
+        return node
 
     async def _set_status(self, pod: objects_pb2.Pod, status: objects_pb2.PodStatus,
                           context: grpc.aio.ServicerContext) -> None:
@@ -150,22 +174,20 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         name is recomputed from the content, so a node cannot overwrite anyone else's event."""
         if not request.node:
             raise Invalid("node: required")
+        _authorize_node(context, request.node, "report events")
+        for i, event in enumerate(request.events):
+            check_reported_event(event, f"events[{i}]")
+            if event.involved_object.kind != "Pod":
+                raise PermissionDenied(f"events[{i}]: a node reports events about its pods only, not "
+                                       f"{event.involved_object.kind!r}")
         if not self._record_events:
             return agents_pb2.ReportEventsResponse()
-        pods = kind_of("Pod")
         written = 0
         for i, event in enumerate(request.events):
             ref = event.involved_object
-            if ref.kind != "Pod":
-                raise PermissionDenied(f"events[{i}]: a node reports events about its pods only, not {ref.kind!r}")
-            try:
-                pod = self._registry.get(pods, ref.namespace, ref.name)
-            except NotFound:
+            pod = self._own_pod(request.node, ref.namespace, ref.name, ref.uid, f"events[{i}]")
+            if pod is None:
                 continue  # the pod is gone: so is the interest in its events
-            assert isinstance(pod, objects_pb2.Pod)
-            if pod.spec.node_name != request.node or (ref.uid and ref.uid != pod.metadata.uid):
-                raise PermissionDenied(f"events[{i}]: pod {ref.namespace}/{ref.name} is not bound to node "
-                                       f"{request.node}")
             stored = objects_pb2.Event()
             stored.CopyFrom(event)
             stored.source = f"agent/{request.node}"
@@ -187,12 +209,34 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
                           context: grpc.aio.ServicerContext) -> agents_pb2.ReportUsageResponse:
         if not request.node:
             raise Invalid("node: required")
+        _authorize_node(context, request.node, "report usage")
+        check_node_usage(request)
+        own = [p for i, p in enumerate(request.pods)
+               if self._own_pod(request.node, p.namespace, p.name, p.uid, f"pods[{i}]") is not None]
+        if len(own) != len(request.pods):
+            del request.pods[:]
+            request.pods.extend(own)
         if self._replica.is_leader:
             self._usage.record(request)
             return agents_pb2.ReportUsageResponse()
         stub = agents_pb2_grpc.AgentsStub(self._forwarder.channel(self._forwarder.leader_client_addr()))
         await stub.ReportUsage(request, timeout=time_left(context, 2.0))
         return agents_pb2.ReportUsageResponse()
+
+    def _own_pod(self, node: str, namespace: str, name: str, uid: str, where: str) -> objects_pb2.Pod | None:
+        """The pod a node reports about, if it is still there (None: gone, or replaced by a newer
+        pod of that name); PermissionDenied when it is bound to another node (node restriction)."""
+        try:
+            pod = self._registry.get(kind_of("Pod"), namespace, name)
+        except NotFound:
+            return None
+        assert isinstance(pod, objects_pb2.Pod)
+        if uid and uid != pod.metadata.uid:
+            return None
+        if pod.spec.node_name != node:
+            raise PermissionDenied(f'{where}: pod {namespace}/{name} is not bound to node "{node}"; a node reports '
+                                   "about its own pods only")
+        return pod
 
     @unary
     async def GetUsage(self, request: agents_pb2.GetUsageRequest,
@@ -211,6 +255,10 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
             raise Invalid("node: required")
         if not 0 <= request.resource_version <= MAX_ID:
             raise Invalid(f"resource_version: must be between 0 and 2^62, got {request.resource_version}")
+        try:
+            _authorize_node(context, node, "watch the pods")
+        except RaftorchError as err:
+            await context.abort(err.grpc_code, err.message)
 
         def bound_here(msg: object) -> bool:
             return isinstance(msg, objects_pb2.Pod) and msg.spec.node_name == node

@@ -1,24 +1,33 @@
 """The web dashboard: a page, its script, and a small JSON API, served by every master.
 
-Every read and write goes through the master's gRPC API with the project's client library,
-so the dashboard passes the same checks as `raftctl`. Writes (scaling) are off unless the
-master's `dashboard-writes` setting is on. Live updates: the page holds a server-sent event
-stream that carries each change of the objects the watch API reports, and re-reads then.
+Nothing answers a stranger: the page and its API need a bearer token, the same tokens the gRPC
+API takes (`raftctl token create`). The login form (or `raftctl dashboard`, which hands the page
+a token in the URL's fragment) stores it in an HttpOnly, SameSite=Strict cookie. Every read and
+write then goes through the master's gRPC API with the project's client library *as that
+token*, so the dashboard passes the same authentication, RBAC and admission as `raftctl`: a
+view token gets a read-only page, an edit or admin token may scale. Live updates: the page holds
+a server-sent event stream that carries each change of the objects the watch API reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import html
 import json
+import threading
+from collections import OrderedDict
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 
 from raftorch.client import Client
-from raftorch.errors import Invalid, PermissionDenied, RaftorchError
+from raftorch.errors import Invalid, PermissionDenied, RaftorchError, Unauthenticated
 from raftorch.objects.manifest import to_manifest
+from raftorch.rpc import INSECURE, Credentials
 
 log = structlog.get_logger("raftorch.master")
 
@@ -29,7 +38,22 @@ NOT_FOUND_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Not 
 <link rel="stylesheet" href="/static/app.css"></head><body><main class="notfound"><h1>404: no such page</h1>
 <p>The dashboard has no page at <code>{path}</code>.</p><p><a href="/">Back to the dashboard</a></p></main>
 </body></html>"""
+LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Log in - raftorch</title>
+<link rel="stylesheet" href="/static/app.css"></head><body>
+<header><h1>raftorch</h1></header>
+<main class="login"><h2>Log in</h2>
+<p>Paste a bearer token (<code>raftctl token create NAME --role view</code>), or open the address
+<code>raftctl dashboard</code> prints.</p>
+{message}
+<form id="login" method="post" action="/login">
+<input id="token" name="token" type="password" autocomplete="off" size="60" placeholder="TOKEN">
+<button type="submit">Log in</button></form></main>
+<script src="/static/login.js"></script></body></html>"""
 LOG_BYTES = 64 * 1024
+COOKIE = "raftorch_token"
+# Clients kept open, one per token in use (each holds a channel to this master).
+MAX_CLIENTS = 32
+MAX_TOKEN_BYTES = 1024
 
 
 def _static(name: str) -> bytes:
@@ -41,23 +65,71 @@ def _error(err: RaftorchError) -> web.Response:
     return web.json_response({"error": err.message, "code": type(err).__name__}, status=status)
 
 
-class Dashboard:
-    def __init__(self, client_addr: str, writes: bool = False) -> None:
-        self.client_addr = client_addr
-        self.writes = writes
-        self._client: Client | None = None
+def _login_page(message: str = "", status: int = 200) -> web.Response:
+    shown = f'<p class="error">{html.escape(message)}</p>' if message else ""
+    return web.Response(text=LOGIN_PAGE.format(message=shown), content_type="text/html", status=status,
+                        headers={"Cache-Control": "no-store"})
 
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = Client([self.client_addr], timeout=5.0, retry_for=5.0)
-        return self._client
+
+class Dashboard:
+    def __init__(self, client_addr: str, ca_pem: bytes | None, secure: bool = False) -> None:
+        """`ca_pem`: the cluster CA the master's gRPC certificate chains to; None for an
+        --insecure master (benchmarks: plaintext, no login). `secure`: the page is served over
+        HTTPS (the cookie is then marked Secure)."""
+        host, _, port = client_addr.rpartition(":")
+        # Its own master, by an address its certificate covers.
+        self.client_addr = f"127.0.0.1:{port}" if host in ("0.0.0.0", "", "[::]", "::") else client_addr
+        self.ca_pem = ca_pem
+        self.secure = secure
+        self._clients: OrderedDict[str, Client] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        """No login: an --insecure master answers everyone anyway."""
+        return self.ca_pem is None
+
+    def client(self, token: str) -> Client:
+        """A client that acts as `token` (one per token, the least recently used closed first)."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+            creds = INSECURE if self.ca_pem is None else Credentials(self.ca_pem, token=token)
+            client = self._clients[key] = Client([self.client_addr], timeout=5.0, retry_for=5.0, pin=True,
+                                                 credentials=creds)
+            evicted = self._clients.popitem(last=False)[1] if len(self._clients) > MAX_CLIENTS else None
+        if evicted is not None:
+            evicted.close()
+        return client
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), OrderedDict()
+        for client in clients:
+            client.close()
+
+    @staticmethod
+    def _token(request: web.Request) -> str:
+        """The caller's token: the login cookie, or an `Authorization: Bearer` header (scripts)."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
+        if not token:
+            raise Unauthenticated("log in with a bearer token first")
+        if len(token) > MAX_TOKEN_BYTES or not token.isprintable():
+            raise Unauthenticated("that is not a token")
+        return token
+
+    def _caller(self, request: web.Request) -> Client:
+        return self.client("" if self.open else self._token(request))
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._index)
+        app.router.add_post("/login", self._login)
+        app.router.add_post("/logout", self._logout)
         app.router.add_get("/static/{name}", self._asset)
         app.router.add_get("/api/overview", self._overview)
         app.router.add_get("/api/changes", self._changes)
@@ -67,6 +139,9 @@ class Dashboard:
 
     @web.middleware
     async def _not_found(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "POST" and not self._same_origin(request):
+            return web.json_response({"error": "cross-site request refused", "code": "PermissionDenied"},
+                                     status=403)
         try:
             response: web.StreamResponse = await handler(request)
             return response
@@ -76,29 +151,72 @@ class Dashboard:
             return web.Response(text=NOT_FOUND_PAGE.format(path=request.path.replace("<", "&lt;")),
                                 content_type="text/html", status=404)
 
+    @staticmethod
+    def _same_origin(request: web.Request) -> bool:
+        """Writes from this page only (besides the SameSite cookie): a browser sends Origin with POST."""
+        origin = request.headers.get("Origin")
+        return origin is None or urlsplit(origin).netloc == request.host
+
     async def _index(self, request: web.Request) -> web.Response:
-        return web.Response(body=_static("index.html"), content_type="text/html")
+        if not self.open:
+            try:
+                token = self._token(request)
+                await asyncio.to_thread(self.client(token).auth.whoami)
+            except RaftorchError as err:
+                # Unauthenticated requests get the login page, never data.
+                return _login_page("" if COOKIE not in request.cookies else f"Please log in again: {err.message}")
+        return web.Response(body=_static("index.html"), content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
+    async def _login(self, request: web.Request) -> web.Response:
+        """Check the token with the API (who am I) and keep it in a cookie for this page."""
+        form = await request.post()
+        token = str(form.get("token", "")).strip()
+        if not token or len(token) > MAX_TOKEN_BYTES or not token.isprintable():
+            return _login_page("Paste a token: raftctl token create NAME --role view prints one.", 401)
+        try:
+            who = await asyncio.to_thread(self.client(token).auth.whoami)
+        except RaftorchError as err:
+            return _login_page(f"That token was refused: {err.message}", 401)
+        log.info("dashboard_login", user=who.name, role=who.role)
+        response = web.HTTPSeeOther("/")
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=self.secure, path="/")
+        raise response
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        response = web.HTTPSeeOther("/")
+        response.del_cookie(COOKIE, path="/")
+        raise response
 
     async def _asset(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        types = {"app.js": "application/javascript", "app.css": "text/css"}
+        types = {"app.js": "application/javascript", "login.js": "application/javascript", "app.css": "text/css"}
         if name not in types:
             raise web.HTTPNotFound()
         return web.Response(body=_static(name), content_type=types[name])
 
-    def _read_overview(self) -> dict[str, Any]:
-        client = self.client()
+    def _read_overview(self, client: Client) -> dict[str, Any]:
+        """Everything the page shows, read as the caller: what the token may not read is an error."""
+        namespace = ""
+        writes = True
+        if not self.open:
+            who = client.auth.whoami()
+            namespace = who.namespace
+            writes = client.auth.can_i("update", "deployments", namespace).allowed
         status = client.cluster_status()
         out: dict[str, Any] = {
-            "writes": self.writes,
+            "writes": writes,
             "masters": [{"name": m.name, "role": m.role, "term": m.term, "commitIndex": m.commit_index,
                          "appliedIndex": m.applied_index, "healthy": m.healthy, "error": m.error}
                         for m in status.members],
         }
         for kind in KINDS:
-            items, _ = client.objects.list(kind, "")
+            items, _ = client.objects.list(kind, "" if kind == "nodes" else namespace)
             out[kind] = [to_manifest(item) for item in items]
-        usage = {u.node: u for u in client.usage()}
+        try:
+            usage = {u.node: u for u in client.usage()}
+        except PermissionDenied:
+            usage = {}  # a token limited to one namespace sees no node's usage
         for node in out["nodes"]:
             u = usage.get(node["metadata"]["name"])
             if u is not None:
@@ -107,13 +225,19 @@ class Dashboard:
 
     async def _overview(self, request: web.Request) -> web.Response:
         try:
-            data = await asyncio.to_thread(self._read_overview)
+            client = self._caller(request)
+            data = await asyncio.to_thread(self._read_overview, client)
         except RaftorchError as err:
             return _error(err)
         return web.json_response(data, dumps=lambda d: json.dumps(d, default=str))
 
     async def _changes(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: one `change` per batch of object changes from the watch API."""
+        try:
+            client = self._caller(request)
+            namespace = "" if self.open else (await asyncio.to_thread(client.auth.whoami)).namespace
+        except RaftorchError as err:
+            return _error(err)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         loop = asyncio.get_running_loop()
@@ -122,7 +246,7 @@ class Dashboard:
 
         def follow(kind: str) -> None:
             try:
-                watch = self.client().objects.watch(kind, "")
+                watch = client.objects.watch(kind, "" if kind == "nodes" else namespace)
                 watches.append(watch)
                 for _event in watch:
                     loop.call_soon_threadsafe(changed.set)
@@ -150,30 +274,29 @@ class Dashboard:
                 task.cancel()
         return response
 
-    def _read_logs(self, namespace: str, name: str) -> str:
-        chunks = self.client().objects.logs(name, namespace, tail_lines=200)
+    @staticmethod
+    def _read_logs(client: Client, namespace: str, name: str) -> str:
+        chunks = client.objects.logs(name, namespace, tail_lines=200)
         data = b"".join(chunks)
         return data[-LOG_BYTES:].decode(errors="replace")
 
     async def _logs(self, request: web.Request) -> web.Response:
         try:
-            text = await asyncio.to_thread(self._read_logs, request.match_info["namespace"],
+            text = await asyncio.to_thread(self._read_logs, self._caller(request), request.match_info["namespace"],
                                            request.match_info["name"])
         except RaftorchError as err:
             return _error(err)
         return web.json_response({"logs": text})
 
-    def _write_scale(self, namespace: str, name: str, replicas: int) -> dict[str, Any]:
-        client = self.client()
+    @staticmethod
+    def _write_scale(client: Client, namespace: str, name: str, replicas: int) -> dict[str, Any]:
         deploy = client.objects.get("deployments", name, namespace)
         deploy.spec.replicas = replicas  # type: ignore[attr-defined]
         return to_manifest(client.objects.update(deploy))
 
     async def _scale(self, request: web.Request) -> web.Response:
         try:
-            if not self.writes:
-                raise PermissionDenied("this dashboard is read-only; start the master with "
-                                       "--dashboard-writes to scale from it")
+            client = self._caller(request)  # the API decides whether this token may scale
             try:
                 body = await request.json()
                 replicas = int(body["replicas"])
@@ -181,7 +304,7 @@ class Dashboard:
                 raise Invalid('expected a JSON body like {"replicas": 3}') from None
             if not 0 <= replicas <= 10_000:
                 raise Invalid(f"replicas: must be between 0 and 10000, got {replicas}")
-            data = await asyncio.to_thread(self._write_scale, request.match_info["namespace"],
+            data = await asyncio.to_thread(self._write_scale, client, request.match_info["namespace"],
                                            request.match_info["name"], replicas)
         except RaftorchError as err:
             return _error(err)

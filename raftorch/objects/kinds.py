@@ -11,9 +11,12 @@ from raftorch.errors import Invalid
 from raftorch.objects._checks import quote
 
 __all__ = [
+    "CRON_JOB",
+    "DAEMON_SET",
     "DEPLOYMENT",
     "ENDPOINTS",
     "EVENT",
+    "JOB",
     "KINDS",
     "NAMESPACE",
     "NODE",
@@ -52,8 +55,12 @@ ENDPOINTS = Kind("Endpoints", "endpoints", ("ep",), True, objects_pb2.Endpoints,
 NODE = Kind("Node", "nodes", ("no",), False, objects_pb2.Node, "node")
 NAMESPACE = Kind("Namespace", "namespaces", ("ns",), False, objects_pb2.Namespace, "namespace")
 EVENT = Kind("Event", "events", ("ev",), True, objects_pb2.Event, "event")
+JOB = Kind("Job", "jobs", (), True, objects_pb2.Job, "job")
+CRON_JOB = Kind("CronJob", "cronjobs", ("cj",), True, objects_pb2.CronJob, "cron_job")
+DAEMON_SET = Kind("DaemonSet", "daemonsets", ("ds",), True, objects_pb2.DaemonSet, "daemon_set")
 
-KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT, REPLICA_SET, SERVICE, ENDPOINTS, NODE, NAMESPACE, EVENT)
+KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT, REPLICA_SET, SERVICE, ENDPOINTS, NODE, NAMESPACE, EVENT,
+                           JOB, CRON_JOB, DAEMON_SET)
 
 _BY_TEXT: dict[str, Kind] = {
     spelling: kind

@@ -28,7 +28,19 @@ from google.protobuf.message import Message
 
 from raftorch.errors import Invalid
 from raftorch.objects._checks import Problems, quote
-from raftorch.objects.kinds import DEPLOYMENT, KINDS, NAMESPACE, POD, REPLICA_SET, SERVICE, Kind, kind_of_message
+from raftorch.objects.kinds import (
+    CRON_JOB,
+    DAEMON_SET,
+    DEPLOYMENT,
+    JOB,
+    KINDS,
+    NAMESPACE,
+    POD,
+    REPLICA_SET,
+    SERVICE,
+    Kind,
+    kind_of_message,
+)
 from raftorch.objects.meta import format_time
 
 __all__ = [
@@ -41,10 +53,11 @@ __all__ = [
 ]
 
 _API_VERSIONS: dict[str, str] = {kind.name: "v1" for kind in KINDS} | {
-    DEPLOYMENT.name: "apps/v1", REPLICA_SET.name: "apps/v1"}
+    DEPLOYMENT.name: "apps/v1", REPLICA_SET.name: "apps/v1", DAEMON_SET.name: "apps/v1",
+    JOB.name: "batch/v1", CRON_JOB.name: "batch/v1"}
 
 # What a manifest may create; the other kinds are written by the masters and agents only.
-APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, POD, SERVICE, NAMESPACE)
+APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, DAEMON_SET, JOB, CRON_JOB, POD, SERVICE, NAMESPACE)
 
 # Bounds of one manifest document. Real objects nest about 10 levels and hold a few thousand
 # nodes; an object is at most 1 MiB in the store, so nothing valid comes near these.
@@ -64,6 +77,8 @@ _IGNORED: dict[str, frozenset[str]] = {
     "raftorch.v1.DeploymentSpec": frozenset({"progressDeadlineSeconds"}),
     "raftorch.v1.PodSpec": frozenset({"dnsPolicy", "schedulerName", "securityContext", "enableServiceLinks"}),
     "raftorch.v1.Container": frozenset({"terminationMessagePath", "terminationMessagePolicy"}),
+    # Docker's default seccomp profile always applies; Kubernetes' restricted level asks for it.
+    "raftorch.v1.SecurityContext": frozenset({"seccompProfile"}),
     "raftorch.v1.ServiceSpec": frozenset({"sessionAffinity", "clusterIPs", "ipFamilies", "ipFamilyPolicy",
                                           "internalTrafficPolicy", "externalTrafficPolicy"}),
 }
@@ -75,6 +90,15 @@ _UNSUPPORTED: dict[tuple[str, str], str] = {
     ("raftorch.v1.PodSpec", "initContainers"): "not supported by raftorch",
     ("raftorch.v1.PodSpec", "volumes"): "not supported by raftorch",
     ("raftorch.v1.Container", "volumeMounts"): "not supported by raftorch",
+    ("raftorch.v1.Affinity", "podAffinity"): "not supported by raftorch; podAntiAffinity and nodeAffinity are",
+    ("raftorch.v1.NodeSelectorTerm", "matchFields"): "not supported by raftorch; use matchExpressions on labels",
+    ("raftorch.v1.PodAffinityTerm", "namespaces"): "not supported by raftorch; terms match the pod's namespace",
+    ("raftorch.v1.PodAffinityTerm", "namespaceSelector"): "not supported by raftorch; terms match the pod's namespace",
+    ("raftorch.v1.JobSpec", "completionMode"): "not supported by raftorch; jobs are NonIndexed",
+    ("raftorch.v1.JobSpec", "suspend"): "not supported by raftorch",
+    ("raftorch.v1.JobSpec", "manualSelector"): "not supported by raftorch; the selector is job-name=NAME",
+    ("raftorch.v1.JobSpec", "podFailurePolicy"): "not supported by raftorch; use backoffLimit",
+    ("raftorch.v1.RollingUpdateDaemonSet", "maxSurge"): "not supported by raftorch; use maxUnavailable",
 }
 
 # Kubernetes' int-or-string fields, stored as strings: numbers are written back as numbers.
@@ -82,6 +106,7 @@ _INT_OR_STRING = frozenset({
     "raftorch.v1.ServicePort.target_port",
     "raftorch.v1.RollingUpdateDeployment.max_surge",
     "raftorch.v1.RollingUpdateDeployment.max_unavailable",
+    "raftorch.v1.RollingUpdateDaemonSet.max_unavailable",
     "raftorch.v1.HTTPGetAction.port",
     "raftorch.v1.TCPSocketAction.port",
 })

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from raftorch.api.v1 import kv_pb2, store_pb2
-from raftorch.client import Client
+from raftorch.auth.pki import ensure_admin
+from raftorch.client import Client, load_credentials
 from raftorch.local.masters import free_ports
 from raftorch.master.config import MasterConfig
 from raftorch.master.manager import ControllerManager
@@ -22,8 +23,12 @@ from raftorch.master.server import Master
 class InProcessMaster:
     def __init__(self, data_dir: Path) -> None:
         client_port, peer_port = free_ports(2)
+        # The cluster CA and an admin certificate beside the data, as LocalMasters keeps them.
+        admin = ensure_admin(data_dir.parent / f"{data_dir.name}-pki")
+        self.credentials = load_credentials(admin.ca_file, admin.cert_file, admin.key_file)
         self.config = MasterConfig(name="m1", client_addr=f"127.0.0.1:{client_port}",
                                    peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir,
+                                   pki_dir=data_dir.parent / f"{data_dir.name}-pki",
                                    http_addr="127.0.0.1:0")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-master", daemon=True)
@@ -35,7 +40,7 @@ class InProcessMaster:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def client(self) -> Client:
-        return Client([self.master.client_addr], timeout=5.0, retry_for=15.0)
+        return Client([self.master.client_addr], timeout=5.0, retry_for=15.0, credentials=self.credentials)
 
     def manager(self, timeout: float = 30.0) -> ControllerManager:
         """The running controllers (once this master leads and has fenced its term)."""
@@ -78,6 +83,20 @@ class InProcessMaster:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.loop.close()
+
+
+def label_privileged(c: Client, namespace: str = "default") -> bool:
+    """Let `namespace` run host processes (the process runtime's pods), as `raftctl up` does."""
+    from raftorch.errors import RaftorchError
+    from raftorch.master.admission import LEVEL_LABEL, PRIVILEGED
+
+    try:
+        ns = c.objects.get("namespaces", namespace)
+        ns.metadata.labels[LEVEL_LABEL] = PRIVILEGED  # type: ignore[attr-defined]
+        c.objects.update(ns)
+    except RaftorchError:
+        return False
+    return True
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

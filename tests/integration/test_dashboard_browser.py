@@ -1,10 +1,13 @@
 """The web dashboard in a real browser (Debian's chromium, driven by selenium and chromedriver):
-it shows the cluster, scales a deployment and sees the new pod without a reload, shows a pod's
-logs, answers an unknown page with a 404 page and an API error with a readable message."""
+it logs in with a token, shows the cluster, scales a deployment and sees the new pod without a
+reload, shows a pod's logs, answers an unknown page with a 404 page and an API error with a
+readable message. Without a token it answers with a login page and no data; a view token's page
+is read-only and the API refuses its writes."""
 
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 import json
 import os
 import shutil
@@ -20,7 +23,7 @@ import pytest
 from raftorch.api.v1 import objects_pb2
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
-from tests.integration._inprocess import eventually
+from tests.integration._inprocess import eventually, label_privileged
 
 pytestmark = pytest.mark.processes
 
@@ -68,12 +71,15 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalMasters]:
-    masters = LocalMasters(tmp_path / "masters", extra_args=["--dashboard-writes", "true"])
+    masters = LocalMasters(tmp_path / "masters")
     masters.start()
-    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["dash-a"], runtime="process")
+    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["dash-a"], runtime="process",
+                         ca_dir=masters.pki_dir)
     try:
         masters.wait_ready()
         agents.start()
+        with masters.client() as c:
+            eventually(lambda: label_privileged(c), what="namespace default may run host processes")
         yield masters
     finally:
         agents.stop()
@@ -112,7 +118,15 @@ def test_the_dashboard_shows_scales_and_streams_the_cluster(cluster: LocalMaster
     url = f"http://{master.http_addr}"
     with masters.client() as c:
         c.objects.create(hello_world(1))
+        token = c.auth.create_token(name="dashboard-test", role="edit").token
+    # Without a token: the login page, and no data.
     browser.get(url + "/")
+    assert browser.find_element(By.ID, "login") is not None
+    assert "Masters" not in browser.page_source
+    # The address `raftctl dashboard` prints: the token rides in the fragment and logs in.
+    browser.get(url + "/#token=" + token)
+    eventually(lambda: text(browser, "mode") == "read-write", timeout=30, what="logged in, with an edit role")
+    assert "token=" not in browser.current_url
     eventually(lambda: "dash-a" in text(browser, "nodes"), timeout=60, what="the node listed")
     eventually(lambda: len(hello_pods(browser)) == 1, timeout=60, what="the hello-world pod listed")
     assert "leader" in text(browser, "masters")
@@ -130,8 +144,12 @@ def test_the_dashboard_shows_scales_and_streams_the_cluster(cluster: LocalMaster
     eventually(lambda: "Running" in text(browser, "pods"), timeout=60, what="a running pod")
 
     def logs_shown() -> bool:
-        click(browser, f'[data-logs="{first}"]')
-        return "hello from the dashboard test" in text(browser, "logs")
+        shown = text(browser, "logs")
+        if "hello from the dashboard test" in shown:
+            return True
+        if "loading" not in shown:  # not asked yet, or asked before the pod wrote: ask (again)
+            click(browser, f'[data-logs="{first}"]')
+        return False
 
     eventually(logs_shown, timeout=60, what="the pod's logs on the page")
     eventually(lambda: "Started" in text(browser, "events"), what="events on the page")
@@ -156,15 +174,45 @@ def test_the_dashboard_shows_scales_and_streams_the_cluster(cluster: LocalMaster
     info.value.close()
 
 
-def test_the_dashboard_is_read_only_by_default(masters: LocalMasters) -> None:
-    master = next(iter(masters.masters.values()))
-    request = urllib.request.Request(f"http://{master.http_addr}/api/scale/default/web", method="POST",
-                                     data=b'{"replicas": 3}', headers={"Content-Type": "application/json"})
+def _post(url: str, body: bytes, headers: dict[str, str]) -> urllib.error.HTTPError:
+    request = urllib.request.Request(url, method="POST", data=body, headers=headers)
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
-    assert info.value.code == 403
-    assert "read-only" in json.loads(info.value.read())["error"]
+    return info.value
+
+
+def test_no_data_without_a_token_and_a_view_token_only_reads(masters: LocalMasters) -> None:
+    master = next(iter(masters.masters.values()))
+    base = f"http://{master.http_addr}"
+    # A stranger gets the login page and 401s, never data.
+    with urllib.request.urlopen(base + "/", timeout=10) as resp:
+        page = resp.read().decode()
+    assert 'id="login"' in page and "Masters" not in page
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(base + "/api/overview", timeout=10)
+    assert info.value.code == 401
     info.value.close()
+    refused = _post(base + "/login", b"token=rt_nosuch.secret", {"Content-Type": "application/x-www-form-urlencoded"})
+    assert refused.code == 401 and "That token was refused" in refused.read().decode()
+    refused.close()
+    # A view token reads, sees a read-only page, and its scale is refused by the API's RBAC.
+    with masters.client() as c:
+        viewer = c.auth.create_token(name="viewer", role="view").token
+        c.objects.create(hello_world(0))
+    auth = {"Authorization": f"Bearer {viewer}"}
+    with urllib.request.urlopen(urllib.request.Request(base + "/api/overview", headers=auth), timeout=10) as resp:
+        overview = json.loads(resp.read())
+    assert overview["writes"] is False and any(m["role"] == "leader" for m in overview["masters"])
+    denied = _post(base + "/api/scale/default/hello-world", b'{"replicas": 3}',
+                   {**auth, "Content-Type": "application/json"})
+    assert denied.code == 403
+    assert "the view role only reads" in json.loads(denied.read())["error"]
+    denied.close()
+    # A write from another site is refused before it reaches the API.
+    cross = _post(base + "/api/scale/default/hello-world", b'{"replicas": 3}',
+                  {**auth, "Content-Type": "application/json", "Origin": "http://evil.example"})
+    assert cross.code == 403
+    cross.close()
 
 
 def test_raftctl_dashboard_forwards_a_local_port_and_prints_the_url(masters: LocalMasters, tmp_path: Path) -> None:
@@ -172,8 +220,12 @@ def test_raftctl_dashboard_forwards_a_local_port_and_prints_the_url(masters: Loc
     import sys
 
     master = next(iter(masters.masters.values()))
+    admin = masters.admin
+    config = tmp_path / "config.yaml"
+    config.write_text(f"endpoints: [{master.client_addr}]\nca-file: {admin.ca_file}\n"
+                      f"cert-file: {admin.cert_file}\nkey-file: {admin.key_file}\n")
     proc = subprocess.Popen([sys.executable, "-c", "from raftorch.cli.main import main; main()",
-                             "--endpoints", master.client_addr,
+                             "--config", str(config),
                              "dashboard", "--address", master.http_addr, "--data-dir", str(tmp_path / "none")],
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -181,7 +233,14 @@ def test_raftctl_dashboard_forwards_a_local_port_and_prints_the_url(masters: Loc
         line = proc.stdout.readline()
         assert line.startswith(f"Dashboard of {master.http_addr} at http://127.0.0.1:"), line
         url = line.split(" at ")[1].split()[0]
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        base, _, fragment = url.partition("#token=")
+        assert fragment, line  # a token made for the admin's page
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with opener.open(base, timeout=10) as resp:
+            assert 'id="login"' in resp.read().decode()
+        login = urllib.request.Request(base + "login", data=f"token={fragment}".encode(), method="POST",
+                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+        with opener.open(login, timeout=10) as resp:
             assert "<title>raftorch dashboard</title>" in resp.read().decode()
     finally:
         proc.terminate()

@@ -19,7 +19,7 @@ from raftorch.cli.main import cli
 from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
-from tests.integration._inprocess import eventually
+from tests.integration._inprocess import eventually, label_privileged
 
 pytestmark = pytest.mark.processes
 
@@ -58,11 +58,12 @@ def node_ready(c: Client, name: str) -> bool:
 @pytest.fixture
 def cluster(masters: LocalMasters, tmp_path: Path) -> Iterator[tuple[LocalMasters, LocalAgents]]:
     agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["ev-a"], runtime="process",
-                         extra_args=["--backoff-base", "0.5"])
+                         extra_args=["--backoff-base", "0.5"], ca_dir=masters.pki_dir)
     agents.start()
     try:
         with masters.client() as c:
             eventually(lambda: node_ready(c, "ev-a"), what="node ev-a Ready")
+            eventually(lambda: label_privileged(c), what="namespace default may run host processes")
         yield masters, agents
     finally:
         agents.stop()

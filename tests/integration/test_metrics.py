@@ -41,7 +41,7 @@ def puts_counted(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) 
 
 @pytest.fixture
 def agents(masters: LocalMasters, tmp_path: Path) -> Iterator[LocalAgents]:
-    nodes = LocalAgents(tmp_path / "agents", masters.endpoints, ["metrics-a"], runtime="fake")
+    nodes = LocalAgents(tmp_path / "agents", masters.endpoints, ["metrics-a"], runtime="fake", ca_dir=masters.pki_dir)
     nodes.start()
     try:
         yield nodes

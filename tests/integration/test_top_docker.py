@@ -38,7 +38,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[LocalMasters, object]]:
     masters = LocalMasters(tmp_path / "masters")
     masters.start()
     agents = LocalAgents(tmp_path / "agents", masters.endpoints, [NODE], runtime="docker",
-                         extra_args=["--usage-period", "2"])
+                         extra_args=["--usage-period", "2"], ca_dir=masters.pki_dir)
     try:
         masters.wait_ready()
         agents.start()

@@ -28,6 +28,10 @@ async function api(path, options) {
   }
   let body = null;
   try { body = await response.json(); } catch (err) { body = null; }
+  if (response.status === 401) {
+    // The token expired or was revoked: back to the login page.
+    window.location.reload();
+  }
   if (!response.ok) {
     throw new Error((body && body.error) || ("HTTP " + response.status + " from " + path));
   }
