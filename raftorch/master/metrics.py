@@ -108,6 +108,15 @@ def method_labels(full_name: str) -> tuple[str, str]:
     return service, method
 
 
+def count_refused(metrics: MasterMetrics) -> Callable[[str, str], None]:
+    """Count a call the auth interceptor turned away ("/raftorch.v1.KV/Put", "UNAUTHENTICATED")
+    like any other answer: by service, method and code."""
+    def refused(path: str, code: str) -> None:
+        service, _, method = path.strip("/").partition("/")
+        metrics.grpc_requests.labels(service, method, code).inc()
+    return refused
+
+
 def bound(metric: Any, *labels: str) -> Any:
     """A labelled child, bound once so that a hot path only increments it."""
     return metric.labels(*labels)

@@ -29,7 +29,7 @@ from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.http import HttpServer
 from raftorch.master.kv_service import KVService
 from raftorch.master.manager import ControllerManager, ManagerSettings
-from raftorch.master.metrics import MasterMetrics
+from raftorch.master.metrics import MasterMetrics, count_refused
 from raftorch.master.node_lifecycle import LifecycleSettings
 from raftorch.master.pods_service import PodsService
 from raftorch.master.registry import NetworkSettings, Registry
@@ -82,7 +82,8 @@ class Master:
         if self.tls is not None:
             self.authenticator = Authenticator(self.tls.ca.cert_pem, lambda tid: self._token_store().get(tid))
             interceptors.append(AuthInterceptor(self.authenticator, self.audit,
-                                                lambda: self._token_store().barrier(), decode=edge.decode))
+                                                lambda: self._token_store().barrier(), decode=edge.decode,
+                                                refused=count_refused(self.metrics)))
         else:
             log.warning("insecure_mode", note="plaintext and no authentication: benchmarks only")
             set_insecure_identity(INSECURE)

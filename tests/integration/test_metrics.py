@@ -82,6 +82,24 @@ def test_bad_requests_are_counted_under_their_code(masters: LocalMasters) -> Non
     samples = scrape(m.http_addr)
     assert value(samples, "raftorch_grpc_requests_total", service="raftorch.v1.KV", method="Put",
                  code="INVALID_ARGUMENT") >= 1
+    # Calls turned away before the edge (no credentials, or a role that may not) count too.
+    from raftorch.client import Client
+    from raftorch.errors import PermissionDenied, Unauthenticated
+    from raftorch.rpc import Credentials
+
+    ca = masters.admin.ca_file.read_bytes()
+    with Client([m.client_addr], pin=True, retry_for=1.0, credentials=Credentials(ca)) as stranger, \
+            pytest.raises(Unauthenticated):
+        stranger.put("k", b"v")
+    with masters.client([m.name]) as c:
+        viewer = c.auth.create_token(name="metrics-viewer", role="view").token
+    with Client([m.client_addr], pin=True, retry_for=1.0, credentials=Credentials(ca, token=viewer)) as v, \
+            pytest.raises(PermissionDenied):
+        v.put("k", b"v")
+    samples = scrape(m.http_addr)
+    for code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        assert value(samples, "raftorch_grpc_requests_total", service="raftorch.v1.KV", method="Put",
+                     code=code) >= 1, code
 
 
 def test_agents_export_metrics(masters: LocalMasters, agents: LocalAgents) -> None:
