@@ -488,7 +488,7 @@ class Agent:
             if pod is not None:
                 self.events.emit(pod, "Pulled", f'Container image "{image}" already present on machine')
             return
-        if pod is not None:
+        if pod is not None and policy != "Never":  # Never: ensure_image fails, with its Failed event
             self.events.emit(pod, "Pulling", f'Pulling image "{image}"')
         started = time.monotonic()
         self.runtime.ensure_image(image, policy)
