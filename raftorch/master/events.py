@@ -35,7 +35,10 @@ MAX_PENDING = 1000
 # SuccessfulCreate events) must not halve the binding rate; the rest wait, coalesced, or drop.
 WRITE_RATE = 50.0
 WRITE_BURST = 100
-FLUSH_PERIOD = 0.25
+# One flush a second: its events go out together, in one or two Raft entries (one entry is in
+# flight at a time, and each is synced on a majority), not a few entries every quarter second
+# ahead of the scheduler's bindings.
+FLUSH_PERIOD = 1.0
 SWEEP_PERIOD = 60.0
 WRITE_WAIT = 5.0
 

@@ -87,10 +87,13 @@ def test_a_deployment_records_the_normal_flow(cluster: tuple[LocalMasters, Local
         c.objects.create(deployment("hello", 1, ["sh", "-c", "exec sleep 1000"]))
 
         def started() -> bool:
+            # The agent's events and the scheduler's are written apart (each batched): wait for
+            # both; the listing orders them by when they happened.
             pods = pods_of(c, "hello")
-            return len(pods) == 1 and "Started" in [e.reason for e in events_of(c, "Pod", pods[0].metadata.name)]
+            return len(pods) == 1 and {"Scheduled", "Started"} <= {e.reason for e in
+                                                                    events_of(c, "Pod", pods[0].metadata.name)}
 
-        eventually(started, timeout=60, what="a Started event for the pod")
+        eventually(started, timeout=60, what="Scheduled and Started events for the pod")
         pod = pods_of(c, "hello")[0]
         reasons = [e.reason for e in events_of(c, "Pod", pod.metadata.name)]
         assert reasons[:4] == ["Scheduled", "Pulled", "Created", "Started"], reasons
