@@ -17,6 +17,7 @@ import html
 import json
 import threading
 from collections import OrderedDict
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +51,8 @@ LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><titl
 <button type="submit">Log in</button></form></main>
 <script src="/static/login.js"></script></body></html>"""
 LOG_BYTES = 64 * 1024
+# Set on a deployment's pod template to roll its pods, as `kubectl rollout restart` does.
+RESTARTED_AT = "raftorch.io/restartedAt"
 COOKIE = "raftorch_token"
 # Clients kept open, one per token in use (each holds a channel to this master).
 MAX_CLIENTS = 32
@@ -135,6 +138,7 @@ class Dashboard:
         app.router.add_get("/api/changes", self._changes)
         app.router.add_get("/api/logs/{namespace}/{name}", self._logs)
         app.router.add_post("/api/scale/{namespace}/{name}", self._scale)
+        app.router.add_post("/api/restart/{namespace}/{name}", self._restart)
         app.middlewares.append(self._not_found)
 
     @web.middleware
@@ -306,6 +310,23 @@ class Dashboard:
                 raise Invalid(f"replicas: must be between 0 and 10000, got {replicas}")
             data = await asyncio.to_thread(self._write_scale, client, request.match_info["namespace"],
                                            request.match_info["name"], replicas)
+        except RaftorchError as err:
+            return _error(err)
+        return web.json_response(data, dumps=lambda d: json.dumps(d, default=str))
+
+    @staticmethod
+    def _write_restart(client: Client, namespace: str, name: str) -> dict[str, Any]:
+        deploy = client.objects.get("deployments", name, namespace)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        deploy.spec.template.metadata.annotations[RESTARTED_AT] = now  # type: ignore[attr-defined]
+        return to_manifest(client.objects.update(deploy))
+
+    async def _restart(self, request: web.Request) -> web.Response:
+        """A rolling restart: a new pod template (its annotation), so the deployment rolls."""
+        try:
+            client = self._caller(request)  # the API decides whether this token may update it
+            data = await asyncio.to_thread(self._write_restart, client, request.match_info["namespace"],
+                                           request.match_info["name"])
         except RaftorchError as err:
             return _error(err)
         return web.json_response(data, dumps=lambda d: json.dumps(d, default=str))

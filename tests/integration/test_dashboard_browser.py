@@ -139,6 +139,14 @@ def test_the_dashboard_shows_scales_and_streams_the_cluster(cluster: LocalMaster
     with masters.client() as c:
         deploy = c.objects.get("deployments", "hello-world", "default")
         assert deploy.spec.replicas == 2  # type: ignore[attr-defined]
+    # A rolling restart from the page: two new pods (a new template) replace the two.
+    before = set(hello_pods(browser))
+    assert click(browser, '[data-restart="hello-world"]')
+    eventually(lambda: len(set(hello_pods(browser)) - before) == 2 and len(hello_pods(browser)) == 2, timeout=90,
+               what="two new pods after the restart")
+    with masters.client() as c:
+        deploy = c.objects.get("deployments", "hello-world", "default")
+        assert "raftorch.io/restartedAt" in deploy.spec.template.metadata.annotations  # type: ignore[attr-defined]
     # A pod's logs.
     first = hello_pods(browser)[0]
     eventually(lambda: "Running" in text(browser, "pods"), timeout=60, what="a running pod")
@@ -207,6 +215,9 @@ def test_no_data_without_a_token_and_a_view_token_only_reads(masters: LocalMaste
                    {**auth, "Content-Type": "application/json"})
     assert denied.code == 403
     assert "the view role only reads" in json.loads(denied.read())["error"]
+    denied.close()
+    denied = _post(base + "/api/restart/default/hello-world", b"", auth)
+    assert denied.code == 403 and "the view role only reads" in json.loads(denied.read())["error"]
     denied.close()
     # A write from another site is refused before it reaches the API.
     cross = _post(base + "/api/scale/default/hello-world", b'{"replicas": 3}',

@@ -99,7 +99,8 @@ function render() {
     const scale = s.writes ? el("span", {},
       el("button", { "data-scale": name + ":-1", onclick: () => scaleTo(ns, name, want - 1) }, "−"), " ",
       want, " ",
-      el("button", { "data-scale": name + ":+1", onclick: () => scaleTo(ns, name, want + 1) }, "+")) : String(want);
+      el("button", { "data-scale": name + ":+1", onclick: () => scaleTo(ns, name, want + 1) }, "+"), " ",
+      el("button", { "data-restart": name, onclick: () => restart(ns, name) }, "restart")) : String(want);
     return [ns, name, have + "/" + want, scale];
   }));
   fill("pods", ["NAMESPACE", "NAME", "STATUS", "RESTARTS", "NODE", "IP", "AGE", ""], s.pods.map(p => {
@@ -138,6 +139,15 @@ async function scaleTo(namespace, name, replicas) {
     showError("");
   } catch (err) {
     showError("Could not scale " + name + ": " + err.message);
+  }
+}
+
+async function restart(namespace, name) {
+  try {
+    await api("/api/restart/" + encodeURIComponent(namespace) + "/" + encodeURIComponent(name), { method: "POST" });
+    showError("");
+  } catch (err) {
+    showError("Could not restart " + name + ": " + err.message);
   }
 }
 
