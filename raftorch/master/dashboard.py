@@ -284,7 +284,9 @@ class Dashboard:
         data = b"".join(chunks)
         return data[-LOG_BYTES:].decode(errors="replace")
 
-    async def _logs(self, request: web.Request) -> web.Response:
+    async def _logs(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("follow") == "1":
+            return await self._follow_logs(request)
         try:
             text = await asyncio.to_thread(self._read_logs, self._caller(request), request.match_info["namespace"],
                                            request.match_info["name"])
@@ -330,3 +332,44 @@ class Dashboard:
         except RaftorchError as err:
             return _error(err)
         return web.json_response(data, dumps=lambda d: json.dumps(d, default=str))
+
+    async def _follow_logs(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the last lines, then each chunk of the log as the container writes it
+        (`log` events, JSON strings), until the container stops (`end`) or the page goes."""
+        try:
+            client = self._caller(request)
+            stream = await asyncio.to_thread(client.objects.follow_logs, request.match_info["name"],
+                                             request.match_info["namespace"], "", 200)
+        except RaftorchError as err:
+            return _error(err)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+        def pump() -> None:
+            try:
+                for chunk in stream:
+                    loop.call_soon_threadsafe(queue.put_nowait, ("log", chunk.decode(errors="replace")))
+                end = ("end", "")
+            except RaftorchError as err:
+                end = ("end", err.message)
+            loop.call_soon_threadsafe(queue.put_nowait, end)
+
+        task = asyncio.create_task(asyncio.to_thread(pump))
+        try:
+            while True:
+                try:
+                    kind, text = await asyncio.wait_for(queue.get(), 15.0)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")  # finds a page that went away
+                    continue
+                await response.write(f"event: {kind}\ndata: {json.dumps(text)}\n\n".encode())
+                if kind == "end":
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            stream.close()  # ends the relay from the agent, and so the pump
+            await asyncio.gather(task, return_exceptions=True)
+        return response

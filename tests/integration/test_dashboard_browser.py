@@ -44,7 +44,8 @@ def hello_world(replicas: int) -> objects_pb2.Deployment:
                 metadata=objects_pb2.ObjectMeta(labels=labels),
                 spec=objects_pb2.PodSpec(termination_grace_period_seconds=1, containers=[objects_pb2.Container(
                     name="hello", image="hello", command=["sh", "-c", "echo hello from the dashboard test; "
-                                                                      "exec sleep 1000"])]))))
+                                                                      "i=0; while true; do i=$((i+1)); "
+                                                                      "echo tick $i; sleep 1; done"])]))))
 
 
 @pytest.fixture
@@ -160,6 +161,14 @@ def test_the_dashboard_shows_scales_and_streams_the_cluster(cluster: LocalMaster
         return False
 
     eventually(logs_shown, timeout=60, what="the pod's logs on the page")
+
+    # Live: later lines arrive in the open pane, with no click or reload.
+    def last_tick() -> int:
+        ticks = [int(w) for w in text(browser, "logs").split() if w.isdigit()]
+        return max(ticks, default=0)
+
+    seen = last_tick()
+    eventually(lambda: last_tick() >= seen + 2, timeout=30, what="new log lines streamed into the page")
     eventually(lambda: "Started" in text(browser, "events"), what="events on the page")
     screenshot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "dashboard.png")
     if not screenshot.is_absolute():

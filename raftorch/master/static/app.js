@@ -151,18 +151,46 @@ async function restart(namespace, name) {
   }
 }
 
-async function showLogs(namespace, name) {
+// The open log pane follows its pod live (a server-sent stream) until closed.
+let logSource = null;
+const LOG_CHARS = 64 * 1024;
+
+function closeLogs() {
+  if (logSource) { logSource.close(); logSource = null; }
+}
+
+function showLogs(namespace, name) {
+  closeLogs();
   document.getElementById("logpane").hidden = false;
   document.getElementById("logpod").textContent = namespace + "/" + name;
   const pre = document.getElementById("logs");
   pre.textContent = "loading…";
-  try {
-    pre.textContent = (await api("/api/logs/" + encodeURIComponent(namespace) + "/" + encodeURIComponent(name))).logs
-      || "(no output yet)";
-  } catch (err) {
+  let received = false;
+  const source = new EventSource("/api/logs/" + encodeURIComponent(namespace) + "/" + encodeURIComponent(name) +
+    "?follow=1");
+  logSource = source;
+  source.addEventListener("log", (e) => {
+    if (!received) { pre.textContent = ""; received = true; }
+    pre.textContent = (pre.textContent + JSON.parse(e.data)).slice(-LOG_CHARS);
+    pre.scrollTop = pre.scrollHeight;
+  });
+  source.addEventListener("end", (e) => {
+    const why = JSON.parse(e.data);
+    if (!received) pre.textContent = "(no output)";
+    if (why) showError("The log of " + name + " ended: " + why);
+    closeLogs();
+  });
+  source.onerror = async () => {
+    // Not a stream: the server answered with an error (JSON) before it began.
+    closeLogs();
+    if (received) return;
     pre.textContent = "";
-    showError("Could not read the logs of " + name + ": " + err.message);
-  }
+    try {
+      await api("/api/logs/" + encodeURIComponent(namespace) + "/" + encodeURIComponent(name));
+    } catch (err) {
+      showError("Could not read the logs of " + name + ": " + err.message);
+    }
+  };
 }
 
 function follow() {
@@ -174,6 +202,7 @@ function follow() {
 }
 
 document.getElementById("closelogs").addEventListener("click", () => {
+  closeLogs();
   document.getElementById("logpane").hidden = true;
 });
 refresh();
