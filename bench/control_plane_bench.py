@@ -625,10 +625,12 @@ def run_cluster(cluster: Cluster, settings: Settings, profiler: Profiler) -> Rep
                   settle_s, idle_after, cluster.memory(), cluster.refresh())
 
 
-def run(settings: Settings, profile_dir: Path | None, logs_dir: Path | None) -> Report:
+def run(settings: Settings, profile_dir: Path | None, logs_dir: Path | None,
+        extra_master_args: Sequence[str] = ()) -> Report:
     with tempfile.TemporaryDirectory(prefix="raftorch-cp-bench-") as tmp:
         masters = LocalMasters(Path(tmp), extra_args=["--cluster-cidr", cluster_cidr(settings.nodes),
-                                                      *os.environ.get("RAFTORCH_BENCH_MASTER_ARGS", "").split()])
+                                                      *os.environ.get("RAFTORCH_BENCH_MASTER_ARGS", "").split(),
+                                                      *extra_master_args])
         cluster: Cluster | None = None
         profiler = Profiler(profile_dir)
         try:
@@ -654,6 +656,7 @@ def run(settings: Settings, profile_dir: Path | None, logs_dir: Path | None) -> 
 class Options:
     settings: Settings
     json: bool
+    events_compare: bool
     profile_dir: Path | None
     logs_dir: Path | None
 
@@ -661,6 +664,8 @@ class Options:
 def parse_args(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="100 nodes, 1,000 pods, 10 deployments")
+    p.add_argument("--events-compare", action="store_true",
+                   help="run twice, events recorded and not (--record-events false), and compare side by side")
     p.add_argument("--nodes", type=int, help="hollow nodes (default 1,000)")
     p.add_argument("--pods", type=int, help="pods in all (default 10,000)")
     p.add_argument("--deployments", type=int, help="deployments sharing the pods (default 100)")
@@ -682,11 +687,40 @@ def parse_args(argv: list[str] | None) -> Options:
         timeout_s=args.timeout or (180.0 if quick else 600.0))
     if min(settings.nodes, settings.pods, settings.deployments) < 1 or settings.probe_rate <= 0:
         p.error("--nodes, --pods, --deployments and --probe-rate must be positive")
-    return Options(settings, bool(args.json), args.profile, args.logs)
+    return Options(settings, bool(args.json), bool(args.events_compare), args.profile, args.logs)
+
+
+def compare_events(settings: Settings) -> None:
+    """The same run with events on and off; metrics are served in both."""
+    reports = {}
+    for label, args in (("events on", []), ("events off", ["--record-events", "false"])):
+        print(f"\n== {label} ==", flush=True)
+        reports[label] = run(settings, None, None, args)
+        print_report(reports[label])
+    rows = [("pods bound per second", lambda r: f"{r.pods.pods_per_s:.0f}"),
+            ("pod bind p99", lambda r: f"{r.pods.bind_p99_ms:.0f} ms"),
+            ("create (Event write probe) p99", lambda r: f"{r.pods.probe_p99_ms:.1f} ms"),
+            ("all pods Running", lambda r: f"{r.pods.all_running_s:.1f} s"),
+            ("leader CPU over the pods phase",
+             lambda r: f"{r.pods.master_cpu_pct.get(r.leader_at_end, math.nan):.0f}%"),
+            ("elections (term at start, end)", lambda r: f"{r.pods.terms}")]
+    print("\nevents and metrics on vs events off (metrics on in both), one run each:")
+    print(f"{'':34}{'events on':>14}{'events off':>14}")
+    for name, cell in rows:
+        print(f"{name:34}{cell(reports['events on']):>14}{cell(reports['events off']):>14}")
+    on, off = reports["events on"].pods.pods_per_s, reports["events off"].pods.pods_per_s
+    if off > 0:
+        print(f"throughput with events: {100 * on / off:.0f}% of without (target: at least 90%)")
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    if opts.events_compare:
+        try:
+            compare_events(opts.settings)
+        except KeyboardInterrupt:
+            return 130
+        return 0
     try:
         report = run(opts.settings, opts.profile_dir, opts.logs_dir)
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ credentials are plaintext: they reach only a master started with `--insecure` (b
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -205,3 +206,14 @@ def bind_sync(srv: grpc.Server, address: str, tls: ServerTLS | None = None,
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return port
+
+
+def is_loopback(addr: str) -> bool:
+    """Whether HOST:PORT names a loopback address (localhost included): only this host reaches it."""
+    host = addr.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     need=()
-    for pkg in python3-venv iproute2 iptables docker.io busybox-static vagrant strace; do
+    for pkg in python3-venv iproute2 iptables docker.io busybox-static vagrant strace chromium chromium-driver; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ ${#need[@]} -gt 0 ]; then

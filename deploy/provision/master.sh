@@ -56,7 +56,7 @@ fi
 log "wrote $RAFTORCH_ETC/admin.yaml (raftctl --config $RAFTORCH_ETC/admin.yaml ...)"
 
 render "$DEPLOY_DIR/config/master.yaml.in" "$RAFTORCH_ETC/master.yaml" \
-    NAME="$name" IP="$ip" CLIENT_PORT="$RAFTORCH_CLIENT_PORT" PEER_PORT="$RAFTORCH_PEER_PORT" \
+    NAME="$name" IP="$ip" CLIENT_PORT="$RAFTORCH_CLIENT_PORT" PEER_PORT="$RAFTORCH_PEER_PORT" HTTP_PORT="$RAFTORCH_HTTP_PORT" \
     PEERS="$(IFS=','; echo "${peers[*]+"${peers[*]}"}")" DATA="$RAFTORCH_DATA" ETC="$RAFTORCH_ETC" \
     NODE_GRACE="$RAFTORCH_NODE_GRACE" EVICTION_TIMEOUT="$RAFTORCH_EVICTION_TIMEOUT" \
     LOG_LEVEL="$RAFTORCH_LOG_LEVEL"

@@ -12,7 +12,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -21,12 +21,16 @@ import structlog
 
 from raftorch import rpc
 from raftorch.agent.certs import NodeCert, Renewer
+from raftorch.agent.certs import paths as cert_paths
 from raftorch.agent.config import AgentConfig
 from raftorch.agent.endpoint import MIRROR_ANNOTATION, NodeAgentEndpoint, is_mirror
 from raftorch.agent.endpoint import serve as serve_endpoint
+from raftorch.agent.events import AgentEvents
+from raftorch.agent.metrics import AgentMetrics, MeasuredRuntime
 from raftorch.agent.network import NodeNetwork
 from raftorch.agent.probes import run_probe
 from raftorch.agent.reconciler import (
+    CRASH_LOOP_BACK_OFF,
     AgentPodState,
     ReconcileConfig,
     RemoveContainer,
@@ -38,6 +42,7 @@ from raftorch.agent.reconciler import (
     record_start_failure,
 )
 from raftorch.agent.runtime.base import ChangeWatch, ContainerRuntime, RuntimeFailure, WatchesChanges
+from raftorch.agent.usage import Reading, build_usage, node_cpu_ns, node_memory
 from raftorch.api.v1 import agents_pb2, objects_pb2
 from raftorch.auth.interceptor import MasterOnlyInterceptor
 from raftorch.auth.pki import CertVerifier
@@ -79,7 +84,9 @@ class Agent:
         """`cert`: the node's certificate (see raftorch.agent.certs); None only against
         --insecure masters (benchmarks)."""
         self.config = config
-        self.runtime = runtime
+        self.metrics = AgentMetrics()
+        self._inner_runtime = runtime
+        self.runtime = MeasuredRuntime(runtime, self.metrics)
         self.cert = cert
         self.client = Client(config.masters, timeout=5.0, retry_for=30.0,
                              credentials=cert.credentials() if cert is not None else None)
@@ -113,10 +120,19 @@ class Agent:
         self.endpoint = f"{config.node_ip}:{config.agent_port}"
         self.network: NodeNetwork | None = None
         self.pod_cidr = ""
+        # For metrics: the last statuses planned, and when each pod was first seen until it ran.
+        self._statuses: Mapping[str, objects_pb2.PodStatus] = {}
+        self._first_seen: dict[str, float] = {}
+        self.events = AgentEvents(config.name, self._send_events, self.metrics.events)
+        # (pod uid, container, restart count) whose back-off has its event already.
+        self._backoffs: set[tuple[str, str, int]] = set()
+        self.metrics.watch_statuses(lambda: self._statuses)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.metrics.serve(self.config.metrics_addr, None if self.cert is None else
+                           cert_paths(self.config.pki_dir or self.config.data_dir / "pki"))
         self._serve_endpoint()
         if self.cert is not None:
             self._renewer = Renewer(self.config.masters, self.config.pki_dir or self.config.data_dir / "pki",
@@ -124,10 +140,11 @@ class Agent:
             self._renewer.start()
         self.register()
         self._start_network()
-        if isinstance(self.runtime, WatchesChanges):
-            self._changes = self.runtime.watch_changes(self.config.name, self._wake.set)
+        self.events.start()
+        if isinstance(self._inner_runtime, WatchesChanges):
+            self._changes = self._inner_runtime.watch_changes(self.config.name, self._wake.set)
             self._period = RECONCILE_PERIOD_WITH_EVENTS
-        for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop):
+        for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop, self._usage_loop):
             t = threading.Thread(target=target, name=f"agent-{target.__name__.strip('_')}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -140,6 +157,7 @@ class Agent:
         self.cert = cert
         self._fresh_tls = cert.server_tls()
         self._conn.set_credentials(cert.credentials())
+        self.metrics.reload()
 
     def _endpoint_tls(self) -> rpc.ServerTLS | None:
         fresh, self._fresh_tls = self._fresh_tls, None
@@ -163,7 +181,9 @@ class Agent:
         self._starter.shutdown(wait=False, cancel_futures=True)
         if self._server is not None:
             self._server.stop(1).wait(2)
+        self.events.stop()
         self.client.close()
+        self.metrics.close()
         log.info("agent_stopped", node=self.config.name)
 
     def wait(self) -> None:
@@ -213,14 +233,16 @@ class Agent:
                     remove_docker_network(client, wanted)
                     name = ensure_docker_network(client, wanted, self.pod_cidr)
                 self.rconfig = replace(self.rconfig, network=name)
-        self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, cfg.network_mode, cfg.cluster_cidr)
+        self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, cfg.network_mode, cfg.cluster_cidr,
+                                   on_sync=self.metrics.network_sync_seconds.observe)
         try:
             self.network.start()
         except RaftorchError as err:
             if cfg.network_mode != "iptables":
                 raise
             log.warning("iptables_unusable_falling_back_to_userspace", error=str(err))
-            self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, "userspace", cfg.cluster_cidr)
+            self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, "userspace", cfg.cluster_cidr,
+                                       on_sync=self.metrics.network_sync_seconds.observe)
             self.network.start()
 
     def _ensure_mirror_pod(self) -> None:
@@ -266,6 +288,32 @@ class Agent:
                     log.info("heartbeat_stream_moved", master=address, code=exc.code().name)
                 self._conn._failed(address)
                 self._stop.wait(0.2)
+
+    # -- resource usage -------------------------------------------------------------------------
+
+    def _usage_loop(self) -> None:
+        """Sample CPU and memory every usage_period and report them (the first window is short)."""
+        before: dict[str, Reading] | None = None
+        before_cpu, before_at = 0, 0.0
+        while not self._stop.is_set():
+            try:
+                containers = [c for c in self.runtime.list_containers(self.config.name) if c.running]
+                readings = {c.id: r for c in containers if (r := self.runtime.usage(c.id)) is not None}
+                node_cpu, at = node_cpu_ns(), time.monotonic()
+                if before is not None:
+                    usage = build_usage(self.config.name, containers, before, readings, at - before_at,
+                                        (before_cpu, node_cpu), node_memory())
+                    usage.timestamp = format_time(time.time())
+                    self._send_usage(usage)
+                first = before is None
+                before, before_cpu, before_at = readings, node_cpu, at
+            except RaftorchError as err:
+                log.info("usage_report_failed", error=str(err))
+                first = False
+            self._stop.wait(1.0 if first else self.config.usage_period)
+
+    def _send_usage(self, usage: agents_pb2.NodeUsage) -> None:
+        self._conn.call(lambda s, t: s.agents.ReportUsage(usage, timeout=t))
 
     # -- pods ---------------------------------------------------------------------------------
 
@@ -333,6 +381,8 @@ class Agent:
         self.state = plan.state
         for action in plan.actions:
             if isinstance(action, StopContainer):
+                if action.container_id not in self._stopping:
+                    self._killing_event(action)
                 self._stop_async(action.container_id, action.grace_seconds, action.remove)
             elif isinstance(action, RemoveContainer):
                 if action.before_starts and action.container_id not in self._stopping:
@@ -345,31 +395,80 @@ class Agent:
                 self._starter.submit(self._start, action)
         for check in due_probes(desired, self.state, now):
             ok = run_probe(check.probe, check.pod_ip, check.container_id, self.runtime, check.named_ports)
+            if not ok:
+                self.metrics.probe_failures.labels(check.kind).inc()
+                pod = next((p for p in desired if p.metadata.uid == check.pod_uid), None)
+                if pod is not None:
+                    self.events.emit(pod, "Unhealthy", f"{check.kind.capitalize()} probe failed for container "
+                                                        f"{check.container}", "Warning")
             self.state = record_probe(self.state, check, ok, time.time())
         by_uid = {p.metadata.uid: p for p in desired}
+        self._statuses = plan.statuses
         changed = {}
         for uid, status in plan.statuses.items():
             data = status.SerializeToString(deterministic=True)
             if uid in by_uid and self._reported.get(uid) != data:
                 changed[uid] = (by_uid[uid], status)
+                self._observe_start(uid, status, now)
+                self._backoff_events(by_uid[uid], status)
         if changed:
             self._report(changed)
         for uid in list(self._reported):
             if uid not in by_uid:
                 del self._reported[uid]
+        for uid in list(self._first_seen):
+            if uid not in by_uid:
+                del self._first_seen[uid]
         return plan.wake_at or now + self._period
+
+    def _backoff_events(self, pod: objects_pb2.Pod, status: objects_pb2.PodStatus) -> None:
+        """BackOff once per restart of a crashing container: one event whose count rises."""
+        for cs in status.container_statuses:
+            if cs.state.state == "waiting" and cs.state.reason == CRASH_LOOP_BACK_OFF:
+                key = (pod.metadata.uid, cs.name, cs.restart_count)
+                if key not in self._backoffs:
+                    self._backoffs.add(key)
+                    self.events.emit(pod, "BackOff", f"Back-off restarting failed container {cs.name} in pod "
+                                                     f"{pod.metadata.name}", "Warning")
+        if len(self._backoffs) > 10_000:
+            self._backoffs.clear()
+
+    def _send_events(self, request: agents_pb2.ReportEventsRequest) -> object:
+        return self._conn.call(lambda s, t: s.agents.ReportEvents(request, timeout=t))
+
+    def _observe_start(self, uid: str, status: objects_pb2.PodStatus, now: float) -> None:
+        """A pod's start latency, once: from first seen here to every container running."""
+        seen = self._first_seen.get(uid)
+        if seen is None:
+            if status.phase != "Running":
+                self._first_seen[uid] = now
+            return
+        if seen > 0 and status.container_statuses and all(
+                cs.state.state == "running" for cs in status.container_statuses):
+            self.metrics.pod_start_seconds.observe(max(0.0, now - seen))
+            self._first_seen[uid] = 0.0  # observed; kept so that a restart is not a new start
 
     def _start(self, action: StartContainer) -> None:
         spec = action.spec
         failure: tuple[StartContainer, str, str, float] | None = None
+        pod: objects_pb2.Pod | None = None
         try:
-            self.runtime.ensure_image(spec.image, spec.pull_policy)
+            with self._pods_lock:
+                pod = self._pods.get(spec.pod_uid)
+            self._pull(pod, spec.image, spec.pull_policy)
             self.runtime.create_and_start(spec)
+            if spec.attempt > 0:
+                self.metrics.restarts.inc()
+            if pod is not None:
+                self.events.emit(pod, "Created", f"Created container {spec.container}")
+                self.events.emit(pod, "Started", f"Started container {spec.container}")
             log.info("container_started", pod=f"{spec.pod_namespace}/{spec.pod_name}", container=spec.container,
                      attempt=spec.attempt)
         except RuntimeFailure as err:
             log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
                         container=spec.container, reason=err.reason, error=err.message)
+            if pod is not None:
+                self.events.emit(pod, "Failed", f"Error: {err.message}", "Warning")
             failure = (action, err.reason, err.message, time.time())
         except RaftorchError as err:
             log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
@@ -382,6 +481,26 @@ class Agent:
                 self._started_at[key] = time.time()
                 self._starting.discard(key)
             self._wake.set()
+
+    def _pull(self, pod: objects_pb2.Pod | None, image: str, policy: str) -> None:
+        """ensure_image, with Kubernetes' Pulling / Pulled events."""
+        if policy != "Always" and self.runtime.image_present(image):
+            if pod is not None:
+                self.events.emit(pod, "Pulled", f'Container image "{image}" already present on machine')
+            return
+        if pod is not None and policy != "Never":  # Never: ensure_image fails, with its Failed event
+            self.events.emit(pod, "Pulling", f'Pulling image "{image}"')
+        started = time.monotonic()
+        self.runtime.ensure_image(image, policy)
+        if pod is not None:
+            self.events.emit(pod, "Pulled", f'Successfully pulled image "{image}" in '
+                                            f"{time.monotonic() - started:.3f}s")
+
+    def _killing_event(self, action: StopContainer) -> None:
+        with self._pods_lock:
+            pod = self._pods.get(action.pod_uid)
+        if pod is not None:
+            self.events.emit(pod, "Killing", f"Stopping container {action.container}")
 
     def _stop_async(self, container_id: str, grace_seconds: float | None, remove: bool) -> None:
         """Stop (unless `grace_seconds` is None: only remove) and maybe remove, off the reconcile loop."""

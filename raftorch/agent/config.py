@@ -23,6 +23,10 @@ class AgentConfig:
     # Port of this agent's own endpoint (logs, port-forward), on node_ip.
     agent_port: int = 10250
     heartbeat_period: float = 1.0
+    # Seconds between samples of CPU and memory use, reported to the leader for `raftctl top`.
+    usage_period: float = 15.0
+    # HOST:PORT where the agent serves /metrics for Prometheus; "" for none.
+    metrics_addr: str = "127.0.0.1:10255"
     labels: dict[str, str] = field(default_factory=dict)
     # How services are made reachable on this node.
     network_mode: str = "iptables"
@@ -52,5 +56,11 @@ class AgentConfig:
             raise Invalid("masters: at least one HOST:PORT")
         if not 0 <= self.agent_port < 65536:
             raise Invalid(f"agent-port: {self.agent_port} is not a port")
+        if self.metrics_addr:
+            host, sep, port = self.metrics_addr.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise Invalid(f"metrics-addr: expected HOST:PORT, got {self.metrics_addr!r}")
+        if self.usage_period <= 0:
+            raise Invalid("usage-period: must be positive")
         if self.heartbeat_period <= 0:
             raise Invalid("heartbeat-period: must be positive")

@@ -50,6 +50,8 @@ def make_runtime(config: AgentConfig) -> ContainerRuntime:
 @click.option("--node-ip", help="The address the masters and other nodes reach this node at.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the agent keeps its state.")
 @click.option("--agent-port", type=int, help="Port of the agent endpoint (logs, port-forward); 0 picks one.")
+@click.option("--usage-period", type=float, help="Seconds between CPU and memory samples (default 15).")
+@click.option("--metrics-addr", help="HOST:PORT for /metrics (default 127.0.0.1:10255; '' for none).")
 @click.option("--network-mode", type=click.Choice(["iptables", "userspace", "none"]), default=None,
               help="How services reach pods on this node.")
 @click.option("--heartbeat-period", type=float, help="Seconds between heartbeats (default 1).")

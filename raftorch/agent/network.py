@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -29,8 +30,10 @@ FULL_RELOAD = 60.0
 
 class NodeNetwork:
     def __init__(self, client: Client, node: str, node_ip: str, mode: str,
-                 cluster_cidr: str = DEFAULT_CLUSTER_CIDR) -> None:
+                 cluster_cidr: str = DEFAULT_CLUSTER_CIDR,
+                 on_sync: Callable[[float], None] | None = None) -> None:
         self.client = client
+        self._on_sync = on_sync
         self.node = node
         self.node_ip = node_ip
         self.mode = mode
@@ -110,8 +113,11 @@ class NodeNetwork:
                 return
             time.sleep(DEBOUNCE)  # gather a burst of changes into one load
             self._dirty.clear()
+            started = time.perf_counter()
             try:
                 self.sync()
+                if self._on_sync is not None:
+                    self._on_sync(time.perf_counter() - started)
             except RaftorchError as err:
                 log.warning("network_sync_failed", error=str(err))
                 self._dirty.set()

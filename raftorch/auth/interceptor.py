@@ -133,9 +133,12 @@ class Identifies(Protocol):
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, auth: Identifies, audit: AuditLog,
                  barrier: Callable[[], Awaitable[None]] | None = None,
-                 decode: Callable[[str, Any], Any] = lambda _method, request: request) -> None:
+                 decode: Callable[[str, Any], Any] = lambda _method, request: request,
+                 refused: Callable[[str, str], None] | None = None) -> None:
         """`decode(method, request)`: the parsed request, when the handlers below take raw
-        bytes (the masters' edge parses requests itself); raises Invalid for bad bytes."""
+        bytes (the masters' edge parses requests itself); raises Invalid for bad bytes.
+        `refused(method, code)`: told of each call turned away here (for metrics)."""
+        self._refused = refused
         self._auth = auth
         self._decode = decode
         self._audit = audit
@@ -195,6 +198,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 req = None
             if req is not None and self._audited(method, req):
                 self._audit.record(who, req, err.grpc_code.name)
+            if self._refused is not None:
+                self._refused(method, err.grpc_code.name)
             await context.abort(err.grpc_code, err.message)
             raise  # unreachable: abort raises
 

@@ -5,10 +5,10 @@ Every RPC maps to a `Request` (verb, resource, namespace, name) by `request_for`
 - admin: everything (limited to its namespace's resources when it has one);
 - edit: read everything but tokens; write namespaced objects, keys and leases, port-forward;
 - view: get, list and watch everything but tokens and keys under /raftorch/ (token records,
-  which only admins read); read logs;
+  which only admins read); read logs, usage (`raftctl top`) and the masters' /metrics;
 - node: the agent's calls (Agents service, its certificate), read the objects its rules and
-  pods need, create and update mirror pods and events. Which node it may act as is checked by
-  the Agents servicer;
+  pods need, create and update mirror pods and events, report its usage (`nodes/usage`).
+  Which node it may act as is checked by the Agents servicer;
 - master: everything (masters call each other and the agents).
 
 A user limited to a namespace reaches namespaced resources in that namespace only, and reads
@@ -35,7 +35,8 @@ MUTATING = WRITE
 NAMESPACED = frozenset({k.plural for k in KINDS if k.namespaced} | {"pods/log", "pods/portforward",
                                                                       "pods/status"})
 CLUSTER_SCOPED = frozenset({k.plural for k in KINDS if not k.namespaced} |
-                           {"keys", "leases", "tokens", "cluster", "nodes/heartbeat", "certificates"})
+                           {"keys", "leases", "tokens", "cluster", "nodes/heartbeat", "certificates",
+                            "nodes/usage", "metrics"})
 RESOURCES = NAMESPACED | CLUSTER_SCOPED
 # Keys only masters may touch through the KV API: objects (validated by the Resources API),
 # allocations, and token records.
@@ -46,7 +47,8 @@ RESERVED_READ = ("/raftorch/",)
 # leases, tokens or certificates, none of the agents' calls.
 CONTROLLER_MANAGER_RESOURCES = frozenset({k.plural for k in KINDS} | {"pods/status"})
 _NODE_READ = frozenset({"pods", "nodes", "services", "endpoints", "namespaces", "cluster"})
-_NODE_WRITE = frozenset({"pods", "events", "nodes", "pods/status", "nodes/heartbeat", "certificates"})
+_NODE_WRITE = frozenset({"pods", "events", "nodes", "pods/status", "nodes/heartbeat", "certificates",
+                         "nodes/usage"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +235,16 @@ def _agents(name: str, req: Message | None) -> Request:
     if name == "WatchNodePods":
         assert isinstance(req, agents_pb2.WatchNodePodsRequest)
         return Request("watch", "pods", "", req.node)
+    if name == "ReportEvents":
+        # Events about the node's own pods (the Agents servicer checks each pod's binding).
+        assert isinstance(req, agents_pb2.ReportEventsRequest)
+        return Request("create", "events", "", req.node)
+    if name == "ReportUsage":
+        # Usage lives in the leader's memory, never the store: nodes (and masters passing it on) only.
+        assert isinstance(req, agents_pb2.NodeUsage)
+        return Request("update", "nodes/usage", "", req.node)
+    if name == "GetUsage":
+        return Request("get", "nodes/usage")
     return Request("update", f"agents/{name}")
 
 

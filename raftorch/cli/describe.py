@@ -14,9 +14,10 @@ from raftorch.cli import printers
 from raftorch.cli.common import complete_kind, namespace_option, resolve_kind
 from raftorch.cli.context import get_ctx, handle_errors
 from raftorch.cli.output import as_yaml
+from raftorch.cli.top import memory_text
 from raftorch.client import Client
 from raftorch.errors import Invalid, NotFound
-from raftorch.objects import EVENT, Kind, controller_of
+from raftorch.objects import EVENT, Kind, controller_of, parse_memory
 from raftorch.objects.manifest import to_manifest
 from raftorch.objects.meta import meta
 
@@ -254,7 +255,7 @@ def _node(doc: Doc, client: Client, node: objects_pb2.Node) -> None:
     for group, values in (("Capacity", node.status.capacity), ("Allocatable", node.status.allocatable)):
         doc.heading(f"{group}:")
         for key in sorted(values):
-            doc.kv(key, values[key], 1)
+            doc.kv(key, _memory_units(values[key]) if key == "memory" else values[key], 1)
     doc.heading("System Info:")
     doc.kv("Container Runtime", node.status.runtime or NONE, 1)
     doc.kv("Agent Version", node.status.agent_version or NONE, 1)
@@ -277,6 +278,14 @@ def _other(doc: Doc, client: Client, msg: Message) -> None:
         doc.heading(line)
 
 
+def _memory_units(value: str) -> str:
+    """A stored memory quantity in Ki/Mi/Gi (agents store plain bytes)."""
+    try:
+        return memory_text(parse_memory(value))
+    except Invalid:
+        return value
+
+
 def _events(doc: Doc, client: Client, kind: Kind, msg: Message) -> None:
     m = meta(msg)
     items, _ = client.objects.list(EVENT.plural, m.namespace if kind.namespaced else "")
@@ -287,7 +296,7 @@ def _events(doc: Doc, client: Client, kind: Kind, msg: Message) -> None:
         doc.kv("Events", NONE)
         return
     now = time.time()
-    mine.sort(key=printers.event_time)
+    mine.sort(key=printers.event_order)
     doc.heading("Events:")
     rows = []
     for e in mine:

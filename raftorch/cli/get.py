@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -52,7 +52,7 @@ def _fetch(client: Client, kind: Kind, names: list[str], namespace: str, selecto
     if not names:
         items, _ = client.objects.list(kind.plural, ns, label_selector=selector, field_selector=field_selector)
         if kind == EVENT:
-            items.sort(key=lambda e: printers.event_time(e))  # type: ignore[arg-type]
+            items.sort(key=printers.event_order)  # type: ignore[arg-type]
         return items
     found: list[Message] = []
     for name in names:
@@ -107,12 +107,14 @@ def _document(items: Sequence[Message], single: bool) -> dict[str, Any]:
 @click.option("-o", "--output", type=click.Choice(OUTPUTS), default=None,
               help="wide (more columns), yaml, json or name (KIND/NAME). Default: a table.")
 @click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
+@click.option("--for", "for_object", default="", metavar="KIND/NAME",
+              help="With events: only the events about this object (pod/web-1, deployment/web).")
 @click.option("-w", "--watch", is_flag=True, help="After the list, print each change as it happens.")
 @click.option("--request-timeout", type=Duration(), default=0.0,
               help="With -w: stop after this long (30s, 5m); 0 watches until interrupted.")
 @handle_errors
 def get(args: tuple[str, ...], namespace: str, all_namespaces: bool, selector: str, field_selector: str,
-        output: str | None, show_labels: bool, watch: bool, request_timeout: float) -> None:
+        output: str | None, show_labels: bool, for_object: str, watch: bool, request_timeout: float) -> None:
     """List objects: pods, deployments, replicasets, services, nodes, endpoints, events,
     namespaces, or all (pods, services, deployments, replicasets). Short names work:
     po, deploy, rs, svc, no, ep, ev, ns.
@@ -125,17 +127,19 @@ def get(args: tuple[str, ...], namespace: str, all_namespaces: bool, selector: s
       raftctl get deployment web -o yaml > web.yaml
       raftctl get pods --field-selector spec.nodeName=node-a
       raftctl get pods -w
+      raftctl get events --for pod/web-7d4f9-abcde
     """
     request = parse_request(args)
+    keep = about(for_object, request)
     namespace = "" if all_namespaces else namespace
     if all_namespaces and any(names for _, names in request):
         raise Invalid("an object cannot be got by name across all namespaces; drop -A and use -n")
     client = get_ctx().client()
     if watch:
-        _watch(client, request, namespace, selector, field_selector, output, request_timeout)
+        _watch(client, request, namespace, selector, field_selector, output, request_timeout, keep)
         return
     errors: list[str] = []
-    results = [(kind, _fetch(client, kind, names, namespace, selector, field_selector, errors))
+    results = [(kind, [i for i in _fetch(client, kind, names, namespace, selector, field_selector, errors) if keep(i)])
                for kind, names in request]
     items = [i for _, found in results for i in found]
     named = any(names for _, names in request)
@@ -158,8 +162,27 @@ def get(args: tuple[str, ...], namespace: str, all_namespaces: bool, selector: s
         raise SystemExit(1)
 
 
+def about(for_object: str, request: list[tuple[Kind, list[str]]]) -> Callable[[Message], bool]:
+    """A filter for `--for KIND/NAME`: events about that object only."""
+    if not for_object:
+        return lambda _item: True
+    if [kind for kind, _ in request] != [EVENT]:
+        raise Invalid("--for applies to events only: raftctl get events --for pod/NAME")
+    kind_text, slash, name = for_object.partition("/")
+    if not slash or not kind_text or not name:
+        raise Invalid(f'--for "{for_object}": expected KIND/NAME, like pod/web-1')
+    kind = resolve_kind(kind_text)
+
+    def keep(item: Message) -> bool:
+        obj = item.involved_object  # type: ignore[attr-defined]
+        return bool(obj.kind == kind.name and obj.name == name)
+
+    return keep
+
+
 def _watch(client: Client, request: list[tuple[Kind, list[str]]], namespace: str, selector: str,
-           field_selector: str, output: str | None, request_timeout: float) -> None:
+           field_selector: str, output: str | None, request_timeout: float,
+           keep: Callable[[Message], bool] = lambda _item: True) -> None:
     if len(request) != 1 or len(request[0][1]) > 1:
         raise Invalid("-w watches one kind, and at most one object by name")
     kind, names = request[0]
@@ -186,7 +209,7 @@ def _watch(client: Client, request: list[tuple[Kind, list[str]]], namespace: str
             now = time.time()
             rows.print([printers.row(kind, item, now, wide, with_ns) for item in batch])
 
-    show(items)
+    show([i for i in items if keep(i)])
     stream = client.objects.watch(kind.plural, ns, label_selector=selector, field_selector=field_selector,
                                   resource_version=revision)
     timer = threading.Timer(request_timeout, stream.close) if request_timeout > 0 else None
@@ -195,7 +218,8 @@ def _watch(client: Client, request: list[tuple[Kind, list[str]]], namespace: str
         timer.start()
     try:
         for event in stream:
-            show([event.object])
+            if keep(event.object):
+                show([event.object])
     finally:
         stream.close()
         if timer is not None:

@@ -13,6 +13,7 @@ from raftorch.cli.cluster import cluster
 from raftorch.cli.completion import completion
 from raftorch.cli.context import CliContext, default_config_path
 from raftorch.cli.create import create, expose
+from raftorch.cli.dashboard import dashboard
 from raftorch.cli.describe import describe
 from raftorch.cli.drill import drill
 from raftorch.cli.get import get
@@ -23,6 +24,7 @@ from raftorch.cli.pki import pki
 from raftorch.cli.podlogs import logs as logs_command
 from raftorch.cli.portforward import port_forward
 from raftorch.cli.rollout import rollout, scale, set_group
+from raftorch.cli.top import top
 from raftorch.cli.workloads import taint, wait
 
 
@@ -52,7 +54,7 @@ def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None, tok
 
 for _command in (get, describe, create, apply, delete, expose, scale, set_group, rollout, cordon, uncordon, drain,
                  logs_command, port_forward, completion, up, down, drill, kv, cluster, auth, token, pki,
-                 wait, taint):
+                 wait, taint, top, dashboard):
     cli.add_command(_command)
 
 

@@ -10,8 +10,8 @@ import click
 import yaml
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h).upper() for h in headers]] + [[str(c) for c in row] for row in rows]
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], upper: bool = True) -> None:
+    cells = [[str(h).upper() if upper else str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

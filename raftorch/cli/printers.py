@@ -213,10 +213,21 @@ def event_time(ev: objects_pb2.Event) -> str:
     return ev.last_timestamp or ev.first_timestamp or ev.metadata.creation_timestamp
 
 
+def event_order(ev: objects_pb2.Event) -> tuple[float, int]:
+    """Last seen, then the order of writing."""
+    try:
+        when = parse_time(event_time(ev))
+    except Invalid:
+        when = 0.0
+    return when, ev.metadata.resource_version
+
+
 def _event(ev: objects_pb2.Event, now: float, wide: bool) -> list[str]:
     obj = ev.involved_object
-    return [age(event_time(ev), now), ev.type or "Normal", ev.reason, f"{obj.kind.lower()}/{obj.name}",
-            " ".join(ev.message.split())]
+    seen = age(event_time(ev), now)
+    if ev.count > 1 and ev.first_timestamp:
+        seen += f" (x{ev.count} over {age(ev.first_timestamp, now)})"
+    return [seen, ev.type or "Normal", ev.reason, f"{obj.kind.lower()}/{obj.name}", " ".join(ev.message.split())]
 
 
 def job_status(job: objects_pb2.Job) -> str:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from raftorch.api.v1 import cluster_pb2, kv_pb2
+from raftorch.api.v1 import agents_pb2, cluster_pb2, kv_pb2
 from raftorch.client.auth import AuthAPI
 from raftorch.client.config import ClientConfig
 from raftorch.client.connection import Connection, Stubs, parse_endpoints
@@ -181,6 +181,14 @@ class Client:
         resp: kv_pb2.LeaseTimeToLiveResponse = self._conn.call(
             lambda s, t: s.kv.LeaseTimeToLive(req, timeout=t))
         return LeaseTTL(resp.id, resp.ttl, resp.granted_ttl, list(resp.keys))
+
+    # -- usage -----------------------------------------------------------------------------
+
+    def usage(self) -> list[agents_pb2.NodeUsage]:
+        """CPU and memory of every node and its pods, as the leader last heard them (`raftctl top`)."""
+        resp: agents_pb2.GetUsageResponse = self._conn.call(
+            lambda s, t: s.agents.GetUsage(agents_pb2.GetUsageRequest(), timeout=t))
+        return list(resp.nodes)
 
     # -- cluster -------------------------------------------------------------------------
 

@@ -91,6 +91,27 @@ class Objects:
         call = self._conn.stubs(self._conn._candidate()).pods.Logs(req)
         return _log_chunks(call)
 
+    def follow_logs(self, pod: str, namespace: str = "", container: str = "", tail_lines: int = 0) -> LogStream:
+        """`logs(..., follow=True)` that another thread may stop (`close()`): for servers that
+        relay a log until their own client goes away."""
+        self.get("pods", pod, namespace)
+        req = agents_pb2.LogsRequest(namespace=namespace, pod=pod, container=container, follow=True,
+                                     tail_lines=tail_lines)
+        return LogStream(self._conn.stubs(self._conn._candidate()).pods.Logs(req))
+
+
+class LogStream:
+    """A pod's log chunks as they come; `close()`, from any thread, ends the stream."""
+
+    def __init__(self, call: grpc.Future) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[bytes]:
+        return _log_chunks(self._call)
+
+    def close(self) -> None:
+        self._call.cancel()
+
 
 def _log_chunks(call: grpc.Future) -> Iterator[bytes]:
     try:

@@ -19,6 +19,8 @@ class AgentProcess:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # Where the agent's /metrics answers.
+    metrics_addr: str = ""
 
     @property
     def alive(self) -> bool:
@@ -41,16 +43,17 @@ class LocalAgents:
     ca_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        ports = free_ports(len(self.names))
-        for name, port in zip(self.names, ports, strict=True):
-            self.agents[name] = AgentProcess(name, port, self.root / name, self.root / f"{name}.log")
+        ports = free_ports(2 * len(self.names))
+        for i, name in enumerate(self.names):
+            self.agents[name] = AgentProcess(name, ports[2 * i], self.root / name, self.root / f"{name}.log",
+                                             metrics_addr=f"{self.node_ip}:{ports[2 * i + 1]}")
 
     def command(self, name: str) -> list[str]:
         a = self.agents[name]
         return [sys.executable, "-m", "raftorch.agent", "--name", name, "--masters", ",".join(self.masters),
                 "--runtime", self.runtime, "--node-ip", self.node_ip, "--agent-port", str(a.port),
                 "--data-dir", str(a.data_dir), "--heartbeat-period", "0.5",
-                "--network-mode", self.network_mode, *self.extra_args]
+                "--network-mode", self.network_mode, "--metrics-addr", a.metrics_addr, *self.extra_args]
 
     def start(self, name: str | None = None) -> None:
         for a in self.agents.values() if name is None else [self.agents[name]]:

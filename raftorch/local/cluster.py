@@ -49,6 +49,8 @@ class ProcessEntry:
     peer_addr: str = ""
     agent_port: int = 0
     pid: int = 0
+    # /metrics and, on masters, the dashboard.
+    http_addr: str = ""
 
 
 @dataclass
@@ -157,20 +159,23 @@ class LocalCluster:
         return True
 
     def _plan(self, masters: int, agents: int, runtime: str) -> ClusterState:
-        ports = free_ports(2 * masters + agents)
+        ports = free_ports(3 * masters + 2 * agents)
         state = ClusterState(runtime)
         for i in range(masters):
-            state.masters.append(ProcessEntry(f"m{i + 1}", "master", f"127.0.0.1:{ports[2 * i]}",
-                                              f"127.0.0.1:{ports[2 * i + 1]}"))
+            state.masters.append(ProcessEntry(f"m{i + 1}", "master", f"127.0.0.1:{ports[3 * i]}",
+                                              f"127.0.0.1:{ports[3 * i + 1]}",
+                                              http_addr=f"127.0.0.1:{ports[3 * i + 2]}"))
         for i in range(agents):
-            state.agents.append(ProcessEntry(f"node-{i + 1}", "agent", agent_port=ports[2 * masters + i]))
+            state.agents.append(ProcessEntry(f"node-{i + 1}", "agent", agent_port=ports[3 * masters + 2 * i],
+                                             http_addr=f"127.0.0.1:{ports[3 * masters + 2 * i + 1]}"))
         return state
 
     def _master_cmd(self, state: ClusterState, m: ProcessEntry, secret: Path) -> list[str]:
         peers = ",".join(f"{o.name}={o.peer_addr}" for o in state.masters if o.name != m.name)
         return [sys.executable, "-m", "raftorch.master", "--name", m.name, "--client-addr", m.client_addr,
                 "--peer-addr", m.peer_addr, "--peers", peers, "--data-dir", str(self.data_dir / m.name),
-                "--secret-file", str(secret), "--pki-dir", str(self.pki_dir)]
+                "--secret-file", str(secret), "--pki-dir", str(self.pki_dir),
+                "--http-addr", m.http_addr]
 
     def _agent_cmd(self, state: ClusterState, a: ProcessEntry, join: CreateTokenResponse | None) -> list[str]:
         # All nodes share this host's network: one agent serves the NodePorts, on 127.0.0.1,
@@ -179,6 +184,7 @@ class LocalCluster:
         return [sys.executable, "-m", "raftorch.agent", "--name", a.name, "--masters", ",".join(state.endpoints),
                 "--runtime", state.runtime, "--node-ip", "127.0.0.1", "--agent-port", str(a.agent_port),
                 "--data-dir", str(self.data_dir / a.name), "--backoff-base", "2", "--network-mode", mode,
+                "--metrics-addr", a.http_addr,
                 *(["--join-token", join.token, "--ca-hash", join.ca_hash] if join is not None else [])]
 
     def _spawn(self, name: str, cmd: list[str]) -> int:

@@ -66,6 +66,8 @@ class MasterProcess:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # Where /metrics (and the dashboard) answer; "" for none.
+    http_addr: str = ""
 
     @property
     def alive(self) -> bool:
@@ -101,12 +103,12 @@ class LocalMasters:
             if not self.secret_file.exists():
                 write_secret(self.secret_file)
         if not self.masters:
-            ports = free_ports(2 * self.count, self.host)
+            ports = free_ports(3 * self.count, self.host)
             for i in range(self.count):
                 name = f"m{i + 1}"
                 self.masters[name] = MasterProcess(
-                    name, f"{self.host}:{ports[2 * i]}", f"{self.host}:{ports[2 * i + 1]}",
-                    self.root / name, self.root / f"{name}.log")
+                    name, f"{self.host}:{ports[3 * i]}", f"{self.host}:{ports[3 * i + 1]}",
+                    self.root / name, self.root / f"{name}.log", http_addr=f"{self.host}:{ports[3 * i + 2]}")
 
     @property
     def endpoints(self) -> list[str]:
@@ -117,7 +119,8 @@ class LocalMasters:
         peers = ",".join(f"{o.name}={o.peer_addr}" for o in self.masters.values() if o.name != name)
         return [sys.executable, "-m", "raftorch.master", "--name", name, "--client-addr", m.client_addr,
                 "--peer-addr", m.peer_addr, "--peers", peers, "--data-dir", str(m.data_dir),
-                "--secret-file", str(self.secret_file), "--pki-dir", str(self.pki_dir), *self.extra_args]
+                "--secret-file", str(self.secret_file), "--pki-dir", str(self.pki_dir), "--http-addr", m.http_addr,
+                *self.extra_args]
 
     def start(self, name: str | None = None, secret_file: Path | None = None) -> None:
         for m in self.masters.values() if name is None else [self.masters[name]]:

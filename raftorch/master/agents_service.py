@@ -21,14 +21,17 @@ from raftorch.errors import (
     RaftorchError,
     UnknownOutcome,
 )
+from raftorch.master.events import upsert_event
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.node_restriction import authorize_heartbeat_forwarding, authorize_node, check_pod_address
 from raftorch.master.registry import Registry
 from raftorch.master.resources_service import watch_objects
-from raftorch.master.validation import MAX_ID
+from raftorch.master.usage import UsageStore
+from raftorch.master.validation import MAX_ID, check_node_usage, check_reported_event
 from raftorch.objects import kind_of
+from raftorch.objects.events import Ref, event_name
 
 log = structlog.get_logger("raftorch.master")
 
@@ -44,8 +47,10 @@ def _authorize_node(context: grpc.aio.ServicerContext, node: str, action: str) -
 
 class AgentsService(agents_pb2_grpc.AgentsServicer):
     def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, forwarder: LeaderForwarder,
-                 write_timeout: float) -> None:
+                 write_timeout: float, usage: UsageStore | None = None, record_events: bool = True) -> None:
         self._registry = registry
+        self._record_events = record_events
+        self._usage = usage if usage is not None else UsageStore()
         self._replica = registry.replica
         self._heartbeats = heartbeats
         self._forwarder = forwarder
@@ -189,6 +194,86 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
                     return
                 pod = fresh
         raise Conflict(f"pod {pod.metadata.namespace}/{pod.metadata.name} kept changing; status not saved")
+
+    @unary
+    async def ReportEvents(self, request: agents_pb2.ReportEventsRequest,
+                           context: grpc.aio.ServicerContext) -> agents_pb2.ReportEventsResponse:
+        """Store events about pods bound to `node` (a node writes about its own pods only). The
+        name is recomputed from the content, so a node cannot overwrite anyone else's event."""
+        if not request.node:
+            raise Invalid("node: required")
+        _authorize_node(context, request.node, "report events")
+        for i, event in enumerate(request.events):
+            check_reported_event(event, f"events[{i}]")
+            if event.involved_object.kind != "Pod":
+                raise PermissionDenied(f"events[{i}]: a node reports events about its pods only, not "
+                                       f"{event.involved_object.kind!r}")
+        if not self._record_events:
+            return agents_pb2.ReportEventsResponse()
+        written = 0
+        for i, event in enumerate(request.events):
+            ref = event.involved_object
+            pod = self._own_pod(request.node, ref.namespace, ref.name, ref.uid, f"events[{i}]")
+            if pod is None:
+                continue  # the pod is gone: so is the interest in its events
+            stored = objects_pb2.Event()
+            stored.CopyFrom(event)
+            stored.source = f"agent/{request.node}"
+            stored.metadata.Clear()
+            stored.metadata.namespace = pod.metadata.namespace
+            stored.metadata.name = event_name(Ref("Pod", pod.metadata.namespace, pod.metadata.name,
+                                                  pod.metadata.uid), event.reason, event.message, stored.source)
+            stored.involved_object.uid = pod.metadata.uid
+            # One after another: events of one pod are stored in the order they happened.
+            try:
+                await wait_write(upsert_event(self._registry, stored), time_left(context, self._write_timeout))
+                written += 1
+            except (Conflict, AlreadyExists, NotFound):
+                continue  # a concurrent write of the same event, or the pod went: the next report retries
+        return agents_pb2.ReportEventsResponse(written=written)
+
+    @unary
+    async def ReportUsage(self, request: agents_pb2.NodeUsage,
+                          context: grpc.aio.ServicerContext) -> agents_pb2.ReportUsageResponse:
+        if not request.node:
+            raise Invalid("node: required")
+        _authorize_node(context, request.node, "report usage")
+        check_node_usage(request)
+        own = [p for i, p in enumerate(request.pods)
+               if self._own_pod(request.node, p.namespace, p.name, p.uid, f"pods[{i}]") is not None]
+        if len(own) != len(request.pods):
+            del request.pods[:]
+            request.pods.extend(own)
+        if self._replica.is_leader:
+            self._usage.record(request)
+            return agents_pb2.ReportUsageResponse()
+        stub = agents_pb2_grpc.AgentsStub(self._forwarder.channel(self._forwarder.leader_client_addr()))
+        await stub.ReportUsage(request, timeout=time_left(context, 2.0))
+        return agents_pb2.ReportUsageResponse()
+
+    def _own_pod(self, node: str, namespace: str, name: str, uid: str, where: str) -> objects_pb2.Pod | None:
+        """The pod a node reports about, if it is still there (None: gone, or replaced by a newer
+        pod of that name); PermissionDenied when it is bound to another node (node restriction)."""
+        try:
+            pod = self._registry.get(kind_of("Pod"), namespace, name)
+        except NotFound:
+            return None
+        assert isinstance(pod, objects_pb2.Pod)
+        if uid and uid != pod.metadata.uid:
+            return None
+        if pod.spec.node_name != node:
+            raise PermissionDenied(f'{where}: pod {namespace}/{name} is not bound to node "{node}"; a node reports '
+                                   "about its own pods only")
+        return pod
+
+    @unary
+    async def GetUsage(self, request: agents_pb2.GetUsageRequest,
+                       context: grpc.aio.ServicerContext) -> agents_pb2.GetUsageResponse:
+        if self._replica.is_leader:
+            return agents_pb2.GetUsageResponse(nodes=self._usage.latest())
+        stub = agents_pb2_grpc.AgentsStub(self._forwarder.channel(self._forwarder.leader_client_addr()))
+        response: agents_pb2.GetUsageResponse = await stub.GetUsage(request, timeout=time_left(context, 5.0))
+        return response
 
     async def WatchNodePods(self, request: agents_pb2.WatchNodePodsRequest, context: grpc.aio.ServicerContext
                             ) -> AsyncIterator[resources_pb2.ObjectEvent]:

@@ -14,6 +14,8 @@ class MasterConfig:
     name: str
     client_addr: str = "127.0.0.1:2379"
     peer_addr: str = "127.0.0.1:2380"
+    # HOST:PORT for /metrics (Prometheus) and the web dashboard; "" serves neither.
+    http_addr: str = "127.0.0.1:2381"
     # The other masters' Raft addresses, by name.
     peers: dict[str, str] = field(default_factory=dict)
     data_dir: Path = Path("/var/lib/raftorch/master")
@@ -42,6 +44,10 @@ class MasterConfig:
     # Open streams one client may hold on one master: watches, and heartbeat/log/port-forward streams.
     max_watches_per_client: int = 256
     max_streams_per_client: int = 64
+    # Whether the controllers and agents record events (off only to measure what they cost).
+    record_events: bool = True
+    # Events last seen longer ago than this many seconds are deleted.
+    event_ttl: float = 3600.0
     # The cluster CA (ca.crt, ca.key; the same on every master: created by the first master
     # when missing). This master's own certificate is made at each start, in data-dir/tls.
     pki_dir: Path = Path("/etc/raftorch/pki")
@@ -70,8 +76,12 @@ class MasterConfig:
         for what, addr in [("client-addr", self.client_addr), ("peer-addr", self.peer_addr),
                            *((f"peers.{n}", a) for n, a in self.peers.items())]:
             check_addr(addr, what)
+        if self.http_addr and not self.http_addr.endswith(":0"):
+            check_addr(self.http_addr, "http-addr")
         if not 0.05 <= self.election_min < self.election_max:
             raise Invalid(f"election-min/max: need 0.05 <= min < max, got {self.election_min}, {self.election_max}")
+        if self.event_ttl <= 0:
+            raise Invalid(f"event-ttl: must be a positive number of seconds, got {self.event_ttl}")
         if self.max_watches_per_client < 1 or self.max_streams_per_client < 1:
             raise Invalid("max-watches-per-client, max-streams-per-client: must be at least 1")
         if not quota.MIN_QUOTA_BYTES <= self.quota_bytes <= quota.MAX_QUOTA_BYTES:

@@ -140,6 +140,21 @@ class RemoteWriter:
                 self._in_flight -= 1
             self._send_creates()
 
+    def get(self, kind: Kind, namespace: str, name: str) -> Message:
+        request = resources_pb2.GetRequest(kind=kind.name, namespace=namespace if kind.namespaced else "", name=name)
+        try:
+            return unwrap(self._stub.Get(request, timeout=WRITE_TIMEOUT))[1]
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    def list_kind(self, kind: Kind, namespace: str = "") -> tuple[list[Message], int]:
+        try:
+            found = self._stub.List(resources_pb2.ListRequest(kind=kind.name, namespace=namespace),
+                                    timeout=WRITE_TIMEOUT)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return [unwrap(o)[1] for o in found.items], found.resource_version
+
     def update(self, msg: Message, status_only: bool = False, request_id: str = "",
                fence_term: int = 0) -> Future[Message]:
         method = self._stub.UpdateStatus if status_only else self._stub.Update

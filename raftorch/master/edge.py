@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -23,6 +24,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
 from raftorch.errors import Internal, Invalid, RaftorchError, ResourceExhausted
+from raftorch.master.metrics import MasterMetrics, bound, method_labels
 from raftorch.master.validation import check_message, check_request_size
 
 log = structlog.get_logger("raftorch.master")
@@ -108,13 +110,32 @@ async def _fail(context: grpc.aio.ServicerContext, exc: Exception, method: str) 
 class _Method:
     """One RPC behind the edge: parse and bound each request, count streams, map errors."""
 
-    def __init__(self, method: MethodDescriptor, fn: Callable[..., Any], caps: StreamCaps) -> None:
+    def __init__(self, method: MethodDescriptor, fn: Callable[..., Any], caps: StreamCaps,
+                 metrics: MasterMetrics) -> None:
         self.name = method.full_name
         self.cls: type[Message] = GetMessageClass(method.input_type)
         self.fn = fn
         self.caps = caps
         self.group = "watch" if self.name in WATCH_METHODS else "stream"
         self.shape = (method.client_streaming, method.server_streaming)
+        self.metrics = metrics
+        self.labels = method_labels(self.name)
+        self.seconds = bound(metrics.grpc_seconds, *self.labels)
+        self._by_code: dict[str, Any] = {}
+
+    def _count(self, context: grpc.aio.ServicerContext, failure: BaseException | None) -> None:
+        """Count a finished call under its status code: a dict lookup and an increment."""
+        if failure is None:
+            code = "OK"
+        elif isinstance(failure, (asyncio.CancelledError, GeneratorExit)):
+            code = "CANCELLED"
+        else:
+            status = context.code()
+            code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+        child = self._by_code.get(code)
+        if child is None:
+            child = self._by_code[code] = bound(self.metrics.grpc_requests, *self.labels, code)
+        child.inc()
 
     async def _admit(self, raw: bytes | Message, context: grpc.aio.ServicerContext) -> Message:
         if isinstance(raw, Message):
@@ -172,30 +193,72 @@ class _Method:
             self.caps.release(client, self.group)
 
     async def unary_unary(self, raw: bytes, context: grpc.aio.ServicerContext) -> Message:
-        return await self._call(await self._admit(raw, context), context)
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            return await self._call(await self._admit(raw, context), context)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self.seconds.observe(time.perf_counter() - started)
+            self._count(context, failure)
 
     async def unary_stream(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
-        request = await self._admit(raw, context)
-        async for response in self._stream(request, context):
-            yield response
+        failure: BaseException | None = None
+        try:
+            request = await self._admit(raw, context)
+            async for response in self._stream(request, context):
+                yield response
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self._count(context, failure)
 
     async def unary_written(self, raw: bytes, context: grpc.aio.ServicerContext) -> None:
-        await self._written(await self._admit(raw, context), context)
+        failure: BaseException | None = None
+        try:
+            await self._written(await self._admit(raw, context), context)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self._count(context, failure)
 
     async def stream_unary(self, raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Message:
+        failure: BaseException | None = None
         client = await self._open(context)
         try:
             return await self._call(self._requests(raws, context), context)
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             self.caps.release(client, self.group)
+            self._count(context, failure)
 
     async def stream_stream(self, raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext
                             ) -> AsyncIterator[Message]:
-        async for response in self._stream(self._requests(raws, context), context):
-            yield response
+        failure: BaseException | None = None
+        try:
+            async for response in self._stream(self._requests(raws, context), context):
+                yield response
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self._count(context, failure)
 
     async def stream_written(self, raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
-        await self._written(self._requests(raws, context), context)
+        failure: BaseException | None = None
+        try:
+            await self._written(self._requests(raws, context), context)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self._count(context, failure)
 
     def handler(self) -> grpc.RpcMethodHandler:
         # No request deserializer: the bytes come to `_admit`, which parses them.
@@ -227,11 +290,13 @@ def decode(path: str, raw: object) -> object:
     return parse(cls, raw)
 
 
-def add_service(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor, caps: StreamCaps) -> None:
-    """Serve `servicer`'s methods for `service`, each behind the edge."""
+def add_service(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor, caps: StreamCaps,
+                metrics: MasterMetrics | None = None) -> None:
+    """Serve `servicer`'s methods for `service`, each behind the edge, counted in `metrics`."""
+    metrics = metrics if metrics is not None else MasterMetrics()
     for method in service.methods:
         _REQUEST_CLASSES[f"/{service.full_name}/{method.name}"] = GetMessageClass(method.input_type)
-    handlers = {method.name: _Method(method, getattr(servicer, method.name), caps).handler()
+    handlers = {method.name: _Method(method, getattr(servicer, method.name), caps, metrics).handler()
                 for method in service.methods}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)

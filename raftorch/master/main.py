@@ -32,6 +32,7 @@ Example (three masters on one host):
 @click.option("--name", help="This master's name, unique in the cluster.")
 @click.option("--client-addr", help="HOST:PORT for the gRPC API.")
 @click.option("--peer-addr", help="HOST:PORT for Raft traffic from the other masters.")
+@click.option("--http-addr", help="HOST:PORT for /metrics and the dashboard (default 127.0.0.1:2381; '' for none).")
 @click.option("--peers", help="The other masters: NAME=HOST:PORT,... (their peer addresses).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the Raft journal and snapshot live.")
 @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
@@ -49,6 +50,8 @@ Example (three masters on one host):
 @click.option("--max-watches-per-client", type=int, help="Watches one client may hold open (default 256).")
 @click.option("--max-streams-per-client", type=int,
               help="Heartbeat, log and port-forward streams one client may hold open (default 64).")
+@click.option("--record-events", type=bool, default=None, help="Record events (default true).")
+@click.option("--event-ttl", type=float, help="Seconds an event is kept after it was last seen (default 3600).")
 @click.option("--pki-dir", type=click.Path(path_type=Path),
               help="Where the cluster CA is (ca.crt, ca.key; created when missing).")
 @click.option("--tls-sans", help="Extra names and addresses for this master's certificate: A,B,...")

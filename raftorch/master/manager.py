@@ -53,8 +53,11 @@ from raftorch.master.cache import REGISTRY_PREFIX, BadObject, Change, ObjectCach
 from raftorch.master.constraints import taints_of
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.controllers._util import labels_match
+from raftorch.master.events import DEFAULT_TTL as DEFAULT_EVENT_TTL
+from raftorch.master.events import EventRecorder, EventWriter
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.indexes import MIRROR_ANNOTATION, CacheIndex, allocatable, is_mirror, pod_request
+from raftorch.master.metrics import MasterMetrics
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
 from raftorch.master.scheduler import NodeInfo, Snapshot, schedule
@@ -69,6 +72,7 @@ from raftorch.objects import (
     set_condition,
     store_prefix,
 )
+from raftorch.objects.events import NORMAL, WARNING, Ref
 from raftorch.store.replica import RaftReplica
 
 log = structlog.get_logger("raftorch.controllers")
@@ -98,6 +102,9 @@ class ManagerSettings:
     lifecycle_period: float = 0.5
     # Pause after a pass as long as it took: only where the loop shares a process with Raft.
     pass_pause: bool = True
+    # Events older than this many seconds are deleted.
+    event_ttl: float = DEFAULT_EVENT_TTL
+    record_events: bool = True
 
 
 class Queues:
@@ -194,7 +201,11 @@ MASTER_PREFIXES = (store_prefix(kind_of("Node"), None), store_prefix(kind_of("Po
 
 class Writer(Protocol):
     """The writes the controllers make: the registry in-process, the Resources API from the
-    controller-manager process."""
+    controller-manager process. (Events also read back what they fold repeats into.)"""
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Message: ...
+
+    def list_kind(self, kind: Kind, namespace: str = "") -> tuple[list[Message], int]: ...
 
     def create(self, msg: Message, request_id: str = "", fence_term: int = 0) -> Future[Message]: ...
 
@@ -244,16 +255,21 @@ class ControllerManager(WorkloadSteps):
     def __init__(self, registry: Writer, heartbeats: HeartbeatTracker | None, term: int,
                  settings: ManagerSettings | None = None,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic, *,
-                 link: Link | None = None, steps: frozenset[str] = ALL_STEPS) -> None:
+                 link: Link | None = None, steps: frozenset[str] = ALL_STEPS,
+                 metrics: MasterMetrics | None = None) -> None:
         self.registry = registry
         if link is None:
             assert isinstance(registry, Registry), "in-process controllers need the registry or a link"
             link = ReplicaLink(registry.replica)
         self.link = link
+        self.metrics = metrics if metrics is not None else MasterMetrics()
         self.heartbeats = heartbeats
         self.term = term
         self.settings = settings or ManagerSettings()
         self.steps = steps
+        self.event_writer = EventWriter(registry, self.metrics, fence_term=term, ttl=self.settings.event_ttl,
+                                        wall=wall)
+        self.events = EventRecorder(self.event_writer, wall=wall, enabled=self.settings.record_events)
         self.wall = wall
         self.mono = mono
         self._stop = threading.Event()
@@ -275,6 +291,7 @@ class ControllerManager(WorkloadSteps):
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+        self.event_writer.stop()
 
     @property
     def running(self) -> bool:
@@ -286,6 +303,7 @@ class ControllerManager(WorkloadSteps):
     def _run(self) -> None:
         """Supervise the control loop: restart it after a crash, until leadership ends."""
         log.info("controllers_started", term=self.term, steps=len(self.steps))
+        self.event_writer.start()
         while self._leading():
             try:
                 self._control_loop()
@@ -294,6 +312,7 @@ class ControllerManager(WorkloadSteps):
                 log.exception("controllers_crashed", term=self.term, restart_in=delay,
                               crashes=self.loop_backoff.failures)
                 self._stop.wait(delay)
+        self.event_writer.stop()
         log.info("controllers_stopped", term=self.term)
 
     def _control_loop(self) -> None:
@@ -370,6 +389,7 @@ class ControllerManager(WorkloadSteps):
         backoff = self.step_backoff.setdefault(name, Backoff(self.mono))
         if not backoff.ready():
             return False
+        started = time.perf_counter()
         try:
             futures = step(cache)
         except RaftorchError as err:
@@ -381,6 +401,10 @@ class ControllerManager(WorkloadSteps):
                           crashes=backoff.failures)
             return False
         self._wait(futures, cache)
+        elapsed = time.perf_counter() - started
+        self.metrics.reconcile_seconds.labels(name).observe(elapsed)
+        if name == "scheduler" and futures:
+            self.metrics.scheduler_seconds.observe(elapsed)
         return True
 
     def _wait(self, futures: list[Future[Message]], cache: ObjectCache) -> None:
@@ -413,12 +437,18 @@ class ControllerManager(WorkloadSteps):
             set_condition(node.status.conditions, "Ready", "True" if change.ready else "False",
                           change.reason, change.message, now_text)
             log.info("node_readiness", node=change.node, ready=change.ready, reason=change.reason)
+            self.events.emit("node-controller", Ref.of(node), "NodeReady" if change.ready else "NodeNotReady",
+                             f"Node {change.node} status is now: {'NodeReady' if change.ready else 'NodeNotReady'}",
+                             NORMAL if change.ready else WARNING)
             futures.append(self.registry.update(node, status_only=True, fence_term=self.term))
         for evicted in plan.evict:
             for pod in self._pods_on(cache, evicted):
                 if not is_mirror(pod):
                     log.info("pod_evicted", pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
                              node=pod.spec.node_name)
+                    self.events.emit("node-controller", Ref.of(pod), "Evicted",
+                                     f"Marking for deletion Pod {pod.metadata.namespace}/{pod.metadata.name}: "
+                                     f"node {pod.spec.node_name} is NotReady", WARNING)
                     futures.append(self.registry.delete(kind_of("Pod"), pod.metadata.namespace, pod.metadata.name,
                                                         pod.metadata.resource_version, fence_term=self.term))
         return futures
@@ -506,28 +536,22 @@ class ControllerManager(WorkloadSteps):
             pod.spec.node_name = binding.node
             self._unschedulable_reasons.pop(binding.uid, None)
             bound.append(pod)
+            self.events.emit("default-scheduler", Ref.of(pod), "Scheduled",
+                             f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {binding.node}")
         # Bindings are committed in batches, one transaction each (the leader re-checks each
         # pod's revision as it commits; a pod changed meanwhile is bound on its own or planned again).
         for start in range(0, len(bound), BINDING_BATCH):
             futures += self.registry.update_many(bound[start:start + BINDING_BATCH], fence_term=self.term)
         self.bound += len(plan.bindings)
+        attempts = self.metrics.scheduler_attempts
+        attempts.labels("scheduled").inc(len(plan.bindings))
+        attempts.labels("unschedulable").inc(len(plan.unschedulable))
         for item in plan.unschedulable:
             if self._unschedulable_reasons.get(item.uid) != item.reason:
                 self._unschedulable_reasons[item.uid] = item.reason
-                futures.append(self._event(by_uid[item.uid], "FailedScheduling", item.reason, "Warning"))
+                self.events.emit("default-scheduler", Ref.of(by_uid[item.uid]), "FailedScheduling", item.reason,
+                                 WARNING)
         return futures
-
-    def _event(self, obj: objects_pb2.Pod | objects_pb2.ReplicaSet, reason: str, message: str, kind: str,
-               source: str = "scheduler") -> Future[Message]:
-        now = format_time(self.wall())
-        meta = obj.metadata
-        event = objects_pb2.Event(
-            metadata=objects_pb2.ObjectMeta(name=f"{meta.name}.{secrets.token_hex(4)}", namespace=meta.namespace),
-            involved_object=objects_pb2.ObjectReference(kind=obj.DESCRIPTOR.name, namespace=meta.namespace,
-                                                        name=meta.name, uid=meta.uid),
-            reason=reason, message=message, type=kind, count=1, first_timestamp=now, last_timestamp=now,
-            source=source)
-        return self.registry.create(event, fence_term=self.term)
 
     # -- objects the cache cannot decode ---------------------------------------------------------
 
@@ -646,9 +670,11 @@ class ControllerManager(WorkloadSteps):
         by_name = {rs.metadata.name: rs for rs in owned}
         if plan.create is not None:
             futures.append(self.registry.create(plan.create, fence_term=self.term))
+            self._scaled(deploy, plan.create.metadata.name, 0, plan.create.spec.replicas)
         changes: dict[str, objects_pb2.ReplicaSet] = {}
         for name, replicas in plan.scale:
             rs = changes.setdefault(name, _copy_rs(by_name[name]))
+            self._scaled(deploy, name, rs.spec.replicas, replicas)
             rs.spec.replicas = replicas
         for name, revision in plan.update_revision:
             rs = changes.setdefault(name, _copy_rs(by_name[name]))
@@ -664,6 +690,13 @@ class ControllerManager(WorkloadSteps):
             updated.status.CopyFrom(plan.status)
             futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
         return futures
+
+    def _scaled(self, deploy: objects_pb2.Deployment, rs_name: str, old: int, new: int) -> None:
+        if new == old or (old == 0 and new == 0):
+            return
+        way = "up" if new > old else "down"
+        self.events.emit("deployment-controller", Ref.of(deploy), "ScalingReplicaSet",
+                         f"Scaled {way} replica set {rs_name} to {new}" + (f" from {old}" if old else ""))
 
     def _rollback_status(self, written: Future[Message], *, status: objects_pb2.DeploymentStatus) -> None:
         if written.exception() is not None:
@@ -693,16 +726,19 @@ class ControllerManager(WorkloadSteps):
                            f'level "{level}": ' + ", ".join(violations))
                 if self._create_failures.get(rs.metadata.uid) != message:
                     self._create_failures[rs.metadata.uid] = message
-                    futures.append(self._event(rs, "FailedCreate", message, "Warning", "replicaset-controller"))
+                    self.events.emit("replicaset-controller", Ref.of(rs), "FailedCreate", message, WARNING)
                 plan = replace(plan, create=())
             else:
                 self._create_failures.pop(rs.metadata.uid, None)
         for pod in plan.create:
             futures.append(self.registry.create(pod, fence_term=self.term))
+            self.events.emit("replicaset-controller", Ref.of(rs), "SuccessfulCreate",
+                             f"Created pod: {pod.metadata.name}")
         by_name = {p.metadata.name: p for p in pods}
         for name in plan.delete:
             futures.append(self.registry.delete(pod_kind, rs.metadata.namespace, name,
                                                 by_name[name].metadata.resource_version, fence_term=self.term))
+            self.events.emit("replicaset-controller", Ref.of(rs), "SuccessfulDelete", f"Deleted pod: {name}")
         if plan.status.SerializeToString(deterministic=True) != rs.status.SerializeToString(deterministic=True):
             updated = _copy_rs(rs)
             updated.status.CopyFrom(plan.status)

@@ -23,15 +23,19 @@ from raftorch.master.auth_service import AuthService, TokenStore, register_boots
 from raftorch.master.cluster_service import ClusterService
 from raftorch.master.config import MasterConfig
 from raftorch.master.controller_process import ControllerManagerProcess, LocalAPI
+from raftorch.master.dashboard import Dashboard
 from raftorch.master.edge import StreamCaps, add_service
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.http import HttpServer
 from raftorch.master.kv_service import KVService
 from raftorch.master.manager import MASTER_PREFIXES, MASTER_STEPS, ControllerManager, ManagerSettings, ReplicaLink
+from raftorch.master.metrics import MasterMetrics, count_refused
 from raftorch.master.node_lifecycle import LifecycleSettings
 from raftorch.master.pods_service import PodsService
 from raftorch.master.registry import NetworkSettings, Registry
 from raftorch.master.resources_service import ResourcesService
+from raftorch.master.usage import UsageStore
 from raftorch.store.leases import LeaseKeeper
 from raftorch.store.replica import RaftReplica, RaftSettings
 
@@ -67,6 +71,9 @@ class Master:
         self.manager: ControllerManager | None = None
         self.local_api: LocalAPI | None = None
         self.controller_process: ControllerManagerProcess | None = None
+        self.metrics = MasterMetrics()
+        self.usage = UsageStore()
+        self.http = HttpServer(config.http_addr, self.metrics)
 
     async def start(self) -> None:
         cfg = self.config
@@ -78,7 +85,8 @@ class Master:
         if self.tls is not None:
             self.authenticator = Authenticator(self.tls.ca.cert_pem, lambda tid: self._token_store().get(tid))
             interceptors.append(AuthInterceptor(self.authenticator, self.audit,
-                                                lambda: self._token_store().barrier(), decode=edge.decode))
+                                                lambda: self._token_store().barrier(), decode=edge.decode,
+                                                refused=count_refused(self.metrics)))
         else:
             log.warning("insecure_mode", note="plaintext and no authentication: benchmarks only")
             set_insecure_identity(INSECURE)
@@ -92,6 +100,9 @@ class Master:
                                                   fsync=not cfg.unsafe_no_fsync)
         self.replica = RaftReplica(cfg.name, cfg.peer_addr, cfg.peers, cfg.data_dir, self._secret,
                                    settings, on_role_change=self._role_changed)
+        self.replica.on_commit_latency = self.metrics.proposal_seconds.observe
+        self.replica.on_fsync_latency = self.metrics.fsync_seconds.observe
+        self.metrics.watch_state(self.replica, self.heartbeats)
         self.leases = LeaseKeeper(self.replica)
         self.forwarder = LeaderForwarder(self.replica, self.tls.client if self.tls else None)
         self.tokens = TokenStore(self.replica)
@@ -102,7 +113,8 @@ class Master:
         cluster = ClusterService(self.replica, self.client_addr, self.forwarder)
         services: list[tuple[object, ServiceDescriptor]] = [
             (resources, _service(resources_pb2, "Resources")),
-            (AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout),
+            (AgentsService(self.registry, self.heartbeats, self.forwarder, cfg.write_timeout, self.usage,
+                           record_events=cfg.record_events),
              _service(agents_pb2, "Agents")),
             (PodsService(self.registry, self.forwarder), _service(agents_pb2, "Pods")),
             (KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), _service(kv_pb2, "KV")),
@@ -112,15 +124,21 @@ class Master:
             services.append((AuthService(self.tokens, self.authenticator, self.tls.ca, cfg.node_cert_ttl,
                                          cfg.write_timeout), _service(auth_pb2, "Auth")))
         for servicer, descriptor in services:
-            add_service(self.server, servicer, descriptor, caps)
+            add_service(self.server, servicer, descriptor, caps, self.metrics)
         # Health and reflection too: the edge answers their bad input with INVALID_ARGUMENT.
         self.health = health.aio.HealthServicer()
-        add_service(self.server, self.health, _service(health_pb2, "Health"), caps)
+        add_service(self.server, self.health, _service(health_pb2, "Health"), caps, self.metrics)
         if cfg.reflection:
             names = (*SERVICES, _service(health_pb2, "Health").full_name, reflection.SERVICE_NAME)
             add_service(self.server, reflection.aio.ReflectionServicer(names),
-                        _service(reflection_pb2, "ServerReflection"), caps)
+                        _service(reflection_pb2, "ServerReflection"), caps, self.metrics)
         await self.server.start()
+        if self.tls is not None:
+            self.http.protect(self.authenticator.token_identity, cfg.data_dir / "tls" / "master.crt",
+                              cfg.data_dir / "tls" / "master.key")
+        self.dashboard = Dashboard(self.client_addr, self.tls.ca.cert_pem if self.tls else None, self.http.secure)
+        self.dashboard.add_routes(self.http.app)
+        await self.http.start()
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(self._register()), asyncio.create_task(self._lease_ticks())]
@@ -145,6 +163,7 @@ class Master:
             self.leases.on_role_change(leader, term)
         if leader:
             self.heartbeats.reset()
+            self.usage.reset()
         manager = self.manager
         if manager is not None and (not leader or manager.term != term):
             manager._stop.set()  # never block Raft's thread: the manager exits by itself
@@ -197,14 +216,15 @@ class Master:
         if self.manager is not None:
             self.manager._stop.set()
         cfg = self.config
-        settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout))
+        settings = ManagerSettings(LifecycleSettings(cfg.node_grace, cfg.eviction_timeout), event_ttl=cfg.event_ttl,
+                                   record_events=cfg.record_events)
         # With the controller-manager process, the master keeps the steps that need its own
         # memory (heartbeats, Raft links, undecodable objects); the process runs the rest.
         if cfg.controllers == "process":
             self.manager = ControllerManager(self.registry, self.heartbeats, term, settings, steps=MASTER_STEPS,
-                                             link=ReplicaLink(self.replica, MASTER_PREFIXES))
+                                             link=ReplicaLink(self.replica, MASTER_PREFIXES), metrics=self.metrics)
         else:
-            self.manager = ControllerManager(self.registry, self.heartbeats, term, settings)
+            self.manager = ControllerManager(self.registry, self.heartbeats, term, settings, metrics=self.metrics)
         self.manager.start()
 
     async def _register(self) -> None:
@@ -245,6 +265,9 @@ class Master:
         if self.local_api is not None:
             await self.local_api.stop(grace)
         await self.server.stop(grace)
+        await self.http.stop()
+        if hasattr(self, "dashboard"):
+            self.dashboard.close()
         await self.forwarder.close()
         self.audit.close()
         await asyncio.get_running_loop().run_in_executor(None, self.replica.stop)

@@ -8,11 +8,13 @@ masters own). README.md ("Limits") lists every bound with its reason.
 
 from __future__ import annotations
 
+import math
+
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from raftorch.api.v1 import kv_pb2
+from raftorch.api.v1 import agents_pb2, kv_pb2, objects_pb2
 from raftorch.errors import Invalid, PermissionDenied
 
 # Whole request, encoded; etcd's --max-request-bytes default. A 1 MiB value fits with room.
@@ -39,6 +41,13 @@ MAX_TTL_SECONDS = 365 * 24 * 3600
 MAX_NODES_PER_BATCH = 10_000
 # Tolerations, taints, affinity terms, their expressions and values: each list.
 MAX_CONSTRAINT_ITEMS = 100
+MAX_EVENT_REASON_BYTES = 128
+MAX_EVENT_MESSAGE_BYTES = 4096
+MAX_TIMESTAMP_BYTES = 64
+# Usage figures (millicores, bytes): far beyond any host, and exact in a double (JSON, the dashboard).
+MAX_USAGE = 2**53
+# An agent averages CPU over its sampling period (15 s by default).
+MAX_USAGE_WINDOW_SECONDS = 3600.0
 # How much of an offending value an error message shows.
 SHOWN_CHARS = 64
 
@@ -55,6 +64,14 @@ _BYTES_BY_FULL_NAME: dict[str, int] = {
     # Node names, like `node` fields.
     "raftorch.v1.HeartbeatRequest.nodes": MAX_NAME_BYTES,
     "raftorch.v1.HeartbeatBatch.nodes": MAX_NAME_BYTES,
+    # Kubernetes' bounds: a reason is a short CamelCase word, a message a sentence or two.
+    "raftorch.v1.Event.reason": MAX_EVENT_REASON_BYTES,
+    "raftorch.v1.Event.message": MAX_EVENT_MESSAGE_BYTES,
+    "raftorch.v1.Event.type": MAX_KIND_BYTES,
+    "raftorch.v1.Event.source": MAX_NAME_BYTES,
+    "raftorch.v1.Event.first_timestamp": MAX_TIMESTAMP_BYTES,
+    "raftorch.v1.Event.last_timestamp": MAX_TIMESTAMP_BYTES,
+    "raftorch.v1.NodeUsage.timestamp": MAX_TIMESTAMP_BYTES,
 }
 _BYTES_BY_NAME: dict[str, int] = {
     "request_id": MAX_REQUEST_ID_BYTES,
@@ -247,3 +264,32 @@ def check_ttl(ttl: int) -> None:
         raise Invalid(f"ttl: must be at least 1 second, got {ttl}")
     if ttl > MAX_TTL_SECONDS:
         raise Invalid(f"ttl: at most one year, got {ttl}")
+
+
+# -- what agents report ------------------------------------------------------------------------
+
+
+def check_node_usage(usage: agents_pb2.NodeUsage) -> None:
+    """Usage figures are non-negative and bounded; the window is a real number of seconds."""
+    def figures(where: str, cpu: int, memory: int) -> None:
+        for name, value in (("cpu_millicores", cpu), ("memory_bytes", memory)):
+            if not 0 <= value <= MAX_USAGE:
+                raise Invalid(f"{where}{name}: must be between 0 and 2^53, got {value}")
+
+    figures("", usage.cpu_millicores, usage.memory_bytes)
+    if not (math.isfinite(usage.window_seconds) and 0 <= usage.window_seconds <= MAX_USAGE_WINDOW_SECONDS):
+        raise Invalid(f"window_seconds: must be between 0 and {MAX_USAGE_WINDOW_SECONDS:g}, "
+                      f"got {usage.window_seconds}")
+    for i, pod in enumerate(usage.pods):
+        for j, c in enumerate(pod.containers):
+            figures(f"pods[{i}].containers[{j}].", c.cpu_millicores, c.memory_bytes)
+
+
+def check_reported_event(event: objects_pb2.Event, where: str) -> None:
+    """An event an agent reports: Kubernetes' two types, a reason, a positive count."""
+    if event.type not in ("Normal", "Warning"):
+        raise Invalid(f"{where}.type: expected Normal or Warning, got {shown(event.type)}")
+    if not event.reason:
+        raise Invalid(f"{where}.reason: required")
+    if event.count < 1:
+        raise Invalid(f"{where}.count: must be at least 1, got {event.count}")

@@ -302,11 +302,16 @@ class RaftReplica:
         self._batch_ids = 0
         self._stopped = False
         self._last_ping = 0.0
+        # Observability: leader changes seen, and a hook told each entry's proposal-to-commit time.
+        self.leader_changes = 0
+        self._last_leader: object = None
+        self.on_commit_latency: Callable[[float], None] | None = None
+        self.on_fsync_latency: Callable[[float], None] | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
         self._dump_file = data_dir / "raft.dump"
         self._snapshot_pid = 0
         journal_path = data_dir / "raft.journal"
-        self.journal = DurableJournal(journal_path, durable=settings.fsync, sync=sync)
+        self.journal = DurableJournal(journal_path, durable=settings.fsync, sync=self._timed_sync(sync))
         if not settings.fsync:
             log.warning("fsync_disabled", reason="unsafe-no-fsync is set: a power loss on a majority of "
                                                  "masters can lose acknowledged writes")
@@ -343,6 +348,16 @@ class RaftReplica:
             raise
         self.journal.on_synced = self._node.wake
         self._node.addOnTickCallback(self._on_tick)
+
+    def _timed_sync(self, sync: Callable[[int], None]) -> Callable[[int], None]:
+        """The journal's sync, its time told to `on_fsync_latency` (the journal's sync thread)."""
+        def timed(fd: int) -> None:
+            started = time.perf_counter()
+            sync(fd)
+            hook = self.on_fsync_latency
+            if hook is not None:
+                hook(time.perf_counter() - started)
+        return timed
 
     # -- state access ---------------------------------------------------------------
 
@@ -444,9 +459,12 @@ class RaftReplica:
         batch = store_pb2.CommandBatch(format=BATCH_FORMAT,
                                        commands=[s.command for s in taken if s.command is not None])
         self._node.apply_entry(batch.SerializeToString(),
-                               callback=functools.partial(self._committed, batch_id, taken))
+                               callback=functools.partial(self._committed, batch_id, taken, time.perf_counter()))
 
-    def _committed(self, batch_id: int, taken: list[_Submission], results: Any, err: int) -> None:
+    def _committed(self, batch_id: int, taken: list[_Submission], sent: float, results: Any, err: int) -> None:
+        hook = self.on_commit_latency
+        if hook is not None and err == FAIL_REASON.SUCCESS:
+            hook(time.perf_counter() - sent)
         with self._cond:
             self._inflight.pop(batch_id, None)
             batch = self._take_batch()
@@ -488,6 +506,11 @@ class RaftReplica:
         if batch is not None:
             self._send(*batch)
         node = self._node
+        leader = node._getLeader()
+        if leader != self._last_leader:
+            if leader is not None:
+                self.leader_changes += 1
+            self._last_leader = leader
         self.reads.poll(node._isLeader(), node.raftCurrentTerm, node.raftLastApplied, len(node.otherNodes))
         now = time.monotonic()
         if now - self._last_ping >= PING_INTERVAL:

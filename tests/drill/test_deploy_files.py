@@ -44,6 +44,7 @@ def test_provisioned_configs_are_accepted_by_master_and_agent(tmp_path: Path) ->
     assert cfg.peers == {"m2": "10.0.0.12:2380", "m3": "10.0.0.13:2390"}
     assert (cfg.node_grace, cfg.eviction_timeout) == (3.0, 4.0)
     assert cfg.data_dir == tmp_path / "var/master"
+    assert cfg.http_addr == "10.0.0.11:2381"
 
     assert cfg.pki_dir == tmp_path / "etc/pki" and cfg.bootstrap_token_file == tmp_path / "etc/join-tokens"
     # The first master's script made the CA, and an admin's client config using it.
@@ -60,6 +61,7 @@ def test_provisioned_configs_are_accepted_by_master_and_agent(tmp_path: Path) ->
     acfg.validate()
     assert acfg.masters == ["10.0.0.11:2379", "10.0.0.12:2379", "10.0.0.13:2399"]
     assert (acfg.name, acfg.node_ip, acfg.runtime, acfg.agent_port) == ("w1", "10.0.0.21", "process", 10250)
+    assert acfg.metrics_addr == "10.0.0.21:10255"
     assert (acfg.join_token, acfg.ca_hash, acfg.pki_dir) == (TOKEN, CA_HASH, tmp_path / "etc/pki")
 
 

@@ -23,6 +23,21 @@ def _rows(out: str) -> list[list[str]]:
     return [line.split() for line in out.strip().splitlines()[1:]]
 
 
+def _pod_flow_recorded(out: str) -> bool:
+    """hello-world's pod went Scheduled, Pulling or Pulled, Created, Started (oldest first), and
+    its deployment scaled its replica set. Columns by the header: LAST SEEN may hold spaces."""
+    lines = out.strip().splitlines()
+    head = lines[0] if lines else ""
+    if not all(column in head for column in ("REASON", "OBJECT", "MESSAGE")):
+        return False
+    r, o, m = head.index("REASON"), head.index("OBJECT"), head.index("MESSAGE")
+    rows = [(line[r:o].strip(), line[o:m].strip()) for line in lines[1:]]
+    pod = [reason for reason, obj in rows if obj.startswith("pod/hello-world-")]
+    flow = [next((i for i, reason in enumerate(pod) if reason in wanted), -1)
+            for wanted in ({"Scheduled"}, {"Pulling", "Pulled"}, {"Created"}, {"Started"})]
+    return -1 not in flow and flow == sorted(flow) and ("ScalingReplicaSet", "deployment/hello-world") in rows
+
+
 CHECKS: dict[str, Callable[[str], bool]] = {
     "raftctl up": lambda out: "Cluster ready: 3 masters, 2 nodes (docker runtime)." in out,
     "raftctl get pods -A": lambda out: {r[1] for r in _rows(out) if r[3] == "Running"}
@@ -39,6 +54,7 @@ CHECKS: dict[str, Callable[[str], bool]] = {
     "curl": lambda out: "Hostname: hello-world-" in out and "request_line=GET / HTTP/1.1" in out,
     "raftctl cluster status": lambda out: sorted(r[2] for r in _rows(out)) == ["follower", "follower", "leader"]
     and all(r[-1] == "yes" for r in _rows(out)),
+    "raftctl get events": _pod_flow_recorded,
     "raftctl down": lambda out: "Cluster stopped." in out,
 }
 

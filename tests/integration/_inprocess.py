@@ -30,7 +30,8 @@ class InProcessMaster:
         self.credentials = load_credentials(admin.ca_file, admin.cert_file, admin.key_file)
         self.config = MasterConfig(name="m1", client_addr=f"127.0.0.1:{client_port}",
                                    peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir,
-                                   pki_dir=data_dir.parent / f"{data_dir.name}-pki")
+                                   pki_dir=data_dir.parent / f"{data_dir.name}-pki",
+                                   http_addr="127.0.0.1:0")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-master", daemon=True)
         self._thread.start()
@@ -84,6 +85,20 @@ class InProcessMaster:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.loop.close()
+
+
+def label_privileged(c: Client, namespace: str = "default") -> bool:
+    """Let `namespace` run host processes (the process runtime's pods), as `raftctl up` does."""
+    from raftorch.errors import RaftorchError
+    from raftorch.master.admission import LEVEL_LABEL, PRIVILEGED
+
+    try:
+        ns = c.objects.get("namespaces", namespace)
+        ns.metadata.labels[LEVEL_LABEL] = PRIVILEGED  # type: ignore[attr-defined]
+        c.objects.update(ns)
+    except RaftorchError:
+        return False
+    return True
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

@@ -230,3 +230,45 @@ def test_an_admin_may_heartbeat_many_nodes_in_one_beat(
         assert admin.heartbeat("node-1", "node-2").sequence == 1
     finally:
         admin.close()
+def _event_about(pod: objects_pb2.Pod, reason: str = "Started") -> objects_pb2.Event:
+    return objects_pb2.Event(involved_object=objects_pb2.ObjectReference(
+        kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid),
+        reason=reason, message="Started container c", type="Normal", count=1)
+
+
+def _usage_of(node: str, pod: objects_pb2.Pod) -> agents_pb2.NodeUsage:
+    return agents_pb2.NodeUsage(node=node, cpu_millicores=5, memory_bytes=1 << 20, window_seconds=15, pods=[
+        agents_pb2.PodUsage(namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid,
+                            containers=[agents_pb2.ContainerUsage(name="c", cpu_millicores=5, memory_bytes=1 << 20)])])
+
+
+def test_node_1_reports_events_and_usage_only_for_itself_and_its_pods(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    one, two, theirs = two_nodes
+    events = agents_pb2.ReportEventsRequest(node="node-2", events=[_event_about(theirs)])
+    code, details = code_of(lambda: one.agents.ReportEvents(events, timeout=10))
+    assert code == DENIED and details == 'node "node-1" may not report events as node "node-2": a node acts only ' \
+                                         "as itself"
+    mine = agents_pb2.ReportEventsRequest(node="node-1", events=[_event_about(theirs)])
+    code, details = code_of(lambda: one.agents.ReportEvents(mine, timeout=10))
+    assert code == DENIED and 'pod default/theirs is not bound to node "node-1"' in details
+    code, details = code_of(lambda: one.agents.ReportUsage(_usage_of("node-2", theirs), timeout=10))
+    assert code == DENIED and 'may not report usage as node "node-2"' in details
+    code, details = code_of(lambda: one.agents.ReportUsage(_usage_of("node-1", theirs), timeout=10))
+    assert code == DENIED and 'pod default/theirs is not bound to node "node-1"' in details
+    # Usage is not for nodes to read; bad figures are refused with the field named.
+    code, details = code_of(lambda: one.agents.GetUsage(agents_pb2.GetUsageRequest(), timeout=10))
+    assert code == DENIED
+    bad = _usage_of("node-2", theirs)
+    bad.pods[0].containers[0].memory_bytes = -1
+    code, details = code_of(lambda: two.agents.ReportUsage(bad, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "pods[0].containers[0].memory_bytes" in details
+    # node-2 reports about its own pod: stored, and read back by a user.
+    assert two.agents.ReportEvents(agents_pb2.ReportEventsRequest(node="node-2", events=[_event_about(theirs)]),
+                                   timeout=10).written == 1
+    two.agents.ReportUsage(_usage_of("node-2", theirs), timeout=10)
+    with masters.client() as c:
+        events_seen = [e for e in c.objects.list("events", "default")[0]
+                       if e.involved_object.name == "theirs"]  # type: ignore[attr-defined]
+        assert [e.source for e in events_seen] == ["agent/node-2"]  # type: ignore[attr-defined]
+        eventually(lambda: [p.name for u in c.usage() for p in u.pods] == ["theirs"], what="usage of node-2")

@@ -127,3 +127,38 @@ def test_stream_caps_count_per_client_and_group() -> None:
     for _ in range(2):
         caps.release("a", "watch")
     assert caps.open("a", "watch") == 0
+
+
+@pytest.mark.parametrize(("msg", "needle"), [
+    (objects_pb2.Event(reason="R" * 129), "reason: 129 bytes is longer than the limit of 128"),
+    (objects_pb2.Event(message="m" * 4097), "message: 4097 bytes is longer than the limit of 4096"),
+    (agents_pb2.NodeUsage(timestamp="t" * 65), "timestamp: 65 bytes is longer than the limit of 64"),
+])
+def test_event_and_usage_fields_are_bounded_from_the_schema(msg: object, needle: str) -> None:
+    with pytest.raises(Invalid, match=needle):
+        validation.check_message(msg)  # type: ignore[arg-type]
+
+
+def test_reported_usage_and_events_mean_something() -> None:
+    ok = agents_pb2.NodeUsage(node="n", cpu_millicores=5, memory_bytes=1 << 20, window_seconds=15, pods=[
+        agents_pb2.PodUsage(name="p", containers=[agents_pb2.ContainerUsage(name="c", cpu_millicores=1)])])
+    validation.check_node_usage(ok)
+    for field, value, needle in [("cpu_millicores", -1, "cpu_millicores: must be between 0 and 2\\^53"),
+                                 ("memory_bytes", 2**60, "memory_bytes: must be between 0 and 2\\^53"),
+                                 ("window_seconds", float("nan"), "window_seconds: must be between 0 and 3600")]:
+        bad = agents_pb2.NodeUsage()
+        bad.CopyFrom(ok)
+        setattr(bad, field, value)
+        with pytest.raises(Invalid, match=needle):
+            validation.check_node_usage(bad)
+    bad = agents_pb2.NodeUsage()
+    bad.CopyFrom(ok)
+    bad.pods[0].containers[0].cpu_millicores = -5
+    with pytest.raises(Invalid, match=r"pods\[0\]\.containers\[0\]\.cpu_millicores"):
+        validation.check_node_usage(bad)
+    validation.check_reported_event(objects_pb2.Event(reason="Started", type="Normal", count=1), "events[0]")
+    for event, needle in [(objects_pb2.Event(reason="Started", type="Odd", count=1), r"events\[0\]\.type"),
+                          (objects_pb2.Event(reason="", type="Normal", count=1), r"events\[0\]\.reason: required"),
+                          (objects_pb2.Event(reason="Started", type="Normal", count=0), r"events\[0\]\.count")]:
+        with pytest.raises(Invalid, match=needle):
+            validation.check_reported_event(event, "events[0]")

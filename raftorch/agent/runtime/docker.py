@@ -51,6 +51,7 @@ from raftorch.agent.runtime.base import (
     exit_reason,
 )
 from raftorch.agent.runtime.docker_events import DockerEvents
+from raftorch.agent.usage import Reading, cgroup_reading
 from raftorch.dockerlib import explain, translated
 from raftorch.errors import Invalid
 from raftorch.objects import parse_time
@@ -286,6 +287,30 @@ class DockerRuntime(ContainerRuntime):
             raise ImagePullError(f'failed to pull image "{image}": {explain(exc)}', image=image) from exc
         with self._lock:
             self._images.add(image)
+
+    def usage(self, container_id: str) -> Reading | None:
+        """CPU and memory from the container's cgroup files; Docker's stats API (slow) if those are not here."""
+        reading = cgroup_reading(container_id)
+        if reading is not None:
+            return reading
+        try:
+            stats = self.client.api.stats(container_id, stream=False)
+        except (docker.errors.DockerException, OSError):
+            return None
+        memory = stats.get("memory_stats") or {}
+        inner = memory.get("stats") or {}
+        inactive = inner.get("total_inactive_file", inner.get("inactive_file", 0))
+        cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0)
+        return Reading(int(cpu), max(0, int(memory.get("usage", 0)) - int(inactive)))
+
+    def image_present(self, image: str) -> bool:
+        if image in self._images:
+            return True
+        with self._image_check:
+            if image in self._images or self._present(image):
+                self._images.add(image)
+                return True
+        return False
 
     def _present(self, image: str) -> bool:
         try:

@@ -128,6 +128,10 @@ class FakeRuntime(ContainerRuntime):
             return [c for c in self._containers.values()
                     if c.labels.get(LABEL_MANAGED) == "true" and c.labels.get(LABEL_NODE) == node]
 
+    def image_present(self, image: str) -> bool:
+        with self._lock:
+            return image in self.images
+
     def ensure_image(self, image: str, policy: str) -> None:
         with self._lock:
             self.calls.append(("ensure_image", image, policy))

@@ -46,6 +46,7 @@ from raftorch.agent.runtime.base import (
     RuntimeFailure,
     exit_reason,
 )
+from raftorch.agent.usage import Reading, process_group_reading
 
 __all__ = ["ProcessRuntime"]
 
@@ -242,6 +243,14 @@ class ProcessRuntime(ContainerRuntime):
 
     def ensure_image(self, image: str, policy: str) -> None:
         """Nothing to pull: a process container's "image" is only a name it reports."""
+
+    def usage(self, container_id: str) -> Reading | None:
+        """CPU and memory of the container's process group, from /proc."""
+        try:
+            record = self._load(container_id)
+        except (ContainerNotFound, RuntimeFailure):
+            return None
+        return process_group_reading(record.pid)
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         argv = [*spec.command, *spec.args]

@@ -57,6 +57,21 @@ class AgentsStub:
                 request_serializer=raftorch_dot_v1_dot_agents__pb2.ReportPodStatusRequest.SerializeToString,
                 response_deserializer=raftorch_dot_v1_dot_agents__pb2.ReportPodStatusResponse.FromString,
                 _registered_method=True)
+        self.ReportEvents = channel.unary_unary(
+                '/raftorch.v1.Agents/ReportEvents',
+                request_serializer=raftorch_dot_v1_dot_agents__pb2.ReportEventsRequest.SerializeToString,
+                response_deserializer=raftorch_dot_v1_dot_agents__pb2.ReportEventsResponse.FromString,
+                _registered_method=True)
+        self.ReportUsage = channel.unary_unary(
+                '/raftorch.v1.Agents/ReportUsage',
+                request_serializer=raftorch_dot_v1_dot_agents__pb2.NodeUsage.SerializeToString,
+                response_deserializer=raftorch_dot_v1_dot_agents__pb2.ReportUsageResponse.FromString,
+                _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/raftorch.v1.Agents/GetUsage',
+                request_serializer=raftorch_dot_v1_dot_agents__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=raftorch_dot_v1_dot_agents__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
         self.WatchNodePods = channel.unary_stream(
                 '/raftorch.v1.Agents/WatchNodePods',
                 request_serializer=raftorch_dot_v1_dot_agents__pb2.WatchNodePodsRequest.SerializeToString,
@@ -93,6 +108,27 @@ class AgentsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportEvents(self, request, context):
+        """Events about pods bound to the node; a node may write events about its own pods only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportUsage(self, request, context):
+        """CPU and memory of the node and its pods, every ~15 s; a follower passes it to the leader.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsage(self, request, context):
+        """The latest usage of every node (from the leader's memory), for `raftctl top`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchNodePods(self, request, context):
         """The pods bound to one node: current ones as ADDED, then changes.
         """
@@ -122,6 +158,21 @@ def add_AgentsServicer_to_server(servicer, server):
                     servicer.ReportPodStatus,
                     request_deserializer=raftorch_dot_v1_dot_agents__pb2.ReportPodStatusRequest.FromString,
                     response_serializer=raftorch_dot_v1_dot_agents__pb2.ReportPodStatusResponse.SerializeToString,
+            ),
+            'ReportEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportEvents,
+                    request_deserializer=raftorch_dot_v1_dot_agents__pb2.ReportEventsRequest.FromString,
+                    response_serializer=raftorch_dot_v1_dot_agents__pb2.ReportEventsResponse.SerializeToString,
+            ),
+            'ReportUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportUsage,
+                    request_deserializer=raftorch_dot_v1_dot_agents__pb2.NodeUsage.FromString,
+                    response_serializer=raftorch_dot_v1_dot_agents__pb2.ReportUsageResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=raftorch_dot_v1_dot_agents__pb2.GetUsageRequest.FromString,
+                    response_serializer=raftorch_dot_v1_dot_agents__pb2.GetUsageResponse.SerializeToString,
             ),
             'WatchNodePods': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchNodePods,
@@ -237,6 +288,87 @@ class Agents:
             '/raftorch.v1.Agents/ReportPodStatus',
             raftorch_dot_v1_dot_agents__pb2.ReportPodStatusRequest.SerializeToString,
             raftorch_dot_v1_dot_agents__pb2.ReportPodStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftorch.v1.Agents/ReportEvents',
+            raftorch_dot_v1_dot_agents__pb2.ReportEventsRequest.SerializeToString,
+            raftorch_dot_v1_dot_agents__pb2.ReportEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftorch.v1.Agents/ReportUsage',
+            raftorch_dot_v1_dot_agents__pb2.NodeUsage.SerializeToString,
+            raftorch_dot_v1_dot_agents__pb2.ReportUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftorch.v1.Agents/GetUsage',
+            raftorch_dot_v1_dot_agents__pb2.GetUsageRequest.SerializeToString,
+            raftorch_dot_v1_dot_agents__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,12 @@ class AgentsStub:
     ForwardHeartbeats: _grpc.UnaryUnaryMultiCallable[_agents_pb2.HeartbeatBatch, _agents_pb2.HeartbeatBatchResponse]
     """A follower passes the heartbeats it received on to the leader, which keeps them in memory."""
     ReportPodStatus: _grpc.UnaryUnaryMultiCallable[_agents_pb2.ReportPodStatusRequest, _agents_pb2.ReportPodStatusResponse]
+    ReportEvents: _grpc.UnaryUnaryMultiCallable[_agents_pb2.ReportEventsRequest, _agents_pb2.ReportEventsResponse]
+    """Events about pods bound to the node; a node may write events about its own pods only."""
+    ReportUsage: _grpc.UnaryUnaryMultiCallable[_agents_pb2.NodeUsage, _agents_pb2.ReportUsageResponse]
+    """CPU and memory of the node and its pods, every ~15 s; a follower passes it to the leader."""
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_agents_pb2.GetUsageRequest, _agents_pb2.GetUsageResponse]
+    """The latest usage of every node (from the leader's memory), for `raftctl top`."""
     WatchNodePods: _grpc.UnaryStreamMultiCallable[_agents_pb2.WatchNodePodsRequest, _resources_pb2.ObjectEvent]
     """The pods bound to one node: current ones as ADDED, then changes."""
 
@@ -54,6 +60,12 @@ class AgentsAsyncStub(AgentsStub):
     ForwardHeartbeats: _aio.UnaryUnaryMultiCallable[_agents_pb2.HeartbeatBatch, _agents_pb2.HeartbeatBatchResponse]  # type: ignore[assignment]
     """A follower passes the heartbeats it received on to the leader, which keeps them in memory."""
     ReportPodStatus: _aio.UnaryUnaryMultiCallable[_agents_pb2.ReportPodStatusRequest, _agents_pb2.ReportPodStatusResponse]  # type: ignore[assignment]
+    ReportEvents: _aio.UnaryUnaryMultiCallable[_agents_pb2.ReportEventsRequest, _agents_pb2.ReportEventsResponse]  # type: ignore[assignment]
+    """Events about pods bound to the node; a node may write events about its own pods only."""
+    ReportUsage: _aio.UnaryUnaryMultiCallable[_agents_pb2.NodeUsage, _agents_pb2.ReportUsageResponse]  # type: ignore[assignment]
+    """CPU and memory of the node and its pods, every ~15 s; a follower passes it to the leader."""
+    GetUsage: _aio.UnaryUnaryMultiCallable[_agents_pb2.GetUsageRequest, _agents_pb2.GetUsageResponse]  # type: ignore[assignment]
+    """The latest usage of every node (from the leader's memory), for `raftctl top`."""
     WatchNodePods: _aio.UnaryStreamMultiCallable[_agents_pb2.WatchNodePodsRequest, _resources_pb2.ObjectEvent]  # type: ignore[assignment]
     """The pods bound to one node: current ones as ADDED, then changes."""
 
@@ -87,6 +99,30 @@ class AgentsServicer(metaclass=_abc_1.ABCMeta):
         request: _agents_pb2.ReportPodStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agents_pb2.ReportPodStatusResponse, _abc.Awaitable[_agents_pb2.ReportPodStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReportEvents(
+        self,
+        request: _agents_pb2.ReportEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agents_pb2.ReportEventsResponse, _abc.Awaitable[_agents_pb2.ReportEventsResponse]]:
+        """Events about pods bound to the node; a node may write events about its own pods only."""
+
+    @_abc_1.abstractmethod
+    def ReportUsage(
+        self,
+        request: _agents_pb2.NodeUsage,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agents_pb2.ReportUsageResponse, _abc.Awaitable[_agents_pb2.ReportUsageResponse]]:
+        """CPU and memory of the node and its pods, every ~15 s; a follower passes it to the leader."""
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _agents_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agents_pb2.GetUsageResponse, _abc.Awaitable[_agents_pb2.GetUsageResponse]]:
+        """The latest usage of every node (from the leader's memory), for `raftctl top`."""
 
     @_abc_1.abstractmethod
     def WatchNodePods(

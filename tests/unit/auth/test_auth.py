@@ -119,6 +119,13 @@ def _create(ns: str, kind: str = "pod") -> resources_pb2.CreateRequest:
     (CONTROLLER_MANAGER, "/raftorch.v1.Agents/Heartbeat", None, False),
     (ADMIN, "/raftorch.v1.Resources/UpdateMany", resources_pb2.UpdateManyRequest(objects=[_create("a").object]),
      True),  # the role allows it; the servicer answers that the call is the controller manager's
+    (node_identity("n1"), "/raftorch.v1.Agents/ReportEvents", agents_pb2.ReportEventsRequest(node="n1"), True),
+    (node_identity("n1"), "/raftorch.v1.Agents/ReportUsage", agents_pb2.NodeUsage(node="n1"), True),
+    (node_identity("n1"), "/raftorch.v1.Agents/GetUsage", agents_pb2.GetUsageRequest(), False),
+    (VIEWER, "/raftorch.v1.Agents/GetUsage", agents_pb2.GetUsageRequest(), True),
+    (VIEWER, "/raftorch.v1.Agents/ReportUsage", agents_pb2.NodeUsage(node="n1"), False),
+    (VIEWER, "/raftorch.v1.Agents/ReportEvents", agents_pb2.ReportEventsRequest(node="n1"), False),
+    (EDITOR_A, "/raftorch.v1.Agents/GetUsage", agents_pb2.GetUsageRequest(), False),
 ])
 def test_roles(ident: Identity, method: str, request_: object, allowed: bool) -> None:
     req = rbac.request_for(method, request_)  # type: ignore[arg-type]
