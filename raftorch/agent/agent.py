@@ -92,7 +92,10 @@ class Agent:
         self._watch: ObjectWatch | None = None
         self._server: grpc.Server | None = None
         self.state = AgentPodState()
-        self.rconfig = ReconcileConfig(node=config.name, host_ip=config.node_ip, backoff_base=config.backoff_base)
+        # Only Docker can put a pod's containers in one network namespace (see the process runtime).
+        sandbox_image = config.sandbox_image if runtime.name == "docker" and config.sandbox_image else None
+        self.rconfig = ReconcileConfig(node=config.name, host_ip=config.node_ip, backoff_base=config.backoff_base,
+                                       sandbox_image=sandbox_image)
         self.endpoint = f"{config.node_ip}:{config.agent_port}"
         self.network: NodeNetwork | None = None
         self.pod_cidr = ""

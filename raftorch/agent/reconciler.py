@@ -17,6 +17,11 @@ back with `record_start_failure` and probe results with `record_probe`, and plan
 * A failed start (ErrImagePull, RunContainerError, ...) waits with that reason and message and
   is retried with the same back-off, at least `backoff_base`.
 * The restart count is the attempt label of the newest container: it survives agent restarts.
+* With `sandbox_image` set, each pod (but host-network ones) first gets a sandbox container
+  that holds its network namespace; its containers start once it runs, join it, and share its
+  IP (the pod IP). Containers that joined another sandbox than the running one (it died and
+  was replaced) are stopped, removed and started again in the new one. A pod's sandbox goes
+  last, once none of its containers runs.
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from raftorch.agent.probes import LIVENESS, READINESS, ProbeSettings, ProbeTracker
-from raftorch.agent.runtime.base import CREATED, ContainerInfo, ContainerSpec, container_spec
+from raftorch.agent.runtime.base import (
+    CREATED,
+    SANDBOX_CONTAINER,
+    ContainerInfo,
+    ContainerSpec,
+    container_spec,
+    sandbox_spec,
+)
 from raftorch.agent.runtime.status import (
     PENDING,
     RUNNING,
@@ -62,6 +74,9 @@ class ReconcileConfig:
     backoff_reset: float = 600.0
     default_grace: int = 30
     network: str | None = None  # handed to every ContainerSpec
+    # The image of the container holding each pod's network namespace; None: no sandboxes, every
+    # container has a network of its own (runtimes that cannot share one).
+    sandbox_image: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +195,12 @@ def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[Conta
             statuses[uid] = status
     for uid, infos in by_pod.items():
         old = state.pods.get(uid)
+        apps_running = any(i.running for i in infos if not i.is_sandbox)
         for info in infos:
+            if info.is_sandbox:
+                if not apps_running:  # its containers' network goes with it: they go first
+                    plan.stop(info, 0, True, "pod is gone")
+                continue
             grace = old.grace_seconds if old is not None else info.grace_seconds
             plan.stop(info, config.default_grace if grace is None else grace, True, "pod is gone")
         if old is not None:
@@ -196,6 +216,13 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
                               start_time=pod.status.start_time or format_time(plan.now))
     terminal = pod.status.phase in ("Succeeded", "Failed")
     stopping = terminal or bool(pod.metadata.deletion_timestamp)
+    sandboxes = [i for i in infos if i.is_sandbox]
+    infos = [i for i in infos if not i.is_sandbox]
+    use_sandbox = bool(plan.config.sandbox_image) and not pod.spec.host_network
+    sandbox: ContainerInfo | None = None
+    sandbox_rec = record.containers.get(SANDBOX_CONTAINER, ContainerRecord())
+    if use_sandbox or sandboxes:
+        sandbox, sandbox_rec, infos = _plan_sandbox(plan, pod, sandboxes, infos, sandbox_rec, stopping and use_sandbox)
     by_name: dict[str, list[ContainerInfo]] = defaultdict(list)
     for info in infos:
         by_name[info.container].append(info)
@@ -209,12 +236,16 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
     for container in pod.spec.containers:
         rec, status, kind, ip = _plan_container(plan, pod, container, by_name.get(container.name, []),
                                                 record.containers.get(container.name, ContainerRecord()),
-                                                grace, stopping)
+                                                grace, stopping, sandbox if use_sandbox else None,
+                                                sandbox_rec if use_sandbox else None)
         records[container.name] = rec
         statuses.append(status)
         kinds.append(kind)
         if ip:
             ips.append(ip)
+    if use_sandbox:
+        records[SANDBOX_CONTAINER] = sandbox_rec
+        ips = [sandbox.ip] if sandbox is not None and sandbox.ip else []
     host_ip = plan.config.host_ip
     pod_ip = ips[0] if ips else (host_ip if pod.spec.host_network else "") or record.pod_ip or pod.status.pod_ip
     record = replace(record, grace_seconds=grace, pod_ip=pod_ip, containers=records)
@@ -224,10 +255,53 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
                               now=plan.now)
 
 
+def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerInfo], infos: list[ContainerInfo],
+                  rec: ContainerRecord, stopping: bool
+                  ) -> tuple[ContainerInfo | None, ContainerRecord, list[ContainerInfo]]:
+    """The pod's running sandbox (or None), its record, and the containers that belong to it (or to none yet).
+
+    `stopping` (or no sandboxes wanted any more): the sandbox goes once no container runs."""
+    live = sorted((i for i in sandboxes if i.state != CREATED), key=lambda i: (i.attempt, i.started_at or 0.0))
+    for info in sandboxes:
+        if info.state == CREATED:
+            plan.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, "never started"))
+    current = live[-1] if live and live[-1].running else None
+    for info in live:
+        if info is not current:
+            plan.stop(info, 0, True, "superseded sandbox")
+    rec = replace(rec, last_attempt=max([rec.last_attempt, *(i.attempt for i in live)]))
+    if rec.waiting_reason and rec.last_attempt >= rec.waiting_attempt:
+        rec = replace(rec, waiting_reason="", waiting_message="")
+    # Containers in another (dead) sandbox's namespace have no network: they start again in the new one.
+    joined = current.id if current is not None else None
+    kept = []
+    for info in infos:
+        if info.sandbox and info.sandbox != joined:
+            plan.stop(info, pod.spec.termination_grace_period_seconds or plan.config.default_grace, True,
+                      "pod sandbox changed")
+        else:
+            kept.append(info)
+    if stopping or not plan.config.sandbox_image:
+        if current is not None and not any(i.running for i in infos):
+            plan.stop(current, 0, True, "pod is terminating")
+        return current, rec, kept
+    if current is None and plan.now >= rec.backoff_until and plan.config.sandbox_image:
+        spec = sandbox_spec(pod, plan.config.node, rec.last_attempt + 1, plan.config.sandbox_image,
+                            network=plan.config.network)
+        plan.starts.append(StartContainer(spec))
+    elif current is None:
+        plan.wake_at(rec.backoff_until)
+    return current, rec, kept
+
+
 def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Container,
                     infos: list[ContainerInfo], rec: ContainerRecord, grace: int,
-                    stopping: bool) -> tuple[ContainerRecord, objects_pb2.ContainerStatus, str, str]:
-    """The container's new record, status, phase class (running, pending, stopped, succeeded) and IP."""
+                    stopping: bool, sandbox: ContainerInfo | None = None,
+                    sandbox_rec: ContainerRecord | None = None
+                    ) -> tuple[ContainerRecord, objects_pb2.ContainerStatus, str, str]:
+    """The container's new record, status, phase class (running, pending, stopped, succeeded) and IP.
+
+    With `sandbox_rec` the pod uses a sandbox: a start waits for `sandbox` to run, and joins it."""
     now = plan.now
     live: list[ContainerInfo] = []
     for info in sorted(infos, key=lambda i: (i.attempt, i.started_at or 0.0)):
@@ -291,8 +365,13 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CRASH_LOOP_BACK_OFF,
                                               message=message))
         return rec, status, kind, ""
+    if sandbox_rec is not None and sandbox is None:
+        status.state.CopyFrom(container_state("waiting", reason=sandbox_rec.waiting_reason or CONTAINER_CREATING,
+                                              message=sandbox_rec.waiting_message))
+        return rec, status, kind, ""
     try:
-        spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1, network=plan.config.network)
+        spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1, network=plan.config.network,
+                              sandbox=sandbox.id if sandbox is not None else None)
     except Invalid as err:
         status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=str(err)))
         return rec, status, kind, ""

@@ -104,13 +104,15 @@ def _create_args(spec: ContainerSpec, endpoint_config: Any) -> dict[str, Any]:
         "entrypoint": list(spec.command) or None, "command": list(spec.args) or None,
         "working_dir": spec.working_dir or None,
     }
+    if spec.sandbox:
+        # The sandbox holds the network namespace, hostname and published ports; Docker refuses
+        # them on a container that joins another's network.
+        args["network_mode"] = f"container:{spec.sandbox}"
+        return _limits(args, spec)
     ports = {f"{p.container_port}/{p.protocol.lower()}": p.host_port for p in spec.ports if p.host_port}
     if ports:
         args["ports"] = ports
-    if spec.cpu_millis:
-        args["nano_cpus"] = max(spec.cpu_millis * 1_000_000, _MIN_NANO_CPUS)
-    if spec.memory_bytes:
-        args["mem_limit"] = spec.memory_bytes
+    _limits(args, spec)
     if spec.host_network:
         args["network_mode"] = "host"
     else:
@@ -119,6 +121,14 @@ def _create_args(spec: ContainerSpec, endpoint_config: Any) -> dict[str, Any]:
             args["network"] = spec.network
             if spec.ip_address:
                 args["networking_config"] = {spec.network: endpoint_config(ipv4_address=spec.ip_address)}
+    return args
+
+
+def _limits(args: dict[str, Any], spec: ContainerSpec) -> dict[str, Any]:
+    if spec.cpu_millis:
+        args["nano_cpus"] = max(spec.cpu_millis * 1_000_000, _MIN_NANO_CPUS)
+    if spec.memory_bytes:
+        args["mem_limit"] = spec.memory_bytes
     return args
 
 
