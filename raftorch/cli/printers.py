@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
 from raftorch.objects import (
+    CONFIG_MAP,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
@@ -224,6 +225,10 @@ class Columns:
     row: Callable[[Any, float, bool], list[str]]
 
 
+def _config_map(cm: objects_pb2.ConfigMap, now: float, wide: bool) -> list[str]:
+    return [cm.metadata.name, str(len(cm.data) + len(cm.binary_data)), age(cm.metadata.creation_timestamp, now)]
+
+
 _COLUMNS: dict[str, Columns] = {
     POD.name: Columns(("NAME", "READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), _pod),
     DEPLOYMENT.name: Columns(("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
@@ -237,6 +242,7 @@ _COLUMNS: dict[str, Columns] = {
     ENDPOINTS.name: Columns(("NAME", "ENDPOINTS", "AGE"), (), _endpoints),
     NAMESPACE.name: Columns(("NAME", "STATUS", "AGE"), (), _namespace),
     EVENT.name: Columns(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), (), _event),
+    CONFIG_MAP.name: Columns(("NAME", "DATA", "AGE"), (), _config_map),
 }
 
 

@@ -16,6 +16,7 @@ from raftorch.objects.defaults import (
     default_pod_spec,
 )
 from raftorch.objects.kinds import (
+    CONFIG_MAP,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
@@ -75,6 +76,7 @@ from raftorch.objects.validation import (
 )
 
 __all__ = [
+    "CONFIG_MAP",
     "DEFAULT_NAMESPACE",
     "DEPLOYMENT",
     "ENDPOINTS",

@@ -11,6 +11,7 @@ from raftorch.errors import Invalid
 from raftorch.objects._checks import quote
 
 __all__ = [
+    "CONFIG_MAP",
     "DEPLOYMENT",
     "ENDPOINTS",
     "EVENT",
@@ -52,8 +53,9 @@ ENDPOINTS = Kind("Endpoints", "endpoints", ("ep",), True, objects_pb2.Endpoints,
 NODE = Kind("Node", "nodes", ("no",), False, objects_pb2.Node, "node")
 NAMESPACE = Kind("Namespace", "namespaces", ("ns",), False, objects_pb2.Namespace, "namespace")
 EVENT = Kind("Event", "events", ("ev",), True, objects_pb2.Event, "event")
+CONFIG_MAP = Kind("ConfigMap", "configmaps", ("cm",), True, objects_pb2.ConfigMap, "config_map")
 
-KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT, REPLICA_SET, SERVICE, ENDPOINTS, NODE, NAMESPACE, EVENT)
+KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT, REPLICA_SET, SERVICE, ENDPOINTS, NODE, NAMESPACE, EVENT, CONFIG_MAP)
 
 _BY_TEXT: dict[str, Kind] = {
     spelling: kind

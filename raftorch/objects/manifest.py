@@ -28,7 +28,17 @@ from google.protobuf.message import Message
 
 from raftorch.errors import Invalid
 from raftorch.objects._checks import Problems, quote
-from raftorch.objects.kinds import DEPLOYMENT, KINDS, NAMESPACE, POD, REPLICA_SET, SERVICE, Kind, kind_of_message
+from raftorch.objects.kinds import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    KINDS,
+    NAMESPACE,
+    POD,
+    REPLICA_SET,
+    SERVICE,
+    Kind,
+    kind_of_message,
+)
 from raftorch.objects.meta import format_time
 
 __all__ = [
@@ -44,7 +54,7 @@ _API_VERSIONS: dict[str, str] = {kind.name: "v1" for kind in KINDS} | {
     DEPLOYMENT.name: "apps/v1", REPLICA_SET.name: "apps/v1"}
 
 # What a manifest may create; the other kinds are written by the masters and agents only.
-APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, POD, SERVICE, NAMESPACE)
+APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, POD, SERVICE, NAMESPACE, CONFIG_MAP)
 
 # Bounds of one manifest document. Real objects nest about 10 levels and hold a few thousand
 # nodes; an object is at most 1 MiB in the store, so nothing valid comes near these.

@@ -9,7 +9,8 @@ where a default would fill it.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -75,7 +76,27 @@ def validate(obj: objects_pb2.Object | Message) -> None:
         problems.one_of("status.phase", msg.status.phase, NAMESPACE_PHASES)
     elif isinstance(msg, objects_pb2.Event):
         _event(problems, msg)
+    elif isinstance(msg, objects_pb2.ConfigMap):
+        _config_data(problems, msg.data, msg.binary_data)
     problems.raise_if_any()
+
+
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+MAX_CONFIG_KEY = 253
+
+
+def _config_data(problems: Problems, data: Mapping[str, str], binary: Mapping[str, bytes]) -> None:
+    """Keys become file names in a volume: no '/', not '.' or '..'; the values at most 1 MiB in all."""
+    for path, keys in (("data", data), ("binaryData", binary)):
+        for key in sorted(keys):
+            if not _CONFIG_KEY.fullmatch(key) or key in (".", "..") or len(key) > MAX_CONFIG_KEY:
+                problems.add(f"{path}[{quote(key)}]", "a key must be letters, digits, '-', '_' or '.', "
+                                                     f"not '.' or '..', at most {MAX_CONFIG_KEY} characters")
+    for key in sorted(set(data) & set(binary)):
+        problems.add(f"binaryData[{quote(key)}]", "the key is also in data")
+    size = sum(len(k) + len(v.encode()) for k, v in data.items()) + sum(len(k) + len(v) for k, v in binary.items())
+    if size > MAX_OBJECT_BYTES:
+        problems.add("data", f"{size} bytes in all is larger than the limit of {MAX_OBJECT_BYTES} bytes")
 
 
 def check_object_size(kind_name: str, size: int) -> None:

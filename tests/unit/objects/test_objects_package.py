@@ -11,7 +11,8 @@ MODULES = ["defaults", "kinds", "meta", "quantity", "selectors", "validation"]
 
 EXPECTED = {
     # kinds
-    "DEPLOYMENT", "ENDPOINTS", "EVENT", "KINDS", "NAMESPACE", "NODE", "POD", "REPLICA_SET", "SERVICE", "Kind",
+    "CONFIG_MAP", "DEPLOYMENT", "ENDPOINTS", "EVENT", "KINDS", "NAMESPACE", "NODE", "POD", "REPLICA_SET", "SERVICE",
+    "Kind",
     "kind_of", "kind_of_message", "parse_store_key", "store_key", "store_prefix", "unwrap", "wrap",
     # quantity
     "format_cpu", "format_memory", "parse_count", "parse_cpu", "parse_memory",
