@@ -19,9 +19,9 @@ Measured, N runs each (default 5; 2 with --quick), all times in wall-clock secon
   container created, last container started: daemon timestamps). Between runs the deployment is
   deleted and the bench waits until no container labelled raftorch.io/node=<bench node> is left
   (that wait is shown as "delete -> containers gone").
-- a killed container: one deployment with N replicas; run i kills the container of pod i (a pod
-  never killed before, so the agent's first, immediate restart applies) with the Docker SDK
-  (`container.kill()`, SIGKILL). Two end points:
+- a killed container: one deployment of 5 replicas; kill i (of --kills, default 10) kills the
+  container of pod i % 5 (each pod is killed twice: a second kill of the same pod must not wait
+  for a crash-loop back-off) with the Docker SDK (`container.kill()`, SIGKILL). Two end points:
   * "reported": the first watch event of that pod with restart_count = old + 1, the container's
     state "running" with a new container id, and phase Running - what a client sees;
   * "runtime": Docker's `start` event of the replacement container (label raftorch.io/pod-uid, attempt
@@ -32,10 +32,16 @@ Measured, N runs each (default 5; 2 with --quick), all times in wall-clock secon
   replicas run (the largest over the runs; VmHWM is the peak since the agent started), and
   VmRSS before any deployment.
 
+In the same run, on the same daemon (bench/agent_anchors.py): the floor, the same containers
+started through the Docker SDK with no raftorch at the fastest of --floor-concurrency (default
+2 4 8), and Docker Swarm (a single-node swarm made for the purpose and left again; skipped with
+--no-swarm or when the daemon is already in a swarm): `service create` of the same replicas and
+kills of a task's container with restart delay 0. The side-by-side table gives raftorch / Swarm
+and raftorch / floor from medians of this run; the targets are those ratios (issue 16).
+
 `--profile DIR` runs `py-spy record --format raw --nonblocking` on every agent during the first
-run of the largest deployment (create -> all Running) and during the whole kill phase (one file per agent and
-phase, for flamegraph.pl or speedscope). The targets are half Docker Swarm's figures on this
-machine (see ../shared/ANCHORS.md) for deployments, Swarm's for restarts, and 60 MB for memory.
+run of the largest deployment (create -> all Running) and during the whole kill phase (one file
+per agent and phase, for flamegraph.pl or speedscope).
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from agent_anchors import ReplaceRun, StartRun, Swarm, floor_run, swarm_unavailable
 from agent_observe import (
     DockerEvent,
     DockerEvents,
@@ -87,10 +94,11 @@ NAMESPACE = "default"
 GRACE_SECONDS = 1  # 0 would mean the default of 30 s; httpd as PID 1 ignores SIGTERM
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
-TARGET_DEPLOY_S = {10: 1.5, 50: 4.7}
-SWARM_DEPLOY_S = {10: "3.0 s (2.1-4.9)", 50: "9.4 s (8.6-9.6)"}
-TARGET_RESTART_S = 0.8
-SWARM_RESTART = "0.80 s (restart delay 0)"
+KILL_REPLICAS = 5
+# Same-run ratios (issue 16): raftorch's median over Swarm's, and over the floor's.
+TARGET_VS_SWARM = {10: 1.0, 50: 0.9}
+TARGET_VS_FLOOR = 1.25
+TARGET_RESTART_MAX_S = 2.0
 TARGET_RSS_MB = 60.0
 K3S_RSS = "k3s agent ~275 MB"
 
@@ -105,6 +113,9 @@ class Settings:
     timeout_s: float
     profile_dir: Path | None
     logs_dir: Path | None
+    kills: int = 10
+    floor_concurrency: tuple[int, ...] = (2, 4, 8)
+    swarm: bool = True
 
 
 # -- small helpers -----------------------------------------------------------------------------------
@@ -200,6 +211,7 @@ class Bench:
     docker: Any
     events: DockerEvents
     profiler: Profiler
+    swarm: Swarm | None
     delete_conflicts: int = 0
 
     @property
@@ -321,7 +333,8 @@ def deploy_result(b: Bench, watch: PodWatch, replicas: int, t0: float, t_created
         first_running_s=min(v.running or math.inf for v in pods.values()) - t0, agent_cpu_s=cpu, memory=memory)
 
 
-def run_deployments(b: Bench, replicas: int) -> list[DeployRun]:
+def run_deployments(b: Bench, replicas: int, refs: References) -> list[DeployRun]:
+    """Each run: raftorch, then the floor, then Swarm, so the three see the same load on this machine."""
     results = []
     for run in range(b.settings.runs):
         r = deploy_once(b, replicas, run, profile=run == 0 and replicas == max(b.settings.replicas))
@@ -330,6 +343,16 @@ def run_deployments(b: Bench, replicas: int) -> list[DeployRun]:
               f"{r.last_container_start_s:.2f} s; agent CPU {r.agent_cpu_s:.2f} s; {r.elections} elections; "
               f"deleted in {r.delete_s:.1f} s)", flush=True)
         results.append(r)
+        network = f"raftorch-{b.nodes[0]}"
+        f = floor_run(b.docker, IMAGE, network, replicas, b.settings.floor_concurrency,
+                      f"floor-{b.nodes[0]}-{replicas}-{run}")
+        print(f"    raw Docker: all running in {f.total_s:.2f} s (first {f.first_s:.2f} s) with {f.concurrency} "
+              f"threads, on {network}", flush=True)
+        refs.floor.setdefault(replicas, []).append(f)
+        if b.swarm is not None:
+            w = b.swarm.deploy(replicas, f"{b.nodes[0]}-{replicas}-{run}")
+            print(f"    Docker Swarm: all running in {w.total_s:.2f} s (first {w.first_s:.2f} s)", flush=True)
+            refs.swarm.setdefault(replicas, []).append(w)
     return results
 
 
@@ -378,18 +401,18 @@ def kill_result(b: Bench, uid: str, old_id: str, attempt: int, t0: float, t_kill
 
 
 def run_kills(b: Bench) -> list[KillRun]:
-    runs = b.settings.runs
     name = "bench-kill"
     watch = PodWatch(b.masters.endpoints, name)
     try:
         watch.wait_synced(10.0)
-        done = watch.expect(lambda pods: all_running(runs)(pods) and all(v.state == "running" for v in pods.values()))
-        b.client.objects.create(deployment(name, runs))
+        done = watch.expect(lambda pods: all_running(KILL_REPLICAS)(pods)
+                            and all(v.state == "running" for v in pods.values()))
+        b.client.objects.create(deployment(name, KILL_REPLICAS))
         if not done.done.wait(b.settings.timeout_s):
             raise TimeoutError(f"{name}: not all Running: {watch.summary()}")
         time.sleep(1.0)  # let the agents' status reports settle
-        victims = sorted(watch.snapshot().items(), key=lambda item: item[1].name)
-        results = kill_all(b, watch, [uid for uid, _ in victims])
+        victims = [uid for uid, _ in sorted(watch.snapshot().items(), key=lambda item: item[1].name)]
+        results = kill_all(b, watch, [victims[i % len(victims)] for i in range(b.settings.kills)])
         delete_and_wait(b, name, watch, b.settings.timeout_s)
         return results
     finally:
@@ -406,10 +429,30 @@ def kill_all(b: Bench, watch: PodWatch, uids: list[str]) -> list[KillRun]:
                   f"{r.reported_s:.2f} s (die {r.die_s:.2f} s, replacement created {r.detect_s:.2f} s later; "
                   f"{r.elections} elections)", flush=True)
             results.append(r)
-            time.sleep(0.5 + random.random() * 0.5)  # not in step with the agent's 0.5 s poll
+            time.sleep(0.5 + random.random() * 0.5)  # not in step with any periodic pass
     finally:
         b.profiler.stop()
     return results
+
+
+# -- the references: the floor and Swarm -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class References:
+    floor: dict[int, list[StartRun]] = field(default_factory=dict)
+    swarm: dict[int, list[StartRun]] = field(default_factory=dict)
+    swarm_kills: list[ReplaceRun] = field(default_factory=list)
+    swarm_skipped: str = ""
+
+
+def run_swarm_kills(b: Bench, refs: References) -> None:
+    if b.swarm is None:
+        return
+    print(f"Docker Swarm, killed containers ({b.settings.kills}) ...", flush=True)
+    for i, k in enumerate(b.swarm.kills(KILL_REPLICAS, b.settings.kills, f"{b.nodes[0]}-kill")):
+        print(f"  kill {i + 1}: new task running at {k.replaced_s:.2f} s", flush=True)
+        refs.swarm_kills.append(k)
 
 
 # -- the report ------------------------------------------------------------------------------------------------
@@ -425,6 +468,7 @@ class Report:
     deploys: dict[int, list[DeployRun]]
     kills: list[KillRun]
     memory_after_50: dict[str, dict[str, float]]
+    refs: References = field(default_factory=References)
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
     delete_conflicts: int = 0  # Conflict answers to unconditional deletes, retried
     elections: int = 0  # leader elections over the whole bench, after the first
@@ -441,11 +485,7 @@ def peak_memory(runs: Sequence[DeployRun]) -> dict[str, dict[str, float]]:
 
 
 def deploy_rows(replicas: int, runs: Sequence[DeployRun]) -> Iterator[Row]:
-    target = TARGET_DEPLOY_S.get(replicas, math.nan)
-    totals = [r.total_s for r in runs]
-    med = spread(totals)[0]
-    yield (f"deployment of {replicas}: create -> all Running", fmt_spread(totals), f"<= {target:g} s",
-           f"Swarm {SWARM_DEPLOY_S.get(replicas, '-')}", verdict(med <= target) if math.isfinite(target) else "")
+    yield (f"deployment of {replicas}: create -> all Running", fmt_spread([r.total_s for r in runs]), "", "", "")
     parts = [("create call returned", [r.create_call_s for r in runs]),
              ("all pods created (watch)", [r.all_created_s for r in runs]),
              ("all pods bound (watch)", [r.all_bound_s for r in runs]),
@@ -468,10 +508,9 @@ def deploy_rows(replicas: int, runs: Sequence[DeployRun]) -> Iterator[Row]:
 def kill_rows(runs: Sequence[KillRun]) -> Iterator[Row]:
     reported = [r.reported_s for r in runs]
     runtime = [r.runtime_s for r in runs]
-    yield ("killed container -> reported Running, restart +1", fmt_spread(reported), f"<= {TARGET_RESTART_S:g} s",
-           f"Swarm {SWARM_RESTART}", verdict(spread(reported)[0] <= TARGET_RESTART_S))
-    yield ("killed container -> replacement started (Docker)", fmt_spread(runtime), f"<= {TARGET_RESTART_S:g} s",
-           "", verdict(spread(runtime)[0] <= TARGET_RESTART_S))
+    yield ("killed container -> reported Running, restart +1", fmt_spread(reported),
+           f"max <= {TARGET_RESTART_MAX_S:g} s", "", verdict(spread(reported)[2] <= TARGET_RESTART_MAX_S))
+    yield ("killed container -> replacement started (Docker)", fmt_spread(runtime), "", "", "")
     parts = [("kill call returned", [r.kill_call_s for r in runs]), ("kill -> die (Docker)", [r.die_s for r in runs]),
              ("die -> replacement created", [r.detect_s for r in runs]),
              ("kill call returned -> replacement created", [r.die_s + r.detect_s - r.kill_call_s for r in runs]),
@@ -500,11 +539,44 @@ def table_rows(r: Report) -> Iterator[Row]:
     yield from memory_rows(r)
 
 
-def print_table(rows: Sequence[Row]) -> None:
-    header: Row = ("metric", "median (min-max)", "target", "reference", "")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+def print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
+    n = len(header)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(n - 1)]
     for row in [header, *rows]:
-        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths, strict=True)) + f"  {row[4]}".rstrip())
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row[:n - 1], widths, strict=True))
+              + f"  {row[n - 1]}".rstrip())
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if math.isfinite(a) and math.isfinite(b) and b > 0 else "n/a"
+
+
+def side_by_side(r: Report) -> Iterator[tuple[str, ...]]:
+    """raftorch, Swarm and the floor, medians of this run, with the ratios the targets are set on."""
+    refs = r.refs
+    for replicas, runs in r.deploys.items():
+        ours = spread([x.total_s for x in runs])[0]
+        swarm = spread([x.total_s for x in refs.swarm.get(replicas, [])])[0]
+        floor = spread([x.total_s for x in refs.floor.get(replicas, [])])[0]
+        target_swarm = TARGET_VS_SWARM.get(replicas, 1.0)
+        ok = (not math.isfinite(swarm) or ours <= target_swarm * swarm) and (
+            not math.isfinite(floor) or ours <= TARGET_VS_FLOOR * floor)
+        yield (f"{replicas} replicas: create -> all Running", f"{ours:.2f} s", f"{swarm:.2f} s", f"{floor:.2f} s",
+               ratio(ours, swarm), ratio(ours, floor), f"<= {target_swarm:g}x Swarm, <= {TARGET_VS_FLOOR:g}x floor",
+               verdict(ok))
+        ours = spread([x.first_running_s for x in runs])[0]
+        swarm = spread([x.first_s for x in refs.swarm.get(replicas, [])])[0]
+        floor = spread([x.first_s for x in refs.floor.get(replicas, [])])[0]
+        yield (f"{replicas} replicas: create -> first Running", f"{ours:.2f} s", f"{swarm:.2f} s", f"{floor:.2f} s",
+               ratio(ours, swarm), ratio(ours, floor), "<= 1x Swarm", verdict(not ours > swarm))
+    if r.kills:
+        ours_med, _, ours_max = spread([k.reported_s for k in r.kills])
+        swarm_med, _, swarm_max = spread([k.replaced_s for k in refs.swarm_kills])
+        yield ("killed container -> replacement Running, median", f"{ours_med:.2f} s", f"{swarm_med:.2f} s", "-",
+               ratio(ours_med, swarm_med), "", "<= 1x Swarm", verdict(not ours_med > swarm_med))
+        yield (f"  max over {len(r.kills)} kills", f"{ours_max:.2f} s", f"{swarm_max:.2f} s", "-",
+               ratio(ours_max, swarm_max), "", f"<= {TARGET_RESTART_MAX_S:g} s",
+               verdict(ours_max <= TARGET_RESTART_MAX_S))
 
 
 def print_report(r: Report) -> None:
@@ -519,9 +591,15 @@ def print_report(r: Report) -> None:
     print(f"nodes {', '.join(r.nodes)}; cluster CIDR {r.cluster_cidr}; leader elections after the first: "
           f"{r.elections}; unconditional deletes answered Conflict (retried): {r.delete_conflicts}")
     print()
-    print_table(list(table_rows(r)))
-    print("\nSwarm and k3s figures: ../shared/ANCHORS.md (Swarm on this dockerd). Times in wall-clock seconds from "
-          "just before the create (or kill) call; 'at' rows are medians of each step's time since then.")
+    print_table(list(table_rows(r)), ("metric", "median (min-max)", "target", "reference", ""))
+    print()
+    if r.refs.swarm_skipped:
+        print(f"Docker Swarm not measured: {r.refs.swarm_skipped}")
+    print_table(list(side_by_side(r)), ("same run, medians", "raftorch", "Swarm", "raw Docker", "vs Swarm",
+                                        "vs raw", "target", ""))
+    print("\nTimes in wall-clock seconds from just before the create (or kill) call; 'at' rows are medians of each "
+          "step's time since then. raftorch: the pod watch; Swarm: its tasks through the API (50 ms polls); raw "
+          "Docker: the SDK's start calls returning. k3s memory: ../shared/ANCHORS.md.")
 
 
 def to_json(r: Report) -> dict[str, Any]:
@@ -560,16 +638,17 @@ def copy_logs(root: Path, out_dir: Path | None) -> None:
             shutil.copy(log, out_dir / log.name)
 
 
-def measure(b: Bench, cidr: str) -> Report:
+def measure(b: Bench, cidr: str, refs: References) -> Report:
     memory_idle = b.agent_memory()
     deploys: dict[int, list[DeployRun]] = {}
     for replicas in b.settings.replicas:
         print(f"deployments of {replicas} replicas ...", flush=True)
-        deploys[replicas] = run_deployments(b, replicas)
+        deploys[replicas] = run_deployments(b, replicas, refs)
     memory_50 = peak_memory(deploys.get(50, []))
-    print(f"killed containers ({b.settings.runs}) ...", flush=True)
+    print(f"killed containers ({b.settings.kills}) ...", flush=True)
     kills = run_kills(b)
-    return Report(b.settings, b.nodes, docker_version(b.docker), cidr, memory_idle, deploys, kills, memory_50,
+    run_swarm_kills(b, refs)
+    return Report(b.settings, b.nodes, docker_version(b.docker), cidr, memory_idle, deploys, kills, memory_50, refs,
                   os.getloadavg(), b.delete_conflicts, max(b.elections() - 1, 0))
 
 
@@ -588,17 +667,23 @@ def run(settings: Settings) -> Report:
     client = docker.from_env()
     suffix = secrets.token_hex(2)
     names = [f"agentbench-{suffix}-{i}" for i in range(settings.agents)]
-    with tempfile.TemporaryDirectory(prefix="raftorch-agent-bench-") as tmp:
+    refs = References(swarm_skipped="--no-swarm" if not settings.swarm else swarm_unavailable(client))
+    if refs.swarm_skipped:
+        print(f"Docker Swarm: not measured ({refs.swarm_skipped})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="raftorch-agent-bench-") as tmp, contextlib.ExitStack() as stack:
+        stack.callback(client.close)
+        swarm = None if refs.swarm_skipped else stack.enter_context(Swarm(client, IMAGE, settings.timeout_s))
         root = Path(tmp)
         cidr = free_cluster_cidr(client)
         masters = LocalMasters(root / "masters", extra_args=["--cluster-cidr", cidr])
-        agents = LocalAgents(root / "agents", masters.endpoints, names, runtime="docker", network_mode="none")
+        agents = LocalAgents(root / "agents", masters.endpoints, names, runtime="docker", network_mode="none",
+                             ca_dir=masters.pki_dir)
         events = DockerEvents(client, names)
         profiler = Profiler(settings.profile_dir)
         try:
             start_cluster(root, settings, cidr, masters, agents)
             with masters.client(timeout=10.0, retry_for=30.0) as c:
-                return measure(Bench(settings, masters, agents, c, client, events, profiler), cidr)
+                return measure(Bench(settings, masters, agents, c, client, events, profiler, swarm), cidr, refs)
         except Exception:
             print_log_tails(root)
             raise
@@ -611,7 +696,6 @@ def run(settings: Settings) -> Report:
             if removed:
                 print(f"removed {removed} leftover containers", file=sys.stderr)
             copy_logs(root, settings.logs_dir)
-            client.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,6 +710,10 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--runs", type=int, help="runs of each measurement (default 5)")
     p.add_argument("--agents", type=int, default=1, help="agent processes, each its own node (default 1)")
     p.add_argument("--replicas", type=int, nargs="+", default=[10, 50], help="deployment sizes (default 10 50)")
+    p.add_argument("--kills", type=int, default=10, help="containers killed, 5 pods round-robin (default 10)")
+    p.add_argument("--floor-concurrency", type=int, nargs="+", default=[2, 4, 8],
+                   help="thread counts tried for the raw Docker floor; the fastest counts (default 2 4 8)")
+    p.add_argument("--no-swarm", action="store_true", help="do not measure Docker Swarm")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for any one wait (default 120)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy record the agents during the first 50-replica run and the kill phase into DIR")
@@ -633,10 +721,11 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = p.parse_args(argv)
     runs = args.runs or (2 if args.quick else 5)
-    if runs < 1 or args.agents < 1 or min(args.replicas) < 1:
-        p.error("--runs, --agents and --replicas must be positive")
+    if runs < 1 or args.agents < 1 or min(args.replicas) < 1 or args.kills < 1 or min(args.floor_concurrency) < 1:
+        p.error("--runs, --agents, --replicas, --kills and --floor-concurrency must be positive")
     settings = Settings(runs=runs, agents=args.agents, replicas=tuple(args.replicas), timeout_s=args.timeout,
-                        profile_dir=args.profile, logs_dir=args.logs)
+                        profile_dir=args.profile, logs_dir=args.logs, kills=args.kills,
+                        floor_concurrency=tuple(args.floor_concurrency), swarm=not args.no_swarm)
     return Options(settings, bool(args.json))
 
 

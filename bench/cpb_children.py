@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 from raftorch.agent.hollow import HollowFleet
 from raftorch.api.v1 import objects_pb2
-from raftorch.client import Client
+from raftorch.client import Client, set_default_credentials
+from raftorch.client.connection import default_credentials
 from raftorch.errors import AlreadyExists, RaftorchError
 from raftorch.objects import format_time
+from raftorch.rpc import Credentials
 
 NAMESPACE = "default"
 NODE_CPU, NODE_MEMORY, NODE_PODS = "4", "16Gi", "110"
@@ -123,10 +125,17 @@ class Child:
         self.conn.close()
 
 
+def _with_credentials(creds: Credentials | None, target: Callable[..., None], *args: object) -> None:
+    # A spawned child starts without this process's default credentials (the cluster's admin).
+    set_default_credentials(creds)
+    target(*args)
+
+
 def spawn(target: Callable[..., None], *args: object) -> Child:
     ctx = multiprocessing.get_context("spawn")
     parent_end, child_end = ctx.Pipe()
-    proc = ctx.Process(target=target, args=(*args, child_end), daemon=True)
+    proc = ctx.Process(target=_with_credentials, args=(default_credentials(), target, *args, child_end),
+                       daemon=True)
     proc.start()
     child_end.close()
     return Child(proc, parent_end)

@@ -57,6 +57,7 @@ from etcd_baseline import ETCD, EtcdClient, EtcdCluster
 from raftorch.client import Client
 from raftorch.errors import RaftorchError
 from raftorch.local.masters import LocalMasters
+from raftorch.rpc import Credentials
 
 KEY_BYTES = 16
 VALUE_BYTES = 100
@@ -192,7 +193,7 @@ def sleep_until(when: float) -> None:
         time.sleep(delay)
 
 
-def load_process(endpoints: list[str], op: str, threads: int, seed: int,
+def load_process(endpoints: list[str], creds: Credentials | None, op: str, threads: int, seed: int,
                  conn: multiprocessing.connection.Connection, backend: str = "raftorch") -> None:
     """One client process: `threads` threads, each with its own Client (an EtcdClient of the
     first endpoint for the etcd baseline).
@@ -202,7 +203,8 @@ def load_process(endpoints: list[str], op: str, threads: int, seed: int,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
     keys = bench_keys()
     clients: list[Client | EtcdClient] = [
-        EtcdClient(endpoints[0]) if backend == "etcd" else Client(endpoints) for _ in range(threads)]
+        EtcdClient(endpoints[0]) if backend == "etcd" else Client(endpoints, credentials=creds)
+        for _ in range(threads)]
     try:
         ops = [make_op(c, op, keys, random.Random(seed * 1000 + i)) for i, c in enumerate(clients)]
         for fn in ops:
@@ -271,14 +273,14 @@ class Load:
 
 
 def run_load(endpoints: list[str], backend: str, op: str, threads: int, processes: int, duration: float,
-             warmup: float, server_cpu: Callable[[], dict[str, float]]) -> Load:
+             warmup: float, server_cpu: Callable[[], dict[str, float]], creds: Credentials | None = None) -> Load:
     """Client processes drive `op` against `endpoints` for `duration` after `warmup`."""
     ctx = multiprocessing.get_context("spawn")
     children: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []
     try:
         for i, n in enumerate(split(threads, processes)):
             parent_end, child_end = ctx.Pipe()
-            proc = ctx.Process(target=load_process, args=(endpoints, op, n, i + 1, child_end, backend),
+            proc = ctx.Process(target=load_process, args=(endpoints, creds, op, n, i + 1, child_end, backend),
                                daemon=True)
             proc.start()
             child_end.close()
@@ -332,7 +334,7 @@ def run_row(masters: LocalMasters, target: Target, processes: int, duration: flo
             ) -> RowResult:
     leader, term = leader_and_term(masters)
     load = run_load(masters.endpoints, "raftorch", target.op, target.threads, processes, duration, warmup,
-                    lambda: master_cpu(masters))
+                    lambda: master_cpu(masters), creds=masters.credentials)
     leader_after, term_after = leader_and_term(masters)
     return row_result(target, load, duration, leader, leader_after, (term, term_after))
 

@@ -5,14 +5,17 @@ set -euo pipefail
 
 usage() {
     cat <<USAGE
-Usage: install.sh [--secret-file FILE | --secret VALUE] [--source DIR] [--no-docker]
-                  [--no-packages] [--no-venv]
+Usage: install.sh [--secret-file FILE | --secret VALUE] [--ca-dir DIR] [--worker] [--source DIR]
+                  [--no-docker] [--no-packages] [--no-venv]
 
 Installs Debian packages (Python, iptables, and Docker's docker.io unless --no-docker),
 creates the virtualenv $RAFTORCH_PREFIX with raftorch from DIR (default: this repository),
 and writes the cluster secret to $RAFTORCH_ETC/cluster-secret. The secret (the same on
 every host of a cluster, 16 characters or more) comes from --secret-file, --secret or
 \$RAFTORCH_SECRET; an existing secret file is kept when none is given.
+Masters also get the cluster CA: ca.crt and ca.key from --ca-dir DIR (or the PEM texts in
+\$RAFTORCH_CA_CERT and \$RAFTORCH_CA_KEY) into $RAFTORCH_ETC/pki. Workers (--worker) get
+neither the secret nor the CA: they join with a token (agent.sh).
 
 Paths come from RAFTORCH_PREFIX, RAFTORCH_ETC and RAFTORCH_DATA.
 USAGE
@@ -23,6 +26,8 @@ source_dir="$REPO_DIR"
 packages=1
 docker=1
 venv=1
+ca_dir=""
+worker=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --secret-file) [ $# -ge 2 ] || die "--secret-file needs a file"
@@ -30,6 +35,8 @@ while [ $# -gt 0 ]; do
                        secret="$(tr -d '[:space:]' < "$2")"; shift ;;
         --secret) [ $# -ge 2 ] || die "--secret needs a value"; secret="$2"; shift ;;
         --source) [ $# -ge 2 ] || die "--source needs a directory"; source_dir="$2"; shift ;;
+        --ca-dir) [ $# -ge 2 ] || die "--ca-dir needs a directory"; ca_dir="$2"; shift ;;
+        --worker) worker=1 ;;
         --no-docker) docker=0 ;;
         --no-packages) packages=0 ;;
         --no-venv) venv=0 ;;
@@ -65,6 +72,19 @@ fi
 mkdir -p "$RAFTORCH_ETC" "$RAFTORCH_DATA"
 chmod 0755 "$RAFTORCH_ETC"
 chmod 0700 "$RAFTORCH_DATA"
+mkdir -p "$RAFTORCH_ETC/pki"
+chmod 0700 "$RAFTORCH_ETC/pki"
+if [ -n "$ca_dir" ]; then
+    [ -r "$ca_dir/ca.crt" ] && [ -r "$ca_dir/ca.key" ] || die "--ca-dir $ca_dir: needs ca.crt and ca.key"
+    install -m 0644 "$ca_dir/ca.crt" "$RAFTORCH_ETC/pki/ca.crt"
+    install -m 0600 "$ca_dir/ca.key" "$RAFTORCH_ETC/pki/ca.key"
+    log "cluster CA installed in $RAFTORCH_ETC/pki"
+elif [ -n "${RAFTORCH_CA_CERT:-}" ] && [ -n "${RAFTORCH_CA_KEY:-}" ]; then
+    printf '%s\n' "$RAFTORCH_CA_CERT" > "$RAFTORCH_ETC/pki/ca.crt"
+    (umask 077 && printf '%s\n' "$RAFTORCH_CA_KEY" > "$RAFTORCH_ETC/pki/ca.key")
+    log "cluster CA installed in $RAFTORCH_ETC/pki"
+fi
+[ "$worker" = 1 ] && exit 0
 target="$RAFTORCH_ETC/cluster-secret"
 if [ -n "$secret" ]; then
     [ "${#secret}" -ge 16 ] || die "the cluster secret must have 16 characters or more"

@@ -16,6 +16,10 @@ Writes $RAFTORCH_ETC/master.yaml and enables and starts raftorch-master.service.
 --no-systemd prints the unit's ExecStart command instead of starting it, --run runs it.
 Settings from the environment: RAFTORCH_CLIENT_PORT, RAFTORCH_PEER_PORT,
 RAFTORCH_NODE_GRACE, RAFTORCH_EVICTION_TIMEOUT, RAFTORCH_LOG_LEVEL.
+RAFTORCH_JOIN_TOKEN (ID.SECRET) is written to $RAFTORCH_ETC/join-tokens: the leader registers
+it (for 24 h) so agents can join with it. The cluster CA is $RAFTORCH_ETC/pki/ca.{crt,key}
+(install.sh --ca-dir); without one, this script creates it (then copy it to the other masters).
+Writes $RAFTORCH_ETC/admin.yaml, an admin's client config (raftctl --config).
 USAGE
 }
 
@@ -38,6 +42,18 @@ for arg in "$@"; do
     done
 done
 [ -f "$RAFTORCH_ETC/cluster-secret" ] || die "$RAFTORCH_ETC/cluster-secret missing: run install.sh first"
+(umask 077 && printf '%s\n' "${RAFTORCH_JOIN_TOKEN:-}" > "$RAFTORCH_ETC/join-tokens")
+raftctl="$RAFTORCH_PREFIX/bin/raftctl"
+[ -x "$raftctl" ] || die "$raftctl missing: run install.sh first"
+if [ ! -s "$RAFTORCH_ETC/pki/ca.key" ]; then
+    # The first master: make the cluster CA (the others get it with install.sh --ca-dir).
+    "$raftctl" pki init "$RAFTORCH_ETC/pki" >/dev/null
+    log "created the cluster CA in $RAFTORCH_ETC/pki: copy ca.crt and ca.key to the other masters"
+fi
+# An admin's client config on every master, as kubeadm writes admin.conf.
+"$raftctl" pki issue admin --role admin --pki-dir "$RAFTORCH_ETC/pki" --endpoints "$ip:$RAFTORCH_CLIENT_PORT" \
+    --config "$RAFTORCH_ETC/admin.yaml" >/dev/null
+log "wrote $RAFTORCH_ETC/admin.yaml (raftctl --config $RAFTORCH_ETC/admin.yaml ...)"
 
 render "$DEPLOY_DIR/config/master.yaml.in" "$RAFTORCH_ETC/master.yaml" \
     NAME="$name" IP="$ip" CLIENT_PORT="$RAFTORCH_CLIENT_PORT" PEER_PORT="$RAFTORCH_PEER_PORT" \

@@ -19,8 +19,10 @@ from dataclasses import replace
 import grpc
 import structlog
 
+from raftorch import rpc
+from raftorch.agent.certs import NodeCert, Renewer
 from raftorch.agent.config import AgentConfig
-from raftorch.agent.endpoint import NodeAgentEndpoint
+from raftorch.agent.endpoint import MIRROR_ANNOTATION, NodeAgentEndpoint, is_mirror
 from raftorch.agent.endpoint import serve as serve_endpoint
 from raftorch.agent.network import NodeNetwork
 from raftorch.agent.probes import run_probe
@@ -35,8 +37,10 @@ from raftorch.agent.reconciler import (
     record_probe,
     record_start_failure,
 )
-from raftorch.agent.runtime.base import ContainerRuntime, RuntimeFailure
+from raftorch.agent.runtime.base import ChangeWatch, ContainerRuntime, RuntimeFailure, WatchesChanges
 from raftorch.api.v1 import agents_pb2, objects_pb2
+from raftorch.auth.interceptor import MasterOnlyInterceptor
+from raftorch.auth.pki import CertVerifier
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
 from raftorch.errors import AlreadyExists, Conflict, RaftorchError
@@ -44,14 +48,18 @@ from raftorch.objects import format_time
 
 log = structlog.get_logger("raftorch.agent")
 
-MIRROR_ANNOTATION = "raftorch.io/mirror"
 SYSTEM_NAMESPACE = "raftorch-system"
 RECONCILE_PERIOD = 0.5
+# With the runtime's change events, a pass is also due after each exit; this is a resync only.
+RECONCILE_PERIOD_WITH_EVENTS = 2.0
+# Parallel container starts: what this kind of daemon takes before it slows down (bench/agent_bench.py).
+START_CONCURRENCY = 8
 VERSION = "0.1.0"
 
 
-def is_mirror(pod: objects_pb2.Pod) -> bool:
-    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
+def _only_status_changed(old: objects_pb2.Pod, new: objects_pb2.Pod) -> bool:
+    return (old.spec == new.spec and old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
+            and old.status.phase == new.status.phase)
 
 
 def host_capacity() -> dict[str, str]:
@@ -67,10 +75,16 @@ def host_capacity() -> dict[str, str]:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, runtime: ContainerRuntime) -> None:
+    def __init__(self, config: AgentConfig, runtime: ContainerRuntime, cert: NodeCert | None = None) -> None:
+        """`cert`: the node's certificate (see raftorch.agent.certs); None only against
+        --insecure masters (benchmarks)."""
         self.config = config
         self.runtime = runtime
-        self.client = Client(config.masters, timeout=5.0, retry_for=30.0)
+        self.cert = cert
+        self.client = Client(config.masters, timeout=5.0, retry_for=30.0,
+                             credentials=cert.credentials() if cert is not None else None)
+        self._renewer: Renewer | None = None
+        self._fresh_tls: rpc.ServerTLS | None = None
         self._conn = self.client._conn
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -81,13 +95,16 @@ class Agent:
         self._reported: dict[str, bytes] = {}
         self._stopping: set[str] = set()
         self._stopper = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent-stop")
-        # Container starts run in parallel (Docker takes ~0.3 s per start); the planner's
-        # repeats of a start still in flight are skipped, failures come back as a queue.
+        # Container starts run in parallel. A start in flight, or finished after the last list of
+        # containers, is handed to the planner (it neither repeats it nor removes its container as
+        # half-made); failures come back as a queue.
+        self._start_lock = threading.Lock()
         self._starting: set[tuple[str, str]] = set()
-        # When each start finished: a pass that listed containers before then has not seen it.
-        self._started_at: dict[tuple[str, str], float] = {}
-        self._starter = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agent-start")
+        self._started_at: dict[tuple[str, str], float] = {}  # when each start finished
+        self._starter = ThreadPoolExecutor(max_workers=START_CONCURRENCY, thread_name_prefix="agent-start")
         self._start_failures: list[tuple[StartContainer, str, str, float]] = []
+        self._changes: ChangeWatch | None = None
+        self._period = RECONCILE_PERIOD
         self._threads: list[threading.Thread] = []
         self._watch: ObjectWatch | None = None
         self._server: grpc.Server | None = None
@@ -104,8 +121,15 @@ class Agent:
 
     def start(self) -> None:
         self._serve_endpoint()
+        if self.cert is not None:
+            self._renewer = Renewer(self.config.masters, self.config.pki_dir or self.config.data_dir / "pki",
+                                    self.config.name, self.config.node_ip, self.cert, self._renewed)
+            self._renewer.start()
         self.register()
         self._start_network()
+        if isinstance(self.runtime, WatchesChanges):
+            self._changes = self.runtime.watch_changes(self.config.name, self._wake.set)
+            self._period = RECONCILE_PERIOD_WITH_EVENTS
         for target in (self._heartbeat_loop, self._watch_loop, self._reconcile_loop):
             t = threading.Thread(target=target, name=f"agent-{target.__name__.strip('_')}", daemon=True)
             t.start()
@@ -113,9 +137,22 @@ class Agent:
         log.info("agent_started", node=self.config.name, runtime=self.config.runtime, endpoint=self.endpoint,
                  masters=self.config.masters)
 
+    def _renewed(self, cert: NodeCert) -> None:
+        """A renewed certificate: new connections to masters and to this endpoint use it;
+        pods and their containers are not touched."""
+        self.cert = cert
+        self._fresh_tls = cert.server_tls()
+        self._conn.set_credentials(cert.credentials())
+
+    def _endpoint_tls(self) -> rpc.ServerTLS | None:
+        fresh, self._fresh_tls = self._fresh_tls, None
+        return fresh
+
     def stop(self) -> None:
         """Stop the agent; the pods' containers keep running (a restarted agent adopts them)."""
         self._stop.set()
+        if self._renewer is not None:
+            self._renewer.stop()
         if self.network is not None:
             self.network.stop()
         self._wake.set()
@@ -123,6 +160,8 @@ class Agent:
             self._watch.close()
         for t in self._threads:
             t.join(timeout=5)
+        if self._changes is not None:
+            self._changes.close()
         self._stopper.shutdown(wait=False, cancel_futures=True)
         self._starter.shutdown(wait=False, cancel_futures=True)
         if self._server is not None:
@@ -243,11 +282,13 @@ class Agent:
                     pod = event.object
                     assert isinstance(pod, objects_pb2.Pod)
                     with self._pods_lock:
+                        old = self._pods.get(pod.metadata.uid)
                         if event.type == "DELETED" or pod.spec.node_name != self.config.name:
                             self._pods.pop(pod.metadata.uid, None)
                         else:
                             self._pods[pod.metadata.uid] = pod
-                    self._wake.set()
+                    if event.type == "DELETED" or old is None or not _only_status_changed(old, pod):
+                        self._wake.set()  # the echo of the agent's own status report plans nothing new
             except RaftorchError as err:
                 if not self._stop.is_set():
                     log.warning("pod_watch_failed", error=str(err))
@@ -268,7 +309,7 @@ class Agent:
         while not self._stop.is_set() and not self._pods_synced.wait(0.5):
             pass
         while not self._stop.is_set():
-            wake_at = time.time() + RECONCILE_PERIOD
+            wake_at = time.time() + self._period
             try:
                 wake_at = min(wake_at, self.reconcile_once())
             except RaftorchError as err:
@@ -283,25 +324,28 @@ class Agent:
         listed_at = time.time()
         running = self.runtime.list_containers(self.config.name)
         now = time.time()
-        for key, finished in list(self._started_at.items()):
-            if finished < listed_at:
-                del self._started_at[key]
-        failures, self._start_failures = self._start_failures, []
+        with self._start_lock:
+            for key, finished in list(self._started_at.items()):
+                if finished < listed_at:
+                    del self._started_at[key]
+            starting = frozenset(self._starting | self._started_at.keys())
+            failures, self._start_failures = self._start_failures, []
         for failed, reason, message, when in failures:
             self.state = record_start_failure(self.state, failed, reason, message, when, self.rconfig)
-        plan = plan_pod_actions(desired, running, self.state, now, self.rconfig)
+        plan = plan_pod_actions(desired, running, self.state, now, self.rconfig, starting)
         self.state = plan.state
         for action in plan.actions:
             if isinstance(action, StopContainer):
-                self._stop_async(action)
+                self._stop_async(action.container_id, action.grace_seconds, action.remove)
             elif isinstance(action, RemoveContainer):
-                if action.container_id not in self._stopping:
+                if action.before_starts and action.container_id not in self._stopping:
                     self.runtime.remove(action.container_id)
+                else:
+                    self._stop_async(action.container_id, None, True)
             elif isinstance(action, StartContainer):
-                key = (action.spec.pod_uid, action.spec.container)
-                if key not in self._starting and key not in self._started_at:
-                    self._starting.add(key)
-                    self._starter.submit(self._start, action, key)
+                with self._start_lock:
+                    self._starting.add((action.spec.pod_uid, action.spec.container))
+                self._starter.submit(self._start, action)
         for check in due_probes(desired, self.state, now):
             ok = run_probe(check.probe, check.pod_ip, check.container_id, self.runtime, check.named_ports)
             self.state = record_probe(self.state, check, ok, time.time())
@@ -316,44 +360,48 @@ class Agent:
         for uid in list(self._reported):
             if uid not in by_uid:
                 del self._reported[uid]
-        return plan.wake_at or now + RECONCILE_PERIOD
+        return plan.wake_at or now + self._period
 
-    def _start(self, action: StartContainer, key: tuple[str, str]) -> None:
+    def _start(self, action: StartContainer) -> None:
         spec = action.spec
+        failure: tuple[StartContainer, str, str, float] | None = None
         try:
-            pod = next((p for p in self.desired() if p.metadata.uid == spec.pod_uid), None)
-            policy = next((c.image_pull_policy for c in pod.spec.containers if c.name == spec.container),
-                          "IfNotPresent") if pod else "IfNotPresent"
-            self.runtime.ensure_image(spec.image, policy or "IfNotPresent")
+            self.runtime.ensure_image(spec.image, spec.pull_policy)
             self.runtime.create_and_start(spec)
             log.info("container_started", pod=f"{spec.pod_namespace}/{spec.pod_name}", container=spec.container,
                      attempt=spec.attempt)
         except RuntimeFailure as err:
             log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
                         container=spec.container, reason=err.reason, error=err.message)
-            self._start_failures.append((action, err.reason, err.message, time.time()))
+            failure = (action, err.reason, err.message, time.time())
         except RaftorchError as err:
             log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
                         container=spec.container, error=str(err))
         finally:
-            self._started_at[key] = time.time()
-            self._starting.discard(key)
+            key = (spec.pod_uid, spec.container)
+            with self._start_lock:
+                if failure is not None:
+                    self._start_failures.append(failure)
+                self._started_at[key] = time.time()
+                self._starting.discard(key)
             self._wake.set()
 
-    def _stop_async(self, action: StopContainer) -> None:
-        if action.container_id in self._stopping:
+    def _stop_async(self, container_id: str, grace_seconds: float | None, remove: bool) -> None:
+        """Stop (unless `grace_seconds` is None: only remove) and maybe remove, off the reconcile loop."""
+        if container_id in self._stopping:
             return
-        self._stopping.add(action.container_id)
+        self._stopping.add(container_id)
 
         def run() -> None:
             try:
-                self.runtime.stop(action.container_id, action.grace_seconds)
-                if action.remove:
-                    self.runtime.remove(action.container_id)
+                if grace_seconds is not None:
+                    self.runtime.stop(container_id, grace_seconds)
+                if remove:
+                    self.runtime.remove(container_id)
             except RaftorchError as err:
-                log.warning("container_stop_failed", container=action.container_id, error=str(err))
+                log.warning("container_stop_failed", container=container_id, error=str(err))
             finally:
-                self._stopping.discard(action.container_id)
+                self._stopping.discard(container_id)
                 self._wake.set()
 
         self._stopper.submit(run)
@@ -373,8 +421,14 @@ class Agent:
     # -- the agent endpoint -------------------------------------------------------------------
 
     def _serve_endpoint(self) -> None:
-        self.endpoint_service = NodeAgentEndpoint(self._find_pod, self.runtime, self.config.name)
-        self._server, port = serve_endpoint(self.endpoint_service, f"{self.config.node_ip}:{self.config.agent_port}")
+        cert = self.cert
+        guard = [] if cert is None else [MasterOnlyInterceptor(CertVerifier(cert.ca_pem))]
+        self.endpoint_service = NodeAgentEndpoint(self._find_pod, self.runtime, self.config.name,
+                                                  node_ip=self.config.node_ip)
+        self._server, port = serve_endpoint(self.endpoint_service, f"{self.config.node_ip}:{self.config.agent_port}",
+                                            interceptors=guard,
+                                            tls=cert.server_tls() if cert is not None else None,
+                                            reload=self._endpoint_tls)
         self.endpoint = f"{self.config.node_ip}:{port}"
 
     def _find_pod(self, namespace: str, name: str) -> objects_pb2.Pod | None:

@@ -34,6 +34,14 @@ class AgentConfig:
     # The image of each pod's sandbox container (the docker runtime's; built by scripts/build_images.sh).
     sandbox_image: str = "raftorch/pause:latest"
     log_level: str = "info"
+    # The node's certificate, its key and the cluster CA; default: pki in data-dir.
+    pki_dir: Path | None = None
+    # First start: a bootstrap token (`raftctl token create --join`) and the hash of the
+    # cluster CA's public key it must come from (sha256:HEX), to obtain the node certificate.
+    join_token: str = ""
+    ca_hash: str = ""
+    # Plaintext to masters started with --insecure (benchmarks only).
+    insecure: bool = False
 
     def validate(self) -> None:
         if not self.name:

@@ -12,15 +12,15 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
 
 from raftorch import rpc
-from raftorch.agent.runtime.base import ContainerRuntime
+from raftorch.agent.runtime.base import RUNNING, ContainerInfo, ContainerRuntime
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
-from raftorch.errors import RaftorchError
+from raftorch.errors import NotFound, PermissionDenied, RaftorchError, Unavailable
 
 FindPod = Callable[[str, str], "objects_pb2.Pod | None"]
 # How often a blocked tunnel looks up from its socket (client gone? idle too long?).
@@ -42,10 +42,42 @@ class StreamLimits:
         return self.port_forwards + self.logs + self.others
 
 
+# Mirror pods stand for the node's own processes: nothing to forward to.
+MIRROR_ANNOTATION = "raftorch.io/mirror"
+
+
+def is_mirror(pod: objects_pb2.Pod) -> bool:
+    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
+
+
+def forward_target(pod: objects_pb2.Pod | None, running: Sequence[ContainerInfo], port: int,
+                   node_ip: str) -> tuple[str, int]:
+    """Where a port-forward to `pod` connects: the address the runtime gave the pod's running
+    containers (never an address from the pod's status, which a client could have written).
+    A pod that shares the host's address (host network, process runtime) is reachable only on
+    the ports its containers declare, not on every port of the host."""
+    if pod is None:
+        raise NotFound("the pod is not bound to this node")
+    where = f"pod {pod.metadata.namespace}/{pod.metadata.name}"
+    mine = [c for c in running if c.pod_uid == pod.metadata.uid and c.state == RUNNING]
+    if not mine:
+        raise Unavailable(f"{where} has no running container on this node")
+    ip = next((c.ip for c in mine if c.ip), "") or (node_ip if pod.spec.host_network else "")
+    if not ip:
+        raise Unavailable(f"{where} has no address on this node yet")
+    declared = {p.container_port for c in pod.spec.containers for p in c.ports}
+    if (ip == node_ip or pod.spec.host_network) and port not in declared:
+        listed = ", ".join(str(p) for p in sorted(declared)) or "none"
+        raise PermissionDenied(f"{where} shares the node's address: port-forward reaches only the ports its "
+                               f"containers declare ({listed}), not port {port}")
+    return ip, port
+
+
 class NodeAgentEndpoint(agents_pb2_grpc.NodeAgentServicer):
     def __init__(self, find_pod: FindPod, runtime: ContainerRuntime, node: str,
-                 limits: StreamLimits | None = None) -> None:
+                 limits: StreamLimits | None = None, *, node_ip: str = "") -> None:
         self._find_pod = find_pod
+        self._node_ip = node_ip
         self._runtime = runtime
         self._node = node
         self.limits = limits or StreamLimits()
@@ -67,11 +99,13 @@ class NodeAgentEndpoint(agents_pb2_grpc.NodeAgentServicer):
         if first is None:
             return
         pod = self._find_pod(first.namespace, first.pod)
-        if pod is None or not pod.status.pod_ip:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"pod {first.namespace}/{first.pod} is not running on this node")
-        assert pod is not None
         try:
-            sock = socket.create_connection((pod.status.pod_ip, first.port), timeout=5)
+            target = forward_target(None if pod is None or is_mirror(pod) else pod,
+                                    self._runtime.list_containers(self._node), first.port, self._node_ip)
+        except RaftorchError as err:
+            context.abort(err.grpc_code, err.message)
+        try:
+            sock = socket.create_connection(target, timeout=5)
         except OSError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE,
                           f"cannot connect to {first.pod} port {first.port}: {exc.strerror or exc}")
@@ -142,11 +176,15 @@ class NodeAgentEndpoint(agents_pb2_grpc.NodeAgentServicer):
             yield agents_pb2.LogChunk(data=data)
 
 
-def serve(endpoint: NodeAgentEndpoint, address: str) -> tuple[grpc.Server, int]:
-    """Start the endpoint's server on `address`; returns it and its port."""
+def serve(endpoint: NodeAgentEndpoint, address: str, *, interceptors: Sequence[grpc.ServerInterceptor] = (),
+          tls: rpc.ServerTLS | None = None,
+          reload: Callable[[], rpc.ServerTLS | None] | None = None) -> tuple[grpc.Server, int]:
+    """Start the endpoint's server on `address`; returns it and its port. With `tls`, only
+    callers with a certificate of the cluster get in (the interceptors check it is a master);
+    `reload` hands over a renewed certificate."""
     workers = endpoint.limits.workers
-    server = rpc.server(max_workers=workers, maximum_concurrent_rpcs=workers)
+    server = rpc.server(max_workers=workers, maximum_concurrent_rpcs=workers, interceptors=interceptors)
     agents_pb2_grpc.add_NodeAgentServicer_to_server(endpoint, server)
-    port = rpc.bind_sync(server, address)
+    port = rpc.bind_sync(server, address, tls, reload)
     server.start()
     return server, port

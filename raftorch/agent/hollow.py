@@ -4,6 +4,11 @@ Like Kubernetes' kubemark, each hollow node registers, heartbeats and "runs" the
 to it: a pod becomes Running and Ready with a made-up address at once, nothing is started.
 One heartbeat stream and one pod watch serve the whole fleet, so a thousand nodes cost a
 few threads, not thousands.
+
+Run-to-completion pods (jobs) can finish too: a pod annotated `hollow.raftorch.io/exit-code: N`
+"exits" with N after `hollow.raftorch.io/run-seconds` (default 1): Succeeded for 0, Failed
+otherwise, or, with restartPolicy OnFailure, restarted (its restart count goes up) and run again.
+Pods without the annotation run until deleted.
 """
 
 from __future__ import annotations
@@ -25,14 +30,21 @@ from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
 from raftorch.errors import RaftorchError
 from raftorch.objects import format_time
+from raftorch.rpc import Credentials
 
 log = structlog.get_logger("raftorch.hollow")
+
+EXIT_CODE_ANNOTATION = "hollow.raftorch.io/exit-code"
+RUN_SECONDS_ANNOTATION = "hollow.raftorch.io/run-seconds"
 
 
 class HollowFleet:
     def __init__(self, endpoints: list[str], names: list[str], heartbeat_period: float = 1.0,
-                 cpu: str = "4", memory: str = "16Gi", pods: str = "110") -> None:
-        self.client = Client(endpoints, timeout=5.0, retry_for=30.0)
+                 cpu: str = "4", memory: str = "16Gi", pods: str = "110",
+                 credentials: Credentials | None = None) -> None:
+        """`credentials`: an admin's (hollow nodes share one client, so no node certificate
+        names them all); None only against --insecure masters."""
+        self.client = Client(endpoints, timeout=5.0, retry_for=30.0, credentials=credentials)
         self._conn = self.client._conn
         self.names = list(names)
         self.period = heartbeat_period
@@ -45,6 +57,9 @@ class HollowFleet:
         self._statuses: queue.Queue[tuple[str, agents_pb2.PodStatusUpdate]] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._watch: ObjectWatch | None = None
+        # (monotonic due time, node, pod, restarts so far) of pods that will exit.
+        self._exits: list[tuple[float, str, objects_pb2.Pod, int]] = []
+        self._exits_lock = threading.Lock()
         self.heartbeats_sent = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -126,6 +141,7 @@ class HollowFleet:
                     continue
                 self._reported[pod.metadata.uid] = "Running"
                 self._statuses.put((node, self._running(node, pod)))
+                self._plan_exit(node, pod, 0)
         except RaftorchError as err:
             if not self._stop.is_set():
                 log.warning("hollow_watch_failed", error=str(err))
@@ -141,11 +157,53 @@ class HollowFleet:
         return agents_pb2.PodStatusUpdate(namespace=pod.metadata.namespace, name=pod.metadata.name,
                                           uid=pod.metadata.uid, status=status)
 
+    def _plan_exit(self, node: str, pod: objects_pb2.Pod, restarts: int) -> None:
+        code = pod.metadata.annotations.get(EXIT_CODE_ANNOTATION)
+        if code is None:
+            return
+        try:
+            run = float(pod.metadata.annotations.get(RUN_SECONDS_ANNOTATION, "1"))
+        except ValueError:
+            run = 1.0
+        with self._exits_lock:
+            self._exits.append((time.monotonic() + run, node, pod, restarts))
+
+    def _due_exits(self) -> None:
+        now = time.monotonic()
+        with self._exits_lock:
+            due = [e for e in self._exits if e[0] <= now]
+            self._exits = [e for e in self._exits if e[0] > now]
+        for _, node, pod, restarts in due:
+            if pod.metadata.uid not in self._reported:
+                continue  # deleted meanwhile
+            code_text = pod.metadata.annotations.get(EXIT_CODE_ANNOTATION, "0")
+            code = int(code_text) if code_text.lstrip("-").isdigit() else 1
+            update = self._running(node, pod)
+            if code != 0 and pod.spec.restart_policy == "OnFailure":
+                for c in update.status.container_statuses:
+                    c.restart_count = restarts + 1
+                self._statuses.put((node, update))
+                self._plan_exit(node, pod, restarts + 1)
+                continue
+            now_text = format_time(time.time())
+            update.status.phase = "Succeeded" if code == 0 else "Failed"
+            del update.status.conditions[:]
+            update.status.conditions.add(type="Ready", status="False", reason="PodCompleted",
+                                         last_transition_time=now_text)
+            for c in update.status.container_statuses:
+                c.ready = False
+                c.restart_count = restarts
+                c.state.CopyFrom(objects_pb2.ContainerState(
+                    state="terminated", exit_code=code, reason="Completed" if code == 0 else "Error",
+                    finished_at=now_text))
+            self._statuses.put((node, update))
+
     def _report(self, req: agents_pb2.ReportPodStatusRequest) -> None:
         self._conn.call(lambda s, t: s.agents.ReportPodStatus(req, timeout=t))
 
     def _report_loop(self) -> None:
         while not self._stop.is_set():
+            self._due_exits()
             try:
                 first = self._statuses.get(timeout=0.2)
             except queue.Empty:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,11 @@ import click
 
 from raftorch import config as cfgload
 from raftorch import logs
+from raftorch.agent import certs
+from raftorch.agent.certs import NodeCert
 from raftorch.agent.config import AgentConfig
 from raftorch.agent.runtime.base import ContainerRuntime
-from raftorch.errors import RaftorchError
+from raftorch.errors import Invalid, RaftorchError, Unauthenticated, Unavailable
 
 EXAMPLE = """
 Example:
@@ -52,6 +55,11 @@ def make_runtime(config: AgentConfig) -> ContainerRuntime:
 @click.option("--heartbeat-period", type=float, help="Seconds between heartbeats (default 1).")
 @click.option("--backoff-base", type=float, help="First restart delay of a crashing container, seconds.")
 @click.option("--cluster-cidr", help="The masters' cluster CIDR (default 10.244.0.0/16).")
+@click.option("--pki-dir", type=click.Path(path_type=Path),
+              help="Where the node certificate, its key and the CA are kept (default DATA_DIR/pki).")
+@click.option("--join-token", help="Bootstrap token from `raftctl token create --join` (first start).")
+@click.option("--ca-hash", help="sha256:HEX of the cluster CA's public key, pinned while joining.")
+@click.option("--insecure", is_flag=True, default=None, help="Plaintext to --insecure masters (benchmarks only).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.option("--uninstall", is_flag=True,
               help="Remove this node's network rules and routes (and its pod network once no pod uses it); exit.")
@@ -76,7 +84,12 @@ def main(config_file: Path | None, uninstall: bool, **flags: Any) -> None:
         return
     from raftorch.agent.agent import Agent
 
-    agent = Agent(config, runtime)
+    try:
+        cert = node_certificate(config)
+    except RaftorchError as err:
+        click.echo(f"raftorch-agent: {err}", err=True)
+        sys.exit(1)
+    agent = Agent(config, runtime, cert)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent._stop.set())
     try:
@@ -86,6 +99,35 @@ def main(config_file: Path | None, uninstall: bool, **flags: Any) -> None:
         sys.exit(1)
     agent.wait()
     agent.stop()
+
+
+def node_certificate(config: AgentConfig) -> NodeCert | None:
+    """The kept certificate, else one obtained by joining with the token."""
+    if config.insecure:
+        return None
+    pki_dir = config.pki_dir or config.data_dir / "pki"
+    cert = certs.load(pki_dir, config.name)
+    if cert is not None:
+        return cert
+    if not config.join_token or not config.ca_hash:
+        raise Invalid(f"no node certificate in {pki_dir}: give --join-token and --ca-hash "
+                      "(from `raftctl token create --join` on a master) to join the cluster")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            cert = certs.join(config.masters, config.name, config.node_ip, config.join_token, config.ca_hash)
+            break
+        except (Unavailable, Unauthenticated) as err:
+            # Masters still starting, or a bootstrap token the new leader has not registered yet.
+            retry = isinstance(err, Unavailable) or "unknown token" in str(err)
+            if not retry or time.monotonic() > deadline:
+                raise type(err)(f"cannot join the cluster: {err}") from None
+            time.sleep(1.0)
+        except RaftorchError as err:
+            raise type(err)(f"cannot join the cluster: {err}") from None
+    certs.save(pki_dir, cert)
+    click.echo(f"raftorch-agent: joined; node certificate for {config.name} kept in {pki_dir}", err=True)
+    return cert
 
 
 def _uninstall(config: AgentConfig, runtime: ContainerRuntime) -> None:

@@ -13,7 +13,11 @@ back with `record_start_failure` and probe results with `record_probe`, and plan
 * A missing container starts. An exited one restarts as the restart policy says (Always;
   OnFailure on a non-zero exit; Never) after a back-off: none for the first restart, then
   `backoff_base` doubling up to `backoff_max`, from the exit time; a run of `backoff_reset`
-  seconds forgets it. Meanwhile the container waits with reason CrashLoopBackOff.
+  seconds forgets it. Meanwhile the container waits with reason CrashLoopBackOff. A container
+  killed from outside (`ContainerInfo.killed`: `docker kill`, `docker stop`) did not crash: it
+  restarts at once and its exit does not count towards the back-off.
+* A container whose start is still in flight (`starting`) is neither started again nor, while
+  Docker shows it created but not yet running, removed as half-made.
 * A failed start (ErrImagePull, RunContainerError, ...) waits with that reason and message and
   is retried with the same back-off, at least `backoff_base`.
 * The restart count is the attempt label of the newest container: it survives agent restarts.
@@ -131,6 +135,8 @@ class RemoveContainer:
     pod_uid: str
     container: str
     reason: str
+    # It may hold the name of a start later in the same plan: remove it first, not in the background.
+    before_starts: bool = False
 
 
 Action = StartContainer | StopContainer | RemoveContainer
@@ -158,9 +164,10 @@ class ProbeCheck:
 class _Plan:
     """The plan under construction."""
 
-    def __init__(self, now: float, config: ReconcileConfig) -> None:
+    def __init__(self, now: float, config: ReconcileConfig, starting: frozenset[tuple[str, str]]) -> None:
         self.now = now
         self.config = config
+        self.starting = starting
         self.stops: list[StopContainer] = []
         self.removes: list[RemoveContainer] = []
         self.starts: list[StartContainer] = []
@@ -178,9 +185,13 @@ class _Plan:
 
 
 def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[ContainerInfo], state: AgentPodState,
-                     now: float, config: ReconcileConfig) -> ReconcilePlan:
-    """The actions that bring this node's containers to the desired pods, and the pods' statuses."""
-    plan = _Plan(now, config)
+                     now: float, config: ReconcileConfig,
+                     starting: frozenset[tuple[str, str]] = frozenset()) -> ReconcilePlan:
+    """The actions that bring this node's containers to the desired pods, and the pods' statuses.
+
+    `starting`: (pod uid, container) of the starts the executor has not finished, or finished after
+    `running` was listed."""
+    plan = _Plan(now, config, starting)
     by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
     for info in running:
         by_pod[info.pod_uid].append(info)
@@ -261,10 +272,11 @@ def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerIn
     """The pod's running sandbox (or None), its record, and the containers that belong to it (or to none yet).
 
     `stopping` (or no sandboxes wanted any more): the sandbox goes once no container runs."""
+    in_flight = (pod.metadata.uid, SANDBOX_CONTAINER) in plan.starting
     live = sorted((i for i in sandboxes if i.state != CREATED), key=lambda i: (i.attempt, i.started_at or 0.0))
     for info in sandboxes:
-        if info.state == CREATED:
-            plan.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, "never started"))
+        if info.state == CREATED and not in_flight:
+            plan.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, "never started", True))
     current = live[-1] if live and live[-1].running else None
     for info in live:
         if info is not current:
@@ -276,7 +288,8 @@ def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerIn
     joined = current.id if current is not None else None
     kept = []
     for info in infos:
-        if info.sandbox and info.sandbox != joined:
+        # A stopping pod's exited containers stay (their logs) after its sandbox went.
+        if info.sandbox and info.sandbox != joined and not stopping:
             plan.stop(info, pod.spec.termination_grace_period_seconds or plan.config.default_grace, True,
                       "pod sandbox changed")
         else:
@@ -285,7 +298,9 @@ def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerIn
         if current is not None and not any(i.running for i in infos):
             plan.stop(current, 0, True, "pod is terminating")
         return current, rec, kept
-    if current is None and plan.now >= rec.backoff_until and plan.config.sandbox_image:
+    if current is None and in_flight:
+        pass  # its start is under way: the next pass sees it run (or fail)
+    elif current is None and plan.now >= rec.backoff_until and plan.config.sandbox_image:
         spec = sandbox_spec(pod, plan.config.node, rec.last_attempt + 1, plan.config.sandbox_image,
                             network=plan.config.network)
         plan.starts.append(StartContainer(spec))
@@ -303,10 +318,12 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
 
     With `sandbox_rec` the pod uses a sandbox: a start waits for `sandbox` to run, and joins it."""
     now = plan.now
+    in_flight = (pod.metadata.uid, container.name) in plan.starting
     live: list[ContainerInfo] = []
     for info in sorted(infos, key=lambda i: (i.attempt, i.started_at or 0.0)):
-        if info.state == CREATED:  # half-made by an agent that died meanwhile
-            plan.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, "never started"))
+        if info.state == CREATED:
+            if not in_flight:  # half-made by an agent that died meanwhile
+                plan.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, "never started", True))
         else:
             live.append(info)
     current = live[-1] if live else None
@@ -369,13 +386,14 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         status.state.CopyFrom(container_state("waiting", reason=sandbox_rec.waiting_reason or CONTAINER_CREATING,
                                               message=sandbox_rec.waiting_message))
         return rec, status, kind, ""
-    try:
-        spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1, network=plan.config.network,
-                              sandbox=sandbox.id if sandbox is not None else None)
-    except Invalid as err:
-        status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=str(err)))
-        return rec, status, kind, ""
-    plan.starts.append(StartContainer(spec))
+    if not in_flight:
+        try:
+            spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1,
+                                  network=plan.config.network, sandbox=sandbox.id if sandbox is not None else None)
+        except Invalid as err:
+            status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=str(err)))
+            return rec, status, kind, ""
+        plan.starts.append(StartContainer(spec))
     status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CONTAINER_CREATING,
                                           message=rec.waiting_message))
     return rec, status, kind, ""
@@ -409,6 +427,9 @@ def _delay(steps: int, config: ReconcileConfig) -> float:
 
 def _back_off(rec: ContainerRecord, last: Exit, plan: _Plan) -> ContainerRecord:
     """The back-off after a newly seen exit."""
+    since = last.finished_at if last.finished_at is not None else plan.now
+    if last.killed:  # not a crash: restart now, and do not count it
+        return replace(rec, backoff_until=since, backoff_for=last.container_id)
     steps = rec.backoff_steps
     if (last.started_at is not None and last.finished_at is not None
             and last.finished_at - last.started_at >= plan.config.backoff_reset):

@@ -20,7 +20,7 @@ M = TypeVar("M", bound=Message)
 
 DEFAULT_NAMESPACE = "default"
 # Kubernetes' API groups, as kubectl names objects: "deployment.apps/web", "service/web".
-_GROUPS = {"Deployment": "apps", "ReplicaSet": "apps"}
+_GROUPS = {"Deployment": "apps", "ReplicaSet": "apps", "DaemonSet": "apps", "Job": "batch", "CronJob": "batch"}
 _UPDATE_ATTEMPTS = 5
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}

@@ -6,55 +6,50 @@ import functools
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from raftorch import config as cfgload
 from raftorch.client import Client
+from raftorch.client.config import DEFAULT_ENDPOINTS, ClientConfig, default_config_path
 from raftorch.errors import Invalid, RaftorchError, Unavailable, UnknownOutcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_ENDPOINTS = "127.0.0.1:2379"
-
-
-def default_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "raftorch" / "config.yaml"
-
-
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
-    endpoints: list[str] = field(default_factory=lambda: [DEFAULT_ENDPOINTS])
-    timeout: float = 5.0
-    # How long a command keeps trying other masters before it gives up.
-    retry_for: float = 10.0
+__all__ = ["DEFAULT_ENDPOINTS", "CliContext", "ClientConfig", "default_config_path", "get_ctx", "handle_errors"]
 
 
 @dataclass
 class CliContext:
     endpoints_flag: str | None
     config_path: Path
+    token_flag: str | None = None
     _client: Client | None = None
 
     def config(self) -> ClientConfig:
         layers: list[tuple[str, dict[str, Any]]] = []
-        if self.config_path.exists():
-            layers.append((f"config file {self.config_path}", cfgload.read_file(self.config_path)))
         env = os.environ.get("RAFTORCH_ENDPOINTS")
         if env:
             layers.append(("RAFTORCH_ENDPOINTS", {"endpoints": env}))
         if self.endpoints_flag:
             layers.append(("--endpoints", {"endpoints": self.endpoints_flag}))
-        return cfgload.build(ClientConfig, layers)
+        token = self.token_flag or os.environ.get("RAFTORCH_TOKEN")
+        if token:
+            # A token given on the command line speaks instead of the config's certificate.
+            layers.append(("--token", {"token": token, "cert-file": None, "key-file": None}))
+        cfg = ClientConfig.load(self.config_path, layers)
+        if token and cfg.cert_file is not None:
+            cfg = ClientConfig(cfg.endpoints, cfg.timeout, cfg.retry_for, cfg.ca_file, None, None, token,
+                               cfg.insecure)
+        return cfg
 
     def client(self) -> Client:
         if self._client is None:
             cfg = self.config()
-            self._client = Client(cfg.endpoints, timeout=cfg.timeout, retry_for=cfg.retry_for)
+            self._client = Client(cfg.endpoints, timeout=cfg.timeout, retry_for=cfg.retry_for,
+                                  credentials=cfg.credentials())
         return self._client
 
     def close(self) -> None:

@@ -244,6 +244,8 @@ def _service(doc: Doc, client: Client, svc: objects_pb2.Service) -> None:
 def _node(doc: Doc, client: Client, node: objects_pb2.Node) -> None:
     now = time.time()
     doc.kv("Roles", printers.node_roles(node))
+    taints = [f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}" for t in node.spec.taints]
+    doc.kv("Taints", ", ".join(taints) or NONE)
     doc.kv("Unschedulable", "true" if node.spec.unschedulable else "false")
     _conditions(doc, node.status.conditions, node=True)
     doc.heading("Addresses:")

@@ -10,6 +10,7 @@ import click
 
 from raftorch.cli.context import get_ctx, handle_errors
 from raftorch.cli.output import as_json
+from raftorch.client import set_default_credentials
 from raftorch.drill import report
 from raftorch.drill.drills import RUNNERS, DrillOptions, DrillResult
 from raftorch.drill.history import read_history
@@ -44,7 +45,9 @@ def _operator(local_cluster: Path | None, commands: dict[str, str | None]) -> tu
     if local_cluster is not None:
         local = LocalClusterOperator(local_cluster)
         return local.endpoints, local
-    return named_endpoints(get_ctx().config().endpoints), CommandOperator(**commands)
+    cfg = get_ctx().config()
+    set_default_credentials(cfg.credentials())
+    return named_endpoints(cfg.endpoints), CommandOperator(**commands)
 
 
 def _run(drill: str, runs: int, output: str, local_cluster: Path | None, threads: int, history_dir: Path | None,

@@ -17,20 +17,20 @@ from raftorch.cli.context import get_ctx, handle_errors, one_line
 from raftorch.cli.output import Rows, as_yaml, table
 from raftorch.client import Client
 from raftorch.errors import Invalid, NotFound
-from raftorch.objects import DEPLOYMENT, EVENT, POD, REPLICA_SET, SERVICE, Kind
+from raftorch.objects import CRON_JOB, DAEMON_SET, DEPLOYMENT, EVENT, JOB, POD, REPLICA_SET, SERVICE, Kind
 from raftorch.objects.manifest import to_manifest
 from raftorch.objects.meta import meta
 
 # What kubectl's `get all` shows, of the kinds raftorch has.
-ALL_KINDS: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICA_SET)
+ALL_KINDS: tuple[Kind, ...] = (POD, SERVICE, DAEMON_SET, DEPLOYMENT, REPLICA_SET, JOB, CRON_JOB)
 OUTPUTS = ("wide", "yaml", "json", "name")
 
 
 def parse_request(args: Sequence[str]) -> list[tuple[Kind, list[str]]]:
     """`pods`, `deploy,svc web`, `deployment/web pod/web-1`, `all` as (kind, names) in order."""
     if not args:
-        raise Invalid("a kind is required: raftctl get pods|deployments|replicasets|services|nodes|"
-                      "endpoints|events|namespaces|all [NAME...]")
+        raise Invalid("a kind is required: raftctl get pods|deployments|replicasets|daemonsets|jobs|cronjobs|"
+                      "services|nodes|endpoints|events|namespaces|all [NAME...]")
     groups: dict[str, tuple[Kind, list[str]]] = {}
     if "/" in args[0]:
         for arg in args:

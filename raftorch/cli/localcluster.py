@@ -41,13 +41,19 @@ def up(masters: int, agents: int, runtime: str | None, data_dir: Path | None) ->
         else:
             runtime = "process"
             click.echo("warning: no Docker engine answers; pods will run as host processes "
-                       "(--runtime process)", err=True)
+                       "(--runtime process), and namespace default is labelled "
+                       "raftorch.io/pod-security=privileged to allow them", err=True)
     cluster = LocalCluster(data_dir or default_data_dir())
     click.echo(f"Starting a local raftorch cluster in {cluster.data_dir}", err=True)
     state = cluster.up(masters, agents, runtime, _progress)
     config_path = get_ctx().config_path if get_ctx().config_path else default_config_path()
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(yaml.safe_dump({"endpoints": state.endpoints}))
+    admin = cluster.admin_files()
+    # Like a kubeconfig: where the masters are, the CA to trust, and the admin's certificate.
+    config_path.write_text(yaml.safe_dump({"endpoints": state.endpoints, "ca-file": str(admin.ca_file),
+                                           "cert-file": str(admin.cert_file), "key-file": str(admin.key_file)},
+                                          sort_keys=False))
+    config_path.chmod(0o600)
     click.echo(f"Cluster ready: {len(state.masters)} masters, {len(state.agents)} nodes ({runtime} runtime).")
     click.echo(f"Endpoints: {','.join(state.endpoints)}")
     click.echo(f"Client config written to {config_path}")

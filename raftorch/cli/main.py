@@ -8,6 +8,7 @@ import click
 
 from raftorch import logs
 from raftorch.cli.apply import apply, delete
+from raftorch.cli.auth import auth, token
 from raftorch.cli.cluster import cluster
 from raftorch.cli.completion import completion
 from raftorch.cli.context import CliContext, default_config_path
@@ -18,9 +19,11 @@ from raftorch.cli.get import get
 from raftorch.cli.kv import kv
 from raftorch.cli.localcluster import down, up
 from raftorch.cli.nodes import cordon, drain, uncordon
+from raftorch.cli.pki import pki
 from raftorch.cli.podlogs import logs as logs_command
 from raftorch.cli.portforward import port_forward
 from raftorch.cli.rollout import rollout, scale, set_group
+from raftorch.cli.workloads import taint, wait
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,9 +31,11 @@ from raftorch.cli.rollout import rollout, scale, set_group
               "(else RAFTORCH_ENDPOINTS, else the config file).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="Client config file (default: ~/.config/raftorch/config.yaml).")
+@click.option("--token", default=None, help="Bearer token to use instead of the config's credentials "
+              "(else RAFTORCH_TOKEN).")
 @click.version_option(package_name="raftorch")
 @click.pass_context
-def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None) -> None:
+def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None, token: str | None) -> None:
     """raftctl controls a raftorch cluster, with kubectl's verbs and habits.
 
     \b
@@ -41,12 +46,13 @@ def cli(ctx: click.Context, endpoints: str | None, config_path: Path | None) -> 
       raftctl apply -f web.yaml
     """
     logs.configure(service=False, level="warning")
-    ctx.obj = CliContext(endpoints, config_path or default_config_path())
+    ctx.obj = CliContext(endpoints, config_path or default_config_path(), token)
     ctx.call_on_close(ctx.obj.close)
 
 
 for _command in (get, describe, create, apply, delete, expose, scale, set_group, rollout, cordon, uncordon, drain,
-                 logs_command, port_forward, completion, up, down, drill, kv, cluster):
+                 logs_command, port_forward, completion, up, down, drill, kv, cluster, auth, token, pki,
+                 wait, taint):
     cli.add_command(_command)
 
 

@@ -9,7 +9,16 @@ from raftorch.cli.common import namespace_option, ref, resolve_kind
 from raftorch.cli.context import get_ctx, handle_errors
 from raftorch.client import Client
 from raftorch.errors import Conflict, Invalid, NotFound, Unavailable
-from raftorch.objects import DEPLOYMENT, NODE, POD, REPLICA_SET, format_selector, selector_from_match_labels
+from raftorch.objects import (
+    DAEMON_SET,
+    DEPLOYMENT,
+    JOB,
+    NODE,
+    POD,
+    REPLICA_SET,
+    format_selector,
+    selector_from_match_labels,
+)
 
 
 def _pod_of(client: Client, target: str, namespace: str) -> objects_pb2.Pod:
@@ -23,10 +32,11 @@ def _pod_of(client: Client, target: str, namespace: str) -> objects_pb2.Pod:
         pod = client.objects.get(POD.plural, name, namespace)
         assert isinstance(pod, objects_pb2.Pod)
         return pod
-    if kind not in (DEPLOYMENT, REPLICA_SET):
-        raise Invalid(f"logs come from pods, deployments or replica sets, not {kind.plural}")
+    if kind not in (DEPLOYMENT, REPLICA_SET, DAEMON_SET, JOB):
+        raise Invalid(f"logs come from pods, deployments, replica sets, daemon sets or jobs, not {kind.plural}")
     owner = client.objects.get(kind.plural, name, namespace)
-    assert isinstance(owner, objects_pb2.Deployment | objects_pb2.ReplicaSet)
+    assert isinstance(owner, objects_pb2.Deployment | objects_pb2.ReplicaSet | objects_pb2.DaemonSet
+                      | objects_pb2.Job)
     selector = format_selector(selector_from_match_labels(owner.spec.selector.match_labels))
     items, _ = client.objects.list(POD.plural, namespace, label_selector=selector)
     pods = sorted((p for p in items if isinstance(p, objects_pb2.Pod)),

@@ -12,9 +12,12 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
 from raftorch.objects import (
     CONFIG_MAP,
+    CRON_JOB,
+    DAEMON_SET,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
+    JOB,
     NAMESPACE,
     NODE,
     POD,
@@ -217,6 +220,50 @@ def _event(ev: objects_pb2.Event, now: float, wide: bool) -> list[str]:
             " ".join(ev.message.split())]
 
 
+def job_status(job: objects_pb2.Job) -> str:
+    """kubectl's Job STATUS: Complete, Failed or Running."""
+    for type_ in ("Complete", "Failed"):
+        cond = get_condition(job.status.conditions, type_)
+        if cond is not None and cond.status == "True":
+            return type_
+    return "Running"
+
+
+def job_duration(job: objects_pb2.Job, now: float) -> str:
+    if not job.status.start_time:
+        return ""
+    try:
+        start = parse_time(job.status.start_time)
+        end = parse_time(job.status.completion_time) if job.status.completion_time else now
+    except Invalid:
+        return UNKNOWN
+    return human_duration(end - start)
+
+
+def _job(job: objects_pb2.Job, now: float, wide: bool) -> list[str]:
+    completions = job.spec.completions if job.spec.HasField("completions") else 1
+    row = [job.metadata.name, job_status(job), f"{job.status.succeeded}/{completions}", job_duration(job, now),
+           age(job.metadata.creation_timestamp, now)]
+    return row + (_images(job.spec.template, job.spec.selector) if wide else [])
+
+
+def _cron_job(cron: objects_pb2.CronJob, now: float, wide: bool) -> list[str]:
+    spec = cron.spec
+    last = age(cron.status.last_schedule_time, now) if cron.status.last_schedule_time else NONE
+    row = [cron.metadata.name, spec.schedule, spec.time_zone or NONE, "True" if spec.suspend else "False",
+           str(len(cron.status.active)), last, age(cron.metadata.creation_timestamp, now)]
+    return row + (_images(spec.job_template.spec.template, spec.job_template.spec.selector) if wide else [])
+
+
+def _daemon_set(ds: objects_pb2.DaemonSet, now: float, wide: bool) -> list[str]:
+    s = ds.status
+    selector = labels_text(ds.spec.template.spec.node_selector.items())
+    row = [ds.metadata.name, str(s.desired_number_scheduled), str(s.current_number_scheduled), str(s.number_ready),
+           str(s.updated_number_scheduled), str(s.number_available), selector,
+           age(ds.metadata.creation_timestamp, now)]
+    return row + (_images(ds.spec.template, ds.spec.selector) if wide else [])
+
+
 @dataclass(frozen=True, slots=True)
 class Columns:
     headers: tuple[str, ...]
@@ -242,6 +289,12 @@ _COLUMNS: dict[str, Columns] = {
     ENDPOINTS.name: Columns(("NAME", "ENDPOINTS", "AGE"), (), _endpoints),
     NAMESPACE.name: Columns(("NAME", "STATUS", "AGE"), (), _namespace),
     EVENT.name: Columns(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), (), _event),
+    JOB.name: Columns(("NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"),
+                      _job),
+    CRON_JOB.name: Columns(("NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"),
+                           ("CONTAINERS", "IMAGES", "SELECTOR"), _cron_job),
+    DAEMON_SET.name: Columns(("NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR",
+                              "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), _daemon_set),
     CONFIG_MAP.name: Columns(("NAME", "DATA", "AGE"), (), _config_map),
 }
 

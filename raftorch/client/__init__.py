@@ -1,6 +1,8 @@
 """raftorch's Python client library."""
 
 from raftorch.client.client import Client
+from raftorch.client.config import ClientConfig, load_credentials
+from raftorch.client.connection import set_default_credentials
 from raftorch.client.types import (
     ClusterStatus,
     Compare,
@@ -22,6 +24,7 @@ from raftorch.client.watch import Watch
 
 __all__ = [
     "Client",
+    "ClientConfig",
     "ClusterStatus",
     "Compare",
     "Delete",
@@ -38,4 +41,6 @@ __all__ = [
     "TxnResult",
     "Watch",
     "WatchEvent",
+    "load_credentials",
+    "set_default_credentials",
 ]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 from raftorch.api.v1 import cluster_pb2, kv_pb2
+from raftorch.client.auth import AuthAPI
+from raftorch.client.config import ClientConfig
 from raftorch.client.connection import Connection, Stubs, parse_endpoints
 from raftorch.client.objects import Objects
 from raftorch.client.types import (
@@ -26,6 +29,7 @@ from raftorch.client.types import (
 )
 from raftorch.client.watch import Watch
 from raftorch.errors import Invalid
+from raftorch.rpc import Credentials
 
 _TARGETS = {"version": kv_pb2.Compare.VERSION, "create": kv_pb2.Compare.CREATE, "mod": kv_pb2.Compare.MOD,
             "value": kv_pb2.Compare.VALUE, "lease": kv_pb2.Compare.LEASE}
@@ -59,11 +63,30 @@ class Client:
     """
 
     def __init__(self, endpoints: str | list[str], timeout: float = 5.0, retry_for: float = 15.0,
-                 pin: bool = False) -> None:
+                 pin: bool = False, credentials: Credentials | None = None) -> None:
         """`pin` keeps every call on the given endpoints (in order) instead of moving to the
-        leader the cluster reports; writes still work, as any master forwards them."""
-        self._conn = Connection(parse_endpoints(endpoints), timeout, retry_for, pin)
+        leader the cluster reports; writes still work, as any master forwards them.
+
+        `credentials`: the cluster CA and a client certificate or token (see
+        `raftorch.client.load_credentials` and `Client.from_config`); None is plaintext,
+        which only a master started with --insecure answers."""
+        self._conn = Connection(parse_endpoints(endpoints), timeout, retry_for, pin, credentials)
         self.objects = Objects(self._conn)
+        self.auth = AuthAPI(self._conn)
+
+    @classmethod
+    def from_config(cls, path: Path | None = None, **overrides: object) -> Client:
+        """A client as raftctl makes one: endpoints and credentials from the client config
+        (default ~/.config/raftorch/config.yaml)."""
+        cfg = ClientConfig.load(path)
+        kwargs: dict[str, object] = {"timeout": cfg.timeout, "retry_for": cfg.retry_for,
+                                     "credentials": cfg.credentials()}
+        kwargs.update(overrides)
+        return cls(cfg.endpoints, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def credentials(self) -> Credentials | None:
+        return self._conn.creds
 
     @property
     def endpoints(self) -> list[str]:
@@ -173,7 +196,7 @@ class Client:
 
     def member_status(self, endpoint: str) -> MemberStatus:
         """The status one master reports of itself (no failover: that master is the question)."""
-        stubs = Stubs(endpoint)
+        stubs = Stubs(endpoint, self._conn.creds)
         try:
             resp = stubs.cluster.LocalStatus(cluster_pb2.LocalStatusRequest(), timeout=self._conn.timeout)
             return _member_status(resp)

@@ -11,10 +11,32 @@ from typing import TypeVar
 import grpc
 
 from raftorch import rpc
-from raftorch.api.v1 import agents_pb2_grpc, cluster_pb2, cluster_pb2_grpc, kv_pb2_grpc, resources_pb2_grpc
+from raftorch.api.v1 import (
+    agents_pb2_grpc,
+    auth_pb2_grpc,
+    cluster_pb2,
+    cluster_pb2_grpc,
+    kv_pb2_grpc,
+    resources_pb2_grpc,
+)
 from raftorch.errors import Invalid, RaftorchError, Unavailable, UnknownOutcome, from_grpc_code
 
 T = TypeVar("T")
+
+_default_credentials: rpc.Credentials | None = None
+
+
+def set_default_credentials(creds: rpc.Credentials | None) -> None:
+    """The credentials a Client uses when it is given none: for programs that talk to one
+    cluster from many places (drills, benchmarks, local test clusters set it). Pass
+    `rpc.INSECURE` to a Client for an explicitly plaintext one."""
+    global _default_credentials
+    _default_credentials = creds
+
+
+def default_credentials() -> rpc.Credentials | None:
+    return _default_credentials
+
 
 # Codes after which another master may succeed.
 _FAILOVER_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -22,14 +44,15 @@ _FAILOVER_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDE
 
 
 class Stubs:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, creds: rpc.Credentials | None = None) -> None:
         self.address = address
-        self.channel = rpc.channel(address)
+        self.channel = rpc.channel(address, creds)
         self.kv = kv_pb2_grpc.KVStub(self.channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(self.channel)
         self.resources = resources_pb2_grpc.ResourcesStub(self.channel)
         self.agents = agents_pb2_grpc.AgentsStub(self.channel)
         self.pods = agents_pb2_grpc.PodsStub(self.channel)
+        self.auth = auth_pb2_grpc.AuthStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -50,8 +73,10 @@ def parse_endpoints(endpoints: str | list[str]) -> list[str]:
 class Connection:
     """Picks a master for each call: the leader when known, else the next endpoint."""
 
-    def __init__(self, endpoints: list[str], timeout: float, retry_for: float, pin: bool = False) -> None:
+    def __init__(self, endpoints: list[str], timeout: float, retry_for: float, pin: bool = False,
+                 creds: rpc.Credentials | None = None) -> None:
         self.endpoints = list(endpoints)
+        self.creds = creds if creds is not None else _default_credentials
         self.timeout = timeout
         self.retry_for = retry_for
         self._lock = threading.Lock()
@@ -66,8 +91,17 @@ class Connection:
         with self._lock:
             stubs = self._stubs.get(address)
             if stubs is None:
-                stubs = self._stubs[address] = Stubs(address)
+                stubs = self._stubs[address] = Stubs(address, self.creds)
             return stubs
+
+    def set_credentials(self, creds: rpc.Credentials) -> None:
+        """Use `creds` (a renewed certificate) from now on. Channels in use are closed, so
+        their streams reconnect with the new credentials."""
+        with self._lock:
+            self.creds = creds
+            old, self._stubs = self._stubs, {}
+        for stubs in old.values():
+            stubs.close()
 
     def _candidate(self) -> str:
         with self._lock:
@@ -139,7 +173,10 @@ class Connection:
         if isinstance(last, UnknownOutcome):
             raise last
         where = ", ".join(self.endpoints)
-        raise Unavailable(f"no master answered in {self.retry_for:.0f}s (tried {where}): {last}")
+        hint = "" if self.creds is not None and not self.creds.insecure else \
+            " (this client has no credentials and speaks plaintext; masters speak TLS only: " \
+            "set ca-file and cert-file/key-file or token in the client config)"
+        raise Unavailable(f"no master answered in {self.retry_for:.0f}s (tried {where}): {last}{hint}")
 
     def close(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from raftorch.agent.hollow import HollowFleet
-from raftorch.client import Client
+from raftorch.client import Client, load_credentials, set_default_credentials
 from raftorch.errors import Invalid
 from raftorch.local.agents import LocalAgents
 from raftorch.local.cluster import LocalCluster, ProcessEntry, _alive
@@ -95,6 +95,8 @@ class LocalClusterOperator:
         if self.cluster.load() is None:
             raise Invalid(f"no local cluster state in {data_dir} (start one with `raftctl up`)")
         self.secret = data_dir / "cluster-secret"
+        admin = self.cluster.admin_files()
+        set_default_credentials(load_credentials(admin.ca_file, admin.cert_file, admin.key_file))
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -126,7 +128,7 @@ class LocalClusterOperator:
                 if entry.kind == "master":
                     cmd = self.cluster._master_cmd(state, entry, self.secret)
                 else:
-                    cmd = self.cluster._agent_cmd(state, entry)
+                    cmd = self.cluster._agent_cmd(state, entry, None)
                 entry.pid = self.cluster._spawn(name, cmd)
         self.cluster.save(state)
 

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raftorch.auth.pki import ensure_node_files
 from raftorch.local.masters import free_ports, signal_and_wait, spawn
 
 
@@ -35,6 +36,9 @@ class LocalAgents:
     network_mode: str = "none"
     extra_args: list[str] = field(default_factory=list)
     agents: dict[str, AgentProcess] = field(default_factory=dict)
+    # The masters' CA directory (LocalMasters.pki_dir): each agent gets a node certificate
+    # made with it before it starts. None: agents join or are --insecure (extra_args).
+    ca_dir: Path | None = None
 
     def __post_init__(self) -> None:
         ports = free_ports(len(self.names))
@@ -53,6 +57,8 @@ class LocalAgents:
             if a.alive:
                 continue
             a.data_dir.mkdir(parents=True, exist_ok=True)
+            if self.ca_dir is not None:
+                ensure_node_files(self.ca_dir, a.data_dir / "pki", a.name, self.node_ip)
             a.proc = spawn(self.command(a.name), a.log_path)
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:

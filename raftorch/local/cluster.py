@@ -16,9 +16,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from raftorch.client import Client
+from raftorch.api.v1.auth_pb2 import CreateTokenResponse
+from raftorch.auth.pki import AdminFiles, ensure_admin
+from raftorch.client import Client, load_credentials
 from raftorch.errors import AlreadyExists, Invalid, RaftorchError, Unavailable
 from raftorch.local.masters import free_ports, spawn, write_secret
+from raftorch.master.admission import LEVEL_LABEL, PRIVILEGED
 
 STATE_FILE = "cluster.json"
 
@@ -80,6 +83,11 @@ class LocalCluster:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.state_path = data_dir / STATE_FILE
+        self.pki_dir = data_dir / "pki"
+
+    def admin_files(self) -> AdminFiles:
+        """The cluster CA and the admin's client certificate, for the client config."""
+        return ensure_admin(self.pki_dir)
 
     def load(self) -> ClusterState | None:
         if not self.state_path.exists():
@@ -116,19 +124,37 @@ class LocalCluster:
         secret = self.data_dir / "cluster-secret"
         if not secret.exists():
             write_secret(secret)
+        admin = ensure_admin(self.pki_dir)
         progress(f"starting {masters} masters")
         for m in state.masters:
             m.pid = self._spawn(m.name, self._master_cmd(state, m, secret))
         self.save(state)
-        with Client(state.endpoints, timeout=2.0, retry_for=2.0) as c:
+        creds = load_credentials(admin.ca_file, admin.cert_file, admin.key_file)
+        with Client(state.endpoints, timeout=2.0, retry_for=2.0, credentials=creds) as c:
             self._wait(lambda: self._masters_ready(c, masters), timeout, "masters to elect a leader", progress)
             progress(f"starting {agents} agents ({runtime} runtime)")
+            # Agents without a node certificate join with a short-lived bootstrap token.
+            join = c.auth.create_token(join=True, ttl=600) if state.agents else None
             for a in state.agents:
-                a.pid = self._spawn(a.name, self._agent_cmd(state, a))
+                a.pid = self._spawn(a.name, self._agent_cmd(state, a, join))
             self.save(state)
             self._wait(lambda: self._nodes_ready(c, [a.name for a in state.agents]), timeout,
                        "nodes to become Ready", progress)
+            if runtime == "process":
+                # Pods on the process runtime are host processes, which only privileged
+                # namespaces may run (pod security); the walk-through works in `default`.
+                progress(f"labelling namespace default {LEVEL_LABEL}={PRIVILEGED}: its pods run as host processes")
+                self._wait(lambda: self._label_namespace(c, "default", LEVEL_LABEL, PRIVILEGED), timeout,
+                           "namespace default", progress)
         return state
+
+    @staticmethod
+    def _label_namespace(c: Client, name: str, key: str, value: str) -> bool:
+        ns = c.objects.get("namespaces", name)
+        if ns.metadata.labels.get(key) != value:  # type: ignore[attr-defined]
+            ns.metadata.labels[key] = value  # type: ignore[attr-defined]
+            c.objects.update(ns)
+        return True
 
     def _plan(self, masters: int, agents: int, runtime: str) -> ClusterState:
         ports = free_ports(2 * masters + agents)
@@ -144,15 +170,16 @@ class LocalCluster:
         peers = ",".join(f"{o.name}={o.peer_addr}" for o in state.masters if o.name != m.name)
         return [sys.executable, "-m", "raftorch.master", "--name", m.name, "--client-addr", m.client_addr,
                 "--peer-addr", m.peer_addr, "--peers", peers, "--data-dir", str(self.data_dir / m.name),
-                "--secret-file", str(secret)]
+                "--secret-file", str(secret), "--pki-dir", str(self.pki_dir)]
 
-    def _agent_cmd(self, state: ClusterState, a: ProcessEntry) -> list[str]:
+    def _agent_cmd(self, state: ClusterState, a: ProcessEntry, join: CreateTokenResponse | None) -> list[str]:
         # All nodes share this host's network: one agent serves the NodePorts, on 127.0.0.1,
         # with the userspace proxy (iptables NAT does not apply to loopback addresses).
         mode = "userspace" if a is state.agents[0] else "none"
         return [sys.executable, "-m", "raftorch.agent", "--name", a.name, "--masters", ",".join(state.endpoints),
                 "--runtime", state.runtime, "--node-ip", "127.0.0.1", "--agent-port", str(a.agent_port),
-                "--data-dir", str(self.data_dir / a.name), "--backoff-base", "2", "--network-mode", mode]
+                "--data-dir", str(self.data_dir / a.name), "--backoff-base", "2", "--network-mode", mode,
+                *(["--join-token", join.token, "--ca-hash", join.ca_hash] if join is not None else [])]
 
     def _spawn(self, name: str, cmd: list[str]) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raftorch.client import Client
+from raftorch.auth.pki import AdminFiles, ensure_admin
+from raftorch.client import Client, load_credentials, set_default_credentials
 from raftorch.errors import RaftorchError
+from raftorch.rpc import INSECURE, Credentials
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -81,9 +83,19 @@ class LocalMasters:
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
     masters: dict[str, MasterProcess] = field(default_factory=dict)
+    # The cluster CA and an admin certificate live here (created on first use); None: root/pki.
+    pki_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.pki_dir is None:
+            self.pki_dir = self.root / "pki"
+        self.admin: AdminFiles = ensure_admin(self.pki_dir)
+        # Masters started with --insecure (benchmarks) answer plaintext clients only.
+        self.credentials: Credentials = INSECURE if "--insecure" in self.extra_args else \
+            load_credentials(self.admin.ca_file, self.admin.cert_file, self.admin.key_file)
+        # Drills, hollow nodes and benchmarks in this process make their own clients.
+        set_default_credentials(self.credentials)
         if self.secret_file is None:
             self.secret_file = self.root / "cluster-secret"
             if not self.secret_file.exists():
@@ -105,7 +117,7 @@ class LocalMasters:
         peers = ",".join(f"{o.name}={o.peer_addr}" for o in self.masters.values() if o.name != name)
         return [sys.executable, "-m", "raftorch.master", "--name", name, "--client-addr", m.client_addr,
                 "--peer-addr", m.peer_addr, "--peers", peers, "--data-dir", str(m.data_dir),
-                "--secret-file", str(self.secret_file), *self.extra_args]
+                "--secret-file", str(self.secret_file), "--pki-dir", str(self.pki_dir), *self.extra_args]
 
     def start(self, name: str | None = None, secret_file: Path | None = None) -> None:
         for m in self.masters.values() if name is None else [self.masters[name]]:
@@ -128,8 +140,9 @@ class LocalMasters:
     def client(self, names: list[str] | None = None, timeout: float = 5.0, retry_for: float = 15.0) -> Client:
         """A client of all masters, or pinned to the named ones (in that order)."""
         if names:
-            return Client([self.masters[n].client_addr for n in names], timeout, retry_for, pin=True)
-        return Client(self.endpoints, timeout, retry_for)
+            return Client([self.masters[n].client_addr for n in names], timeout, retry_for, pin=True,
+                          credentials=self.credentials)
+        return Client(self.endpoints, timeout, retry_for, credentials=self.credentials)
 
     def wait_ready(self, timeout: float = 30.0) -> str:
         """Wait until every running master knows the same leader and answers; returns its name."""
@@ -160,7 +173,7 @@ class LocalMasters:
         """Every running master sees every running master's client address."""
         names = {m.name for m in running}
         for m in running:
-            with Client([m.client_addr], timeout=1.0, retry_for=1.0, pin=True) as c:
+            with Client([m.client_addr], timeout=1.0, retry_for=1.0, pin=True, credentials=self.credentials) as c:
                 seen = {s.name for s in c.cluster_status().members if s.healthy}
             if not names <= seen:
                 return False

@@ -28,7 +28,9 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raftorch.client import Client
+from raftorch.auth import pki, tokens
+from raftorch.auth.pki import ensure_admin
+from raftorch.client import Client, load_credentials, set_default_credentials
 from raftorch.drill import pods, probe
 from raftorch.local.masters import write_secret
 
@@ -163,6 +165,13 @@ class NetnsCluster:
         self._names = [f"m{i + 1}" for i in range(masters)] + [f"w{i + 1}" for i in range(workers)]
         self._made = _Made()
         self._finalizer = weakref.finalize(self, self._made.undo)
+        # The cluster CA, made here once as an installer would, and an admin's certificate.
+        self.pki_dir = root / "pki"
+        admin = ensure_admin(self.pki_dir)
+        self.credentials = load_credentials(admin.ca_file, admin.cert_file, admin.key_file)
+        self.ca_hash = pki.ca_hash(self.credentials.ca_pem or b"")
+        self.join_token = tokens.generate()
+        set_default_credentials(self.credentials)
 
     # -- topology ---------------------------------------------------------------------------
 
@@ -183,7 +192,7 @@ class NetnsCluster:
         return list(self.master_endpoints.values())
 
     def client(self, timeout: float = 5.0, retry_for: float = 15.0) -> Client:
-        return Client(self.endpoints, timeout, retry_for)
+        return Client(self.endpoints, timeout, retry_for, credentials=self.credentials)
 
     def _network(self) -> None:
         probe_support()
@@ -218,9 +227,9 @@ class NetnsCluster:
 
     # -- provisioning: the deploy/ scripts, as a VM runs them ----------------------------------
 
-    def _script(self, host: Host, script: str, *args: str) -> str:
+    def _script(self, host: Host, script: str, *args: str, **extra: str) -> str:
         env = {**os.environ, **self.settings, "RAFTORCH_PREFIX": str(self.prefix), "RAFTORCH_ETC": str(host.etc),
-               "RAFTORCH_DATA": str(host.data), "RAFTORCH_NO_SYSTEMD": "1"}
+               "RAFTORCH_DATA": str(host.data), "RAFTORCH_NO_SYSTEMD": "1", **extra}
         return _run("bash", str(self.deploy / "provision" / script), *args, env=env).stdout.strip()
 
     def _provision(self) -> None:
@@ -229,13 +238,18 @@ class NetnsCluster:
         masters = self.masters
         for host in self.hosts.values():
             host.home.mkdir(parents=True, exist_ok=True)
-            self._script(host, "install.sh", "--no-packages", "--no-venv", "--secret-file", str(secret))
             if host.role == "master":
+                self._script(host, "install.sh", "--no-packages", "--no-venv", "--secret-file", str(secret),
+                             "--ca-dir", str(self.pki_dir))
                 peers = [f"{o.name}={o.ip}" for o in masters.values() if o.name != host.name]
-                line = self._script(host, "master.sh", host.name, host.ip, *peers)
+                line = self._script(host, "master.sh", host.name, host.ip, *peers,
+                                    RAFTORCH_JOIN_TOKEN=self.join_token)
                 unit = "raftorch-master.service"
             else:
-                line = self._script(host, "agent.sh", host.name, host.ip, ",".join(h.ip for h in masters.values()))
+                # Workers hold neither the secret nor the CA key: they join with the token.
+                self._script(host, "install.sh", "--no-packages", "--no-venv", "--worker")
+                line = self._script(host, "agent.sh", host.name, host.ip, ",".join(h.ip for h in masters.values()),
+                                    RAFTORCH_JOIN_TOKEN=self.join_token, RAFTORCH_CA_HASH=self.ca_hash)
                 unit = "raftorch-agent.service"
             host.command = shlex.split(line.splitlines()[-1])
             host.env = _unit_environment(host.etc / "units" / unit)

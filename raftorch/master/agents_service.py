@@ -11,10 +11,12 @@ import grpc.aio
 import structlog
 
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2, resources_pb2
+from raftorch.auth import identity_of
 from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.node_restriction import authorize_heartbeat_forwarding, authorize_node, check_pod_address
 from raftorch.master.registry import Registry
 from raftorch.master.resources_service import watch_objects
 from raftorch.master.validation import MAX_ID
@@ -25,6 +27,11 @@ log = structlog.get_logger("raftorch.master")
 FORWARD_INTERVAL = 0.5
 STATUS_RETRIES = 3
 REGISTER_RETRIES = 10
+
+
+def _authorize_node(context: grpc.aio.ServicerContext, node: str, action: str) -> None:
+    """Node restriction (node_restriction.py): an agent acts only as its own node."""
+    authorize_node(identity_of(context), node, action)
 
 
 class AgentsService(agents_pb2_grpc.AgentsServicer):
@@ -44,6 +51,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         node = request.node
         if not node.metadata.name:
             raise Invalid("node.metadata.name: required")
+        _authorize_node(context, node.metadata.name, "register")
         for _attempt in range(REGISTER_RETRIES):
             try:
                 result = await wait_write(self._registry.register_node(node),
@@ -60,6 +68,10 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         async for beat in request_iterator:
             if not beat.node:
                 raise Invalid("node: required")
+            try:
+                _authorize_node(context, beat.node, "heartbeat")
+            except RaftorchError as err:
+                await context.abort(err.grpc_code, err.message)
             self._received([beat.node])
             leader = ""
             with contextlib.suppress(RaftorchError):
@@ -69,6 +81,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     @unary
     async def ForwardHeartbeats(self, request: agents_pb2.HeartbeatBatch, context: grpc.aio.ServicerContext
                                 ) -> agents_pb2.HeartbeatBatchResponse:
+        authorize_heartbeat_forwarding(identity_of(context))
         self._received(list(request.nodes))
         return agents_pb2.HeartbeatBatchResponse()
 
@@ -100,10 +113,13 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
                               context: grpc.aio.ServicerContext) -> agents_pb2.ReportPodStatusResponse:
         if not request.node:
             raise Invalid("node: required")
+        _authorize_node(context, request.node, "report pod status")
         pods = kind_of("Pod")
         gone: list[str] = []
         waits = []
+        node = self._node(request.node)
         for update in request.updates:
+            check_pod_address(node, update.status, f"{update.namespace}/{update.name}")
             try:
                 pod = self._registry.get(pods, update.namespace, update.name)
             except NotFound:
@@ -121,6 +137,14 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
             if isinstance(result, BaseException) and not isinstance(result, NotFound):
                 raise result
         return agents_pb2.ReportPodStatusResponse(gone=gone)
+
+    def _node(self, name: str) -> objects_pb2.Node | None:
+        try:
+            node = self._registry.get(kind_of("Node"), "", name)
+        except NotFound:
+            return None
+        assert isinstance(node, objects_pb2.Node)
+        return node
 
     async def _set_status(self, pod: objects_pb2.Pod, status: objects_pb2.PodStatus,
                           context: grpc.aio.ServicerContext) -> None:
@@ -146,6 +170,10 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
             raise Invalid("node: required")
         if not 0 <= request.resource_version <= MAX_ID:
             raise Invalid(f"resource_version: must be between 0 and 2^62, got {request.resource_version}")
+        try:
+            _authorize_node(context, node, "watch the pods")
+        except RaftorchError as err:
+            await context.abort(err.grpc_code, err.message)
 
         def bound_here(msg: object) -> bool:
             return isinstance(msg, objects_pb2.Pod) and msg.spec.node_name == node

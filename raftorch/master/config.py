@@ -42,6 +42,24 @@ class MasterConfig:
     # Open streams one client may hold on one master: watches, and heartbeat/log/port-forward streams.
     max_watches_per_client: int = 256
     max_streams_per_client: int = 64
+    # The cluster CA (ca.crt, ca.key; the same on every master: created by the first master
+    # when missing). This master's own certificate is made at each start, in data-dir/tls.
+    pki_dir: Path = Path("/etc/raftorch/pki")
+    # Extra names and addresses the master's certificate covers (besides client-addr's host,
+    # localhost and this host's name).
+    tls_sans: list[str] = field(default_factory=list)
+    # Lifetime of the node certificates this master signs, seconds; agents renew at 2/3 of it.
+    node_cert_ttl: float = 30 * 24 * 3600.0
+    # Join tokens (one per line) registered when this master leads, for scripted installs.
+    bootstrap_token_file: Path | None = None
+    # Lifetime of those tokens from their registration, seconds.
+    bootstrap_token_ttl: float = 24 * 3600.0
+    # One JSON line per mutating request; default: audit.log in data-dir.
+    audit_log: Path | None = None
+    # gRPC server reflection (for grpcurl and similar tools); off by default.
+    reflection: bool = False
+    # Plaintext, no authentication: for benchmarks comparing with TLS only, never a cluster.
+    insecure: bool = False
 
     def validate(self) -> None:
         if not self.name:
@@ -58,6 +76,8 @@ class MasterConfig:
                           f"got {self.quota_bytes}")
         if self.name in self.peers:
             raise Invalid(f"peers: lists this master ({self.name}) itself; list only the other masters")
+        if self.node_cert_ttl < 10:
+            raise Invalid(f"node-cert-ttl: at least 10 seconds, got {self.node_cert_ttl}")
         if self.peer_addr in self.peers.values():
             raise Invalid(f"peers: {self.peer_addr} is this master's own peer address")
 

@@ -116,7 +116,9 @@ class _Method:
         self.group = "watch" if self.name in WATCH_METHODS else "stream"
         self.shape = (method.client_streaming, method.server_streaming)
 
-    async def _admit(self, raw: bytes, context: grpc.aio.ServicerContext) -> Message:
+    async def _admit(self, raw: bytes | Message, context: grpc.aio.ServicerContext) -> Message:
+        if isinstance(raw, Message):
+            return raw  # parsed and bounded already, by the auth interceptor (see `decode`)
         try:
             return parse(self.cls, raw)
         except RaftorchError as err:
@@ -210,8 +212,25 @@ class _Method:
             self.stream_stream if generator else self.stream_written, response_serializer=_serialize)
 
 
+# Request classes of the methods behind the edge, by gRPC path ("/pkg.Service/Method").
+_REQUEST_CLASSES: dict[str, type[Message]] = {}
+
+
+def decode(path: str, raw: object) -> object:
+    """The request of the method at `path` from its bytes, parsed and bounded as the edge does
+    (raises Invalid). The auth interceptor runs before the edge and needs the parsed request to
+    know what a call acts on; it hands the parsed message on, so each request is parsed once.
+    Anything that is not bytes, or of a method not behind the edge, is returned as it is."""
+    cls = _REQUEST_CLASSES.get(path)
+    if cls is None or not isinstance(raw, bytes):
+        return raw
+    return parse(cls, raw)
+
+
 def add_service(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor, caps: StreamCaps) -> None:
     """Serve `servicer`'s methods for `service`, each behind the edge."""
+    for method in service.methods:
+        _REQUEST_CLASSES[f"/{service.full_name}/{method.name}"] = GetMessageClass(method.input_type)
     handlers = {method.name: _Method(method, getattr(servicer, method.name), caps).handler()
                 for method in service.methods}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -1,4 +1,5 @@
-"""Reaching the leader's gRPC API from another master (for state kept in leader memory)."""
+"""Reaching the leader's gRPC API from another master (for state kept in leader memory), and
+the agents' endpoints; over TLS with this master's certificate."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from raftorch.store.replica import RaftReplica
 
 
 class LeaderForwarder:
-    def __init__(self, replica: RaftReplica) -> None:
+    def __init__(self, replica: RaftReplica, creds: rpc.Credentials | None = None) -> None:
         self._replica = replica
+        # The master's own certificate: it authenticates to other masters and to agents.
+        self._creds = creds
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def leader_client_addr(self) -> str:
@@ -28,7 +31,7 @@ class LeaderForwarder:
     def channel(self, addr: str) -> grpc.aio.Channel:
         chan = self._channels.get(addr)
         if chan is None:
-            chan = self._channels[addr] = rpc.aio_channel(addr)
+            chan = self._channels[addr] = rpc.aio_channel(addr, self._creds)
         return chan
 
     def kv(self, _context: object = None) -> kv_pb2_grpc.KVStub:

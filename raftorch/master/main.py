@@ -48,6 +48,17 @@ Example (three masters on one host):
 @click.option("--max-watches-per-client", type=int, help="Watches one client may hold open (default 256).")
 @click.option("--max-streams-per-client", type=int,
               help="Heartbeat, log and port-forward streams one client may hold open (default 64).")
+@click.option("--pki-dir", type=click.Path(path_type=Path),
+              help="Where the cluster CA is (ca.crt, ca.key; created when missing).")
+@click.option("--tls-sans", help="Extra names and addresses for this master's certificate: A,B,...")
+@click.option("--node-cert-ttl", type=float, help="Lifetime of node certificates, seconds (default 30 days).")
+@click.option("--bootstrap-token-file", type=click.Path(path_type=Path),
+              help="Join tokens (one per line) to register when leading, for scripted installs.")
+@click.option("--bootstrap-token-ttl", type=float, help="Lifetime of those join tokens, seconds (default 24 h).")
+@click.option("--audit-log", type=click.Path(path_type=Path), help="Audit log file (default DATA_DIR/audit.log).")
+@click.option("--reflection/--no-reflection", default=None, help="Serve gRPC reflection (off by default).")
+@click.option("--insecure", is_flag=True, default=None,
+              help="Plaintext, no authentication: only to measure what TLS costs. Never for a cluster.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 def main(config_file: Path | None, **flags: Any) -> None:
     """Run a raftorch master: a store replica and the gRPC API.

@@ -23,20 +23,31 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import AlreadyExists, RaftorchError
+from raftorch.master.admission import (
+    DEFAULT_LEVEL,
+    HOST_PROCESS_RUNTIME,
+    LEVEL_LABEL,
+    PRIVILEGED,
+    host_processes_allowed,
+    level_of,
+    pod_spec_violations,
+)
 from raftorch.master.backoff import Backoff
 from raftorch.master.cache import BadObject, ObjectCache
+from raftorch.master.constraints import constraints_of, taints_of
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
 from raftorch.master.scheduler import NodeInfo, PodRequest, Snapshot, schedule
+from raftorch.master.workload_steps import OWNED_KINDS, OWNER_KINDS, WorkloadSteps
 from raftorch.objects import (
     controller_of,
     format_time,
@@ -65,7 +76,7 @@ def is_mirror(pod: objects_pb2.Pod) -> bool:
     return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
 
 
-class ControllerManager:
+class ControllerManager(WorkloadSteps):
     def __init__(self, registry: Registry, heartbeats: HeartbeatTracker, term: int,
                  settings: ManagerSettings | None = None,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
@@ -78,6 +89,7 @@ class ControllerManager:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"controllers-term-{term}", daemon=True)
         self._unschedulable_reasons: dict[str, str] = {}
+        self._create_failures: dict[str, str] = {}  # replica set uid -> why its pods may not be created
         self.bound = 0
         # Back-off of the whole loop, and of each step on its own.
         self.loop_backoff = Backoff(mono)
@@ -118,13 +130,18 @@ class ControllerManager:
         """Run passes until leadership ends or the cache fell behind (then it is rebuilt)."""
         cache = ObjectCache(self.registry.replica)
         try:
-            self._wait(self.registry.ensure_namespaces(["default", SYSTEM_NAMESPACE], fence_term=self.term))
+            self._wait(self.registry.ensure_namespaces(
+                ["default", SYSTEM_NAMESPACE], fence_term=self.term,
+                # The masters' and agents' own pods run on the host, as processes of their own.
+                labels={SYSTEM_NAMESPACE: {LEVEL_LABEL: PRIVILEGED}}))
             last_full = 0.0
             last_lifecycle = 0.0
             dirty = True
             steps = (("scheduler", self._schedule), ("deployments", self._deployments),
                      ("replicasets", self._replicasets), ("endpoints", self._endpoints),
-                     ("garbage collector", self._gc), ("undecodable objects", self._undecodable))
+                     ("jobs", self._jobs), ("cronjobs", self._cronjobs), ("daemonsets", self._daemonsets),
+                     ("taint evictions", self._taint_evictions), ("garbage collector", self._gc),
+                     ("undecodable objects", self._undecodable))
             owed: set[str] = set()  # steps that failed or were backing off: run when they may
             while self._leading():
                 changed = cache.drain()
@@ -138,7 +155,7 @@ class ControllerManager:
                     last_lifecycle = now
                     self._pass("node lifecycle", self._node_lifecycle, cache)
                     self._pass("master pods", self._master_pods, cache)
-                full = dirty or now - last_full >= RESYNC
+                full = dirty or now - last_full >= RESYNC or self._timer_due()
                 if full:
                     dirty = False
                     last_full = now
@@ -275,7 +292,10 @@ class ControllerManager:
         snapshot = build_snapshot(nodes, pods)
         pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
         by_uid = {p.metadata.uid: p for p in pending}
-        plan = schedule(snapshot, [pod_request(p) for p in pending], self.wall())
+        levels = _levels(cache)
+        requests = [pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
+                    for p in pending]
+        plan = schedule(snapshot, requests, self.wall())
         futures: list[Future[Message]] = []
         for binding in plan.bindings:
             pod = objects_pb2.Pod()
@@ -290,15 +310,16 @@ class ControllerManager:
                 futures.append(self._event(by_uid[item.uid], "FailedScheduling", item.reason, "Warning"))
         return futures
 
-    def _event(self, pod: objects_pb2.Pod, reason: str, message: str, kind: str) -> Future[Message]:
+    def _event(self, obj: objects_pb2.Pod | objects_pb2.ReplicaSet, reason: str, message: str, kind: str,
+               source: str = "scheduler") -> Future[Message]:
         now = format_time(self.wall())
+        meta = obj.metadata
         event = objects_pb2.Event(
-            metadata=objects_pb2.ObjectMeta(name=f"{pod.metadata.name}.{secrets.token_hex(4)}",
-                                            namespace=pod.metadata.namespace),
-            involved_object=objects_pb2.ObjectReference(kind="Pod", namespace=pod.metadata.namespace,
-                                                        name=pod.metadata.name, uid=pod.metadata.uid),
+            metadata=objects_pb2.ObjectMeta(name=f"{meta.name}.{secrets.token_hex(4)}", namespace=meta.namespace),
+            involved_object=objects_pb2.ObjectReference(kind=obj.DESCRIPTOR.name, namespace=meta.namespace,
+                                                        name=meta.name, uid=meta.uid),
             reason=reason, message=message, type=kind, count=1, first_timestamp=now, last_timestamp=now,
-            source="scheduler")
+            source=source)
         return self.registry.create(event, fence_term=self.term)
 
     # -- objects the cache cannot decode ---------------------------------------------------------
@@ -399,10 +420,24 @@ class ControllerManager:
         pods_by_owner = _pods_by_owner(cache)
         futures: list[Future[Message]] = []
         pod_kind = kind_of("Pod")
+        levels = _levels(cache)
         for rs in cache.items("ReplicaSet"):
             assert isinstance(rs, objects_pb2.ReplicaSet)
             pods = pods_by_owner.get(rs.metadata.uid, [])
             plan = plan_replicaset(rs, pods, lambda: secrets.token_hex(3)[:5])
+            if plan.create:
+                # The namespace's level may have been raised since the template was admitted.
+                level = levels.get(rs.metadata.namespace, DEFAULT_LEVEL)
+                violations = pod_spec_violations(rs.spec.template.spec, level, "spec.template.spec")
+                if violations:
+                    message = (f'pods of replicaset "{rs.metadata.name}" are forbidden: violates pod-security '
+                               f'level "{level}": ' + ", ".join(violations))
+                    if self._create_failures.get(rs.metadata.uid) != message:
+                        self._create_failures[rs.metadata.uid] = message
+                        futures.append(self._event(rs, "FailedCreate", message, "Warning", "replicaset-controller"))
+                    plan = replace(plan, create=())
+                else:
+                    self._create_failures.pop(rs.metadata.uid, None)
             for pod in plan.create:
                 futures.append(self.registry.create(pod, fence_term=self.term))
             by_name = {p.metadata.name: p for p in pods}
@@ -449,11 +484,11 @@ class ControllerManager:
     def _gc(self, cache: ObjectCache) -> list[Future[Message]]:
         live: set[str] = set()
         candidates: list[tuple[str, objects_pb2.ObjectMeta]] = []
-        for kind_name in ("Deployment", "ReplicaSet", "Pod", "Service", "Node"):
+        for kind_name in ("Deployment", "ReplicaSet", "Pod", "Service", "Node", *OWNER_KINDS):
             for obj in cache.items(kind_name):
                 meta: objects_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
                 live.add(meta.uid)
-                if kind_name in ("ReplicaSet", "Pod") and meta.owner_references:
+                if kind_name in ("ReplicaSet", "Pod", *OWNED_KINDS) and meta.owner_references:
                     candidates.append((kind_name, meta))
         futures: list[Future[Message]] = []
         for kind_name, namespace, name in plan_gc(candidates, live):
@@ -467,6 +502,12 @@ def _copy_rs(rs: objects_pb2.ReplicaSet) -> objects_pb2.ReplicaSet:
     return out
 
 
+def _levels(cache: ObjectCache) -> dict[str, str]:
+    """Each namespace's pod-security level."""
+    return {ns.metadata.name: level_of(ns.metadata.labels) for ns in cache.items("Namespace")
+            if isinstance(ns, objects_pb2.Namespace)}
+
+
 def _pods_by_owner(cache: ObjectCache) -> dict[str, list[objects_pb2.Pod]]:
     out: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
     for pod in cache.items("Pod"):
@@ -477,7 +518,7 @@ def _pods_by_owner(cache: ObjectCache) -> dict[str, list[objects_pb2.Pod]]:
     return out
 
 
-def pod_request(pod: objects_pb2.Pod) -> PodRequest:
+def pod_request(pod: objects_pb2.Pod, host_processes_allowed: bool = False) -> PodRequest:
     cpu = memory = 0
     ports: set[tuple[str, int]] = set()
     for c in pod.spec.containers:
@@ -486,13 +527,16 @@ def pod_request(pod: objects_pb2.Pod) -> PodRequest:
         ports.update((p.protocol or "TCP", p.host_port) for p in c.ports if p.host_port)
     ref = controller_of(pod.metadata)
     return PodRequest(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, cpu, memory,
-                      dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "")
+                      dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "",
+                      labels=dict(pod.metadata.labels), constraints=constraints_of(pod.spec),
+                      host_processes_allowed=host_processes_allowed)
 
 
 def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -> Snapshot:
     used: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     ports: dict[str, set[tuple[str, int]]] = defaultdict(set)
     owners: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    labels: dict[str, list[tuple[str, dict[str, str]]]] = defaultdict(list)
     for pod in pods:
         if not pod.spec.node_name or pod_is_terminal(pod) or is_mirror(pod):
             continue
@@ -504,6 +548,8 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
         ports[pod.spec.node_name].update(req.host_ports)
         if req.owner_uid:
             owners[pod.spec.node_name][req.owner_uid] += 1
+        if pod.metadata.labels:
+            labels[pod.spec.node_name].append((pod.metadata.namespace, dict(pod.metadata.labels)))
     infos = []
     for node in nodes:
         name = node.metadata.name
@@ -514,5 +560,7 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
             name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
             allocatable_cpu=parse_cpu(alloc.get("cpu", "0")), allocatable_memory=parse_memory(alloc.get("memory", "0")),
             allocatable_pods=parse_count(alloc.get("pods", "110")), used_cpu=u[0], used_memory=u[1], pod_count=u[2],
-            host_ports=frozenset(ports[name]), owner_pods=dict(owners[name])))
+            host_ports=frozenset(ports[name]), owner_pods=dict(owners[name]),
+            host_processes=node.status.runtime == HOST_PROCESS_RUNTIME, taints=taints_of(node),
+            pod_labels=tuple(labels[name])))
     return Snapshot(tuple(infos))

@@ -15,7 +15,7 @@ import grpc.aio
 
 from raftorch import rpc
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
-from raftorch.errors import Conflict, Invalid, RaftorchError, Unavailable
+from raftorch.errors import Conflict, Invalid, PermissionDenied, RaftorchError, Unavailable
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.registry import Registry
 from raftorch.objects import NODE, POD
@@ -24,6 +24,23 @@ from raftorch.objects import NODE, POD
 # holds a stream on an agent, and agents cap theirs too.
 MAX_PORT_FORWARDS = 256
 MAX_LOG_STREAMS = 256
+
+
+def check_forward(pod: objects_pb2.Pod, port: int) -> None:
+    """A tunnel goes only to a pod the store shows running, with an address its agent reported;
+    a pod on the node's own address only on the ports its containers declare (the agent checks
+    the same against what its runtime runs)."""
+    where = f"pod {pod.metadata.namespace}/{pod.metadata.name}"
+    if pod.metadata.annotations.get("raftorch.io/mirror") == "true":
+        raise Invalid(f"{where} stands for a system process: it cannot be port-forwarded to")
+    if pod.status.phase != "Running" or not pod.status.pod_ip:
+        raise Conflict(f"{where} is not running (phase {pod.status.phase or 'Pending'})")
+    declared = {p.container_port for c in pod.spec.containers for p in c.ports}
+    shares_host = pod.spec.host_network or pod.status.pod_ip == pod.status.host_ip
+    if shares_host and port not in declared:
+        listed = ", ".join(str(p) for p in sorted(declared)) or "none"
+        raise PermissionDenied(f"{where} shares the node's address: port-forward reaches only the ports its "
+                               f"containers declare ({listed}), not port {port}")
 
 
 class PodsService(agents_pb2_grpc.PodsServicer):
@@ -72,6 +89,7 @@ class PodsService(agents_pb2_grpc.PodsServicer):
         assert isinstance(pod, objects_pb2.Pod)
         if not first.port or not 0 < first.port < 65536:
             raise Invalid(f"port: {first.port} is not a port")
+        check_forward(pod, first.port)
         endpoint, _ = self.agent_endpoint(first.namespace, first.pod, pod.spec.containers[0].name)
         call = agents_pb2_grpc.NodeAgentStub(self._forwarder.channel(endpoint)).PortForward()
         first.namespace = first.namespace or "default"

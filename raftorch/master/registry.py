@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -416,7 +416,8 @@ class Registry:
         decoded, _ = decode_checked(kind, found)
         if decoded is None:
             # An object that cannot be decoded can still be deleted: that is the way out.
-            current = kind.message(metadata=objects_pb2.ObjectMeta(
+            make: Any = kind.message  # a generated class; its fields are not in Message's stub
+            current: Message = make(metadata=objects_pb2.ObjectMeta(
                 name=name, namespace=namespace if kind.namespaced else "", resource_version=rv))
             held = self._allocations_owned_by(key)
         else:
@@ -491,13 +492,15 @@ class Registry:
         # Nodes registering at once would all pick the lowest free one and collide.
         return random.choice(free)
 
-    def ensure_namespaces(self, names: Iterable[str], fence_term: int = 0) -> list[Future[Message]]:
+    def ensure_namespaces(self, names: Iterable[str], fence_term: int = 0,
+                          labels: Mapping[str, Mapping[str, str]] | None = None) -> list[Future[Message]]:
+        """Create the namespaces that are missing, with `labels[name]` if given."""
         futures = []
         for name in names:
             try:
                 self.get(kind_of("Namespace"), "", name)
             except NotFound:
-                ns = objects_pb2.Namespace(metadata=objects_pb2.ObjectMeta(name=name),
+                ns = objects_pb2.Namespace(metadata=objects_pb2.ObjectMeta(name=name, labels=(labels or {}).get(name)),
                                            status=objects_pb2.NamespaceStatus(phase="Active"))
                 futures.append(self.create(ns, request_id=f"namespace-{name}", fence_term=fence_term))
         return futures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,15 +12,21 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, resources_pb2, resources_pb2_grpc
-from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid
+from raftorch.auth import Identity, identity_of
+from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, NotFound, PermissionDenied
+from raftorch.master import admission
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
+from raftorch.master.node_restriction import authorize_node_delete, authorize_node_read, authorize_node_write
 from raftorch.master.registry import Registry, try_decode
 from raftorch.master.validation import MAX_ID, shown
 from raftorch.objects import (
+    NAMESPACE,
+    NODE,
     Kind,
     check_object_size,
     check_unknown_fields,
     kind_of,
+    kind_of_message,
     matches,
     object_matches_fields,
     parse_field_selector,
@@ -64,6 +71,9 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         _check_object(request.object)
         _, original = unwrap(request.object)
+        _authorize_write(identity_of(context), kind_of_message(original), original)
+        self._admit(original)
+        _drop_system_status(original)
         for attempt in range(CREATE_RETRIES):
             msg = type(original)()
             msg.CopyFrom(original)
@@ -76,17 +86,74 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                     raise
         raise AssertionError("unreachable")
 
+    def _admit(self, msg: Message, update: bool = False) -> None:
+        """Pod security (admission.py): pods and pod templates against their namespace's level,
+        when created and when an update changes the pod spec (so a workload admitted before its
+        namespace's level was raised can still be scaled; the controller checks its new pods)."""
+        if isinstance(msg, objects_pb2.Namespace):
+            admission.check_namespace(msg)
+            return
+        if not isinstance(msg, (objects_pb2.Pod, objects_pb2.Deployment, objects_pb2.ReplicaSet)):
+            return
+        if update and self._same_pod_spec(msg):
+            return
+        level = admission.DEFAULT_LEVEL
+        with contextlib.suppress(NotFound):  # the write itself reports a missing namespace
+            ns = self._registry.get(NAMESPACE, "", msg.metadata.namespace or "default")
+            level = admission.level_of(ns.metadata.labels)  # type: ignore[attr-defined]
+        admission.admit(msg, level)
+        if isinstance(msg, objects_pb2.Pod) and msg.spec.node_name:
+            node: Message | None = None
+            with contextlib.suppress(NotFound):
+                node = self._registry.get(NODE, "", msg.spec.node_name)
+            assert node is None or isinstance(node, objects_pb2.Node)
+            admission.check_node(msg, level, node)
+
+    def _same_pod_spec(self, msg: objects_pb2.Pod | objects_pb2.Deployment | objects_pb2.ReplicaSet) -> bool:
+        try:
+            stored = self._registry.get(kind_of_message(msg), msg.metadata.namespace or "default", msg.metadata.name)
+        except NotFound:
+            return False  # the update reports it
+        if isinstance(msg, objects_pb2.Pod):
+            assert isinstance(stored, objects_pb2.Pod)
+            return _pod_spec_bytes(stored.spec) == _pod_spec_bytes(msg.spec)
+        assert isinstance(stored, (objects_pb2.Deployment, objects_pb2.ReplicaSet))
+        return _pod_spec_bytes(stored.spec.template.spec) == _pod_spec_bytes(msg.spec.template.spec)
+
+    def _keep_system_status(self, msg: Message) -> None:
+        """Addresses in a status are the system's to set (an agent's report, a registration):
+        a client's update keeps the stored ones, so no pod or node can be pointed elsewhere."""
+        if not isinstance(msg, (objects_pb2.Pod, objects_pb2.Node)):
+            return
+        kind = kind_of_message(msg)
+        try:
+            stored = self._registry.get(kind, msg.metadata.namespace or ("default" if kind.namespaced else ""),
+                                        msg.metadata.name)
+        except NotFound:
+            return  # the update reports it
+        if isinstance(msg, objects_pb2.Pod):
+            assert isinstance(stored, objects_pb2.Pod)
+            msg.status.pod_ip, msg.status.host_ip = stored.status.pod_ip, stored.status.host_ip
+        else:
+            assert isinstance(stored, objects_pb2.Node)
+            msg.status.agent_endpoint = stored.status.agent_endpoint
+            del msg.status.addresses[:]
+            msg.status.addresses.extend(stored.status.addresses)
+
     @unary
     async def Get(self, request: resources_pb2.GetRequest, context: grpc.aio.ServicerContext
                   ) -> objects_pb2.Object:
         kind = kind_of(request.kind)
         await self._barrier(context)
-        return wrap(self._registry.get(kind, _namespace(kind, request.namespace), request.name))
+        found = self._registry.get(kind, _namespace(kind, request.namespace), request.name)
+        authorize_node_read(identity_of(context), kind, found)
+        return wrap(found)
 
     @unary
     async def List(self, request: resources_pb2.ListRequest, context: grpc.aio.ServicerContext
                    ) -> resources_pb2.ListResponse:
         kind = kind_of(request.kind)
+        authorize_node_read(identity_of(context), kind)
         accept = make_filter(kind, request.label_selector, request.field_selector)
         if not request.serializable:
             await self._barrier(context)
@@ -98,6 +165,9 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                      ) -> objects_pb2.Object:
         _check_object(request.object)
         _, msg = unwrap(request.object)
+        _authorize_write(identity_of(context), kind_of_message(msg), msg)
+        self._admit(msg, update=True)
+        self._keep_system_status(msg)
         future = self._registry.update(msg, request_id=request.request_id)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
 
@@ -106,6 +176,8 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                            ) -> objects_pb2.Object:
         _check_object(request.object)
         _, msg = unwrap(request.object)
+        _authorize_write(identity_of(context), kind_of_message(msg), msg)
+        self._keep_system_status(msg)
         future = self._registry.update(msg, status_only=True, request_id=request.request_id)
         return wrap(await wait_write(future, time_left(context, self._write_timeout)))
 
@@ -113,6 +185,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
     async def Delete(self, request: resources_pb2.DeleteRequest, context: grpc.aio.ServicerContext
                      ) -> objects_pb2.Object:
         kind = kind_of(request.kind)
+        _authorize_write(identity_of(context), kind, None)
         if request.propagation not in ("", "Background", "Orphan"):
             raise Invalid(f"propagation: expected Background or Orphan, got {shown(request.propagation)}")
         _check_revision("resource_version", request.resource_version)
@@ -135,7 +208,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                                  context: grpc.aio.ServicerContext) -> None:
         owner = self._registry.get(kind, namespace, name)
         uid = owner.metadata.uid  # type: ignore[attr-defined]
-        for dep_kind in (kind_of("ReplicaSet"), kind_of("Pod")):
+        for dep_kind in (kind_of("ReplicaSet"), kind_of("Job"), kind_of("Pod")):
             items, _ = self._registry.list_kind(dep_kind, namespace)
             for item in items:
                 refs = item.metadata.owner_references  # type: ignore[attr-defined]
@@ -149,6 +222,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                     ) -> AsyncIterator[resources_pb2.ObjectEvent]:
         # Errors raised here reach the client with their own code (see edge.py).
         kind = kind_of(request.kind)
+        authorize_node_read(identity_of(context), kind)
         accept = make_filter(kind, request.label_selector, request.field_selector)
         namespace = request.namespace if kind.namespaced else ""
         _check_revision("resource_version", request.resource_version)
@@ -165,6 +239,33 @@ def _check_object(obj: objects_pb2.Object) -> None:
 def _check_revision(field: str, value: int) -> None:
     if not 0 <= value <= MAX_ID:
         raise Invalid(f"{field}: must be between 0 and 2^62, got {value}")
+
+
+def _authorize_write(caller: Identity, kind: Kind, msg: Message | None) -> None:
+    """Endpoints list the addresses that service rules and proxies send traffic to: only the
+    endpoints controller (on a master) writes them. Nodes are narrowed by node restriction."""
+    if kind.name == "Endpoints" and not caller.is_master:
+        raise PermissionDenied(f"{caller.describe()} may not write endpoints: the endpoints controller keeps "
+                               "them, from the pods its services select")
+    if msg is None:
+        authorize_node_delete(caller, kind)
+    else:
+        authorize_node_write(caller, msg)
+
+
+def _pod_spec_bytes(spec: objects_pb2.PodSpec) -> bytes:
+    return spec.SerializeToString(deterministic=True)
+
+
+def _drop_system_status(msg: Message) -> None:
+    """A new pod's status is the system's to fill in, and so are a new node's addresses: a
+    client that presets a pod IP or an agent endpoint would steer tunnels to an address of its
+    choice."""
+    if isinstance(msg, objects_pb2.Pod):
+        msg.ClearField("status")
+    elif isinstance(msg, objects_pb2.Node):
+        msg.status.ClearField("agent_endpoint")
+        msg.status.ClearField("addresses")
 
 
 def _namespace(kind: Kind, namespace: str) -> str:

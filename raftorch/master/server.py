@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import structlog
@@ -12,8 +13,13 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from raftorch import rpc
-from raftorch.api.v1 import agents_pb2, cluster_pb2, kv_pb2, resources_pb2, store_pb2
+from raftorch.api.v1 import agents_pb2, auth_pb2, cluster_pb2, kv_pb2, resources_pb2, store_pb2
+from raftorch.auth.identity import INSECURE, set_insecure_identity
+from raftorch.auth.interceptor import AuditLog, Authenticator, AuthInterceptor
+from raftorch.errors import Unavailable
+from raftorch.master import edge, security
 from raftorch.master.agents_service import AgentsService
+from raftorch.master.auth_service import AuthService, TokenStore, register_bootstrap_tokens
 from raftorch.master.cluster_service import ClusterService
 from raftorch.master.config import MasterConfig
 from raftorch.master.edge import StreamCaps, add_service
@@ -31,7 +37,6 @@ from raftorch.store.replica import RaftReplica, RaftSettings
 log = structlog.get_logger("raftorch.master")
 
 
-
 def _service(module: Any, name: str) -> ServiceDescriptor:
     descriptor: ServiceDescriptor = module.DESCRIPTOR.services_by_name[name]
     return descriptor
@@ -43,6 +48,7 @@ SERVICES = (
     _service(resources_pb2, "Resources").full_name,
     _service(agents_pb2, "Agents").full_name,
     _service(agents_pb2, "Pods").full_name,
+    _service(auth_pb2, "Auth").full_name,
 )
 LEASE_TICK = 0.1
 REGISTER_RETRY = 0.5
@@ -62,9 +68,20 @@ class Master:
     async def start(self) -> None:
         cfg = self.config
         self._loop = asyncio.get_running_loop()
-        self.server = rpc.aio_server()
+        self.tls = None if cfg.insecure else security.load(cfg)
+        self.tokens: TokenStore | None = None
+        self.audit = AuditLog(None if cfg.insecure else cfg.audit_log or cfg.data_dir / "audit.log")
+        interceptors = []
+        if self.tls is not None:
+            self.authenticator = Authenticator(self.tls.ca.cert_pem, lambda tid: self._token_store().get(tid))
+            interceptors.append(AuthInterceptor(self.authenticator, self.audit,
+                                                lambda: self._token_store().barrier(), decode=edge.decode))
+        else:
+            log.warning("insecure_mode", note="plaintext and no authentication: benchmarks only")
+            set_insecure_identity(INSECURE)
+        self.server = rpc.aio_server(interceptors)
         # Bind first: a taken client port should fail before Raft starts talking.
-        self.port = rpc.bind(self.server, cfg.client_addr)
+        self.port = rpc.bind(self.server, cfg.client_addr, self.tls.server if self.tls else None)
         self.client_addr = cfg.client_addr if not cfg.client_addr.endswith(":0") else \
             f"{cfg.client_addr.rsplit(':', 1)[0]}:{self.port}"
         settings = self._settings or RaftSettings(log_compaction_entries=cfg.compaction_entries,
@@ -73,7 +90,8 @@ class Master:
         self.replica = RaftReplica(cfg.name, cfg.peer_addr, cfg.peers, cfg.data_dir, self._secret,
                                    settings, on_role_change=self._role_changed)
         self.leases = LeaseKeeper(self.replica)
-        self.forwarder = LeaderForwarder(self.replica)
+        self.forwarder = LeaderForwarder(self.replica, self.tls.client if self.tls else None)
+        self.tokens = TokenStore(self.replica)
         self.registry = Registry(self.replica, NetworkSettings(cfg.service_cidr, cfg.cluster_cidr))
         # Every service sits behind the edge: parsed, bounded and counted there (edge.py).
         caps = StreamCaps({"watch": cfg.max_watches_per_client, "stream": cfg.max_streams_per_client})
@@ -85,20 +103,29 @@ class Master:
             (KVService(self.replica, self.leases, self.forwarder, cfg.write_timeout), _service(kv_pb2, "KV")),
             (ClusterService(self.replica, self.client_addr, self.forwarder), _service(cluster_pb2, "Cluster")),
         ]
+        if self.tls is not None:
+            services.append((AuthService(self.tokens, self.authenticator, self.tls.ca, cfg.node_cert_ttl,
+                                         cfg.write_timeout), _service(auth_pb2, "Auth")))
         for servicer, descriptor in services:
             add_service(self.server, servicer, descriptor, caps)
         # Health and reflection too: the edge answers their bad input with INVALID_ARGUMENT.
         self.health = health.aio.HealthServicer()
         add_service(self.server, self.health, _service(health_pb2, "Health"), caps)
-        names = (*SERVICES, _service(health_pb2, "Health").full_name, reflection.SERVICE_NAME)
-        add_service(self.server, reflection.aio.ReflectionServicer(names),
-                    _service(reflection_pb2, "ServerReflection"), caps)
+        if cfg.reflection:
+            names = (*SERVICES, _service(health_pb2, "Health").full_name, reflection.SERVICE_NAME)
+            add_service(self.server, reflection.aio.ReflectionServicer(names),
+                        _service(reflection_pb2, "ServerReflection"), caps)
         await self.server.start()
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(self._register()), asyncio.create_task(self._lease_ticks())]
         log.info("master_started", name=cfg.name, client_addr=self.client_addr, peer_addr=cfg.peer_addr,
                  peers=cfg.peers, data_dir=str(cfg.data_dir))
+
+    def _token_store(self) -> TokenStore:
+        if self.tokens is None:
+            raise Unavailable("this master is starting; retry")
+        return self.tokens
 
     def _role_changed(self, leader: bool, term: int) -> None:
         """pysyncobj's tick thread: record the change, hand the rest to the event loop."""
@@ -125,6 +152,10 @@ class Master:
                 log.info("leader_fenced", term=term)
                 self._tasks.append(asyncio.create_task(self._set_quota(term)))
                 self._start_controllers(term)
+                cfg = self.config
+                if cfg.bootstrap_token_file is not None and self.tokens is not None:
+                    await register_bootstrap_tokens(self.tokens, cfg.bootstrap_token_file,
+                                                    cfg.bootstrap_token_ttl, time.time)
                 return
             except Exception as exc:
                 log.warning("fence_retry", term=term, error=str(exc))
@@ -193,5 +224,6 @@ class Master:
             await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
         await self.server.stop(grace)
         await self.forwarder.close()
+        self.audit.close()
         await asyncio.get_running_loop().run_in_executor(None, self.replica.stop)
         log.info("master_stopped", name=self.config.name)

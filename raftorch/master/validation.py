@@ -37,6 +37,8 @@ MAX_FRAME_BYTES = 1024 * 1024
 MAX_ID = 2**62
 MAX_TTL_SECONDS = 365 * 24 * 3600
 MAX_NODES_PER_BATCH = 10_000
+# Tolerations, taints, affinity terms, their expressions and values: each list.
+MAX_CONSTRAINT_ITEMS = 100
 # How much of an offending value an error message shows.
 SHOWN_CHARS = 64
 
@@ -69,6 +71,13 @@ _ITEMS_BY_FULL_NAME: dict[str, int] = {
     "raftorch.v1.HeartbeatBatch.nodes": MAX_NODES_PER_BATCH,
     "raftorch.v1.EndpointSubset.addresses": 5000,
     "raftorch.v1.EndpointSubset.not_ready_addresses": 5000,
+    # The scheduler weighs each of these for every pod against every node: keep them small.
+    "raftorch.v1.PodSpec.tolerations": MAX_CONSTRAINT_ITEMS,
+    "raftorch.v1.NodeSpec.taints": MAX_CONSTRAINT_ITEMS,
+    "raftorch.v1.NodeSelector.node_selector_terms": MAX_CONSTRAINT_ITEMS,
+    "raftorch.v1.NodeSelectorTerm.match_expressions": MAX_CONSTRAINT_ITEMS,
+    "raftorch.v1.NodeSelectorRequirement.values": MAX_CONSTRAINT_ITEMS,
+    "raftorch.v1.NodeAffinity.preferred_during_scheduling_ignored_during_execution": MAX_CONSTRAINT_ITEMS,
 }
 
 

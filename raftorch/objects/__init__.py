@@ -17,9 +17,12 @@ from raftorch.objects.defaults import (
 )
 from raftorch.objects.kinds import (
     CONFIG_MAP,
+    CRON_JOB,
+    DAEMON_SET,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
+    JOB,
     KINDS,
     NAMESPACE,
     NODE,
@@ -54,6 +57,11 @@ from raftorch.objects.quantity import (
     parse_cpu,
     parse_memory,
 )
+from raftorch.objects.scheduling import (
+    NODE_SELECTOR_OPERATORS,
+    TAINT_EFFECTS,
+    TOLERATION_OPERATORS,
+)
 from raftorch.objects.selectors import (
     FieldRequirement,
     LabelSelector,
@@ -74,20 +82,34 @@ from raftorch.objects.validation import (
     check_unknown_fields,
     validate,
 )
+from raftorch.objects.workloads import (
+    JOB_NAME_LABEL,
+    TEST_EVERY_SECONDS_ANNOTATION,
+    cron_schedule_error,
+    job_from_cron_job,
+)
 
 __all__ = [
     "CONFIG_MAP",
+    "CRON_JOB",
+    "DAEMON_SET",
     "DEFAULT_NAMESPACE",
     "DEPLOYMENT",
     "ENDPOINTS",
     "EVENT",
+    "JOB",
+    "JOB_NAME_LABEL",
     "KINDS",
     "MAX_OBJECT_BYTES",
     "NAMESPACE",
     "NODE",
+    "NODE_SELECTOR_OPERATORS",
     "POD",
     "REPLICA_SET",
     "SERVICE",
+    "TAINT_EFFECTS",
+    "TEST_EVERY_SECONDS_ANNOTATION",
+    "TOLERATION_OPERATORS",
     "FieldRequirement",
     "Kind",
     "LabelSelector",
@@ -98,6 +120,7 @@ __all__ = [
     "check_object_size",
     "check_unknown_fields",
     "controller_of",
+    "cron_schedule_error",
     "default_pod_spec",
     "format_cpu",
     "format_memory",
@@ -105,6 +128,7 @@ __all__ = [
     "format_time",
     "get_condition",
     "int_or_percent",
+    "job_from_cron_job",
     "kind_of",
     "kind_of_message",
     "matches",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from raftorch.api.v1 import objects_pb2
@@ -16,6 +17,7 @@ from raftorch.objects._checks import (
     quote,
 )
 from raftorch.objects.quantity import format_cpu, format_memory, parse_cpu, parse_memory
+from raftorch.objects.scheduling import validate_scheduling
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -27,6 +29,9 @@ MAX_CONTAINERS = 64
 MAX_ENV_PER_CONTAINER = 256
 MAX_PORTS_PER_CONTAINER = 64
 MAX_ARGS_PER_CONTAINER = 256
+MAX_UID = 2**31 - 1
+MAX_CAPABILITIES = 64
+_CAPABILITY = re.compile(r"(?!CAP_)[A-Z][A-Z0-9_]{0,31}")
 
 _RESOURCES: dict[str, tuple[Callable[[str], int], Callable[[int], str]]] = {
     "cpu": (parse_cpu, format_cpu),
@@ -52,6 +57,7 @@ def validate_pod_spec(problems: Problems, path: str, spec: objects_pb2.PodSpec) 
         problems.check(f"{path}.nodeName", dns1123_subdomain_error(spec.node_name))
     problems.labels(f"{path}.nodeSelector", spec.node_selector)
     problems.not_negative(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds)
+    validate_scheduling(problems, path, spec)
 
 
 def _container(problems: Problems, path: str, container: objects_pb2.Container, host_network: bool,
@@ -88,6 +94,8 @@ def _container(problems: Problems, path: str, container: objects_pb2.Container, 
             host_ports.add(key)
     for i, env in enumerate(container.env[:MAX_ENV_PER_CONTAINER]):
         problems.check(f"{path}.env[{i}].name", env_name_error(env.name))
+    if container.HasField("security_context"):
+        _security_context(problems, f"{path}.securityContext", container.security_context)
     if container.HasField("resources"):
         _resources(problems, f"{path}.resources", container.resources)
     if container.HasField("liveness_probe"):
@@ -99,6 +107,23 @@ def _container(problems: Problems, path: str, container: objects_pb2.Container, 
 def _at_most(problems: Problems, path: str, count: int, limit: int, what: str) -> None:
     if count > limit:
         problems.add(path, f"must have at most {limit} {what}, got {count}")
+
+
+def _security_context(problems: Problems, path: str, sc: objects_pb2.SecurityContext) -> None:
+    if sc.HasField("run_as_user"):
+        problems.in_range(f"{path}.runAsUser", sc.run_as_user, 0, MAX_UID)
+        if sc.run_as_user == 0 and sc.run_as_non_root:
+            problems.add(f"{path}.runAsUser", "must not be 0 (root) with runAsNonRoot")
+    if sc.privileged and sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation:
+        problems.add(f"{path}.allowPrivilegeEscalation", "cannot be false for a privileged container")
+    for group, names in (("add", sc.capabilities.add), ("drop", sc.capabilities.drop)):
+        if len(names) > MAX_CAPABILITIES:
+            problems.add(f"{path}.capabilities.{group}", f"at most {MAX_CAPABILITIES} capabilities")
+            continue
+        for i, name in enumerate(names):
+            if not _CAPABILITY.fullmatch(name):
+                problems.add(f"{path}.capabilities.{group}[{i}]",
+                             f"expected a capability name like NET_ADMIN (no CAP_ prefix) or ALL, got {quote(name)}")
 
 
 def _resources(problems: Problems, path: str, resources: objects_pb2.ResourceRequirements) -> None:

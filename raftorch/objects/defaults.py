@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from raftorch.api.v1 import objects_pb2
 from raftorch.objects.kinds import kind_of_message, unwrap
 from raftorch.objects.meta import meta
+from raftorch.objects.workloads import default_cron_job, default_daemon_set, default_job_spec
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -64,6 +65,12 @@ def apply_defaults(msg: objects_pb2.Object | Message) -> None:
                 port.protocol = port.protocol or DEFAULT_PROTOCOL
     elif isinstance(msg, objects_pb2.Namespace):
         msg.status.phase = msg.status.phase or DEFAULT_NAMESPACE_PHASE
+    elif isinstance(msg, objects_pb2.Job):
+        default_job_spec(msg.spec, metadata.name)
+    elif isinstance(msg, objects_pb2.CronJob):
+        default_cron_job(msg.spec)
+    elif isinstance(msg, objects_pb2.DaemonSet):
+        default_daemon_set(msg.spec)
 
 
 def default_pod_spec(spec: objects_pb2.PodSpec) -> None:

@@ -12,9 +12,12 @@ from raftorch.objects._checks import quote
 
 __all__ = [
     "CONFIG_MAP",
+    "CRON_JOB",
+    "DAEMON_SET",
     "DEPLOYMENT",
     "ENDPOINTS",
     "EVENT",
+    "JOB",
     "KINDS",
     "NAMESPACE",
     "NODE",
@@ -53,9 +56,13 @@ ENDPOINTS = Kind("Endpoints", "endpoints", ("ep",), True, objects_pb2.Endpoints,
 NODE = Kind("Node", "nodes", ("no",), False, objects_pb2.Node, "node")
 NAMESPACE = Kind("Namespace", "namespaces", ("ns",), False, objects_pb2.Namespace, "namespace")
 EVENT = Kind("Event", "events", ("ev",), True, objects_pb2.Event, "event")
+JOB = Kind("Job", "jobs", (), True, objects_pb2.Job, "job")
+CRON_JOB = Kind("CronJob", "cronjobs", ("cj",), True, objects_pb2.CronJob, "cron_job")
+DAEMON_SET = Kind("DaemonSet", "daemonsets", ("ds",), True, objects_pb2.DaemonSet, "daemon_set")
 CONFIG_MAP = Kind("ConfigMap", "configmaps", ("cm",), True, objects_pb2.ConfigMap, "config_map")
 
-KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT, REPLICA_SET, SERVICE, ENDPOINTS, NODE, NAMESPACE, EVENT, CONFIG_MAP)
+KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT, REPLICA_SET, SERVICE, ENDPOINTS, NODE, NAMESPACE, EVENT,
+                           JOB, CRON_JOB, DAEMON_SET, CONFIG_MAP)
 
 _BY_TEXT: dict[str, Kind] = {
     spelling: kind

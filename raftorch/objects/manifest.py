@@ -30,7 +30,10 @@ from raftorch.errors import Invalid
 from raftorch.objects._checks import Problems, quote
 from raftorch.objects.kinds import (
     CONFIG_MAP,
+    CRON_JOB,
+    DAEMON_SET,
     DEPLOYMENT,
+    JOB,
     KINDS,
     NAMESPACE,
     POD,
@@ -51,10 +54,12 @@ __all__ = [
 ]
 
 _API_VERSIONS: dict[str, str] = {kind.name: "v1" for kind in KINDS} | {
-    DEPLOYMENT.name: "apps/v1", REPLICA_SET.name: "apps/v1"}
+    DEPLOYMENT.name: "apps/v1", REPLICA_SET.name: "apps/v1", DAEMON_SET.name: "apps/v1",
+    JOB.name: "batch/v1", CRON_JOB.name: "batch/v1"}
 
 # What a manifest may create; the other kinds are written by the masters and agents only.
-APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, POD, SERVICE, NAMESPACE, CONFIG_MAP)
+APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, DAEMON_SET, JOB, CRON_JOB, POD, SERVICE, NAMESPACE,
+                                     CONFIG_MAP)
 
 # Bounds of one manifest document. Real objects nest about 10 levels and hold a few thousand
 # nodes; an object is at most 1 MiB in the store, so nothing valid comes near these.
@@ -74,6 +79,8 @@ _IGNORED: dict[str, frozenset[str]] = {
     "raftorch.v1.DeploymentSpec": frozenset({"progressDeadlineSeconds"}),
     "raftorch.v1.PodSpec": frozenset({"dnsPolicy", "schedulerName", "securityContext", "enableServiceLinks"}),
     "raftorch.v1.Container": frozenset({"terminationMessagePath", "terminationMessagePolicy"}),
+    # Docker's default seccomp profile always applies; Kubernetes' restricted level asks for it.
+    "raftorch.v1.SecurityContext": frozenset({"seccompProfile"}),
     "raftorch.v1.ServiceSpec": frozenset({"sessionAffinity", "clusterIPs", "ipFamilies", "ipFamilyPolicy",
                                           "internalTrafficPolicy", "externalTrafficPolicy"}),
 }
@@ -85,6 +92,15 @@ _UNSUPPORTED: dict[tuple[str, str], str] = {
     ("raftorch.v1.PodSpec", "initContainers"): "not supported by raftorch",
     ("raftorch.v1.PodSpec", "volumes"): "not supported by raftorch",
     ("raftorch.v1.Container", "volumeMounts"): "not supported by raftorch",
+    ("raftorch.v1.Affinity", "podAffinity"): "not supported by raftorch; podAntiAffinity and nodeAffinity are",
+    ("raftorch.v1.NodeSelectorTerm", "matchFields"): "not supported by raftorch; use matchExpressions on labels",
+    ("raftorch.v1.PodAffinityTerm", "namespaces"): "not supported by raftorch; terms match the pod's namespace",
+    ("raftorch.v1.PodAffinityTerm", "namespaceSelector"): "not supported by raftorch; terms match the pod's namespace",
+    ("raftorch.v1.JobSpec", "completionMode"): "not supported by raftorch; jobs are NonIndexed",
+    ("raftorch.v1.JobSpec", "suspend"): "not supported by raftorch",
+    ("raftorch.v1.JobSpec", "manualSelector"): "not supported by raftorch; the selector is job-name=NAME",
+    ("raftorch.v1.JobSpec", "podFailurePolicy"): "not supported by raftorch; use backoffLimit",
+    ("raftorch.v1.RollingUpdateDaemonSet", "maxSurge"): "not supported by raftorch; use maxUnavailable",
 }
 
 # Kubernetes' int-or-string fields, stored as strings: numbers are written back as numbers.
@@ -92,6 +108,7 @@ _INT_OR_STRING = frozenset({
     "raftorch.v1.ServicePort.target_port",
     "raftorch.v1.RollingUpdateDeployment.max_surge",
     "raftorch.v1.RollingUpdateDeployment.max_unavailable",
+    "raftorch.v1.RollingUpdateDaemonSet.max_unavailable",
     "raftorch.v1.HTTPGetAction.port",
     "raftorch.v1.TCPSocketAction.port",
 })

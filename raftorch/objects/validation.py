@@ -30,7 +30,9 @@ from raftorch.objects._podspec import PROTOCOLS, RESTART_POLICIES, validate_pod_
 from raftorch.objects.kinds import DEPLOYMENT, NAMESPACE, SERVICE, Kind, kind_of_message, unwrap
 from raftorch.objects.meta import CONDITION_STATUSES, meta, parse_int_or_percent, parse_time
 from raftorch.objects.quantity import parse_count, parse_cpu, parse_memory
+from raftorch.objects.scheduling import validate_taints
 from raftorch.objects.selectors import matches, selector_from_match_labels
+from raftorch.objects.workloads import validate_cron_job, validate_daemon_set, validate_job
 
 __all__ = [
     "MAX_OBJECT_BYTES",
@@ -78,6 +80,13 @@ def validate(obj: objects_pb2.Object | Message) -> None:
         _event(problems, msg)
     elif isinstance(msg, objects_pb2.ConfigMap):
         _config_data(problems, msg.data, msg.binary_data)
+    elif isinstance(msg, objects_pb2.Job):
+        validate_job(problems, msg)
+        _conditions(problems, "status.conditions", msg.status.conditions)
+    elif isinstance(msg, objects_pb2.CronJob):
+        validate_cron_job(problems, msg)
+    elif isinstance(msg, objects_pb2.DaemonSet):
+        validate_daemon_set(problems, msg)
     problems.raise_if_any()
 
 
@@ -275,6 +284,7 @@ def _node(problems: Problems, node: objects_pb2.Node) -> None:
             valid = False
         if not valid:
             problems.add("spec.podCIDR", f"must be an IPv4 network like 10.244.1.0/24, got {quote(node.spec.pod_cidr)}")
+    validate_taints(problems, "spec.taints", node.spec.taints)
     for group, values in (("capacity", node.status.capacity), ("allocatable", node.status.allocatable)):
         for name in sorted(values):
             parse = {"cpu": parse_cpu, "memory": parse_memory}.get(name, parse_count)

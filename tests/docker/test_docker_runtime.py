@@ -213,3 +213,66 @@ def test_reconciler_runs_adopts_and_deletes_a_pod(runtime: DockerRuntime, node: 
     _execute(runtime, plan)
     assert time.monotonic() - started < 5  # httpd as PID 1 has no TERM handler: killed after the 3 s grace
     assert runtime.list_containers(node) == []
+
+
+def test_security_context_reaches_the_container(runtime: DockerRuntime, docker_client: Any, node: str,
+                                                image: str) -> None:
+    runtime.ensure_image(image, "IfNotPresent")
+    # The capability bounding set: what any process of the container could ever hold.
+    spec = make_spec(node, image, "grep CapBnd /proc/self/status; id -u; exec sleep 1000", run_as_user=1000,
+                     run_as_non_root=True, no_new_privileges=True, cap_drop=("ALL",), cap_add=("NET_BIND_SERVICE",))
+    info = runtime.create_and_start(spec)
+    host = docker_client.api.inspect_container(info.id)["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["NET_BIND_SERVICE"]
+    assert host["SecurityOpt"] == ["no-new-privileges"] and not host["Privileged"]
+    wait_for(lambda: b"1000" in logs(runtime, info.id))
+    # Only CAP_NET_BIND_SERVICE (bit 10) is left.
+    assert b"CapBnd:\t0000000000000400" in logs(runtime, info.id)
+
+
+def test_run_as_non_root_refuses_an_image_that_runs_as_root(runtime: DockerRuntime, node: str, image: str) -> None:
+    runtime.ensure_image(image, "IfNotPresent")
+    with pytest.raises(RuntimeFailure) as info:
+        runtime.create_and_start(make_spec(node, image, "exec sleep 1000", run_as_non_root=True))
+    assert info.value.reason == "CreateContainerConfigError"
+    assert info.value.message == "container has runAsNonRoot and image will run as root"
+    assert not runtime.list_containers(node)
+
+
+def test_event_stream_tells_kills_from_outside_from_own_stops_and_exits(runtime: DockerRuntime, docker_client: Any,
+                                                                        node: str, image: str) -> None:
+    changes: list[float] = []
+    watch = runtime.watch_changes(node, lambda: changes.append(time.monotonic()))
+    assert watch.wait_live(10)
+    runtime.ensure_image(image, "IfNotPresent")
+    killed = runtime.create_and_start(make_spec(node, image, "sleep 100", pod="killed"))
+    stopped = runtime.create_and_start(make_spec(node, image, "sleep 100", pod="stopped"))
+    exited = runtime.create_and_start(make_spec(node, image, "sleep 0.5; exit 3", pod="exited"))
+    before = len(changes)
+    docker_client.api.kill(killed.id)  # as `docker kill` does
+    runtime.stop(stopped.id, 0)
+
+    def ended() -> dict[str, ContainerInfo]:
+        return {c.id: c for c in runtime.list_containers(node) if not c.running}
+
+    wait_for(lambda: len(ended()) == 3)
+    infos = ended()
+    assert (infos[killed.id].killed, infos[killed.id].exit_code) == (True, 137)
+    assert infos[stopped.id].killed is False
+    assert (infos[exited.id].killed, infos[exited.id].exit_code, infos[exited.id].reason) == (False, 3, "Error")
+    assert infos[exited.id].finished_at is not None
+    assert len(changes) > before  # the agent is told, it need not poll
+    watch.close()
+
+
+def test_an_image_removed_after_it_was_seen_is_an_image_error(runtime: DockerRuntime, docker_client: Any,
+                                                             node: str, image: str) -> None:
+    doomed = f"raftorch-test/doomed:{node}"
+    docker_client.images.get(image).tag(doomed)
+    runtime.ensure_image(doomed, "IfNotPresent")
+    docker_client.images.remove(doomed)
+    spec = ContainerSpec("uid-d", "default", "d", node, "main", doomed, pull_policy="Never")
+    with pytest.raises(ImagePullError) as missing:
+        runtime.create_and_start(spec)
+    assert missing.value.reason == "ErrImageNeverPull"
+    assert runtime.list_containers(node) == []

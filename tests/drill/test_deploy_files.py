@@ -19,6 +19,8 @@ from tests.drill._support import unusable
 
 DEPLOY = deploy_dir()
 SECRET = "a-cluster-secret-for-tests"
+TOKEN = "abcdef12.0123456789abcdef0123456789"
+CA_HASH = "sha256:" + "ab" * 32
 
 
 def _script(tmp: Path, script: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -43,14 +45,22 @@ def test_provisioned_configs_are_accepted_by_master_and_agent(tmp_path: Path) ->
     assert (cfg.node_grace, cfg.eviction_timeout) == (3.0, 4.0)
     assert cfg.data_dir == tmp_path / "var/master"
 
+    assert cfg.pki_dir == tmp_path / "etc/pki" and cfg.bootstrap_token_file == tmp_path / "etc/join-tokens"
+    # The first master's script made the CA, and an admin's client config using it.
+    admin = cfgload.read_file(tmp_path / "etc/admin.yaml")
+    assert admin["endpoints"] == ["10.0.0.11:2379"] and Path(admin["ca-file"]).read_bytes() == \
+        (tmp_path / "etc/pki/ca.crt").read_bytes()
+    refused = _script(tmp_path, "agent.sh", "w1", "10.0.0.21", "10.0.0.11")
+    assert refused.returncode == 2 and "RAFTORCH_JOIN_TOKEN" in refused.stderr
     agent = _script(tmp_path, "agent.sh", "w1", "10.0.0.21", "10.0.0.11,10.0.0.12", "10.0.0.13:2399",
-                    RAFTORCH_RUNTIME="process")
+                    RAFTORCH_RUNTIME="process", RAFTORCH_JOIN_TOKEN=TOKEN, RAFTORCH_CA_HASH=CA_HASH)
     assert agent.returncode == 0, agent.stderr
     assert agent.stdout.split() == [f"{sys.prefix}/bin/raftorch-agent", "--config", str(tmp_path / "etc/agent.yaml")]
     acfg = cfgload.build(AgentConfig, [("file", cfgload.read_file(tmp_path / "etc/agent.yaml"))])
     acfg.validate()
     assert acfg.masters == ["10.0.0.11:2379", "10.0.0.12:2379", "10.0.0.13:2399"]
     assert (acfg.name, acfg.node_ip, acfg.runtime, acfg.agent_port) == ("w1", "10.0.0.21", "process", 10250)
+    assert (acfg.join_token, acfg.ca_hash, acfg.pki_dir) == (TOKEN, CA_HASH, tmp_path / "etc/pki")
 
 
 @pytest.mark.parametrize(("script", "args", "message"), [

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from raftorch.api.v1 import kv_pb2, store_pb2
-from raftorch.client import Client
+from raftorch.auth.pki import ensure_admin
+from raftorch.client import Client, load_credentials
 from raftorch.local.masters import free_ports
 from raftorch.master.config import MasterConfig
 from raftorch.master.manager import ControllerManager
@@ -22,8 +23,12 @@ from raftorch.master.server import Master
 class InProcessMaster:
     def __init__(self, data_dir: Path) -> None:
         client_port, peer_port = free_ports(2)
+        # The cluster CA and an admin certificate beside the data, as LocalMasters keeps them.
+        admin = ensure_admin(data_dir.parent / f"{data_dir.name}-pki")
+        self.credentials = load_credentials(admin.ca_file, admin.cert_file, admin.key_file)
         self.config = MasterConfig(name="m1", client_addr=f"127.0.0.1:{client_port}",
-                                   peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir)
+                                   peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir,
+                                   pki_dir=data_dir.parent / f"{data_dir.name}-pki")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-master", daemon=True)
         self._thread.start()
@@ -34,7 +39,7 @@ class InProcessMaster:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def client(self) -> Client:
-        return Client([self.master.client_addr], timeout=5.0, retry_for=15.0)
+        return Client([self.master.client_addr], timeout=5.0, retry_for=15.0, credentials=self.credentials)
 
     def manager(self, timeout: float = 30.0) -> ControllerManager:
         """The running controllers (once this master leads and has fenced its term)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,9 +14,11 @@ import pytest
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.client import Client
+from raftorch.errors import RaftorchError
 from raftorch.local.agents import LocalAgents
 from raftorch.local.cluster import docker_reachable
 from raftorch.local.masters import LocalMasters
+from raftorch.master.admission import LEVEL_LABEL, PRIVILEGED
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -45,7 +49,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: object
     root = tmp_path_factory.mktemp("docker-cluster")
     masters = LocalMasters(root / "masters")
     masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, NODES, extra_args=["--backoff-base", "1"])
+    agents = LocalAgents(root / "agents", masters.endpoints, NODES, extra_args=["--backoff-base", "1"],
+                         ca_dir=masters.pki_dir)
     try:
         masters.wait_ready()
         agents.start()
@@ -172,6 +177,47 @@ def test_killed_container_restarts_and_crashing_one_backs_off(cluster: tuple[Loc
         assert gaps[-1] > gaps[0], f"restart delays did not grow: {gaps}"
 
 
+def test_container_killed_from_outside_is_replaced_at_once_ten_times(cluster: tuple[LocalMasters, LocalAgents],
+                                                                     docker_client: object) -> None:
+    """A `docker kill` is no crash: each of ten kills of the same pod's container is replaced, and the pod
+    never shows a back-off (with this cluster's 1 s base, backing off would take 1 + 2 + ... + 256 s)."""
+    masters, _ = cluster
+    with masters.client() as c:
+        reasons: list[str] = []
+        watch = c.objects.watch("pods", "default", label_selector="app=tenkills")
+
+        def record() -> None:
+            with contextlib.suppress(RaftorchError):  # closed at the end
+                for event in watch:
+                    pod = event.object
+                    if isinstance(pod, objects_pb2.Pod):
+                        reasons.extend(s.state.reason for s in pod.status.container_statuses)
+
+        reader = threading.Thread(target=record, daemon=True)
+        reader.start()
+        c.objects.create(deployment("tenkills", 1, HTTPD))
+        eventually(lambda: all_running(c, "tenkills", 1), what="tenkills running")
+        for kill in range(1, 11):
+            (container,) = containers_of(docker_client, pods_of(c, "tenkills"))
+            docker_client.api.kill(container["Id"])  # type: ignore[attr-defined]
+
+            def replaced(old: object = container["Id"], count: int = kill) -> bool:
+                pods = pods_of(c, "tenkills")
+                if not all_running(c, "tenkills", 1) or not pods[0].status.container_statuses:
+                    return False
+                status = pods[0].status.container_statuses[0]
+                return (status.restart_count == count and status.state.state == "running"
+                        and status.container_id not in ("", old))
+
+            eventually(replaced, timeout=30, what=f"replacement {kill} running")
+            last = pods_of(c, "tenkills")[0].status.container_statuses[0].last_state
+            assert (last.state, last.exit_code) == ("terminated", 137)
+        watch.close()
+        reader.join(timeout=10)
+        assert "CrashLoopBackOff" not in reasons, reasons
+        c.objects.delete("deployment", "tenkills", "default")
+
+
 def test_restarted_agent_adopts_running_containers(cluster: tuple[LocalMasters, LocalAgents],
                                                    docker_client: object) -> None:
     masters, agents = cluster
@@ -260,14 +306,27 @@ def test_master_killed_while_agents_run_no_pod_restarts(cluster: tuple[LocalMast
             assert ready == "True", f"{node.metadata.name} went NotReady after a master died"
 
 
+def _privileged(c: Client, namespace: str) -> bool:
+    try:
+        ns = c.objects.get("namespaces", namespace)
+        ns.metadata.labels[LEVEL_LABEL] = PRIVILEGED  # type: ignore[attr-defined]
+        c.objects.update(ns)
+    except RaftorchError:
+        return False
+    return True
+
+
 def test_process_runtime_runs_a_deployment_without_docker(tmp_path: Path, docker_client: object) -> None:
     masters = LocalMasters(tmp_path / "masters")
     masters.start()
-    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["proc-a", "proc-b"], runtime="process")
+    agents = LocalAgents(tmp_path / "agents", masters.endpoints, ["proc-a", "proc-b"], runtime="process",
+                         ca_dir=masters.pki_dir)
     try:
         masters.wait_ready()
         agents.start()
         with masters.client() as c:
+            # Host processes are for privileged namespaces only (pod security).
+            eventually(lambda: _privileged(c, "default"), what="namespace default labelled privileged")
             c.objects.create(deployment("procs", 3, ["sh", "-c", "echo started; exec sleep 1000"]))
             eventually(lambda: all_running(c, "procs", 3), what="3 process pods")
             pods = pods_of(c, "procs")

@@ -16,10 +16,13 @@ import grpc
 import pytest
 
 from raftorch import rpc
+from raftorch.agent.certs import NodeCert
 from raftorch.agent.endpoint import NodeAgentEndpoint, StreamLimits, serve
 from raftorch.agent.runtime.base import container_spec
 from raftorch.agent.runtime.fake import FakeRuntime
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
+from raftorch.auth.interceptor import MasterOnlyInterceptor
+from raftorch.auth.pki import CertVerifier, ensure_ca, issue_node
 from raftorch.master import pods_service
 from tests.integration._inprocess import InProcessMaster
 
@@ -30,8 +33,8 @@ WAIT = 20.0
 class IdleServer:
     """The pod's port: accepts connections and never says a word."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_server((host, 0))
         self.port = self.sock.getsockname()[1]
         self.accepted: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -60,7 +63,8 @@ class SlowLogRuntime(FakeRuntime):
     """Followed logs that stay open (a quiet container) until released."""
 
     def __init__(self) -> None:
-        super().__init__()
+        # The pod's container gets a loopback address (127.0.0.x), where the pod's port listens.
+        super().__init__(ip_prefix="127.0.")
         self.release = threading.Event()
 
     def logs(self, container_id: str, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
@@ -78,6 +82,8 @@ class SlowLogRuntime(FakeRuntime):
 class Node:
     limits: StreamLimits
     runtime: SlowLogRuntime = field(default_factory=SlowLogRuntime)
+    # A node certificate: the endpoint then serves TLS to masters only, as a real agent does.
+    cert: NodeCert | None = None
     pod: objects_pb2.Pod = field(default_factory=lambda: objects_pb2.Pod(
         metadata=objects_pb2.ObjectMeta(name="web", namespace="default", uid="uid-web"),
         spec=objects_pb2.PodSpec(containers=[objects_pb2.Container(name="c", image="busybox")]),
@@ -87,11 +93,14 @@ class Node:
         info = self.runtime.create_and_start(container_spec(self.pod, self.pod.spec.containers[0], "n1", 0))
         self.runtime.write_log(info.id, b"hello\n")
         self.endpoint = NodeAgentEndpoint(self.find, self.runtime, "n1", self.limits)
-        self.server, port = serve(self.endpoint, "127.0.0.1:0")
+        cert = self.cert
+        guard = [] if cert is None else [MasterOnlyInterceptor(CertVerifier(cert.ca_pem))]
+        self.server, port = serve(self.endpoint, "127.0.0.1:0", interceptors=guard,
+                                  tls=cert.server_tls() if cert is not None else None)
         self.endpoint_address = f"127.0.0.1:{port}"
         self.channel = rpc.channel(self.endpoint_address)
         self.stub = agents_pb2_grpc.NodeAgentStub(self.channel)
-        self.pod_port = IdleServer()
+        self.pod_port = IdleServer(info.ip)  # where the runtime says the pod's container is
         self.calls: list[grpc.Future] = []
 
     def find(self, namespace: str, name: str) -> objects_pb2.Pod | None:
@@ -131,8 +140,8 @@ class Node:
 def make_node() -> Iterator[Callable[..., Node]]:
     made: list[Node] = []
 
-    def make(**limits: Any) -> Node:
-        made.append(Node(StreamLimits(**limits)))
+    def make(cert: NodeCert | None = None, **limits: Any) -> Node:
+        made.append(Node(StreamLimits(**limits), cert=cert))
         return made[-1]
 
     yield make
@@ -217,21 +226,35 @@ class Relay:
 @pytest.fixture
 def relay(make_node: Callable[..., Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relay]:
     monkeypatch.setattr(pods_service, "MAX_PORT_FORWARDS", 6)
-    node = make_node()
     master = InProcessMaster(tmp_path / "m1")
     try:
+        ca, _ = ensure_ca(master.config.pki_dir)
+        pair = issue_node(ca, "n1", "127.0.0.1")
+        node = make_node(cert=NodeCert(ca.cert_pem, pair.cert_pem, pair.key_pem))
         master.wait_ready()
-        with master.client() as c:
-            c.objects.create(objects_pb2.Node(
+        pod_ip = node.pod_port.sock.getsockname()[0]
+        with rpc.channel(master.master.client_addr, master.credentials) as channel:
+            # Registered as n1's agent would register it; a loopback pod address must be the
+            # node's own, and then only the pod's declared ports may be forwarded to.
+            agents_pb2_grpc.AgentsStub(channel).RegisterNode(agents_pb2.RegisterNodeRequest(node=objects_pb2.Node(
                 metadata=objects_pb2.ObjectMeta(name="n1"),
-                status=objects_pb2.NodeStatus(agent_endpoint=node.endpoint_address)))
+                status=objects_pb2.NodeStatus(agent_endpoint=node.endpoint_address, addresses=[
+                    objects_pb2.NodeAddress(type="InternalIP", address=pod_ip)]))), timeout=WAIT)
+        with master.client() as c:
             pod = objects_pb2.Pod()
             pod.CopyFrom(node.pod)
             pod.spec.node_name = "n1"
+            pod.spec.containers[0].ports.add(container_port=node.pod_port.port)
             pod.ClearField("status")
             pod.metadata.uid = ""
-            c.objects.create(pod)
-        with rpc.channel(master.master.client_addr) as channel:
+            created = c.objects.create(pod)
+        with rpc.channel(master.master.client_addr, master.credentials) as channel:
+            # What n1's agent would report: the pod runs, at its container's address.
+            agents_pb2_grpc.AgentsStub(channel).ReportPodStatus(agents_pb2.ReportPodStatusRequest(
+                node="n1", updates=[agents_pb2.PodStatusUpdate(
+                    namespace="default", name="web", uid=created.metadata.uid,
+                    status=objects_pb2.PodStatus(phase="Running", pod_ip=pod_ip))]),
+                timeout=WAIT)
             r = Relay(master, node, agents_pb2_grpc.PodsStub(channel))
             yield r
             r.release.set()

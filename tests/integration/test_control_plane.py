@@ -269,7 +269,7 @@ def test_bad_input_is_rejected_with_clear_errors(cluster: LocalMasters) -> None:
     # Unknown fields (a newer client's message) are refused, not silently dropped.
     obj = objects_pb2.Object(deployment=deployment("unknown-fields", 1))
     data = obj.SerializeToString() + b"\xf8\x3e\x01"  # field 999, varint 1
-    with rpc.channel(cluster.endpoints[0]) as chan:
+    with rpc.channel(cluster.endpoints[0], cluster.credentials) as chan:
         stub = resources_pb2_grpc.ResourcesStub(chan)
         with pytest.raises(grpc.RpcError) as info:
             stub.Create(resources_pb2.CreateRequest(object=objects_pb2.Object.FromString(data)), timeout=10)

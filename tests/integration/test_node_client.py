@@ -38,10 +38,16 @@ def test_node_client_lists_pods(masters: LocalMasters) -> None:
             spec=objects_pb2.PodSpec(node_selector={"nowhere": "true"},
                                      containers=[objects_pb2.Container(name="c", image="busybox")]))
         c.objects.create(pod)
+        token = c.auth.create_token("node-example", "view").token
+    env = {**os.environ, "RAFTORCH_CA": str(masters.admin.ca_file), "RAFTORCH_TOKEN": token}
     result = subprocess.run(["node", str(CLIENT / "list_pods.js"), masters.endpoints[1], "default"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert "default from-python Pending <none>" in result.stdout.splitlines()
     bad = subprocess.run(["node", str(CLIENT / "list_pods.js"), "127.0.0.1:1"], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, env=env)
     assert bad.returncode == 1 and bad.stderr.startswith("error:")
+    # A wrong token is refused by the master, over TLS.
+    wrong = subprocess.run(["node", str(CLIENT / "list_pods.js"), masters.endpoints[0]], capture_output=True,
+                           text=True, timeout=60, env={**env, "RAFTORCH_TOKEN": "abcdef12.wrongwrongwrongwrong"})
+    assert wrong.returncode == 1 and "unknown token" in wrong.stderr

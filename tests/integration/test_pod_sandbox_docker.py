@@ -45,7 +45,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Ite
     root = tmp_path_factory.mktemp("sandbox-cluster")
     masters = LocalMasters(root / "masters")
     masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, [NODE], extra_args=["--backoff-base", "1"])
+    agents = LocalAgents(root / "agents", masters.endpoints, [NODE], extra_args=["--backoff-base", "1"],
+                         ca_dir=masters.pki_dir)
     try:
         masters.wait_ready()
         agents.start()

@@ -111,7 +111,7 @@ class Cluster:
     root: Path
 
     def run(self, *args: str, input: str | None = None) -> Result:
-        base = ["--endpoints", ",".join(self.masters.endpoints), "--config", str(self.root / "none")]
+        base = ["--endpoints", ",".join(self.masters.endpoints), "--config", str(self.root / "config.yaml")]
         return CliRunner().invoke(cli, [*base, *args], input=input)
 
     def ok(self, *args: str, input: str | None = None) -> str:
@@ -139,11 +139,18 @@ class Cluster:
         return self.masters.client()
 
 
+def write_client_config(path: Path, masters: LocalMasters) -> None:
+    """What `raftctl up` writes: the CA and the admin's certificate (endpoints come by flag)."""
+    a = masters.admin
+    path.write_text(f"ca-file: {a.ca_file}\ncert-file: {a.cert_file}\nkey-file: {a.key_file}\n")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("raftctl")
     # Generous timeouts: a busy test machine must not make hollow nodes look dead.
     masters = LocalMasters(root / "masters", extra_args=["--node-grace", "10", "--eviction-timeout", "120"])
+    write_client_config(root / "config.yaml", masters)
     masters.start()
     try:
         masters.wait_ready()

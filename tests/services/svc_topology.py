@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from raftorch.api.v1 import objects_pb2
+from raftorch.auth.pki import ensure_node_files
 from raftorch.client import Client
 from raftorch.local.masters import LocalMasters
 from raftorch.net import bridge_name
@@ -442,6 +443,8 @@ class ServicesCluster:
         if mode is not None:
             host.mode = mode
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAFTORCH_AGENT_")}
+        assert self.masters is not None and self.masters.pki_dir is not None
+        ensure_node_files(self.masters.pki_dir, host.home / "data" / "pki", host.node, host.ip)
         cmd = self.agent_command(host, "--heartbeat-period", "0.5", "--backoff-base", "1",
                                  "--network-mode", host.mode)
         with host.log_path.open("ab") as log:

@@ -48,6 +48,12 @@ def test_a_parsed_request_wrapped_in_a_log_entry_always_parses_again() -> None:
      "label_selector: 5002 bytes is longer than the limit of 4096"),
     (kv_pb2.PutRequest(key="k", value=b"v" * (1024 * 1024 + 1)), "value: 1048577 bytes is larger than the limit"),
     (agents_pb2.HeartbeatBatch(nodes=["n"] * 10_001), "nodes: 10001 items is more than the limit of 10000"),
+    (objects_pb2.Pod(spec=objects_pb2.PodSpec(tolerations=[objects_pb2.Toleration(key="k")] * 101)),
+     "spec.tolerations: 101 items is more than the limit of 100"),
+    (objects_pb2.NodeSelectorRequirement(key="k", operator="In", values=["v"] * 101),
+     "values: 101 items is more than the limit of 100"),
+    (objects_pb2.NodeSelectorTerm(match_expressions=[objects_pb2.NodeSelectorRequirement(key="k")] * 101),
+     "match_expressions: 101 items is more than the limit of 100"),
     (kv_pb2.TxnRequest(compare=[kv_pb2.Compare(key="k", result=kv_pb2.Compare.Result.ValueType(9))]),
      "compare[0].result: 9 is not one of"),
     (resources_pb2.CreateRequest(object=wrap(objects_pb2.Pod(metadata=objects_pb2.ObjectMeta(

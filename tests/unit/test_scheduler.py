@@ -26,17 +26,18 @@ NOW = 1_700_000_000.0
 def node(name: str, *, cpu: int = 4000, memory: int = 16 * GI, pods: int = 110, used_cpu: int = 0,
          used_memory: int = 0, pod_count: int = 0, ready: bool = True, unschedulable: bool = False,
          labels: Mapping[str, str] | None = None, host_ports: frozenset[tuple[str, int]] = frozenset(),
-         owner_pods: Mapping[str, int] | None = None) -> NodeInfo:
+         owner_pods: Mapping[str, int] | None = None, host_processes: bool = False) -> NodeInfo:
     return NodeInfo(name=name, ready=ready, unschedulable=unschedulable, labels=labels or {},
                     allocatable_cpu=cpu, allocatable_memory=memory, allocatable_pods=pods,
                     used_cpu=used_cpu, used_memory=used_memory, pod_count=pod_count,
-                    host_ports=host_ports, owner_pods=owner_pods or {})
+                    host_ports=host_ports, owner_pods=owner_pods or {}, host_processes=host_processes)
 
 
 def pod(name: str, *, cpu: int = 100, memory: int = 128 * MI, selector: Mapping[str, str] | None = None,
-        ports: frozenset[tuple[str, int]] = frozenset(), owner: str = "") -> PodRequest:
+        ports: frozenset[tuple[str, int]] = frozenset(), owner: str = "", privileged: bool = False) -> PodRequest:
     return PodRequest(namespace="default", name=name, uid=f"uid-{name}", cpu=cpu, memory=memory,
-                      node_selector=selector or {}, host_ports=ports, owner_uid=owner)
+                      node_selector=selector or {}, host_ports=ports, owner_uid=owner,
+                      host_processes_allowed=privileged)
 
 
 def replicas(owner: str, count: int) -> list[PodRequest]:
@@ -66,6 +67,7 @@ def assert_valid(nodes: Sequence[NodeInfo], pods: Sequence[PodRequest], plan: Pl
         assert n.ready and not n.unschedulable
         assert all(n.labels.get(k) == v for k, v in p.node_selector.items())
         assert not ports[n.name] & p.host_ports
+        assert p.host_processes_allowed or not n.host_processes
         cpu[n.name] += p.cpu
         memory[n.name] += p.memory
         count[n.name] += 1
@@ -153,6 +155,16 @@ def test_host_port_taken_by_running_pod_or_other_protocol() -> None:
              node("b", host_ports=frozenset({("UDP", 80)}), used_cpu=3000))
     plan = schedule(Snapshot(nodes), [pod("p", ports=frozenset({("TCP", 80)}))], NOW)
     assert placed(plan) == {"p": "b"}
+
+
+def test_host_process_nodes_take_only_pods_of_privileged_namespaces() -> None:
+    nodes = (node("proc", host_processes=True), node("dock", used_cpu=3900))
+    plan = schedule(Snapshot(nodes), [pod("a"), pod("b"), pod("sys", privileged=True)], NOW)
+    # "proc" is emptier, but only the privileged pod may go there; "dock" has room for one more.
+    assert placed(plan) == {"a": "dock", "sys": "proc"}
+    assert [(u.name, u.reason) for u in plan.unschedulable] == [
+        ("b", "0/2 nodes are available: 1 Insufficient cpu, "
+              "1 node(s) run pods as host processes, which the pod's namespace does not allow.")]
 
 
 def test_not_ready_and_cordoned_nodes_are_skipped() -> None:
@@ -249,9 +261,10 @@ def test_a_later_pod_of_a_failed_shape_gets_an_up_to_date_reason() -> None:
 
 def test_same_inputs_same_plan_whatever_the_node_order() -> None:
     rng = random.Random(7)
-    nodes = [node(f"n{i:02d}", used_cpu=rng.randrange(0, 3000, 100), labels={"zone": f"z{i % 3}"}) for i in range(40)]
+    nodes = [node(f"n{i:02d}", used_cpu=rng.randrange(0, 3000, 100), labels={"zone": f"z{i % 3}"},
+                  host_processes=i % 7 == 0) for i in range(40)]
     pods = [pod(f"p{i}", cpu=rng.randrange(100, 1000, 100), owner=f"o{i % 4}",
-                selector={"zone": "z1"} if i % 5 == 0 else None) for i in range(120)]
+                selector={"zone": "z1"} if i % 5 == 0 else None, privileged=i % 3 == 0) for i in range(120)]
     plan = schedule(Snapshot(tuple(nodes)), pods, NOW)
     assert schedule(Snapshot(tuple(nodes)), pods, NOW) == plan
     rng.shuffle(nodes)

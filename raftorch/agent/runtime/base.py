@@ -16,9 +16,9 @@ Kubernetes-style reason a container shows while it waits (ErrImagePull, RunConta
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Internal, NotFound, Unavailable
@@ -41,6 +41,7 @@ __all__ = [
     "PULL_IF_NOT_PRESENT",
     "PULL_NEVER",
     "SANDBOX_CONTAINER",
+    "ChangeWatch",
     "ContainerInfo",
     "ContainerNotFound",
     "ContainerRuntime",
@@ -50,6 +51,7 @@ __all__ = [
     "PortMapping",
     "RuntimeFailure",
     "RuntimeUnavailable",
+    "WatchesChanges",
     "container_spec",
     "labels_for",
     "sandbox_spec",
@@ -81,6 +83,7 @@ ERR_IMAGE_PULL = "ErrImagePull"
 ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
 RUN_CONTAINER_ERROR = "RunContainerError"
 CREATE_CONTAINER_ERROR = "CreateContainerError"
+CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
 
 RUNNING = "running"
 EXITED = "exited"
@@ -150,6 +153,13 @@ class ContainerSpec:
     # The id of a sandbox container whose network namespace (and IP, hostname) this one joins.
     sandbox: str | None = None
     extra_labels: tuple[tuple[str, str], ...] = ()
+    # The container's securityContext (objects.proto SecurityContext).
+    privileged: bool = False
+    run_as_user: int | None = None
+    run_as_non_root: bool = False
+    no_new_privileges: bool = False  # allowPrivilegeEscalation: false
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
 
     @property
     def runtime_name(self) -> str:
@@ -199,6 +209,9 @@ class ContainerInfo:
     ip: str = ""
     reason: str = ""  # once exited: Completed, Error, OOMKilled, ContainerStatusUnknown
     message: str = ""
+    # Once exited: it was stopped by a signal someone sent through the runtime (`docker kill`,
+    # `docker stop`), not by the agent and not by exiting on its own. Such an exit is no crash.
+    killed: bool = False
 
     @property
     def pod_uid(self) -> str:
@@ -290,11 +303,26 @@ def sandbox_spec(pod: objects_pb2.Pod, node: str, attempt: int, image: str, *,
         extra_labels=((LABEL_ROLE, ROLE_SANDBOX),))
 
 
+class ChangeWatch(Protocol):
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class WatchesChanges(Protocol):
+    """A runtime that can tell the agent when a container exits or disappears, so it need not poll."""
+
+    def watch_changes(self, node: str, changed: Callable[[], None]) -> ChangeWatch:
+        """From now on call `changed` (from a thread of the runtime's) soon after one of `node`'s containers
+        exits or goes, and whenever the runtime may have missed that; until the watch is closed."""
+        ...
+
+
 def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node: str, attempt: int, *,
                    network: str | None = None, ip_address: str | None = None,
                    sandbox: str | None = None) -> ContainerSpec:
     """The spec of one container of a pod. `Invalid` for a bad resource quantity."""
     limits = container.resources.limits
+    sc = container.security_context
     return ContainerSpec(
         pod_uid=pod.metadata.uid, pod_namespace=pod.metadata.namespace, pod_name=pod.metadata.name, node=node,
         container=container.name, image=container.image,
@@ -306,4 +334,8 @@ def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node:
         cpu_millis=parse_cpu(limits["cpu"]) if "cpu" in limits else None,
         memory_bytes=parse_memory(limits["memory"]) if "memory" in limits else None,
         attempt=attempt, grace_seconds=pod.spec.termination_grace_period_seconds or 30,
-        host_network=pod.spec.host_network, network=network, ip_address=ip_address, sandbox=sandbox)
+        host_network=pod.spec.host_network, network=network, ip_address=ip_address, sandbox=sandbox,
+        privileged=sc.privileged, run_as_user=sc.run_as_user if sc.HasField("run_as_user") else None,
+        run_as_non_root=sc.run_as_non_root,
+        no_new_privileges=sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation,
+        cap_add=tuple(sc.capabilities.add), cap_drop=tuple(sc.capabilities.drop))

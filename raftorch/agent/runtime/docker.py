@@ -19,8 +19,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -28,6 +29,7 @@ import docker.errors
 import docker.utils
 
 from raftorch.agent.runtime.base import (
+    CREATE_CONTAINER_CONFIG_ERROR,
     CREATE_CONTAINER_ERROR,
     CREATED,
     ERR_IMAGE_NEVER_PULL,
@@ -48,6 +50,7 @@ from raftorch.agent.runtime.base import (
     RuntimeUnavailable,
     exit_reason,
 )
+from raftorch.agent.runtime.docker_events import DockerEvents
 from raftorch.dockerlib import explain, translated
 from raftorch.errors import Invalid
 from raftorch.objects import parse_time
@@ -97,38 +100,54 @@ def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
         message=str(state.get("Error") or ""))
 
 
-def _create_args(spec: ContainerSpec, endpoint_config: Any) -> dict[str, Any]:
+def _created_info(summary: Mapping[str, Any]) -> ContainerInfo:
+    """A container made but never started, from the list's summary."""
+    names = summary.get("Names") or [""]
+    return ContainerInfo(id=str(summary["Id"]), state=CREATED, labels=dict(summary.get("Labels") or {}),
+                         name=str(names[0]).lstrip("/"), image=str(summary.get("Image", "")))
+
+
+def _create_args(spec: ContainerSpec, api: Any) -> dict[str, Any]:
+    """Arguments of the low-level create call: the SDK's high-level create would inspect the container
+    afterwards, and its model's start and reload once more."""
+    host: dict[str, Any] = {}
+    # A container joining a sandbox shares its network namespace, hostname and published ports;
+    # Docker refuses them on a container that joins another's network.
+    bindings = {} if spec.sandbox else {
+        f"{p.container_port}/{p.protocol.lower()}": p.host_port for p in spec.ports if p.host_port}
+    if bindings:
+        host["port_bindings"] = bindings
+    if spec.cpu_millis:
+        host["nano_cpus"] = max(spec.cpu_millis * 1_000_000, _MIN_NANO_CPUS)
+    if spec.memory_bytes:
+        host["mem_limit"] = spec.memory_bytes
     args: dict[str, Any] = {
         "image": spec.image, "name": spec.runtime_name, "labels": spec.labels(), "detach": True,
         "environment": [f"{name}={value}" for name, value in spec.env],
         "entrypoint": list(spec.command) or None, "command": list(spec.args) or None,
-        "working_dir": spec.working_dir or None,
+        "working_dir": spec.working_dir or None, "ports": list(bindings) or None,
     }
+    if spec.privileged:
+        host["privileged"] = True
+    if spec.run_as_user is not None:
+        args["user"] = str(spec.run_as_user)
+    if spec.no_new_privileges:
+        host["security_opt"] = ["no-new-privileges"]
+    if spec.cap_add:
+        host["cap_add"] = list(spec.cap_add)
+    if spec.cap_drop:
+        host["cap_drop"] = list(spec.cap_drop)
     if spec.sandbox:
-        # The sandbox holds the network namespace, hostname and published ports; Docker refuses
-        # them on a container that joins another's network.
-        args["network_mode"] = f"container:{spec.sandbox}"
-        return _limits(args, spec)
-    ports = {f"{p.container_port}/{p.protocol.lower()}": p.host_port for p in spec.ports if p.host_port}
-    if ports:
-        args["ports"] = ports
-    _limits(args, spec)
-    if spec.host_network:
-        args["network_mode"] = "host"
+        host["network_mode"] = f"container:{spec.sandbox}"
+    elif spec.host_network:
+        host["network_mode"] = "host"
     else:
         args["hostname"] = spec.pod_name[:63]
         if spec.network:
-            args["network"] = spec.network
-            if spec.ip_address:
-                args["networking_config"] = {spec.network: endpoint_config(ipv4_address=spec.ip_address)}
-    return args
-
-
-def _limits(args: dict[str, Any], spec: ContainerSpec) -> dict[str, Any]:
-    if spec.cpu_millis:
-        args["nano_cpus"] = max(spec.cpu_millis * 1_000_000, _MIN_NANO_CPUS)
-    if spec.memory_bytes:
-        args["mem_limit"] = spec.memory_bytes
+            host["network_mode"] = spec.network
+            endpoint = api.create_endpoint_config(ipv4_address=spec.ip_address) if spec.ip_address else {}
+            args["networking_config"] = api.create_networking_config({spec.network: endpoint})
+    args["host_config"] = api.create_host_config(**host)
     return args
 
 
@@ -166,42 +185,94 @@ class DockerRuntime(ContainerRuntime):
         self.client = client if client is not None else _connect(base_url, timeout)
         self.pull_timeout = pull_timeout
         self._pulls: dict[str, Future[None]] = {}
+        self._images: set[str] = set()  # known present; forgotten when a create says otherwise
+        self._image_check = threading.Lock()
         self._inspected: dict[str, ContainerInfo] = {}  # by id; refreshed when the listed state differs
         self._lock = threading.Lock()
+        self._feed: DockerEvents | None = None
+        self._starting: set[str] = set()  # ids between create and the inspect after start
 
     def close(self) -> None:
+        if self._feed is not None:
+            self._feed.close()
         self.client.close()
 
+    def watch_changes(self, node: str, changed: Callable[[], None]) -> DockerEvents:
+        """Docker's event stream for `node`'s containers: `changed` is called when one exits or goes, and
+        kills sent by others are told apart from the agent's own stops (`ContainerInfo.killed`)."""
+        if self._feed is None:
+            self._feed = DockerEvents(self.client, node, self._on_die, changed)
+        return self._feed
+
+    def _on_die(self, container_id: str, exit_code: int, at: float, killed: bool, oom: bool) -> None:
+        """The cached container as the die event says it ended: no inspect needed to see the exit."""
+        with self._lock:
+            cached = self._inspected.get(container_id)
+            if cached is not None:
+                self._inspected[container_id] = replace(
+                    cached, state=EXITED, exit_code=exit_code, finished_at=at, ip="",
+                    reason=exit_reason(exit_code, oom), killed=killed)
+
     def list_containers(self, node: str) -> list[ContainerInfo]:
-        """One cheap list call; a container is inspected again only when its state changed (or it is new)."""
+        """One list call. A container is inspected only when it is new to this runtime or its state changed
+        in a way the event stream has not told (an exit is waited for from the stream while it is live).
+        Never inspected: containers only created (the list says all the planner needs of them), and those
+        this runtime is starting (left out until `create_and_start` returns: it inspects them itself)."""
         filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}"]}
+        feed = self._feed
+        with self._lock:
+            known = set(self._inspected)  # what a start adds meanwhile is not stale
         infos = []
         with _translated("listing containers"):
             listed = self.client.api.containers(all=True, filters=filters)
             for summary in listed:
-                cached = self._inspected.get(summary["Id"])
-                if cached is None or cached.state != _kind(str(summary.get("State", ""))):
+                container_id = str(summary["Id"])
+                state = _kind(str(summary.get("State", "")))
+                if container_id in self._starting:
+                    continue
+                if state == CREATED:
+                    infos.append(_created_info(summary))
+                    continue
+                cached = self._inspected.get(container_id)
+                if cached is not None and cached.state != state and not (feed is not None and (
+                        # the exit is on its way in the event stream (and will wake the agent) ...
+                        (cached.running and state == EXITED and feed.live and not feed.died(container_id))
+                        # ... or came by it, before the list's view of the daemon has it
+                        or (state == RUNNING and cached.state == EXITED and feed.died_lately(container_id)))):
+                    cached = None
+                if cached is None:
                     try:
-                        cached = _container_info(self.client.api.inspect_container(summary["Id"]))
+                        cached = self._inspect(container_id)
                     except docker.errors.NotFound:
                         continue  # removed since the list
-                    with self._lock:
-                        self._inspected[cached.id] = cached
                 infos.append(cached)
         with self._lock:
             listed_ids = {c.id for c in infos}
             for stale in [i for i, c in list(self._inspected.items()) if c.labels.get(LABEL_NODE) == node
-                          and i not in listed_ids]:
+                          and i in known and i not in listed_ids and i not in self._starting]:
                 del self._inspected[stale]
         return infos
+
+    def _inspect(self, container_id: str) -> ContainerInfo:
+        info = _container_info(self.client.api.inspect_container(container_id))
+        if info.state == EXITED and self._feed is not None:
+            info = replace(info, killed=self._feed.was_killed(container_id))
+        with self._lock:
+            self._inspected[container_id] = info
+        return info
 
     # -- images -----------------------------------------------------------------------------
 
     def ensure_image(self, image: str, policy: str) -> None:
         if policy not in PULL_POLICIES:
             raise Invalid(f"image pull policy: expected one of {', '.join(PULL_POLICIES)}, got {policy!r}")
-        if policy != PULL_ALWAYS and self._present(image):
+        if policy != PULL_ALWAYS and image in self._images:
             return
+        if policy != PULL_ALWAYS:
+            with self._image_check:  # parallel first starts of an image ask the daemon once
+                if image in self._images or self._present(image):
+                    self._images.add(image)
+                    return
         if policy == PULL_NEVER:
             raise ImagePullError(f'container image "{image}" is not present with pull policy of Never',
                                  image=image, reason=ERR_IMAGE_NEVER_PULL)
@@ -218,6 +289,8 @@ class DockerRuntime(ContainerRuntime):
                                  image=image) from None
         except (docker.errors.DockerException, OSError, RuntimeFailure) as exc:
             raise ImagePullError(f'failed to pull image "{image}": {explain(exc)}', image=image) from exc
+        with self._lock:
+            self._images.add(image)
 
     def _present(self, image: str) -> bool:
         try:
@@ -245,34 +318,79 @@ class DockerRuntime(ContainerRuntime):
     # -- containers -------------------------------------------------------------------------
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create, start, inspect once (the address and start time); the result is cached for the next list."""
         name = spec.runtime_name
+        api = self.client.api
         with _translated(f"container {name}"):
+            if spec.run_as_non_root:
+                self._check_non_root(spec)
             try:
-                container = self.client.containers.create(
-                    **_create_args(spec, self.client.api.create_endpoint_config))
+                created = self._create(spec)
             except docker.errors.APIError as exc:
                 raise RuntimeFailure(f"creating container {name}: {explain(exc)}", CREATE_CONTAINER_ERROR) from exc
+            container_id = str(created["Id"])
+            with self._lock:
+                self._starting.add(container_id)
             try:
-                container.start()
-                container.reload()
+                api.start(container_id)
+                return self._inspect(container_id)
             except docker.errors.APIError as exc:
+                self._forget(container_id)
                 with contextlib.suppress(docker.errors.DockerException, OSError):
-                    container.remove(force=True)
+                    api.remove_container(container_id, force=True, v=True)
                 raise RuntimeFailure(f"starting container {name}: {explain(exc)}") from exc
-            return _container_info(container.attrs)
+            finally:
+                with self._lock:
+                    self._starting.discard(container_id)
+
+    def _create(self, spec: ContainerSpec) -> Mapping[str, Any]:
+        api = self.client.api
+        try:
+            return dict(api.create_container(**_create_args(spec, api)))
+        except docker.errors.ImageNotFound:
+            if spec.image not in self._images:
+                raise
+        # Removed since it was seen: forget it, get it as the policy says, and try once more.
+        with self._lock:
+            self._images.discard(spec.image)
+        self.ensure_image(spec.image, spec.pull_policy)
+        return dict(api.create_container(**_create_args(spec, api)))
+
+    def _forget(self, container_id: str) -> None:
+        with self._lock:
+            self._inspected.pop(container_id, None)
+
+    def _check_non_root(self, spec: ContainerSpec) -> None:
+        """runAsNonRoot: the user the container would run as (its runAsUser, else the image's)
+        must be a uid other than 0; a user name cannot be checked without the image's passwd."""
+        if spec.run_as_user is not None:
+            user = str(spec.run_as_user)
+        else:
+            user = str((self.client.api.inspect_image(spec.image).get("Config") or {}).get("User") or "")
+        uid = user.partition(":")[0]
+        if uid in ("", "0", "root"):
+            raise RuntimeFailure("container has runAsNonRoot and image will run as root", CREATE_CONTAINER_CONFIG_ERROR)
+        if not uid.isdigit():
+            raise RuntimeFailure(f"container has runAsNonRoot and image has non-numeric user ({uid}), "
+                                 "cannot verify user is non-root", CREATE_CONTAINER_CONFIG_ERROR)
 
     def stop(self, container_id: str, grace_seconds: float) -> None:
         # Docker sends the image's stop signal (SIGTERM by default), waits, then SIGKILLs.
+        if self._feed is not None:
+            self._feed.ours(container_id)
         with contextlib.suppress(ContainerNotFound), _translated(f"stopping container {container_id}"):
             self.client.api.stop(container_id, timeout=math.ceil(max(grace_seconds, 0.0)))
 
     def remove(self, container_id: str) -> None:
+        if self._feed is not None:
+            self._feed.ours(container_id)
         with contextlib.suppress(ContainerNotFound), _translated(f"removing container {container_id}"):
             try:
                 self.client.api.remove_container(container_id, force=True, v=True)
             except docker.errors.APIError as exc:
                 if exc.status_code != 409 or "already in progress" not in explain(exc):
                     raise
+        self._forget(container_id)
 
     def exec(self, container_id: str, command: Sequence[str], timeout: float) -> int:
         api = self.client.api

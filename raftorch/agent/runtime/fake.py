@@ -77,13 +77,14 @@ class FakeRuntime(ContainerRuntime):
         with self._lock:
             self._start_failures[image] = error or RuntimeFailure(f"cannot start {image}")
 
-    def exit(self, container_id: str, code: int, reason: str = "", at: float | None = None) -> None:
-        """Make a running container exit, as if its process had ended."""
+    def exit(self, container_id: str, code: int, reason: str = "", at: float | None = None,
+             killed: bool = False) -> None:
+        """Make a running container exit, as if its process had ended (`killed`: by a signal from outside)."""
         with self._lock:
             info = self._get(container_id)
             self._containers[container_id] = replace(
                 info, state=EXITED, exit_code=code, reason=reason or exit_reason(code),
-                finished_at=self.clock() if at is None else at)
+                finished_at=self.clock() if at is None else at, killed=killed)
 
     def set_exec_result(self, container_id: str, code: int | None) -> None:
         """What `exec` in this container returns from now on; None makes it time out."""

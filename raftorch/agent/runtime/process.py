@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from raftorch.agent.runtime.base import (
+    CREATE_CONTAINER_CONFIG_ERROR,
     CREATE_CONTAINER_ERROR,
     EXITED,
     LABEL_MANAGED,
@@ -254,6 +255,13 @@ class ProcessRuntime(ContainerRuntime):
         if not argv:
             raise RuntimeFailure(f"container {spec.container}: the process runtime needs a command "
                                  "(there is no image to take one from)", CREATE_CONTAINER_ERROR)
+        # The command runs as the agent's own user: a securityContext cannot change that.
+        if spec.run_as_non_root and os.geteuid() == 0:
+            raise RuntimeFailure("container has runAsNonRoot and the process runtime runs it as root",
+                                 CREATE_CONTAINER_CONFIG_ERROR)
+        if spec.run_as_user is not None and spec.run_as_user != os.geteuid():
+            raise RuntimeFailure(f"runAsUser {spec.run_as_user}: the process runtime runs commands as the "
+                                 f"agent's user ({os.geteuid()})", CREATE_CONTAINER_CONFIG_ERROR)
         env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), **dict(spec.env)}
         container_id = uuid.uuid4().hex
         directory = self._dir(container_id)

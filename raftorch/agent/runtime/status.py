@@ -34,11 +34,12 @@ class Exit:
     message: str = ""
     started_at: float | None = None
     finished_at: float | None = None
+    killed: bool = False  # by a signal from outside (see ContainerInfo.killed)
 
     @classmethod
     def of(cls, info: ContainerInfo) -> Exit:
         return cls(info.id, info.attempt, info.exit_code, info.reason or exit_reason(info.exit_code), info.message,
-                   info.started_at, info.finished_at)
+                   info.started_at, info.finished_at, info.killed)
 
 
 def container_state(state: str, *, reason: str = "", message: str = "", exit_code: int = 0,

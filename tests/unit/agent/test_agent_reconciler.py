@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from agent_sim import (
+    CONFIG,
     HOST_IP,
     NODE,
     T0,
@@ -457,3 +458,63 @@ def test_finished_pods_get_no_status_and_no_starts() -> None:
     pod.status.phase = "Succeeded"
     plan = plan_pod_actions([pod], [], AgentPodState(), T0, ReconcileConfig(node=NODE))
     assert plan.actions == () and plan.statuses == {}
+
+
+# -- starts in flight and containers killed from outside -----------------------------------------
+
+
+def test_a_start_in_flight_is_neither_removed_nor_started_twice() -> None:
+    pod = make_pod()
+    node = Node([pod])
+    [start] = starts(node.plan())
+    # Docker shows the container created while the executor is still starting it.
+    node.runtime.add_container(ContainerInfo(id="new", state="created", labels=start.spec.labels()))
+    plan = plan_pod_actions([pod], node.runtime.list_containers(NODE), node.state, node.now, CONFIG,
+                            starting=frozenset({("uid-web", "app")}))
+    assert plan.actions == ()
+    cs = plan.statuses["uid-web"].container_statuses[0]
+    assert (cs.state.state, cs.state.reason) == ("waiting", "ContainerCreating")
+    # Once the start is done (or given up), a container still only created is half-made.
+    plan = node.plan()
+    assert [type(a).__name__ for a in plan.actions] == ["RemoveContainer", "StartContainer"]
+
+
+def test_a_container_killed_from_outside_restarts_at_once_every_time() -> None:
+    pod = make_pod()
+    node = Node([pod])
+    node.step()
+    for kills in range(1, 11):
+        node.runtime.exit(node.containers(pod)[-1].id, 137, killed=True)
+        plan = node.step(0.1)
+        assert [s.spec.attempt for s in starts(plan)] == [kills]
+        assert node.status(pod).container_statuses[0].state.reason != "CrashLoopBackOff"
+        assert node.record(pod).backoff_steps == 0
+        node.step(0.1)
+        assert node.status(pod).container_statuses[0].restart_count == kills
+    # Crashes after the kills back off as if the kills had not happened: immediately, then 10 s.
+    node.runtime.exit(node.containers(pod)[-1].id, 1)
+    assert [s.spec.attempt for s in starts(node.step(0.1))] == [11]
+    node.step(0.1)
+    node.runtime.exit(node.containers(pod)[-1].id, 1)
+    plan = node.step(0.1)
+    assert starts(plan) == []
+    assert node.status(pod).container_statuses[0].state.reason == "CrashLoopBackOff"
+    assert plan.wake_at == pytest.approx(node.now - 0.1 + 10)
+
+
+def test_a_kill_during_a_crash_loop_restarts_at_once_and_keeps_the_back_off() -> None:
+    pod = make_pod()
+    node = Node([pod])
+    node.step()
+    for _ in range(3):  # crashes: back-off 0, 10, 20 s
+        node.runtime.exit(node.containers(pod)[-1].id, 1)
+        node.step(0.1)
+        node.step(30)
+    assert node.record(pod).backoff_steps == 3
+    node.runtime.exit(node.containers(pod)[-1].id, 137, killed=True)
+    assert len(starts(node.step(0.1))) == 1
+    assert node.record(pod).backoff_steps == 3
+    node.step(0.1)
+    node.runtime.exit(node.containers(pod)[-1].id, 1)
+    plan = node.step(0.1)
+    assert starts(plan) == [] and plan.wake_at == pytest.approx(node.now - 0.1 + 40)

@@ -118,3 +118,16 @@ def test_host_network_pods_have_no_sandbox() -> None:
     node = Node([pod], SANDBOXED)
     [start] = starts(node.step())
     assert (start.spec.container, start.spec.sandbox) == ("a", None)
+
+
+def test_completed_pod_keeps_its_exited_containers_after_its_sandbox_goes() -> None:
+    node, pod = running_pod(("a",))
+    pod.spec.restart_policy = "Never"
+    [a] = node.containers(pod, "a")
+    node.runtime.exit(a.id, 0)
+    node.step(1)
+    pod.status.phase = "Succeeded"
+    for _ in range(3):
+        node.step(1)
+    assert node.containers(pod, SANDBOX_CONTAINER) == []
+    assert [c.id for c in node.containers(pod, "a")] == [a.id]  # its logs stay readable

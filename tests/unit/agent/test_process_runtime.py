@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,16 @@ def test_a_recycled_pid_is_not_taken_for_the_container(runtime: ProcessRuntime) 
     finally:
         os.killpg(state["pid"], signal.SIGKILL)
         os.waitpid(state["pid"], 0)
+
+
+def test_a_security_context_the_agents_user_cannot_meet_is_refused(runtime: ProcessRuntime) -> None:
+    """Commands run as the agent's own user: a runAsUser or runAsNonRoot it does not meet is refused."""
+    other = os.geteuid() + 1
+    with pytest.raises(RuntimeFailure) as info:
+        runtime.create_and_start(replace(spec("true"), run_as_user=other))
+    assert info.value.reason == "CreateContainerConfigError"
+    assert f"runAsUser {other}: the process runtime runs commands as the agent's user" in info.value.message
+    if os.geteuid() == 0:
+        with pytest.raises(RuntimeFailure, match="runAsNonRoot and the process runtime runs it as root"):
+            runtime.create_and_start(replace(spec("true"), run_as_non_root=True))
+    assert runtime.list_containers(NODE) == []

@@ -175,6 +175,18 @@ def test_fields_kubernetes_fills_in_are_accepted_and_ignored() -> None:
     assert not d.HasField("status")
 
 
+def test_a_restricted_container_security_context_reads_as_kubernetes_writes_it() -> None:
+    doc = docs()[0]
+    doc["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {
+        "allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 1000,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    d = from_manifest(doc)
+    assert isinstance(d, objects_pb2.Deployment)
+    sc = d.spec.template.spec.containers[0].security_context
+    assert sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation
+    assert (sc.run_as_non_root, sc.run_as_user, list(sc.capabilities.drop)) == (True, 1000, ["ALL"])
+
+
 def test_unknown_fields_are_named_by_path_all_at_once() -> None:
     doc = docs()[0]
     doc["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
@@ -216,7 +228,9 @@ def test_proto_spellings_of_kubernetes_acronyms_are_refused() -> None:
 
 @pytest.mark.parametrize(("doc", "needle"), [
     ({"apiVersion": "v1", "kind": "Deployment"}, 'unknown kind "Deployment" (apiVersion v1) (Deployment is apps/v1)'),
-    ({"apiVersion": "batch/v1", "kind": "Job"}, 'unknown kind "Job" (apiVersion batch/v1); raftctl knows: '),
+    ({"apiVersion": "batch/v1beta1", "kind": "CronJob"},
+     'unknown kind "CronJob" (apiVersion batch/v1beta1) (CronJob is batch/v1)'),
+    ({"apiVersion": "batch/v1", "kind": "Lease"}, 'unknown kind "Lease" (apiVersion batch/v1); raftctl knows: '),
     ({"kind": "Pod"}, "apiVersion: required"),
     ({"apiVersion": "v1"}, "kind: required"),
     ({"apiVersion": 1, "kind": "Pod"}, "apiVersion: expected a string"),

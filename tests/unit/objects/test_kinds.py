@@ -56,7 +56,8 @@ def test_kind_of_rejects_unknown_kinds_listing_the_known_ones(text: str) -> None
     with pytest.raises(Invalid) as exc:
         kind_of(text)
     assert str(exc.value) == (f'unknown kind "{text}"; known kinds: '
-                              "Pod, Deployment, ReplicaSet, Service, Endpoints, Node, Namespace, Event, ConfigMap")
+                              "Pod, Deployment, ReplicaSet, Service, Endpoints, Node, Namespace, Event, "
+                              "Job, CronJob, DaemonSet, ConfigMap")
 
 
 @pytest.mark.parametrize(("kind", "namespaced"), [

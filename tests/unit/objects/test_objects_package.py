@@ -7,12 +7,15 @@ import pytest
 
 import raftorch.objects
 
-MODULES = ["defaults", "kinds", "meta", "quantity", "selectors", "validation"]
+MODULES = ["defaults", "kinds", "meta", "quantity", "scheduling", "selectors", "validation", "workloads"]
 
 EXPECTED = {
+    # scheduling and workloads
+    "NODE_SELECTOR_OPERATORS", "TAINT_EFFECTS", "TOLERATION_OPERATORS", "JOB_NAME_LABEL",
+    "TEST_EVERY_SECONDS_ANNOTATION", "cron_schedule_error", "job_from_cron_job",
     # kinds
-    "CONFIG_MAP", "DEPLOYMENT", "ENDPOINTS", "EVENT", "KINDS", "NAMESPACE", "NODE", "POD", "REPLICA_SET", "SERVICE",
-    "Kind",
+    "CONFIG_MAP", "CRON_JOB", "DAEMON_SET", "DEPLOYMENT", "ENDPOINTS", "EVENT", "JOB", "KINDS", "NAMESPACE", "NODE",
+    "POD", "REPLICA_SET", "SERVICE", "Kind",
     "kind_of", "kind_of_message", "parse_store_key", "store_key", "store_prefix", "unwrap", "wrap",
     # quantity
     "format_cpu", "format_memory", "parse_count", "parse_cpu", "parse_memory",

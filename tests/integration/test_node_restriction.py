@@ -1,0 +1,219 @@
+"""Node restriction against real masters: with node-1's certificate, nothing of node-2's can be
+touched; and the attacks an agent identity (or no identity) could make on main now fail."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+
+from raftorch import rpc
+from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2, resources_pb2, resources_pb2_grpc
+from raftorch.auth import node_identity
+from raftorch.auth.pki import ensure_ca, issue_pair
+from raftorch.client import Client
+from raftorch.errors import NotFound
+from raftorch.local.masters import LocalMasters
+from raftorch.objects import wrap
+
+pytestmark = pytest.mark.processes
+
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def node_credentials(masters: LocalMasters, name: str) -> rpc.Credentials:
+    assert masters.pki_dir is not None
+    ca, _ = ensure_ca(masters.pki_dir)
+    pair = issue_pair(ca, node_identity(name))
+    return rpc.Credentials(ca.cert_pem, pair.cert_pem, pair.key_pem)
+
+
+def node_object(name: str, endpoint: str) -> objects_pb2.Node:
+    return objects_pb2.Node(
+        metadata=objects_pb2.ObjectMeta(name=name),
+        status=objects_pb2.NodeStatus(runtime="fake", agent_endpoint=endpoint,
+                                      capacity={"cpu": "4", "memory": "8Gi", "pods": "110"},
+                                      addresses=[objects_pb2.NodeAddress(type="InternalIP", address="127.0.0.1")]))
+
+
+class NodeCaller:
+    """Raw Agents and Resources calls to one master with one identity (or none)."""
+
+    def __init__(self, endpoint: str, creds: rpc.Credentials | None) -> None:
+        self.channel = rpc.channel(endpoint, creds)
+        self.agents = agents_pb2_grpc.AgentsStub(self.channel)
+        self.resources = resources_pb2_grpc.ResourcesStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def heartbeat(self, node: str) -> agents_pb2.HeartbeatResponse:
+        return next(iter(self.agents.Heartbeat(iter([agents_pb2.HeartbeatRequest(node=node, sequence=1)]),
+                                               timeout=10)))
+
+    def report(self, node: str, pod: objects_pb2.Pod, phase: str) -> agents_pb2.ReportPodStatusResponse:
+        update = agents_pb2.PodStatusUpdate(namespace=pod.metadata.namespace, name=pod.metadata.name,
+                                            uid=pod.metadata.uid, status=objects_pb2.PodStatus(phase=phase))
+        return self.agents.ReportPodStatus(agents_pb2.ReportPodStatusRequest(node=node, updates=[update]),
+                                           timeout=10)
+
+    def first_pod_event(self, node: str) -> resources_pb2.ObjectEvent:
+        stream = self.agents.WatchNodePods(agents_pb2.WatchNodePodsRequest(node=node), timeout=10)
+        try:
+            return next(iter(stream))
+        finally:
+            stream.cancel()
+
+
+def code_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details() or ""
+
+
+@pytest.fixture
+def two_nodes(masters: LocalMasters) -> Iterator[tuple[NodeCaller, NodeCaller, objects_pb2.Pod]]:
+    """node-1 and node-2 registered with their own certificates, and a pod bound to node-2."""
+    endpoint = masters.endpoints[0]
+    one = NodeCaller(endpoint, node_credentials(masters, "node-1"))
+    two = NodeCaller(endpoint, node_credentials(masters, "node-2"))
+    try:
+        one.agents.RegisterNode(agents_pb2.RegisterNodeRequest(node=node_object("node-1", "127.0.0.1:10001")),
+                                timeout=10)
+        two.agents.RegisterNode(agents_pb2.RegisterNodeRequest(node=node_object("node-2", "127.0.0.1:10002")),
+                                timeout=10)
+        with masters.client() as c:
+            eventually(lambda: _exists(c, "namespaces", "default"), what="namespace default")
+            created = c.objects.create(objects_pb2.Pod(
+                metadata=objects_pb2.ObjectMeta(name="theirs", namespace="default"),
+                spec=objects_pb2.PodSpec(node_name="node-2", containers=[objects_pb2.Container(name="c", image="i")])))
+        assert isinstance(created, objects_pb2.Pod)
+        yield one, two, created
+    finally:
+        one.close()
+        two.close()
+
+
+def _exists(c: Client, kind: str, name: str, namespace: str = "") -> bool:
+    try:
+        c.objects.get(kind, name, namespace)
+    except NotFound:
+        return False
+    return True
+
+
+def test_node_1_cannot_heartbeat_report_or_watch_as_node_2(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    one, two, theirs = two_nodes
+    # Its own calls work.
+    assert one.heartbeat("node-1").sequence == 1
+    assert one.first_pod_event("node-1").type == "BOOKMARK"
+    # node-2's are refused, naming who asked for what.
+    code, details = code_of(lambda: one.heartbeat("node-2"))
+    assert code == DENIED and details == 'node "node-1" may not heartbeat as node "node-2": a node acts only as itself'
+    code, details = code_of(lambda: one.report("node-2", theirs, "Failed"))
+    assert code == DENIED and 'may not report pod status as node "node-2"' in details
+    code, details = code_of(lambda: one.first_pod_event("node-2"))
+    assert code == DENIED and 'may not watch the pods as node "node-2"' in details
+    # Claiming to be itself does not reach node-2's pod either.
+    code, details = code_of(lambda: one.report("node-1", theirs, "Failed"))
+    assert code == DENIED and "is not bound to node node-1" in details
+    with masters.client() as c:
+        assert c.objects.get("pods", "theirs", "default").status.phase != "Failed"  # type: ignore[attr-defined]
+    # node-2 itself may, but not point its pod at an address that means "this host" to other nodes.
+    update = agents_pb2.PodStatusUpdate(namespace="default", name="theirs", uid=theirs.metadata.uid,
+                                        status=objects_pb2.PodStatus(phase="Running", pod_ip="127.0.0.2"))
+    code, details = code_of(lambda: two.agents.ReportPodStatus(
+        agents_pb2.ReportPodStatusRequest(node="node-2", updates=[update]), timeout=10))
+    assert code == DENIED and "127.0.0.2 is a host-local address" in details
+    two.report("node-2", theirs, "Running")
+    with masters.client() as c:
+        assert c.objects.get("pods", "theirs", "default").status.phase == "Running"  # type: ignore[attr-defined]
+
+
+def test_a_node_reads_only_its_own_pods_and_writes_only_its_mirror_pod(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    one, two, theirs = two_nodes
+    get = resources_pb2.GetRequest(kind="Pod", namespace="default", name="theirs")
+    code, details = code_of(lambda: one.resources.Get(get, timeout=10))
+    assert code == DENIED and "not bound to that node" in details
+    assert two.resources.Get(get, timeout=10).pod.metadata.uid == theirs.metadata.uid
+    code, _ = code_of(lambda: next(iter(one.resources.Watch(resources_pb2.WatchObjectsRequest(kind="Pod"),
+                                                            timeout=10))))
+    assert code == DENIED
+    code, _ = code_of(lambda: one.resources.Delete(resources_pb2.DeleteRequest(kind="Pod", namespace="default",
+                                                                               name="theirs"), timeout=10))
+    assert code == DENIED
+    node2 = two.resources.Get(resources_pb2.GetRequest(kind="Node", name="node-2"), timeout=10).node
+    node2.spec.unschedulable = True
+    code, details = code_of(lambda: one.resources.Update(resources_pb2.UpdateRequest(object=wrap(node2)),
+                                                         timeout=10))
+    assert code == DENIED and 'node "node-1" may not write Node' in details
+    # Services, endpoints and nodes are readable for its rules.
+    items = one.resources.List(resources_pb2.ListRequest(kind="Node"), timeout=10).items
+    assert {i.node.metadata.name for i in items} == {"node-1", "node-2"}
+    one.resources.List(resources_pb2.ListRequest(kind="Service"), timeout=10)
+    one.resources.List(resources_pb2.ListRequest(kind="Endpoints"), timeout=10)
+
+
+# -- the attacks of the issue, each of which worked on main ----------------------------------------
+
+
+def test_another_nodes_agent_endpoint_cannot_be_rewritten(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    one, _, _ = two_nodes
+    # As node-1, re-registering node-2 with an endpoint of its choice.
+    code, _ = code_of(lambda: one.agents.RegisterNode(
+        agents_pb2.RegisterNodeRequest(node=node_object("node-2", "127.0.0.2:22")), timeout=10))
+    assert code == DENIED
+    # Without credentials at all.
+    with rpc.channel(masters.endpoints[0]) as plain, pytest.raises(grpc.RpcError):
+        agents_pb2_grpc.AgentsStub(plain).RegisterNode(
+            agents_pb2.RegisterNodeRequest(node=node_object("node-2", "127.0.0.2:22")), timeout=10)
+    # Even the admin's object update keeps the address the agent registered.
+    with masters.client() as c:
+        node = c.objects.get("nodes", "node-2")
+        assert isinstance(node, objects_pb2.Node)
+        node.status.agent_endpoint = "127.0.0.2:22"
+        c.objects.update(node)
+        assert c.objects.get("nodes", "node-2").status.agent_endpoint == "127.0.0.1:10002"  # type: ignore[attr-defined]
+
+
+def test_a_pod_cannot_be_marked_failed_by_claiming_its_node(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    one, _, theirs = two_nodes
+    code, _ = code_of(lambda: one.report("node-2", theirs, "Failed"))
+    assert code == DENIED
+    anonymous = NodeCaller(masters.endpoints[0], None)
+    try:
+        with pytest.raises(grpc.RpcError):
+            anonymous.report("node-2", theirs, "Failed")
+    finally:
+        anonymous.close()
+    with masters.client() as c:
+        assert c.objects.get("pods", "theirs", "default").status.phase != "Failed"  # type: ignore[attr-defined]
+
+
+def test_a_fake_node_cannot_be_kept_ready_with_forged_heartbeats(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    one, _, _ = two_nodes
+    code, _ = code_of(lambda: one.agents.RegisterNode(
+        agents_pb2.RegisterNodeRequest(node=node_object("ghost", "127.0.0.1:9")), timeout=10))
+    assert code == DENIED
+    code, _ = code_of(lambda: one.heartbeat("ghost"))
+    assert code == DENIED
+    # A follower's batch path is for masters only.
+    code, details = code_of(lambda: one.agents.ForwardHeartbeats(agents_pb2.HeartbeatBatch(nodes=["ghost", "node-2"]),
+                                                                 timeout=10))
+    assert code == DENIED and "only masters do" in details
+    with masters.client() as c:
+        assert not _exists(c, "nodes", "ghost")
