@@ -42,7 +42,7 @@ RESOURCES = NAMESPACED | CLUSTER_SCOPED
 RESERVED_WRITE = ("/registry/", "/raftorch/")
 RESERVED_READ = ("/raftorch/",)
 
-_NODE_READ = frozenset({"pods", "nodes", "services", "endpoints", "namespaces", "cluster"})
+_NODE_READ = frozenset({"pods", "nodes", "services", "endpoints", "namespaces", "cluster", "configmaps", "secrets"})
 _NODE_WRITE = frozenset({"pods", "events", "nodes", "pods/status", "nodes/heartbeat", "certificates"})
 
 

@@ -119,6 +119,40 @@ def create_configmap(name: str, literals: tuple[str, ...], files: tuple[str, ...
     click.echo(f"configmap/{name} created")
 
 
+@create.group(name="secret")
+def create_secret() -> None:
+    """Create a Secret (kept encrypted by the masters).
+
+    \b
+    Example:
+      raftctl create secret generic db-pass --from-literal=password=s3cr3t
+    """
+
+
+@create_secret.command(name="generic")
+@click.argument("name")
+@click.option("--from-literal", "literals", multiple=True, metavar="KEY=VALUE", help="A key and its value; repeatable.")
+@click.option("--from-file", "files", multiple=True, metavar="[KEY=]PATH",
+              help="A file's content, under its base name or KEY; repeatable.")
+@click.option("--type", "type_", default="Opaque", show_default=True, help="The secret's type.")
+@namespace_option
+@handle_errors
+def create_secret_generic(name: str, literals: tuple[str, ...], files: tuple[str, ...], type_: str,
+                          namespace: str) -> None:
+    """Create a generic Secret from literal values and files.
+
+    \b
+    Example:
+      raftctl create secret generic db-pass --from-literal=password=s3cr3t --from-file=tls.key
+    """
+    secret = objects_pb2.Secret(metadata=objects_pb2.ObjectMeta(name=name, namespace=namespace), type=type_)
+    for key, value in config_entries(literals, files).items():
+        secret.data[key] = value.encode() if isinstance(value, str) else value
+    _check(secret)
+    get_ctx().client().objects.create(secret)
+    click.echo(f"secret/{name} created")
+
+
 def config_entries(literals: tuple[str, ...], files: tuple[str, ...]) -> dict[str, str | bytes]:
     """Keys and values from `--from-literal` and `--from-file`; a file that is not UTF-8 stays bytes."""
     out: dict[str, str | bytes] = {}

@@ -271,6 +271,15 @@ def _node(doc: Doc, client: Client, node: objects_pb2.Node) -> None:
                     printers.age(p.metadata.creation_timestamp, now)] for p in active])
 
 
+def _secret(doc: Doc, secret: objects_pb2.Secret) -> None:
+    """Keys and sizes only, as kubectl: a describe is often pasted where values must not go."""
+    doc.kv("Type", secret.type or "Opaque")
+    doc.heading("Data")
+    doc.heading("====")
+    for key in sorted(secret.data):
+        doc.kv(key, f"{len(secret.data[key])} bytes")
+
+
 def _other(doc: Doc, client: Client, msg: Message) -> None:
     body = {k: v for k, v in to_manifest(msg).items() if k not in ("apiVersion", "kind", "metadata")}
     for line in as_yaml(body).splitlines() if body else []:
@@ -313,6 +322,8 @@ def describe_object(client: Client, kind: Kind, msg: Message) -> str:
         _node(doc, client, msg)
     elif isinstance(msg, objects_pb2.Namespace):
         doc.kv("Status", msg.status.phase or "Active")
+    elif isinstance(msg, objects_pb2.Secret):
+        _secret(doc, msg)
     else:
         _other(doc, client, msg)
     _events(doc, client, kind, msg)

@@ -22,6 +22,7 @@ from raftorch.objects import (
     NODE,
     POD,
     REPLICA_SET,
+    SECRET,
     SERVICE,
     Kind,
     get_condition,
@@ -276,6 +277,10 @@ def _config_map(cm: objects_pb2.ConfigMap, now: float, wide: bool) -> list[str]:
     return [cm.metadata.name, str(len(cm.data) + len(cm.binary_data)), age(cm.metadata.creation_timestamp, now)]
 
 
+def _secret(s: objects_pb2.Secret, now: float, wide: bool) -> list[str]:
+    return [s.metadata.name, s.type or "Opaque", str(len(s.data)), age(s.metadata.creation_timestamp, now)]
+
+
 _COLUMNS: dict[str, Columns] = {
     POD.name: Columns(("NAME", "READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), _pod),
     DEPLOYMENT.name: Columns(("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
@@ -296,6 +301,7 @@ _COLUMNS: dict[str, Columns] = {
     DAEMON_SET.name: Columns(("NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR",
                               "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), _daemon_set),
     CONFIG_MAP.name: Columns(("NAME", "DATA", "AGE"), (), _config_map),
+    SECRET.name: Columns(("NAME", "TYPE", "DATA", "AGE"), (), _secret),
 }
 
 

@@ -76,7 +76,11 @@ def authorize_node_delete(caller: Identity, kind: Kind) -> None:
 
 def authorize_node_read(caller: Identity, kind: Kind, found: Message | None = None) -> None:
     """A node reads pods bound to it, one at a time (`found`: the pod read); a list or watch of
-    pods is refused, since WatchNodePods gives it its own. Other kinds pass (the role decides)."""
+    pods is refused, since WatchNodePods gives it its own. Secrets and config maps too are read
+    one at a time, by name (the ones its pods use). Other kinds pass (the role decides)."""
+    if caller.is_node and kind.name in ("Secret", "ConfigMap") and found is None:
+        raise PermissionDenied(f'node "{caller.name}" may not list or watch {kind.plural}: it reads the ones its '
+                               "pods use by name")
     if not caller.is_node or kind.name != "Pod":
         return
     if found is None:

@@ -23,6 +23,7 @@ __all__ = [
     "NODE",
     "POD",
     "REPLICA_SET",
+    "SECRET",
     "SERVICE",
     "Kind",
     "kind_of",
@@ -60,9 +61,10 @@ JOB = Kind("Job", "jobs", (), True, objects_pb2.Job, "job")
 CRON_JOB = Kind("CronJob", "cronjobs", ("cj",), True, objects_pb2.CronJob, "cron_job")
 DAEMON_SET = Kind("DaemonSet", "daemonsets", ("ds",), True, objects_pb2.DaemonSet, "daemon_set")
 CONFIG_MAP = Kind("ConfigMap", "configmaps", ("cm",), True, objects_pb2.ConfigMap, "config_map")
+SECRET = Kind("Secret", "secrets", (), True, objects_pb2.Secret, "secret")
 
 KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT, REPLICA_SET, SERVICE, ENDPOINTS, NODE, NAMESPACE, EVENT,
-                           JOB, CRON_JOB, DAEMON_SET, CONFIG_MAP)
+                           JOB, CRON_JOB, DAEMON_SET, CONFIG_MAP, SECRET)
 
 _BY_TEXT: dict[str, Kind] = {
     spelling: kind

@@ -17,6 +17,7 @@ numbers where Kubernetes has numbers, empty fields left out. Its output read bac
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any, cast
@@ -38,6 +39,7 @@ from raftorch.objects.kinds import (
     NAMESPACE,
     POD,
     REPLICA_SET,
+    SECRET,
     SERVICE,
     Kind,
     kind_of_message,
@@ -59,7 +61,7 @@ _API_VERSIONS: dict[str, str] = {kind.name: "v1" for kind in KINDS} | {
 
 # What a manifest may create; the other kinds are written by the masters and agents only.
 APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, DAEMON_SET, JOB, CRON_JOB, POD, SERVICE, NAMESPACE,
-                                     CONFIG_MAP)
+                                     CONFIG_MAP, SECRET)
 
 # Bounds of one manifest document. Real objects nest about 10 levels and hold a few thousand
 # nodes; an object is at most 1 MiB in the store, so nothing valid comes near these.
@@ -353,8 +355,9 @@ def _dump(msg: Message) -> dict[str, Any]:
         name = _TO_KUBERNETES.get(field.json_name, field.json_name)
         message_type = field.message_type
         if message_type is not None and message_type.GetOptions().map_entry:
-            nested = message_type.fields_by_name["value"].message_type is not None
-            out[name] = {k: _dump(value[k]) if nested else value[k] for k in sorted(value)}
+            value_field = message_type.fields_by_name["value"]
+            nested = value_field.message_type is not None
+            out[name] = {k: _dump(value[k]) if nested else _scalar(value_field, value[k]) for k in sorted(value)}
         elif field.is_repeated:
             out[name] = [_dump(v) for v in value] if message_type is not None else list(value)
         elif message_type is not None:
@@ -369,6 +372,8 @@ def _scalar(field: FieldDescriptor, value: Any) -> Any:
         return int(value)
     if field.full_name == _RESOURCE_VERSION:
         return str(value)
+    if isinstance(value, bytes):  # as Kubernetes writes Secret data and binaryData
+        return base64.b64encode(value).decode()
     return value
 
 

@@ -79,7 +79,13 @@ def validate(obj: objects_pb2.Object | Message) -> None:
     elif isinstance(msg, objects_pb2.Event):
         _event(problems, msg)
     elif isinstance(msg, objects_pb2.ConfigMap):
-        _config_data(problems, msg.data, msg.binary_data)
+        _config_data(problems, {"data": msg.data, "binaryData": msg.binary_data})
+    elif isinstance(msg, objects_pb2.Secret):
+        _config_data(problems, {"data": msg.data})
+        if msg.HasField("sealed"):
+            problems.add("sealed", "set by the masters only")
+        if len(msg.type) > MAX_CONFIG_KEY:
+            problems.add("type", f"at most {MAX_CONFIG_KEY} characters")
     elif isinstance(msg, objects_pb2.Job):
         validate_job(problems, msg)
         _conditions(problems, "status.conditions", msg.status.conditions)
@@ -94,16 +100,21 @@ _CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 MAX_CONFIG_KEY = 253
 
 
-def _config_data(problems: Problems, data: Mapping[str, str], binary: Mapping[str, bytes]) -> None:
-    """Keys become file names in a volume: no '/', not '.' or '..'; the values at most 1 MiB in all."""
-    for path, keys in (("data", data), ("binaryData", binary)):
+def _config_data(problems: Problems, fields: Mapping[str, Mapping[str, str] | Mapping[str, bytes]]) -> None:
+    """Keys become file names in a volume: no '/', not '.' or '..', unique across the fields; the
+    values at most 1 MiB in all."""
+    seen: set[str] = set()
+    size = 0
+    for path, keys in fields.items():
         for key in sorted(keys):
             if not _CONFIG_KEY.fullmatch(key) or key in (".", "..") or len(key) > MAX_CONFIG_KEY:
                 problems.add(f"{path}[{quote(key)}]", "a key must be letters, digits, '-', '_' or '.', "
                                                      f"not '.' or '..', at most {MAX_CONFIG_KEY} characters")
-    for key in sorted(set(data) & set(binary)):
-        problems.add(f"binaryData[{quote(key)}]", "the key is also in data")
-    size = sum(len(k) + len(v.encode()) for k, v in data.items()) + sum(len(k) + len(v) for k, v in binary.items())
+            elif key in seen:
+                problems.add(f"{path}[{quote(key)}]", "the key is also in data")
+            seen.add(key)
+            value = keys[key]
+            size += len(key) + len(value.encode() if isinstance(value, str) else value)
     if size > MAX_OBJECT_BYTES:
         problems.add("data", f"{size} bytes in all is larger than the limit of {MAX_OBJECT_BYTES} bytes")
 

@@ -74,6 +74,14 @@ def test_a_node_reads_pods_bound_to_it_one_at_a_time_and_deletes_nothing() -> No
     authorize_node_delete(ADMIN, nodes)
 
 
+def test_a_node_reads_secrets_and_config_maps_by_name_only() -> None:
+    for kind in (kind_of("Secret"), kind_of("ConfigMap")):
+        authorize_node_read(NODE1, kind, kind.message())
+        with pytest.raises(PermissionDenied, match="by name"):
+            authorize_node_read(NODE1, kind)
+        authorize_node_read(EDITOR, kind)
+
+
 def test_reported_pod_ips_that_mean_this_host_must_be_the_nodes_own() -> None:
     node = objects_pb2.Node(status=objects_pb2.NodeStatus(addresses=[
         objects_pb2.NodeAddress(type="InternalIP", address="127.0.0.1")]))

@@ -1586,6 +1586,7 @@ class Object(_message.Message):
     CRON_JOB_FIELD_NUMBER: _builtins.int
     DAEMON_SET_FIELD_NUMBER: _builtins.int
     CONFIG_MAP_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> Global___Pod: ...
     @_builtins.property
@@ -1612,6 +1613,8 @@ class Object(_message.Message):
     def config_map(self) -> Global___ConfigMap:
         """12..19 free for workload kinds; 20 and up for pod configuration and storage."""
 
+    @_builtins.property
+    def secret(self) -> Global___Secret: ...
     def __init__(
         self,
         *,
@@ -1627,12 +1630,13 @@ class Object(_message.Message):
         cron_job: Global___CronJob | None = ...,
         daemon_set: Global___DaemonSet | None = ...,
         config_map: Global___ConfigMap | None = ...,
+        secret: Global___Secret | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "deployment", "replica_set", "service", "endpoints", "node", "namespace", "event", "job", "cron_job", "daemon_set", "config_map"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "deployment", "replica_set", "service", "endpoints", "node", "namespace", "event", "job", "cron_job", "daemon_set", "config_map", "secret"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -2406,3 +2410,160 @@ class ConfigMap(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConfigMap: _TypeAlias = ConfigMap  # noqa: Y015
+
+@_typing.final
+class Secret(_message.Message):
+    """Credentials for pods, as Kubernetes' Secret. Keys as in ConfigMap; at most 1 MiB in all.
+    The masters keep `data` encrypted at rest (`sealed`); reads return it decrypted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class DataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.bytes
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.bytes = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class StringDataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    STRING_DATA_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    IMMUTABLE_FIELD_NUMBER: _builtins.int
+    SEALED_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """Opaque when empty."""
+    immutable: _builtins.bool
+    @_builtins.property
+    def metadata(self) -> Global___ObjectMeta: ...
+    @_builtins.property
+    def data(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]: ...
+    @_builtins.property
+    def string_data(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Write-only convenience: merged into `data` when written (a key in both takes this value)."""
+
+    @_builtins.property
+    def sealed(self) -> Global___SealedData:
+        """The stored form only, never in the API: `data` sealed with the masters' key."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___ObjectMeta | None = ...,
+        data: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
+        string_data: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        type: _builtins.str = ...,
+        immutable: _builtins.bool = ...,
+        sealed: Global___SealedData | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "sealed", b"sealed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "immutable", b"immutable", "metadata", b"metadata", "sealed", b"sealed", "string_data", b"string_data", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Secret: _TypeAlias = Secret  # noqa: Y015
+
+@_typing.final
+class SealedData(_message.Message):
+    """AES-256-GCM over a SecretData message; the associated data is the object's store key, so a
+    sealed value cannot be moved under another secret's name.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_NAME_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    CIPHERTEXT_FIELD_NUMBER: _builtins.int
+    key_name: _builtins.str
+    """The name of the key in the masters' encryption key file."""
+    nonce: _builtins.bytes
+    ciphertext: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        key_name: _builtins.str = ...,
+        nonce: _builtins.bytes = ...,
+        ciphertext: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "key_name", b"key_name", "nonce", b"nonce"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedData: _TypeAlias = SealedData  # noqa: Y015
+
+@_typing.final
+class SecretData(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class DataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.bytes
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.bytes = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DATA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        data: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecretData: _TypeAlias = SecretData  # noqa: Y015
