@@ -12,7 +12,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -38,6 +38,7 @@ from raftorch.agent.reconciler import (
     record_start_failure,
 )
 from raftorch.agent.runtime.base import ChangeWatch, ContainerRuntime, RuntimeFailure, WatchesChanges
+from raftorch.agent.volumes import PodVolumes, needs_inputs
 from raftorch.api.v1 import agents_pb2, objects_pb2
 from raftorch.auth.interceptor import MasterOnlyInterceptor
 from raftorch.auth.pki import CertVerifier
@@ -50,6 +51,8 @@ log = structlog.get_logger("raftorch.agent")
 
 SYSTEM_NAMESPACE = "raftorch-system"
 RECONCILE_PERIOD = 0.5
+# Volumes of pods that are gone (and have no container left) are removed this often (seconds).
+VOLUME_CLEANUP_PERIOD = 5.0
 # With the runtime's change events, a pass is also due after each exit; this is a resync only.
 RECONCILE_PERIOD_WITH_EVENTS = 2.0
 # Parallel container starts: what this kind of daemon takes before it slows down (bench/agent_bench.py).
@@ -83,6 +86,10 @@ class Agent:
         self.cert = cert
         self.client = Client(config.masters, timeout=5.0, retry_for=30.0,
                              credentials=cert.credentials() if cert is not None else None)
+        # Reads of ConfigMaps and Secrets happen on the reconcile thread: a short retry keeps a
+        # master outage from stalling it (the last values read stay in use meanwhile).
+        self._config_client = Client(config.masters, timeout=2.0, retry_for=2.0,
+                                     credentials=cert.credentials() if cert is not None else None)
         self._renewer: Renewer | None = None
         self._fresh_tls: rpc.ServerTLS | None = None
         self._conn = self.client._conn
@@ -113,6 +120,8 @@ class Agent:
         sandbox_image = config.sandbox_image if runtime.name == "docker" and config.sandbox_image else None
         self.rconfig = ReconcileConfig(node=config.name, host_ip=config.node_ip, backoff_base=config.backoff_base,
                                        sandbox_image=sandbox_image)
+        self.volumes = PodVolumes(config.data_dir / "pods", config.name, self._fetch_config, runtime)
+        self._volumes_cleaned = 0.0
         self.endpoint = f"{config.node_ip}:{config.agent_port}"
         self.network: NodeNetwork | None = None
         self.pod_cidr = ""
@@ -143,6 +152,7 @@ class Agent:
         self.cert = cert
         self._fresh_tls = cert.server_tls()
         self._conn.set_credentials(cert.credentials())
+        self._config_client._conn.set_credentials(cert.credentials())
 
     def _endpoint_tls(self) -> rpc.ServerTLS | None:
         fresh, self._fresh_tls = self._fresh_tls, None
@@ -167,6 +177,7 @@ class Agent:
         if self._server is not None:
             self._server.stop(1).wait(2)
         self.client.close()
+        self._config_client.close()
         log.info("agent_stopped", node=self.config.name)
 
     def wait(self) -> None:
@@ -332,8 +343,14 @@ class Agent:
             failures, self._start_failures = self._start_failures, []
         for failed, reason, message, when in failures:
             self.state = record_start_failure(self.state, failed, reason, message, when, self.rconfig)
-        plan = plan_pod_actions(desired, running, self.state, now, self.rconfig, starting)
+        inputs = {p.metadata.uid: self.volumes.prepare(p) for p in desired
+                  if needs_inputs(p) and not p.metadata.deletion_timestamp
+                  and p.status.phase not in ("Succeeded", "Failed")}
+        plan = plan_pod_actions(desired, running, self.state, now, self.rconfig, starting, inputs)
         self.state = plan.state
+        if now - self._volumes_cleaned >= VOLUME_CLEANUP_PERIOD:
+            self._volumes_cleaned = now
+            self.volumes.cleanup({p.metadata.uid for p in desired} | {c.pod_uid for c in running})
         for action in plan.actions:
             if isinstance(action, StopContainer):
                 self._stop_async(action.container_id, action.grace_seconds, action.remove)
@@ -361,6 +378,15 @@ class Agent:
             if uid not in by_uid:
                 del self._reported[uid]
         return plan.wake_at or now + self._period
+
+    def _fetch_config(self, kind: str, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        """A ConfigMap's or Secret's data by key (NotFound when it does not exist)."""
+        msg = self._config_client.objects.get("secrets" if kind == "Secret" else "configmaps", name, namespace)
+        if isinstance(msg, objects_pb2.Secret):
+            return dict(msg.data)
+        if isinstance(msg, objects_pb2.ConfigMap):
+            return {**{k: v.encode() for k, v in msg.data.items()}, **msg.binary_data}
+        return None
 
     def _start(self, action: StartContainer) -> None:
         spec = action.spec

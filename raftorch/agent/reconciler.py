@@ -53,6 +53,7 @@ from raftorch.agent.runtime.status import (
     pod_status,
     terminated,
 )
+from raftorch.agent.volumes import PodInputs
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
 from raftorch.objects import format_time
@@ -66,6 +67,8 @@ __all__ = [
 CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
 CONTAINER_CREATING = "ContainerCreating"
 CONFIG_ERROR = "CreateContainerConfigError"
+# A pod waiting for a ConfigMap or Secret is looked at again this often (seconds).
+INPUTS_RETRY = 2.0
 _MAX_STEPS = 30  # far past any back-off cap; keeps 2**steps small
 
 
@@ -164,10 +167,12 @@ class ProbeCheck:
 class _Plan:
     """The plan under construction."""
 
-    def __init__(self, now: float, config: ReconcileConfig, starting: frozenset[tuple[str, str]]) -> None:
+    def __init__(self, now: float, config: ReconcileConfig, starting: frozenset[tuple[str, str]],
+                 inputs: Mapping[str, PodInputs]) -> None:
         self.now = now
         self.config = config
         self.starting = starting
+        self.inputs = inputs
         self.stops: list[StopContainer] = []
         self.removes: list[RemoveContainer] = []
         self.starts: list[StartContainer] = []
@@ -186,12 +191,14 @@ class _Plan:
 
 def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[ContainerInfo], state: AgentPodState,
                      now: float, config: ReconcileConfig,
-                     starting: frozenset[tuple[str, str]] = frozenset()) -> ReconcilePlan:
+                     starting: frozenset[tuple[str, str]] = frozenset(),
+                     inputs: Mapping[str, PodInputs] | None = None) -> ReconcilePlan:
     """The actions that bring this node's containers to the desired pods, and the pods' statuses.
 
     `starting`: (pod uid, container) of the starts the executor has not finished, or finished after
-    `running` was listed."""
-    plan = _Plan(now, config, starting)
+    `running` was listed. `inputs`: by pod uid, the env and mounts of the pods that have volumes
+    or env sources (or why they must wait)."""
+    plan = _Plan(now, config, starting, inputs or {})
     by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
     for info in running:
         by_pod[info.pod_uid].append(info)
@@ -386,10 +393,17 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         status.state.CopyFrom(container_state("waiting", reason=sandbox_rec.waiting_reason or CONTAINER_CREATING,
                                               message=sandbox_rec.waiting_message))
         return rec, status, kind, ""
+    inputs = plan.inputs.get(pod.metadata.uid)
+    if inputs is not None and inputs.problem:
+        status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=inputs.problem))
+        plan.wake_at(now + INPUTS_RETRY)
+        return rec, status, kind, ""
     if not in_flight:
         try:
             spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1,
-                                  network=plan.config.network, sandbox=sandbox.id if sandbox is not None else None)
+                                  network=plan.config.network, sandbox=sandbox.id if sandbox is not None else None,
+                                  env=inputs.env.get(container.name) if inputs is not None else None,
+                                  mounts=inputs.mounts.get(container.name, ()) if inputs is not None else ())
         except Invalid as err:
             status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=str(err)))
             return rec, status, kind, ""

@@ -48,6 +48,7 @@ __all__ = [
     "ContainerSpec",
     "ExecTimeout",
     "ImagePullError",
+    "Mount",
     "PortMapping",
     "RuntimeFailure",
     "RuntimeUnavailable",
@@ -160,6 +161,8 @@ class ContainerSpec:
     no_new_privileges: bool = False  # allowPrivilegeEscalation: false
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
+    # The pod's volumes this container mounts (raftorch/agent/volumes.py prepares them).
+    mounts: tuple[Mount, ...] = ()
 
     @property
     def runtime_name(self) -> str:
@@ -192,6 +195,16 @@ def _int_label(labels: Mapping[str, str], key: str) -> int | None:
         return int(labels[key])
     except (KeyError, ValueError):
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A path of the host, or a runtime volume (`volume`: its name, for tmpfs emptyDirs), at `target`."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    volume: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,8 +332,10 @@ class WatchesChanges(Protocol):
 
 def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node: str, attempt: int, *,
                    network: str | None = None, ip_address: str | None = None,
-                   sandbox: str | None = None) -> ContainerSpec:
-    """The spec of one container of a pod. `Invalid` for a bad resource quantity."""
+                   sandbox: str | None = None, env: tuple[tuple[str, str], ...] | None = None,
+                   mounts: tuple[Mount, ...] = ()) -> ContainerSpec:
+    """The spec of one container of a pod. `Invalid` for a bad resource quantity. `env`: the
+    resolved environment (env sources read), else the spec's literal values."""
     limits = container.resources.limits
     sc = container.security_context
     return ContainerSpec(
@@ -328,7 +343,7 @@ def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node:
         container=container.name, image=container.image,
         pull_policy=container.image_pull_policy or PULL_IF_NOT_PRESENT,
         command=tuple(container.command), args=tuple(container.args),
-        env=tuple((e.name, e.value) for e in container.env),
+        env=env if env is not None else tuple((e.name, e.value) for e in container.env),
         ports=tuple(PortMapping(p.container_port, p.host_port, p.protocol or "TCP") for p in container.ports),
         working_dir=container.working_dir,
         cpu_millis=parse_cpu(limits["cpu"]) if "cpu" in limits else None,
@@ -338,4 +353,17 @@ def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node:
         privileged=sc.privileged, run_as_user=sc.run_as_user if sc.HasField("run_as_user") else None,
         run_as_non_root=sc.run_as_non_root,
         no_new_privileges=sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation,
-        cap_add=tuple(sc.capabilities.add), cap_drop=tuple(sc.capabilities.drop))
+        cap_add=tuple(sc.capabilities.add), cap_drop=tuple(sc.capabilities.drop), mounts=mounts)
+
+
+@runtime_checkable
+class ManagesVolumes(Protocol):
+    """A runtime with volumes of its own: the tmpfs of `emptyDir: {medium: Memory}`, shared by a
+    pod's containers and removed with the pod."""
+
+    def ensure_tmpfs_volume(self, name: str, labels: Mapping[str, str], size_bytes: int | None) -> None:
+        ...
+
+    def remove_pod_volumes(self, node: str, keep: set[str]) -> None:
+        """Remove `node`'s pod volumes but those of the pod uids in `keep` (a volume in use stays)."""
+        ...

@@ -36,6 +36,7 @@ from raftorch.agent.runtime.base import (
     EXITED,
     LABEL_MANAGED,
     LABEL_NODE,
+    LABEL_POD_UID,
     PULL_ALWAYS,
     PULL_NEVER,
     PULL_POLICIES,
@@ -137,6 +138,8 @@ def _create_args(spec: ContainerSpec, api: Any) -> dict[str, Any]:
         host["cap_add"] = list(spec.cap_add)
     if spec.cap_drop:
         host["cap_drop"] = list(spec.cap_drop)
+    if spec.mounts:
+        host["binds"] = [f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts]
     if spec.sandbox:
         host["network_mode"] = f"container:{spec.sandbox}"
     elif spec.host_network:
@@ -316,6 +319,31 @@ class DockerRuntime(ContainerRuntime):
             result.set_result(None)
 
     # -- containers -------------------------------------------------------------------------
+
+    def ensure_tmpfs_volume(self, name: str, labels: Mapping[str, str], size_bytes: int | None) -> None:
+        opts = {"type": "tmpfs", "device": "tmpfs"}
+        if size_bytes:
+            opts["o"] = f"size={size_bytes}"
+        with _translated(f"volume {name}"):
+            try:
+                self.client.api.inspect_volume(name)
+                return
+            except docker.errors.NotFound:
+                pass
+            self.client.api.create_volume(name, driver="local", driver_opts=opts, labels=dict(labels))
+
+    def remove_pod_volumes(self, node: str, keep: set[str]) -> None:
+        with _translated("pod volumes"):
+            found = self.client.api.volumes(filters={"label": f"{LABEL_NODE}={node}"}).get("Volumes") or []
+        for volume in found:
+            if (volume.get("Labels") or {}).get(LABEL_POD_UID) in keep:
+                continue
+            try:
+                self.client.api.remove_volume(volume["Name"])
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                pass  # still in use by a container that is going: the next pass removes it
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create, start, inspect once (the address and start time); the result is cached for the next list."""

@@ -252,6 +252,9 @@ class ProcessRuntime(ContainerRuntime):
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         argv = [*spec.command, *spec.args]
+        if spec.mounts:
+            raise RuntimeFailure(f"container {spec.container}: the process runtime cannot mount volumes "
+                                 "(a host process sees the host's files)", CREATE_CONTAINER_CONFIG_ERROR)
         if not argv:
             raise RuntimeFailure(f"container {spec.container}: the process runtime needs a command "
                                  "(there is no image to take one from)", CREATE_CONTAINER_ERROR)
