@@ -67,6 +67,7 @@ __all__ = [
 CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
 CONTAINER_CREATING = "ContainerCreating"
 CONFIG_ERROR = "CreateContainerConfigError"
+POD_INITIALIZING = "PodInitializing"
 # A pod waiting for a ConfigMap or Secret is looked at again this often (seconds).
 INPUTS_RETRY = 2.0
 _MAX_STEPS = 30  # far past any back-off cap; keeps 2**steps small
@@ -244,14 +245,17 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
     by_name: dict[str, list[ContainerInfo]] = defaultdict(list)
     for info in infos:
         by_name[info.container].append(info)
-    for name in set(by_name) - {c.name for c in pod.spec.containers}:
+    for name in set(by_name) - {c.name for c in [*pod.spec.containers, *pod.spec.init_containers]}:
         for info in by_name[name]:
             plan.stop(info, grace, True, "not in the pod's spec")
     records: dict[str, ContainerRecord] = {}
     statuses: list[objects_pb2.ContainerStatus] = []
     kinds: list[str] = []
     ips: list[str] = []
-    for container in pod.spec.containers:
+    init_statuses, initialized, init_failed = _plan_init(
+        plan, pod, by_name, record, records, grace, stopping, sandbox if use_sandbox else None,
+        sandbox_rec if use_sandbox else None)
+    for container in pod.spec.containers if initialized else ():
         rec, status, kind, ip = _plan_container(plan, pod, container, by_name.get(container.name, []),
                                                 record.containers.get(container.name, ContainerRecord()),
                                                 grace, stopping, sandbox if use_sandbox else None,
@@ -264,13 +268,66 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
     if use_sandbox:
         records[SANDBOX_CONTAINER] = sandbox_rec
         ips = [sandbox.ip] if sandbox is not None and sandbox.ip else []
+    if not initialized:
+        for container in pod.spec.containers:
+            records[container.name] = record.containers.get(container.name, ContainerRecord())
+            statuses.append(objects_pb2.ContainerStatus(name=container.name, image=container.image, state=(
+                container_state("waiting", reason=POD_INITIALIZING))))
+            kinds.append(PENDING)
     host_ip = plan.config.host_ip
     pod_ip = ips[0] if ips else (host_ip if pod.spec.host_network else "") or record.pod_ip or pod.status.pod_ip
     record = replace(record, grace_seconds=grace, pod_ip=pod_ip, containers=records)
     if terminal:
         return record, None
-    return record, pod_status(pod, statuses, kinds, pod_ip=pod_ip, host_ip=host_ip, start_time=record.start_time,
-                              now=plan.now)
+    result = pod_status(pod, statuses, kinds, pod_ip=pod_ip, host_ip=host_ip, start_time=record.start_time,
+                        now=plan.now)
+    result.init_container_statuses.extend(init_statuses)
+    if init_failed:
+        result.phase = "Failed"
+    return record, result
+
+
+def _plan_init(plan: _Plan, pod: objects_pb2.Pod, by_name: Mapping[str, list[ContainerInfo]], record: PodRecord,
+               records: dict[str, ContainerRecord], grace: int, stopping: bool, sandbox: ContainerInfo | None,
+               sandbox_rec: ContainerRecord | None) -> tuple[list[objects_pb2.ContainerStatus], bool, bool]:
+    """Init containers run one at a time, in order, each to success. Returns their statuses,
+    whether all succeeded (the app containers may run), and whether one failed for good.
+
+    They restart as the pod's policy says, Always counting as OnFailure, with the usual back-off.
+    Once an app container has run, they are done: their exited containers are only reported."""
+    statuses: list[objects_pb2.ContainerStatus] = []
+    if not pod.spec.init_containers:
+        return statuses, True, False
+    apps_ran = any(i.state != CREATED for c in pod.spec.containers for i in by_name.get(c.name, []))
+    policy = "Never" if pod.spec.restart_policy == "Never" else "OnFailure"
+    blocked = failed = False
+    for container in pod.spec.init_containers:
+        old = record.containers.get(container.name, ContainerRecord())
+        infos = by_name.get(container.name, [])
+        if apps_ran or blocked:
+            records[container.name] = old
+            exited = max((i for i in infos if not i.running and i.state != CREATED), key=lambda i: i.attempt,
+                         default=None)
+            status = objects_pb2.ContainerStatus(name=container.name, image=container.image,
+                                                 restart_count=max(old.last_attempt, 0))
+            if blocked:
+                status.state.CopyFrom(container_state("waiting", reason=POD_INITIALIZING))
+            elif exited is not None:
+                status.state.CopyFrom(terminated(Exit.of(exited)))
+            else:
+                status.state.CopyFrom(container_state("terminated", reason="Completed"))
+            statuses.append(status)
+            continue
+        rec, status, kind, _ = _plan_container(plan, pod, container, infos, old, grace, stopping, sandbox,
+                                               sandbox_rec, restart_policy=policy)
+        records[container.name] = rec
+        if status.state.state == "waiting" and status.state.reason == CONTAINER_CREATING:
+            status.state.reason = POD_INITIALIZING  # as the kubelet says of init containers
+        statuses.append(status)
+        if kind != SUCCEEDED:
+            blocked = True
+            failed = policy == "Never" and status.state.state == "terminated"
+    return statuses, apps_ran or not blocked, failed
 
 
 def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerInfo], infos: list[ContainerInfo],
@@ -319,7 +376,7 @@ def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerIn
 def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Container,
                     infos: list[ContainerInfo], rec: ContainerRecord, grace: int,
                     stopping: bool, sandbox: ContainerInfo | None = None,
-                    sandbox_rec: ContainerRecord | None = None
+                    sandbox_rec: ContainerRecord | None = None, restart_policy: str = ""
                     ) -> tuple[ContainerRecord, objects_pb2.ContainerStatus, str, str]:
     """The container's new record, status, phase class (running, pending, stopped, succeeded) and IP.
 
@@ -368,7 +425,7 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         last = Exit(f"lost-{pod.metadata.uid}-{container.name}-{rec.last_attempt}", rec.last_attempt, 137,
                     "ContainerStatusUnknown", "The container could not be located")
         rec = replace(rec, last_exit=last)
-    policy = pod.spec.restart_policy or "Always"
+    policy = restart_policy or pod.spec.restart_policy or "Always"
     restart = last is None or policy == "Always" or (policy == "OnFailure" and last.exit_code != 0)
     if last is not None and (stopping or not restart):
         status.state.CopyFrom(terminated(last))

@@ -98,8 +98,22 @@ def pod_summary(pod: objects_pb2.Pod, now: float) -> PodSummary:
     ready = restarts = 0
     last_restart = ""
     has_running = False
+    initializing = False
+    for i, cs in enumerate(pod.status.init_container_statuses):
+        restarts += cs.restart_count
+        state = cs.state
+        if state.state == "terminated" and state.exit_code == 0:
+            continue
+        initializing = True
+        if state.state == "terminated":
+            reason = "Init:" + (state.reason or f"ExitCode:{state.exit_code}")
+        elif state.state == "waiting" and state.reason and state.reason != "PodInitializing":
+            reason = "Init:" + state.reason
+        else:
+            reason = f"Init:{i}/{len(pod.spec.init_containers)}"
+        break
     # In reverse, so the first container's state wins, as kubectl's loop does.
-    for cs in reversed(pod.status.container_statuses):
+    for cs in reversed(pod.status.container_statuses if not initializing else ()):
         restarts += cs.restart_count
         if cs.last_state.state == "terminated" and cs.last_state.finished_at > last_restart:
             last_restart = cs.last_state.finished_at

@@ -56,8 +56,19 @@ def validate_pod_spec(problems: Problems, path: str, spec: objects_pb2.PodSpec) 
         _container(problems, where, container, spec.host_network, host_ports)
         validate_mounts(problems, where, container, volumes)
         validate_env_sources(problems, where, container)
-    if spec.init_containers:
-        problems.add(f"{path}.initContainers", "not supported by raftorch")
+    _at_most(problems, f"{path}.initContainers", len(spec.init_containers), MAX_CONTAINERS, "containers")
+    for i, container in enumerate(spec.init_containers[:MAX_CONTAINERS]):
+        where = f"{path}.initContainers[{i}]"
+        if container.name in names:
+            problems.add(f"{where}.name", f"duplicate name {quote(container.name)}")
+        names.add(container.name)
+        _container(problems, where, container, spec.host_network, host_ports)
+        validate_mounts(problems, where, container, volumes)
+        validate_env_sources(problems, where, container)
+        for probe in ("liveness_probe", "readiness_probe"):
+            if container.HasField(probe):
+                problems.add(f"{where}.{'livenessProbe' if probe == 'liveness_probe' else 'readinessProbe'}",
+                             "init containers run to completion: no probes")
     problems.one_of(f"{path}.restartPolicy", spec.restart_policy, RESTART_POLICIES)
     if spec.node_name:
         problems.check(f"{path}.nodeName", dns1123_subdomain_error(spec.node_name))

@@ -91,7 +91,6 @@ _IGNORED: dict[str, frozenset[str]] = {
 _UNSUPPORTED: dict[tuple[str, str], str] = {
     ("raftorch.v1.LabelSelector", "matchExpressions"): "not supported by raftorch; use matchLabels",
     ("raftorch.v1.ObjectMeta", "generateName"): "not supported by raftorch; set metadata.name",
-    ("raftorch.v1.PodSpec", "initContainers"): "not supported by raftorch",
     ("raftorch.v1.Affinity", "podAffinity"): "not supported by raftorch; podAntiAffinity and nodeAffinity are",
     ("raftorch.v1.NodeSelectorTerm", "matchFields"): "not supported by raftorch; use matchExpressions on labels",
     ("raftorch.v1.PodAffinityTerm", "namespaces"): "not supported by raftorch; terms match the pod's namespace",

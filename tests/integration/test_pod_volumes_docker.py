@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from raftorch.api.v1 import objects_pb2
+from raftorch.cli.printers import pod_summary
 from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
 from raftorch.local.cluster import docker_reachable
@@ -189,3 +190,45 @@ def test_pod_naming_a_missing_config_map_waits_then_starts(cluster: tuple[LocalM
         c.objects.create(objects_pb2.ConfigMap(metadata=objects_pb2.ObjectMeta(name="later", namespace="default"),
                                                data={"k": "v"}))
         eventually(lambda: running(c, "waiting"), what="the pod starts once the configmap exists")
+
+
+def test_init_containers_run_in_order_and_a_failing_one_blocks_the_app(
+        cluster: tuple[LocalMasters, LocalAgents], docker_client: Any) -> None:
+    masters, _ = cluster
+    work = objects_pb2.VolumeMount(name="work", mount_path="/work")
+    volumes = [objects_pb2.Volume(name="work", empty_dir=objects_pb2.EmptyDirVolumeSource())]
+    inits = [objects_pb2.Container(name=n, image=IMAGE, volume_mounts=[work],
+                                   command=["sh", "-c", f"sleep 1; echo {n} >> /work/order"])
+             for n in ("one", "two")]
+    app = objects_pb2.Container(name="app", image=IMAGE, command=IDLE, volume_mounts=[work])
+    with masters.client() as c:
+        ordered = pod("ordered", [app], volumes)
+        ordered.spec.init_containers.extend(inits)
+        c.objects.create(ordered)
+        seen: set[str] = set()
+
+        def started() -> bool:
+            seen.add(pod_summary(get_pod(c, "ordered"), time.time()).status)
+            return running(c, "ordered")
+
+        eventually(started, what="ordered Running after its init containers")
+        assert "Init:0/2" in seen or "Init:1/2" in seen, seen
+        p = get_pod(c, "ordered")
+        assert run_in(docker_client, container_id(docker_client, p, "app"), "cat", "/work/order") == "one\ntwo"
+        assert [(s.name, s.state.state, s.state.exit_code) for s in p.status.init_container_statuses] == [
+            ("one", "terminated", 0), ("two", "terminated", 0)]
+
+        failing = pod("blocked", [app], volumes)
+        failing.spec.init_containers.add(name="fails", image=IMAGE, command=["sh", "-c", "exit 3"])
+        c.objects.create(failing)
+
+        def backing_off() -> bool:
+            [s] = get_pod(c, "blocked").status.init_container_statuses or [objects_pb2.ContainerStatus()]
+            return s.restart_count >= 2 and s.state.reason == "CrashLoopBackOff"
+
+        eventually(backing_off, what="the failing init container backs off")
+        p = get_pod(c, "blocked")
+        assert pod_summary(p, time.time()).status in ("Init:CrashLoopBackOff", "Init:Error")
+        assert [s.state.reason for s in p.status.container_statuses] == ["PodInitializing"]
+        assert not docker_client.api.containers(all=True, filters={"label": [
+            f"raftorch.io/pod-uid={p.metadata.uid}", "raftorch.io/container=app"]})

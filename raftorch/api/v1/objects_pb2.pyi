@@ -1053,6 +1053,7 @@ class PodStatus(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    INIT_CONTAINER_STATUSES_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
     """Pending, Running, Succeeded, Failed or Unknown."""
     pod_ip: _builtins.str
@@ -1064,6 +1065,8 @@ class PodStatus(_message.Message):
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]: ...
     @_builtins.property
     def container_statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerStatus]: ...
+    @_builtins.property
+    def init_container_statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerStatus]: ...
     def __init__(
         self,
         *,
@@ -1075,10 +1078,11 @@ class PodStatus(_message.Message):
         start_time: _builtins.str = ...,
         reason: _builtins.str = ...,
         message: _builtins.str = ...,
+        init_container_statuses: _abc.Iterable[Global___ContainerStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "message", b"message", "phase", b"phase", "pod_ip", b"pod_ip", "reason", b"reason", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "init_container_statuses", b"init_container_statuses", "message", b"message", "phase", b"phase", "pod_ip", b"pod_ip", "reason", b"reason", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

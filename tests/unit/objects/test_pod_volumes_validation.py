@@ -141,3 +141,15 @@ def test_kubernetes_manifests_with_volumes_parse_and_validate_unchanged(text: st
         obj = from_manifest(doc)
         apply_defaults(obj)
         validate(obj)
+
+
+def test_init_containers_are_checked_like_containers_and_have_no_probes() -> None:
+    p = pod(volumes=[EMPTY])
+    p.spec.init_containers.add(name="c", image="busybox")  # the app container's name
+    p.spec.init_containers.add(name="setup", image="busybox", volume_mounts=[
+        objects_pb2.VolumeMount(name="nope", mount_path="/x")],
+        readiness_probe=objects_pb2.Probe(exec=objects_pb2.ExecAction(command=["true"])))
+    message = problem(p)
+    assert 'spec.initContainers[0].name: duplicate name "c"' in message
+    assert 'spec.initContainers[1].volumeMounts[0].name: no volume named "nope"' in message
+    assert "spec.initContainers[1].readinessProbe: init containers run to completion" in message
