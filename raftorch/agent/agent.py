@@ -381,7 +381,10 @@ class Agent:
 
     def _fetch_config(self, kind: str, namespace: str, name: str) -> Mapping[str, bytes] | None:
         """A ConfigMap's or Secret's data by key (NotFound when it does not exist)."""
-        msg = self._config_client.objects.get("secrets" if kind == "Secret" else "configmaps", name, namespace)
+        plural = {"Secret": "secrets", "PersistentVolumeClaim": "persistentvolumeclaims"}.get(kind, "configmaps")
+        msg = self._config_client.objects.get(plural, name, namespace)
+        if isinstance(msg, objects_pb2.PersistentVolumeClaim):
+            return {"uid": msg.metadata.uid.encode(), "node": msg.status.node_name.encode()}
         if isinstance(msg, objects_pb2.Secret):
             return dict(msg.data)
         if isinstance(msg, objects_pb2.ConfigMap):

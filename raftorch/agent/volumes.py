@@ -41,10 +41,12 @@ __all__ = ["PodInputs", "PodVolumes", "Resolved", "VolumePlan", "needs_inputs", 
            "write_atomically"]
 
 REFRESH = 2.0
+# On a claim's Docker volume: the claim's name (its uid is in the volume's name).
+LABEL_CLAIM = "raftorch.io/claim"
 DEFAULT_MODE = 0o644
 # What a lookup returns: the object's data by key, or None when it does not exist.
 Lookup = Callable[[str, str], Mapping[str, bytes] | None]
-CONFIG_MAP, SECRET = "ConfigMap", "Secret"
+CONFIG_MAP, SECRET, CLAIM = "ConfigMap", "Secret", "PersistentVolumeClaim"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,9 @@ class VolumePlan:
     host_path: str = ""
     host_type: str = ""
     size_bytes: int | None = None
+    # A claim: its name, uid and node (where it is bound; "" not yet), and whether it is mounted read-only.
+    claim: tuple[str, str, str] = ("", "", "")
+    read_only: bool = False
 
 
 # A container's volume mount as the spec says: (volume, mount path, read only, subPath).
@@ -146,7 +151,10 @@ def _volume(v: objects_pb2.Volume, lookup: Lookup) -> VolumePlan:
     elif v.HasField("secret"):
         src, kind, name = v.secret, SECRET, v.secret.secret_name
     else:
-        raise _Wait(f"volume {v.name}: persistentVolumeClaim is not supported on this node")
+        pvc = v.persistent_volume_claim
+        found = _need(lookup, CLAIM, pvc.claim_name, False) or {}
+        return VolumePlan(v.name, "claim", read_only=pvc.read_only, claim=(
+            pvc.claim_name, found.get("uid", b"").decode(), found.get("node", b"").decode()))
     data = _need(lookup, kind, name, src.optional) or {}
     mode = src.default_mode if src.HasField("default_mode") else DEFAULT_MODE
     files: dict[str, tuple[bytes, int]] = {}
@@ -279,7 +287,7 @@ class PodVolumes:
         if inputs.problem:
             return PodInputs(problem=inputs.problem)
         uid = pod.metadata.uid
-        sources: dict[str, tuple[str, bool]] = {}
+        sources: dict[str, tuple[str, bool, bool]] = {}
         try:
             for v in inputs.volumes:
                 sources[v.name] = self._make(uid, v)
@@ -288,15 +296,28 @@ class PodVolumes:
             return PodInputs(problem=f"volume setup failed: {err}")
         return PodInputs(env=inputs.env, mounts=mounts)
 
-    def _make(self, uid: str, v: VolumePlan) -> tuple[str, bool]:
-        """The volume's source: (host path or runtime volume name, is a runtime volume)."""
+    def _make(self, uid: str, v: VolumePlan) -> tuple[str, bool, bool]:
+        """The volume's source: (host path or runtime volume name, is a runtime volume, read-only)."""
         path = self.pod_dir(uid) / "volumes" / v.name
+        if v.kind in ("memory", "claim") and not isinstance(self._runtime, ManagesVolumes):
+            raise RaftorchError(f"volume {v.name}: needs the docker runtime")
         if v.kind == "memory":
-            if not isinstance(self._runtime, ManagesVolumes):
-                raise RaftorchError(f"volume {v.name}: emptyDir medium Memory needs the docker runtime")
+            assert isinstance(self._runtime, ManagesVolumes)
             name = f"raftorch-{uid}-{v.name}"
-            self._runtime.ensure_tmpfs_volume(name, {LABEL_NODE: self.node, LABEL_POD_UID: uid}, v.size_bytes)
-            return name, True
+            self._runtime.ensure_volume(name, {LABEL_NODE: self.node, LABEL_POD_UID: uid},
+                                        tmpfs=True, size_bytes=v.size_bytes)
+            return name, True, False
+        if v.kind == "claim":
+            assert isinstance(self._runtime, ManagesVolumes)
+            claim, claim_uid, node = v.claim
+            if not node:
+                raise RaftorchError(f'persistentvolumeclaim "{claim}" is not bound to a node yet')
+            if node != self.node:
+                raise RaftorchError(f'persistentvolumeclaim "{claim}" is bound to node "{node}", not this one')
+            name = f"raftorch-pvc-{claim_uid}"
+            # No pod label: the volume outlives the pods that use it.
+            self._runtime.ensure_volume(name, {LABEL_NODE: self.node, LABEL_CLAIM: claim}, tmpfs=False)
+            return name, True, v.read_only
         if v.kind == "hostPath":
             host = Path(v.host_path)
             if v.host_type == "DirectoryOrCreate":
@@ -305,22 +326,23 @@ class PodVolumes:
                 raise RaftorchError(f"volume {v.name}: hostPath {host} is not a directory")
             elif v.host_type == "File" and not host.is_file():
                 raise RaftorchError(f"volume {v.name}: hostPath {host} is not a file")
-            return str(host), False
+            return str(host), False, False
         if v.kind == "files":
             if write_atomically(path, v.files or {}):
                 log.info("volume_updated", pod_uid=uid, volume=v.name, files=len(v.files or {}))
-            return str(path), False
+            return str(path), False, False
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o777)  # an emptyDir is writable by any user the containers run as
-        return str(path), False
+        return str(path), False, False
 
     @staticmethod
-    def _mount(uid: str, sources: Mapping[str, tuple[str, bool]], m: WantedMount) -> Mount:
+    def _mount(uid: str, sources: Mapping[str, tuple[str, bool, bool]], m: WantedMount) -> Mount:
         name, target, read_only, sub_path = m
-        source, is_volume = sources[name]
+        source, is_volume, always_read_only = sources[name]
+        read_only = read_only or always_read_only
         if sub_path:
             if is_volume:
-                raise RaftorchError(f"volume {name}: subPath is not supported on a Memory emptyDir")
+                raise RaftorchError(f"volume {name}: subPath is not supported on Docker volumes")
             base = Path(source).resolve()
             full = (Path(source) / sub_path).resolve()
             if base not in full.parents and full != base:  # a link inside the volume pointing out

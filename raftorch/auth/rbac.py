@@ -42,7 +42,8 @@ RESOURCES = NAMESPACED | CLUSTER_SCOPED
 RESERVED_WRITE = ("/registry/", "/raftorch/")
 RESERVED_READ = ("/raftorch/",)
 
-_NODE_READ = frozenset({"pods", "nodes", "services", "endpoints", "namespaces", "cluster", "configmaps", "secrets"})
+_NODE_READ = frozenset({"pods", "nodes", "services", "endpoints", "namespaces", "cluster", "configmaps", "secrets",
+                        "persistentvolumeclaims"})
 _NODE_WRITE = frozenset({"pods", "events", "nodes", "pods/status", "nodes/heartbeat", "certificates"})
 
 

@@ -20,6 +20,7 @@ from raftorch.objects import (
     JOB,
     NAMESPACE,
     NODE,
+    PERSISTENT_VOLUME_CLAIM,
     POD,
     REPLICA_SET,
     SECRET,
@@ -295,6 +296,15 @@ def _secret(s: objects_pb2.Secret, now: float, wide: bool) -> list[str]:
     return [s.metadata.name, s.type or "Opaque", str(len(s.data)), age(s.metadata.creation_timestamp, now)]
 
 
+def _claim(c: objects_pb2.PersistentVolumeClaim, now: float, wide: bool) -> list[str]:
+    return [c.metadata.name, c.status.phase or "Pending", c.status.node_name or NONE,
+            c.spec.resources.requests.get("storage", NONE), ",".join(_ACCESS.get(m, m) for m in c.spec.access_modes),
+            age(c.metadata.creation_timestamp, now)]
+
+
+_ACCESS = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+
+
 _COLUMNS: dict[str, Columns] = {
     POD.name: Columns(("NAME", "READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), _pod),
     DEPLOYMENT.name: Columns(("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
@@ -316,6 +326,7 @@ _COLUMNS: dict[str, Columns] = {
                               "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), _daemon_set),
     CONFIG_MAP.name: Columns(("NAME", "DATA", "AGE"), (), _config_map),
     SECRET.name: Columns(("NAME", "TYPE", "DATA", "AGE"), (), _secret),
+    PERSISTENT_VOLUME_CLAIM.name: Columns(("NAME", "STATUS", "NODE", "CAPACITY", "ACCESS MODES", "AGE"), (), _claim),
 }
 
 

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field, replace
@@ -41,12 +41,12 @@ from raftorch.master.admission import (
 )
 from raftorch.master.backoff import Backoff
 from raftorch.master.cache import BadObject, ObjectCache
-from raftorch.master.constraints import constraints_of, taints_of
+from raftorch.master.constraints import HOSTNAME_KEY, constraints_of, taints_of
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
-from raftorch.master.scheduler import NodeInfo, PodRequest, Snapshot, schedule
+from raftorch.master.scheduler import NodeInfo, PodRequest, Snapshot, Unschedulable, schedule
 from raftorch.master.workload_steps import OWNED_KINDS, OWNER_KINDS, WorkloadSteps
 from raftorch.objects import (
     controller_of,
@@ -284,19 +284,37 @@ class ControllerManager(WorkloadSteps):
 
     def _schedule(self, cache: ObjectCache) -> list[Future[Message]]:
         pods = [p for p in cache.items("Pod") if isinstance(p, objects_pb2.Pod)]
+        claims = {(c.metadata.namespace, c.metadata.name): c for c in cache.items("PersistentVolumeClaim")
+                  if isinstance(c, objects_pb2.PersistentVolumeClaim)}
+        claim_nodes = nodes_of_claims(claims.values(), pods)
+        futures: list[Future[Message]] = [self._bind_claim(c, claim_nodes[key]) for key, c in claims.items()
+                                          if not c.status.node_name and key in claim_nodes]
         pending = [p for p in pods if not p.spec.node_name and not p.metadata.deletion_timestamp
                    and not pod_is_terminal(p)]
         if not pending:
-            return []
+            return futures
         nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
         snapshot = build_snapshot(nodes, pods)
         pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
         by_uid = {p.metadata.uid: p for p in pending}
         levels = _levels(cache)
-        requests = [pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
-                    for p in pending]
+        requests = []
+        waiting: list[Unschedulable] = []
+        claimed: set[tuple[str, str]] = set()  # unbound claims a pod of this pass takes
+        for p in pending:
+            req = pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
+            pinned, problem, unbound = claim_placement(p, claims, claim_nodes)
+            if problem:
+                waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid, problem))
+                continue
+            if unbound & claimed:
+                continue  # its claim's node is decided by an earlier pod: next pass
+            claimed |= unbound
+            if pinned:
+                req = replace(req, node_selector={**req.node_selector, HOSTNAME_KEY: pinned})
+            requests.append(req)
         plan = schedule(snapshot, requests, self.wall())
-        futures: list[Future[Message]] = []
+        plan = replace(plan, unschedulable=(*plan.unschedulable, *waiting))
         for binding in plan.bindings:
             pod = objects_pb2.Pod()
             pod.CopyFrom(by_uid[binding.uid])
@@ -309,6 +327,15 @@ class ControllerManager(WorkloadSteps):
                 self._unschedulable_reasons[item.uid] = item.reason
                 futures.append(self._event(by_uid[item.uid], "FailedScheduling", item.reason, "Warning"))
         return futures
+
+    def _bind_claim(self, claim: objects_pb2.PersistentVolumeClaim, node: str) -> Future[Message]:
+        bound = objects_pb2.PersistentVolumeClaim()
+        bound.CopyFrom(claim)
+        bound.status.phase = "Bound"
+        bound.status.node_name = node
+        if "storage" in claim.spec.resources.requests:
+            bound.status.capacity["storage"] = claim.spec.resources.requests["storage"]
+        return self.registry.update(bound, status_only=True, fence_term=self.term)
 
     def _event(self, obj: objects_pb2.Pod | objects_pb2.ReplicaSet, reason: str, message: str, kind: str,
                source: str = "scheduler") -> Future[Message]:
@@ -564,3 +591,37 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
             host_processes=node.status.runtime == HOST_PROCESS_RUNTIME, taints=taints_of(node),
             pod_labels=tuple(labels[name])))
     return Snapshot(tuple(infos))
+
+
+def claim_names(pod: objects_pb2.Pod) -> list[str]:
+    return [v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.HasField("persistent_volume_claim")]
+
+
+def nodes_of_claims(claims: Iterable[objects_pb2.PersistentVolumeClaim],
+                    pods: Iterable[objects_pb2.Pod]) -> dict[tuple[str, str], str]:
+    """The node of each claim: where it is bound, else where a pod using it is (that pod was
+    scheduled before the claim's binding was written)."""
+    out = {(c.metadata.namespace, c.metadata.name): c.status.node_name for c in claims if c.status.node_name}
+    for pod in pods:
+        if pod.spec.node_name and not pod_is_terminal(pod):
+            for name in claim_names(pod):
+                out.setdefault((pod.metadata.namespace, name), pod.spec.node_name)
+    return out
+
+
+def claim_placement(pod: objects_pb2.Pod, claims: Mapping[tuple[str, str], objects_pb2.PersistentVolumeClaim],
+                    claim_nodes: Mapping[tuple[str, str], str]) -> tuple[str, str, set[tuple[str, str]]]:
+    """(the node the pod's claims pin it to or "", why it cannot be placed or "", its unbound claims)."""
+    pinned: set[str] = set()
+    unbound: set[tuple[str, str]] = set()
+    for name in claim_names(pod):
+        key = (pod.metadata.namespace, name)
+        if key not in claims:
+            return "", f'persistentvolumeclaim "{name}" not found', unbound
+        if key in claim_nodes:
+            pinned.add(claim_nodes[key])
+        else:
+            unbound.add(key)
+    if len(pinned) > 1:
+        return "", f"its claims are on different nodes: {', '.join(sorted(pinned))}", unbound
+    return next(iter(pinned), ""), "", unbound

@@ -78,7 +78,7 @@ def authorize_node_read(caller: Identity, kind: Kind, found: Message | None = No
     """A node reads pods bound to it, one at a time (`found`: the pod read); a list or watch of
     pods is refused, since WatchNodePods gives it its own. Secrets and config maps too are read
     one at a time, by name (the ones its pods use). Other kinds pass (the role decides)."""
-    if caller.is_node and kind.name in ("Secret", "ConfigMap") and found is None:
+    if caller.is_node and kind.name in ("Secret", "ConfigMap", "PersistentVolumeClaim") and found is None:
         raise PermissionDenied(f'node "{caller.name}" may not list or watch {kind.plural}: it reads the ones its '
                                "pods use by name")
     if not caller.is_node or kind.name != "Pod":

@@ -152,3 +152,25 @@ def validate_env_sources(problems: Problems, path: str, container: objects_pb2.C
                        dns1123_subdomain_error(obj.name))
         if len(source.prefix) > 253:
             problems.add(f"{where}.prefix", "at most 253 characters")
+
+
+ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+
+
+def validate_claim(problems: Problems, claim: objects_pb2.PersistentVolumeClaim) -> None:
+    for i, mode in enumerate(claim.spec.access_modes):
+        problems.one_of(f"spec.accessModes[{i}]", mode, ACCESS_MODES, empty_ok=False)
+    for key, value in claim.spec.resources.requests.items():
+        if key != "storage":
+            problems.add(f"spec.resources.requests[{quote(key)}]", "only storage may be requested")
+            continue
+        try:
+            parse_memory(value)
+        except Exception:
+            problems.add("spec.resources.requests.storage", f"not a quantity: {quote(value)}")
+    if claim.spec.resources.limits:
+        problems.add("spec.resources.limits", "a claim has no limits")
+    if len(claim.spec.storage_class_name) > 253:
+        problems.add("spec.storageClassName", "at most 253 characters")
+    if claim.status.node_name:
+        problems.check("status.nodeName", dns1123_subdomain_error(claim.status.node_name))

@@ -21,6 +21,7 @@ __all__ = [
     "KINDS",
     "NAMESPACE",
     "NODE",
+    "PERSISTENT_VOLUME_CLAIM",
     "POD",
     "REPLICA_SET",
     "SECRET",
@@ -62,9 +63,12 @@ CRON_JOB = Kind("CronJob", "cronjobs", ("cj",), True, objects_pb2.CronJob, "cron
 DAEMON_SET = Kind("DaemonSet", "daemonsets", ("ds",), True, objects_pb2.DaemonSet, "daemon_set")
 CONFIG_MAP = Kind("ConfigMap", "configmaps", ("cm",), True, objects_pb2.ConfigMap, "config_map")
 SECRET = Kind("Secret", "secrets", (), True, objects_pb2.Secret, "secret")
+PERSISTENT_VOLUME_CLAIM = Kind("PersistentVolumeClaim", "persistentvolumeclaims", ("pvc",), True,
+                               objects_pb2.PersistentVolumeClaim, "persistent_volume_claim")
 
 KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT, REPLICA_SET, SERVICE, ENDPOINTS, NODE, NAMESPACE, EVENT,
-                           JOB, CRON_JOB, DAEMON_SET, CONFIG_MAP, SECRET)
+                           JOB, CRON_JOB, DAEMON_SET, CONFIG_MAP, SECRET,
+                           PERSISTENT_VOLUME_CLAIM)
 
 _BY_TEXT: dict[str, Kind] = {
     spelling: kind

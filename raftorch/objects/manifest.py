@@ -37,6 +37,7 @@ from raftorch.objects.kinds import (
     JOB,
     KINDS,
     NAMESPACE,
+    PERSISTENT_VOLUME_CLAIM,
     POD,
     REPLICA_SET,
     SECRET,
@@ -61,7 +62,7 @@ _API_VERSIONS: dict[str, str] = {kind.name: "v1" for kind in KINDS} | {
 
 # What a manifest may create; the other kinds are written by the masters and agents only.
 APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, DAEMON_SET, JOB, CRON_JOB, POD, SERVICE, NAMESPACE,
-                                     CONFIG_MAP, SECRET)
+                                     CONFIG_MAP, SECRET, PERSISTENT_VOLUME_CLAIM)
 
 # Bounds of one manifest document. Real objects nest about 10 levels and hold a few thousand
 # nodes; an object is at most 1 MiB in the store, so nothing valid comes near these.

@@ -27,6 +27,7 @@ from raftorch.objects._checks import (
     quote,
 )
 from raftorch.objects._podspec import PROTOCOLS, RESTART_POLICIES, validate_pod_spec
+from raftorch.objects._volumes import validate_claim
 from raftorch.objects.kinds import DEPLOYMENT, NAMESPACE, SERVICE, Kind, kind_of_message, unwrap
 from raftorch.objects.meta import CONDITION_STATUSES, meta, parse_int_or_percent, parse_time
 from raftorch.objects.quantity import parse_count, parse_cpu, parse_memory
@@ -86,6 +87,8 @@ def validate(obj: objects_pb2.Object | Message) -> None:
             problems.add("sealed", "set by the masters only")
         if len(msg.type) > MAX_CONFIG_KEY:
             problems.add("type", f"at most {MAX_CONFIG_KEY} characters")
+    elif isinstance(msg, objects_pb2.PersistentVolumeClaim):
+        validate_claim(problems, msg)
     elif isinstance(msg, objects_pb2.Job):
         validate_job(problems, msg)
         _conditions(problems, "status.conditions", msg.status.conditions)

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
 IMAGE = "raftorch/busybox:latest"
 NODE = "vol-a"
+OTHER = "vol-b"  # a second node, so that pinning pods to their claim's node means something
 IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 
 
@@ -34,12 +35,13 @@ def docker_client() -> Iterator[Any]:
 
     client = docker.from_env()
     yield client
-    for c in client.containers.list(all=True, filters={"label": f"raftorch.io/node={NODE}"}):
-        c.remove(force=True)
-    for v in client.volumes.list(filters={"label": f"raftorch.io/node={NODE}"}):
-        v.remove(force=True)
-    for net in client.networks.list(names=[f"raftorch-{NODE}"]):
-        net.remove()
+    for node in (NODE, OTHER):
+        for c in client.containers.list(all=True, filters={"label": f"raftorch.io/node={node}"}):
+            c.remove(force=True)
+        for v in client.volumes.list(filters={"label": f"raftorch.io/node={node}"}):
+            v.remove(force=True)
+        for net in client.networks.list(names=[f"raftorch-{node}"]):
+            net.remove()
     client.close()
 
 
@@ -48,15 +50,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Ite
     root = tmp_path_factory.mktemp("volumes-cluster")
     masters = LocalMasters(root / "masters")
     masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, [NODE], extra_args=["--backoff-base", "1"],
+    agents = LocalAgents(root / "agents", masters.endpoints, [NODE, OTHER], extra_args=["--backoff-base", "1"],
                          ca_dir=masters.pki_dir)
     try:
         masters.wait_ready()
         agents.start()
         with masters.client() as c:
-            eventually(lambda: any(n.metadata.name == NODE and any(  # type: ignore[attr-defined]
+            eventually(lambda: sum(n.metadata.name in (NODE, OTHER) and any(  # type: ignore[attr-defined]
                 cd.type == "Ready" and cd.status == "True" for cd in n.status.conditions)  # type: ignore[attr-defined]
-                for n in c.objects.list("nodes")[0]), what="node Ready")
+                for n in c.objects.list("nodes")[0]) == 2, what="nodes Ready")
         yield masters, agents
     finally:
         agents.stop()
@@ -232,3 +234,52 @@ def test_init_containers_run_in_order_and_a_failing_one_blocks_the_app(
         assert [s.state.reason for s in p.status.container_statuses] == ["PodInitializing"]
         assert not docker_client.api.containers(all=True, filters={"label": [
             f"raftorch.io/pod-uid={p.metadata.uid}", "raftorch.io/container=app"]})
+
+
+def test_claim_keeps_its_data_for_the_replacement_pod_on_the_same_node(
+        cluster: tuple[LocalMasters, LocalAgents], docker_client: Any) -> None:
+    masters, _ = cluster
+    labels = {"app": "keeper"}
+    writer = objects_pb2.Container(
+        name="keeper", image=IMAGE, volume_mounts=[objects_pb2.VolumeMount(name="data", mount_path="/data")],
+        command=["sh", "-c", "echo written-by-$HOSTNAME >> /data/note; trap 'exit 0' TERM; "
+                             "while :; do sleep 1; done"])
+    template = objects_pb2.PodTemplateSpec(
+        metadata=objects_pb2.ObjectMeta(labels=labels),
+        spec=objects_pb2.PodSpec(termination_grace_period_seconds=1, containers=[writer], volumes=[
+            objects_pb2.Volume(name="data", persistent_volume_claim=objects_pb2.PersistentVolumeClaimVolumeSource(
+                claim_name="keeper-data"))]))
+    with masters.client() as c:
+        c.objects.create(objects_pb2.PersistentVolumeClaim(
+            metadata=objects_pb2.ObjectMeta(name="keeper-data", namespace="default"),
+            spec=objects_pb2.PersistentVolumeClaimSpec(resources=objects_pb2.ResourceRequirements(
+                requests={"storage": "1Gi"}))))
+        c.objects.create(objects_pb2.Deployment(
+            metadata=objects_pb2.ObjectMeta(name="keeper", namespace="default"),
+            spec=objects_pb2.DeploymentSpec(replicas=1, selector=objects_pb2.LabelSelector(match_labels=labels),
+                                            template=template)))
+
+        def keeper_pods() -> list[objects_pb2.Pod]:
+            pods, _ = c.objects.list("pods", "default", label_selector="app=keeper")
+            return [p for p in pods if isinstance(p, objects_pb2.Pod) and not p.metadata.deletion_timestamp]
+
+        eventually(lambda: len(keeper_pods()) == 1 and running(c, keeper_pods()[0].metadata.name),
+                   what="the claim's first pod Running")
+        [first] = keeper_pods()
+        claim = c.objects.get("persistentvolumeclaims", "keeper-data", "default")
+        assert isinstance(claim, objects_pb2.PersistentVolumeClaim)
+        eventually(lambda: c.objects.get("pvc", "keeper-data", "default").status.phase == "Bound",  # type: ignore
+                   what="the claim bound")
+        claim = c.objects.get("pvc", "keeper-data", "default")  # type: ignore[assignment]
+        assert claim.status.node_name == first.spec.node_name
+        cid = container_id(docker_client, first, "keeper")
+        eventually(lambda: "written-by-" in run_in(docker_client, cid, "cat", "/data/note"), what="first write")
+
+        c.objects.delete("pod", first.metadata.name, "default")
+        eventually(lambda: any(p.metadata.uid != first.metadata.uid and running(c, p.metadata.name)
+                               for p in keeper_pods()), what="the replacement pod Running")
+        [second] = [p for p in keeper_pods() if p.metadata.uid != first.metadata.uid]
+        assert second.spec.node_name == first.spec.node_name
+        note = run_in(docker_client, container_id(docker_client, second, "keeper"), "cat", "/data/note")
+        assert note.splitlines()[0] == f"written-by-{first.metadata.name}"
+        assert len(note.splitlines()) == 2

@@ -100,3 +100,16 @@ def test_bad_secrets_are_refused_with_field_paths(ctl: Ctl, tmp_path: Path) -> N
     assert 'data["a/b"]' in ctl.error("apply", "-f", str(manifest))
     manifest.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: good}\nstringData:\n  user: admin\n")
     assert ctl.ok("apply", "-f", str(manifest)) == "secret/good created\n"
+
+
+def test_claims_apply_and_show_in_get_pvc(ctl: Ctl, tmp_path: Path) -> None:
+    manifest = tmp_path / "pvc.yaml"
+    manifest.write_text("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\n"
+                        "spec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests: {storage: 1Gi}\n")
+    assert ctl.ok("apply", "-f", str(manifest)) == "persistentvolumeclaim/data created\n"
+    header, row = ctl.ok("get", "pvc").splitlines()
+    assert header.split()[:4] == ["NAME", "STATUS", "NODE", "CAPACITY"]
+    assert row.split()[:5] == ["data", "Pending", "<none>", "1Gi", "RWO"]
+    manifest.write_text("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: bad}\n"
+                        "spec:\n  accessModes: [WriteSometimes]\n")
+    assert "spec.accessModes[0]" in ctl.error("apply", "-f", str(manifest))

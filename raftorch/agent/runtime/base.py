@@ -359,9 +359,11 @@ def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node:
 @runtime_checkable
 class ManagesVolumes(Protocol):
     """A runtime with volumes of its own: the tmpfs of `emptyDir: {medium: Memory}`, shared by a
-    pod's containers and removed with the pod."""
+    pod's containers and removed with the pod, and the volumes of persistent volume claims."""
 
-    def ensure_tmpfs_volume(self, name: str, labels: Mapping[str, str], size_bytes: int | None) -> None:
+    def ensure_volume(self, name: str, labels: Mapping[str, str], *, tmpfs: bool,
+                      size_bytes: int | None = None) -> None:
+        """A named volume (on the node's disk, or a tmpfs of `size_bytes`), made when missing."""
         ...
 
     def remove_pod_volumes(self, node: str, keep: set[str]) -> None:

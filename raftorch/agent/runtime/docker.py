@@ -320,9 +320,10 @@ class DockerRuntime(ContainerRuntime):
 
     # -- containers -------------------------------------------------------------------------
 
-    def ensure_tmpfs_volume(self, name: str, labels: Mapping[str, str], size_bytes: int | None) -> None:
-        opts = {"type": "tmpfs", "device": "tmpfs"}
-        if size_bytes:
+    def ensure_volume(self, name: str, labels: Mapping[str, str], *, tmpfs: bool,
+                      size_bytes: int | None = None) -> None:
+        opts = {"type": "tmpfs", "device": "tmpfs"} if tmpfs else {}
+        if tmpfs and size_bytes:
             opts["o"] = f"size={size_bytes}"
         with _translated(f"volume {name}"):
             try:
@@ -330,13 +331,14 @@ class DockerRuntime(ContainerRuntime):
                 return
             except docker.errors.NotFound:
                 pass
-            self.client.api.create_volume(name, driver="local", driver_opts=opts, labels=dict(labels))
+            self.client.api.create_volume(name, driver="local", driver_opts=opts or None, labels=dict(labels))
 
     def remove_pod_volumes(self, node: str, keep: set[str]) -> None:
         with _translated("pod volumes"):
             found = self.client.api.volumes(filters={"label": f"{LABEL_NODE}={node}"}).get("Volumes") or []
         for volume in found:
-            if (volume.get("Labels") or {}).get(LABEL_POD_UID) in keep:
+            owner = (volume.get("Labels") or {}).get(LABEL_POD_UID)
+            if owner is None or owner in keep:  # a claim's volume has no pod: it stays
                 continue
             try:
                 self.client.api.remove_volume(volume["Name"])

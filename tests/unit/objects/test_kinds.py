@@ -57,7 +57,8 @@ def test_kind_of_rejects_unknown_kinds_listing_the_known_ones(text: str) -> None
         kind_of(text)
     assert str(exc.value) == (f'unknown kind "{text}"; known kinds: '
                               "Pod, Deployment, ReplicaSet, Service, Endpoints, Node, Namespace, Event, "
-                              "Job, CronJob, DaemonSet, ConfigMap, Secret")
+                              "Job, CronJob, DaemonSet, ConfigMap, Secret, "
+                              "PersistentVolumeClaim")
 
 
 @pytest.mark.parametrize(("kind", "namespaced"), [

@@ -15,7 +15,7 @@ EXPECTED = {
     "TEST_EVERY_SECONDS_ANNOTATION", "cron_schedule_error", "job_from_cron_job",
     # kinds
     "CONFIG_MAP", "CRON_JOB", "DAEMON_SET", "DEPLOYMENT", "ENDPOINTS", "EVENT", "JOB", "KINDS", "NAMESPACE", "NODE",
-    "POD", "REPLICA_SET", "SECRET", "SERVICE", "Kind",
+    "PERSISTENT_VOLUME_CLAIM", "POD", "REPLICA_SET", "SECRET", "SERVICE", "Kind",
     "kind_of", "kind_of_message", "parse_store_key", "store_key", "store_prefix", "unwrap", "wrap",
     # quantity
     "format_cpu", "format_memory", "parse_count", "parse_cpu", "parse_memory",
