@@ -33,7 +33,7 @@ import structlog
 from raftorch.agent.runtime.base import LABEL_NODE, LABEL_POD_UID, ManagesVolumes, Mount
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import NotFound, RaftorchError
-from raftorch.objects import parse_memory
+from raftorch.objects import parse_memory, pod_references
 
 log = structlog.get_logger("raftorch.agent.volumes")
 
@@ -96,25 +96,8 @@ def needs_inputs(pod: objects_pb2.Pod) -> bool:
 
 
 def referenced(pod: objects_pb2.Pod) -> set[tuple[str, str]]:
-    """(kind, name) of every ConfigMap and Secret the pod reads."""
-    out: set[tuple[str, str]] = set()
-    for v in pod.spec.volumes:
-        if v.HasField("config_map"):
-            out.add((CONFIG_MAP, v.config_map.name))
-        elif v.HasField("secret"):
-            out.add((SECRET, v.secret.secret_name))
-    for c in [*pod.spec.containers, *pod.spec.init_containers]:
-        for e in c.env:
-            if e.value_from.HasField("config_map_key_ref"):
-                out.add((CONFIG_MAP, e.value_from.config_map_key_ref.name))
-            elif e.value_from.HasField("secret_key_ref"):
-                out.add((SECRET, e.value_from.secret_key_ref.name))
-        for s in c.env_from:
-            if s.HasField("config_map_ref"):
-                out.add((CONFIG_MAP, s.config_map_ref.name))
-            elif s.HasField("secret_ref"):
-                out.add((SECRET, s.secret_ref.name))
-    return out
+    """(kind, name) of every ConfigMap, Secret and claim the pod reads."""
+    return pod_references(pod.spec)
 
 
 class _Wait(Exception):

@@ -82,6 +82,7 @@ from raftorch.objects.validation import (
     MAX_OBJECT_BYTES,
     check_object_size,
     check_unknown_fields,
+    pod_references,
     validate,
 )
 from raftorch.objects.workloads import (
@@ -149,6 +150,7 @@ __all__ = [
     "pod_is_ready",
     "pod_is_terminal",
     "pod_matches_fields",
+    "pod_references",
     "selector_from_match_labels",
     "set_condition",
     "store_key",

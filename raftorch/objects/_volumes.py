@@ -174,3 +174,27 @@ def validate_claim(problems: Problems, claim: objects_pb2.PersistentVolumeClaim)
         problems.add("spec.storageClassName", "at most 253 characters")
     if claim.status.node_name:
         problems.check("status.nodeName", dns1123_subdomain_error(claim.status.node_name))
+
+
+def pod_references(spec: objects_pb2.PodSpec) -> set[tuple[str, str]]:
+    """(kind, name) of every ConfigMap, Secret and PersistentVolumeClaim a pod spec reads."""
+    out: set[tuple[str, str]] = set()
+    for v in spec.volumes:
+        if v.HasField("config_map"):
+            out.add(("ConfigMap", v.config_map.name))
+        elif v.HasField("secret"):
+            out.add(("Secret", v.secret.secret_name))
+        elif v.HasField("persistent_volume_claim"):
+            out.add(("PersistentVolumeClaim", v.persistent_volume_claim.claim_name))
+    for c in [*spec.containers, *spec.init_containers]:
+        for e in c.env:
+            if e.value_from.HasField("config_map_key_ref"):
+                out.add(("ConfigMap", e.value_from.config_map_key_ref.name))
+            elif e.value_from.HasField("secret_key_ref"):
+                out.add(("Secret", e.value_from.secret_key_ref.name))
+        for s in c.env_from:
+            if s.HasField("config_map_ref"):
+                out.add(("ConfigMap", s.config_map_ref.name))
+            elif s.HasField("secret_ref"):
+                out.add(("Secret", s.secret_ref.name))
+    return out

@@ -27,7 +27,7 @@ from raftorch.objects._checks import (
     quote,
 )
 from raftorch.objects._podspec import PROTOCOLS, RESTART_POLICIES, validate_pod_spec
-from raftorch.objects._volumes import validate_claim
+from raftorch.objects._volumes import pod_references, validate_claim
 from raftorch.objects.kinds import DEPLOYMENT, NAMESPACE, SERVICE, Kind, kind_of_message, unwrap
 from raftorch.objects.meta import CONDITION_STATUSES, meta, parse_int_or_percent, parse_time
 from raftorch.objects.quantity import parse_count, parse_cpu, parse_memory
@@ -39,6 +39,7 @@ __all__ = [
     "MAX_OBJECT_BYTES",
     "check_object_size",
     "check_unknown_fields",
+    "pod_references",
     "validate",
 ]
 

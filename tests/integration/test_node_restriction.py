@@ -217,3 +217,22 @@ def test_a_fake_node_cannot_be_kept_ready_with_forged_heartbeats(
     assert code == DENIED and "only masters do" in details
     with masters.client() as c:
         assert not _exists(c, "nodes", "ghost")
+
+
+def test_a_node_reads_only_the_secrets_its_pods_use(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    one, two, _ = two_nodes
+    with masters.client() as c:
+        c.objects.create(objects_pb2.Secret(metadata=objects_pb2.ObjectMeta(name="db", namespace="default"),
+                                            data={"password": b"hunter2"}))
+        c.objects.create(objects_pb2.Pod(
+            metadata=objects_pb2.ObjectMeta(name="user", namespace="default"),
+            spec=objects_pb2.PodSpec(node_name="node-2", containers=[objects_pb2.Container(name="c", image="i")],
+                                     volumes=[objects_pb2.Volume(name="s", secret=objects_pb2.SecretVolumeSource(
+                                         secret_name="db"))])))
+    get = resources_pb2.GetRequest(kind="Secret", namespace="default", name="db")
+    assert two.resources.Get(get, timeout=10).secret.data["password"] == b"hunter2"
+    code, details = code_of(lambda: one.resources.Get(get, timeout=10))
+    assert code == DENIED and "no pod bound to that node uses it" in details
+    code, _ = code_of(lambda: one.resources.List(resources_pb2.ListRequest(kind="Secret"), timeout=10))
+    assert code == DENIED
