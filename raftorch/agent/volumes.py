@@ -215,7 +215,10 @@ def write_atomically(directory: Path, files: Mapping[str, tuple[bytes, int]]) ->
     tops = {rel.split("/", 1)[0] for rel in files}
     for entry in directory.iterdir():
         if not entry.name.startswith("..") and entry.name not in tops:
-            entry.unlink()
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     for top in tops:
         link = directory / top
         if not link.is_symlink():
@@ -263,6 +266,11 @@ class PodVolumes:
 
     def prepare(self, pod: objects_pb2.Pod) -> PodInputs:
         """Resolve and make the pod's volumes; the mounts in the result are host paths."""
+        if not self.root.is_dir():
+            # Secret files are in here: no other user of the host may look in (containers reach
+            # their volumes through the bind mounts, whatever the parents' modes).
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.chmod(0o700)
         try:
             inputs = resolve_pod(pod, self.lookup_for(pod.metadata.namespace))
         except RaftorchError as err:
