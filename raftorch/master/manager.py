@@ -59,6 +59,7 @@ from raftorch.objects import (
     set_condition,
 )
 
+CONFIG_ERROR = "CreateContainerConfigError"  # what an agent shows while a pod waits for its configuration
 log = structlog.get_logger("raftorch.controllers")
 
 RESYNC = 5.0
@@ -89,6 +90,7 @@ class ControllerManager(WorkloadSteps):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"controllers-term-{term}", daemon=True)
         self._unschedulable_reasons: dict[str, str] = {}
+        self._config_problems: dict[str, str] = {}  # pod uid -> the config problem an event told
         self._create_failures: dict[str, str] = {}  # replica set uid -> why its pods may not be created
         self.bound = 0
         # Back-off of the whole loop, and of each step on its own.
@@ -141,7 +143,7 @@ class ControllerManager(WorkloadSteps):
                      ("replicasets", self._replicasets), ("endpoints", self._endpoints),
                      ("jobs", self._jobs), ("cronjobs", self._cronjobs), ("daemonsets", self._daemonsets),
                      ("taint evictions", self._taint_evictions), ("garbage collector", self._gc),
-                     ("undecodable objects", self._undecodable))
+                     ("undecodable objects", self._undecodable), ("pod config events", self._config_events))
             owed: set[str] = set()  # steps that failed or were backing off: run when they may
             while self._leading():
                 changed = cache.drain()
@@ -336,6 +338,29 @@ class ControllerManager(WorkloadSteps):
         if "storage" in claim.spec.resources.requests:
             bound.status.capacity["storage"] = claim.spec.resources.requests["storage"]
         return self.registry.update(bound, status_only=True, fence_term=self.term)
+
+    def _config_events(self, cache: ObjectCache) -> list[Future[Message]]:
+        """A Warning event when a pod's containers wait for configuration (a missing ConfigMap,
+        Secret or key: the agent's CreateContainerConfigError), once per pod and problem, as the
+        kubelet's "Failed" event; agents may not write events themselves (node restriction)."""
+        futures: list[Future[Message]] = []
+        seen: set[str] = set()
+        for pod in cache.items("Pod"):
+            if not isinstance(pod, objects_pb2.Pod):
+                continue
+            problem = next((s.state.message for s in [*pod.status.init_container_statuses,
+                                                      *pod.status.container_statuses]
+                            if s.state.state == "waiting" and s.state.reason == CONFIG_ERROR), "")
+            if not problem:
+                continue
+            seen.add(pod.metadata.uid)
+            if self._config_problems.get(pod.metadata.uid) != problem:
+                self._config_problems[pod.metadata.uid] = problem
+                futures.append(self._event(pod, "Failed", f"Error: {problem}", "Warning",
+                                           source=f"agent {pod.spec.node_name}"))
+        for uid in set(self._config_problems) - seen:
+            del self._config_problems[uid]
+        return futures
 
     def _event(self, obj: objects_pb2.Pod | objects_pb2.ReplicaSet, reason: str, message: str, kind: str,
                source: str = "scheduler") -> Future[Message]:

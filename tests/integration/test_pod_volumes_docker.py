@@ -189,6 +189,14 @@ def test_pod_naming_a_missing_config_map_waits_then_starts(cluster: tuple[LocalM
                 statuses[0].state.message == 'configmap "later" not found'
 
         eventually(waits_for_config, what="the pod waits, naming the missing configmap")
+
+        def warned() -> bool:
+            events, _ = c.objects.list("events", "default")
+            return any(isinstance(e, objects_pb2.Event) and e.involved_object.name == "waiting"
+                       and e.reason == "Failed" and e.type == "Warning"
+                       and e.message == 'Error: configmap "later" not found' for e in events)
+
+        eventually(warned, what="a Warning event naming the missing configmap")
         c.objects.create(objects_pb2.ConfigMap(metadata=objects_pb2.ObjectMeta(name="later", namespace="default"),
                                                data={"k": "v"}))
         eventually(lambda: running(c, "waiting"), what="the pod starts once the configmap exists")
