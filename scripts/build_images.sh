@@ -6,6 +6,8 @@
 #   raftorch/busybox:latest     /bin/sh, httpd, nc, wget, sleep, ... (every busybox applet);
 #                               by default serves /www on :8080 with a page naming its host.
 #   raftorch/echoserver:latest  an HTTP echo server on :8080 (images/echoserver).
+#   raftorch/pause:latest       a pod's sandbox: holds the pod's network namespace, sleeps, and
+#                               exits at once on SIGTERM (images/pause).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,3 +73,5 @@ build raftorch/busybox:latest \
 # The primer's echoserver: answers every request with what it received.
 build raftorch/echoserver:latest '["/bin/nc", "-ll", "-p", "8080", "-e", "/bin/sh", "/echo-handler"]' \
     images/echoserver/echo-handler echo-handler
+# The pod sandbox: PID 1 is a shell that only waits, and leaves on the first TERM or INT.
+build raftorch/pause:latest '["/bin/sh", "/pause"]' images/pause/pause pause

@@ -5,8 +5,8 @@ set -euo pipefail
 
 usage() {
     cat <<USAGE
-Usage: install.sh [--secret-file FILE | --secret VALUE] [--ca-dir DIR] [--worker] [--source DIR]
-                  [--no-docker] [--no-packages] [--no-venv]
+Usage: install.sh [--secret-file FILE | --secret VALUE] [--ca-dir DIR] [--encryption-key-file FILE]
+                  [--worker] [--source DIR] [--no-docker] [--no-packages] [--no-venv]
 
 Installs Debian packages (Python, iptables, and Docker's docker.io unless --no-docker),
 creates the virtualenv $RAFTORCH_PREFIX with raftorch from DIR (default: this repository),
@@ -16,6 +16,9 @@ every host of a cluster, 16 characters or more) comes from --secret-file, --secr
 Masters also get the cluster CA: ca.crt and ca.key from --ca-dir DIR (or the PEM texts in
 \$RAFTORCH_CA_CERT and \$RAFTORCH_CA_KEY) into $RAFTORCH_ETC/pki. Workers (--worker) get
 neither the secret nor the CA: they join with a token (agent.sh).
+Masters keep Secrets encrypted with the key file $RAFTORCH_ETC/encryption-keys.yaml (the same on
+every master): copied from --encryption-key-file FILE, or written from \$RAFTORCH_ENCRYPTION_KEY
+(base64 of 32 random bytes: head -c 32 /dev/urandom | base64); an existing one is kept.
 
 Paths come from RAFTORCH_PREFIX, RAFTORCH_ETC and RAFTORCH_DATA.
 USAGE
@@ -27,6 +30,7 @@ packages=1
 docker=1
 venv=1
 ca_dir=""
+key_file=""
 worker=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,6 +40,8 @@ while [ $# -gt 0 ]; do
         --secret) [ $# -ge 2 ] || die "--secret needs a value"; secret="$2"; shift ;;
         --source) [ $# -ge 2 ] || die "--source needs a directory"; source_dir="$2"; shift ;;
         --ca-dir) [ $# -ge 2 ] || die "--ca-dir needs a directory"; ca_dir="$2"; shift ;;
+        --encryption-key-file) [ $# -ge 2 ] || die "--encryption-key-file needs a file"
+                               [ -r "$2" ] || die "cannot read key file $2"; key_file="$2"; shift ;;
         --worker) worker=1 ;;
         --no-docker) docker=0 ;;
         --no-packages) packages=0 ;;
@@ -93,4 +99,15 @@ if [ -n "$secret" ]; then
     log "cluster secret written to $target"
 elif [ ! -s "$target" ]; then
     die "no cluster secret: pass --secret-file, --secret or RAFTORCH_SECRET (the same on every host)"
+fi
+keys="$RAFTORCH_ETC/encryption-keys.yaml"
+if [ -n "$key_file" ]; then
+    install -m 0600 "$key_file" "$keys"
+    log "encryption key file installed in $keys"
+elif [ -n "${RAFTORCH_ENCRYPTION_KEY:-}" ]; then
+    (umask 077 && printf 'keys:\n  - name: key1\n    secret: %s\n' "$RAFTORCH_ENCRYPTION_KEY" > "$keys.tmp")
+    mv "$keys.tmp" "$keys"
+    log "encryption key file written to $keys"
+elif [ ! -s "$keys" ]; then
+    log "no encryption key file ($keys): the masters will refuse to store Secrets"
 fi

@@ -60,6 +60,9 @@ render "$DEPLOY_DIR/config/master.yaml.in" "$RAFTORCH_ETC/master.yaml" \
     PEERS="$(IFS=','; echo "${peers[*]+"${peers[*]}"}")" DATA="$RAFTORCH_DATA" ETC="$RAFTORCH_ETC" \
     NODE_GRACE="$RAFTORCH_NODE_GRACE" EVICTION_TIMEOUT="$RAFTORCH_EVICTION_TIMEOUT" \
     LOG_LEVEL="$RAFTORCH_LOG_LEVEL"
+if [ -s "$RAFTORCH_ETC/encryption-keys.yaml" ]; then
+    printf 'encryption-key-file: %s\n' "$RAFTORCH_ETC/encryption-keys.yaml" >> "$RAFTORCH_ETC/master.yaml"
+fi
 mkdir -p "$RAFTORCH_DATA/master"
 log "wrote $RAFTORCH_ETC/master.yaml"
 start_unit raftorch-master.service

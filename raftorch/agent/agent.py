@@ -43,6 +43,7 @@ from raftorch.agent.reconciler import (
 )
 from raftorch.agent.runtime.base import ChangeWatch, ContainerRuntime, RuntimeFailure, WatchesChanges
 from raftorch.agent.usage import Reading, build_usage, node_cpu_ns, node_memory
+from raftorch.agent.volumes import PodVolumes, needs_inputs
 from raftorch.api.v1 import agents_pb2, objects_pb2
 from raftorch.auth.interceptor import MasterOnlyInterceptor
 from raftorch.auth.pki import CertVerifier
@@ -55,6 +56,8 @@ log = structlog.get_logger("raftorch.agent")
 
 SYSTEM_NAMESPACE = "raftorch-system"
 RECONCILE_PERIOD = 0.5
+# Volumes of pods that are gone (and have no container left) are removed this often (seconds).
+VOLUME_CLEANUP_PERIOD = 5.0
 # With the runtime's change events, a pass is also due after each exit; this is a resync only.
 RECONCILE_PERIOD_WITH_EVENTS = 2.0
 # Parallel container starts: what this kind of daemon takes before it slows down (bench/agent_bench.py).
@@ -90,6 +93,10 @@ class Agent:
         self.cert = cert
         self.client = Client(config.masters, timeout=5.0, retry_for=30.0,
                              credentials=cert.credentials() if cert is not None else None)
+        # Reads of ConfigMaps and Secrets happen on the reconcile thread: a short retry keeps a
+        # master outage from stalling it (the last values read stay in use meanwhile).
+        self._config_client = Client(config.masters, timeout=2.0, retry_for=2.0,
+                                     credentials=cert.credentials() if cert is not None else None)
         self._renewer: Renewer | None = None
         self._fresh_tls: rpc.ServerTLS | None = None
         self._conn = self.client._conn
@@ -116,7 +123,12 @@ class Agent:
         self._watch: ObjectWatch | None = None
         self._server: grpc.Server | None = None
         self.state = AgentPodState()
-        self.rconfig = ReconcileConfig(node=config.name, host_ip=config.node_ip, backoff_base=config.backoff_base)
+        # Only Docker can put a pod's containers in one network namespace (see the process runtime).
+        sandbox_image = config.sandbox_image if runtime.name == "docker" and config.sandbox_image else None
+        self.rconfig = ReconcileConfig(node=config.name, host_ip=config.node_ip, backoff_base=config.backoff_base,
+                                       sandbox_image=sandbox_image)
+        self.volumes = PodVolumes(config.data_dir / "pods", config.name, self._fetch_config, runtime)
+        self._volumes_cleaned = 0.0
         self.endpoint = f"{config.node_ip}:{config.agent_port}"
         self.network: NodeNetwork | None = None
         self.pod_cidr = ""
@@ -158,6 +170,7 @@ class Agent:
         self._fresh_tls = cert.server_tls()
         self._conn.set_credentials(cert.credentials())
         self.metrics.reload()
+        self._config_client._conn.set_credentials(cert.credentials())
 
     def _endpoint_tls(self) -> rpc.ServerTLS | None:
         fresh, self._fresh_tls = self._fresh_tls, None
@@ -184,6 +197,7 @@ class Agent:
         self.events.stop()
         self.client.close()
         self.metrics.close()
+        self._config_client.close()
         log.info("agent_stopped", node=self.config.name)
 
     def wait(self) -> None:
@@ -377,8 +391,14 @@ class Agent:
             failures, self._start_failures = self._start_failures, []
         for failed, reason, message, when in failures:
             self.state = record_start_failure(self.state, failed, reason, message, when, self.rconfig)
-        plan = plan_pod_actions(desired, running, self.state, now, self.rconfig, starting)
+        inputs = {p.metadata.uid: self.volumes.prepare(p) for p in desired
+                  if needs_inputs(p) and not p.metadata.deletion_timestamp
+                  and p.status.phase not in ("Succeeded", "Failed")}
+        plan = plan_pod_actions(desired, running, self.state, now, self.rconfig, starting, inputs)
         self.state = plan.state
+        if now - self._volumes_cleaned >= VOLUME_CLEANUP_PERIOD:
+            self._volumes_cleaned = now
+            self.volumes.cleanup({p.metadata.uid for p in desired} | {c.pod_uid for c in running})
         for action in plan.actions:
             if isinstance(action, StopContainer):
                 if action.container_id not in self._stopping:
@@ -447,6 +467,17 @@ class Agent:
                 cs.state.state == "running" for cs in status.container_statuses):
             self.metrics.pod_start_seconds.observe(max(0.0, now - seen))
             self._first_seen[uid] = 0.0  # observed; kept so that a restart is not a new start
+    def _fetch_config(self, kind: str, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        """A ConfigMap's or Secret's data by key (NotFound when it does not exist)."""
+        plural = {"Secret": "secrets", "PersistentVolumeClaim": "persistentvolumeclaims"}.get(kind, "configmaps")
+        msg = self._config_client.objects.get(plural, name, namespace)
+        if isinstance(msg, objects_pb2.PersistentVolumeClaim):
+            return {"uid": msg.metadata.uid.encode(), "node": msg.status.node_name.encode()}
+        if isinstance(msg, objects_pb2.Secret):
+            return dict(msg.data)
+        if isinstance(msg, objects_pb2.ConfigMap):
+            return {**{k: v.encode() for k, v in msg.data.items()}, **msg.binary_data}
+        return None
 
     def _start(self, action: StartContainer) -> None:
         spec = action.spec

@@ -35,6 +35,8 @@ class AgentConfig:
     # First restart delay of a crashing container; doubles up to five minutes.
     backoff_base: float = 10.0
     docker_url: str = ""
+    # The image of each pod's sandbox container (the docker runtime's; built by scripts/build_images.sh).
+    sandbox_image: str = "raftorch/pause:latest"
     log_level: str = "info"
     # The node's certificate, its key and the cluster CA; default: pki in data-dir.
     pki_dir: Path | None = None

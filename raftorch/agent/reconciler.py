@@ -21,6 +21,11 @@ back with `record_start_failure` and probe results with `record_probe`, and plan
 * A failed start (ErrImagePull, RunContainerError, ...) waits with that reason and message and
   is retried with the same back-off, at least `backoff_base`.
 * The restart count is the attempt label of the newest container: it survives agent restarts.
+* With `sandbox_image` set, each pod (but host-network ones) first gets a sandbox container
+  that holds its network namespace; its containers start once it runs, join it, and share its
+  IP (the pod IP). Containers that joined another sandbox than the running one (it died and
+  was replaced) are stopped, removed and started again in the new one. A pod's sandbox goes
+  last, once none of its containers runs.
 """
 
 from __future__ import annotations
@@ -30,7 +35,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from raftorch.agent.probes import LIVENESS, READINESS, ProbeSettings, ProbeTracker
-from raftorch.agent.runtime.base import CREATED, ContainerInfo, ContainerSpec, container_spec
+from raftorch.agent.runtime.base import (
+    CREATED,
+    SANDBOX_CONTAINER,
+    ContainerInfo,
+    ContainerSpec,
+    container_spec,
+    sandbox_spec,
+)
 from raftorch.agent.runtime.status import (
     PENDING,
     RUNNING,
@@ -41,6 +53,7 @@ from raftorch.agent.runtime.status import (
     pod_status,
     terminated,
 )
+from raftorch.agent.volumes import PodInputs
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
 from raftorch.objects import format_time
@@ -54,6 +67,9 @@ __all__ = [
 CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
 CONTAINER_CREATING = "ContainerCreating"
 CONFIG_ERROR = "CreateContainerConfigError"
+POD_INITIALIZING = "PodInitializing"
+# A pod waiting for a ConfigMap or Secret is looked at again this often (seconds).
+INPUTS_RETRY = 2.0
 _MAX_STEPS = 30  # far past any back-off cap; keeps 2**steps small
 
 
@@ -66,6 +82,9 @@ class ReconcileConfig:
     backoff_reset: float = 600.0
     default_grace: int = 30
     network: str | None = None  # handed to every ContainerSpec
+    # The image of the container holding each pod's network namespace; None: no sandboxes, every
+    # container has a network of its own (runtimes that cannot share one).
+    sandbox_image: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +168,12 @@ class ProbeCheck:
 class _Plan:
     """The plan under construction."""
 
-    def __init__(self, now: float, config: ReconcileConfig, starting: frozenset[tuple[str, str]]) -> None:
+    def __init__(self, now: float, config: ReconcileConfig, starting: frozenset[tuple[str, str]],
+                 inputs: Mapping[str, PodInputs]) -> None:
         self.now = now
         self.config = config
         self.starting = starting
+        self.inputs = inputs
         self.stops: list[StopContainer] = []
         self.removes: list[RemoveContainer] = []
         self.starts: list[StartContainer] = []
@@ -171,12 +192,14 @@ class _Plan:
 
 def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[ContainerInfo], state: AgentPodState,
                      now: float, config: ReconcileConfig,
-                     starting: frozenset[tuple[str, str]] = frozenset()) -> ReconcilePlan:
+                     starting: frozenset[tuple[str, str]] = frozenset(),
+                     inputs: Mapping[str, PodInputs] | None = None) -> ReconcilePlan:
     """The actions that bring this node's containers to the desired pods, and the pods' statuses.
 
     `starting`: (pod uid, container) of the starts the executor has not finished, or finished after
-    `running` was listed."""
-    plan = _Plan(now, config, starting)
+    `running` was listed. `inputs`: by pod uid, the env and mounts of the pods that have volumes
+    or env sources (or why they must wait)."""
+    plan = _Plan(now, config, starting, inputs or {})
     by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
     for info in running:
         by_pod[info.pod_uid].append(info)
@@ -191,7 +214,12 @@ def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[Conta
             statuses[uid] = status
     for uid, infos in by_pod.items():
         old = state.pods.get(uid)
+        apps_running = any(i.running for i in infos if not i.is_sandbox)
         for info in infos:
+            if info.is_sandbox:
+                if not apps_running:  # its containers' network goes with it: they go first
+                    plan.stop(info, 0, True, "pod is gone")
+                continue
             grace = old.grace_seconds if old is not None else info.grace_seconds
             plan.stop(info, config.default_grace if grace is None else grace, True, "pod is gone")
         if old is not None:
@@ -207,38 +235,152 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
                               start_time=pod.status.start_time or format_time(plan.now))
     terminal = pod.status.phase in ("Succeeded", "Failed")
     stopping = terminal or bool(pod.metadata.deletion_timestamp)
+    sandboxes = [i for i in infos if i.is_sandbox]
+    infos = [i for i in infos if not i.is_sandbox]
+    use_sandbox = bool(plan.config.sandbox_image) and not pod.spec.host_network
+    sandbox: ContainerInfo | None = None
+    sandbox_rec = record.containers.get(SANDBOX_CONTAINER, ContainerRecord())
+    if use_sandbox or sandboxes:
+        sandbox, sandbox_rec, infos = _plan_sandbox(plan, pod, sandboxes, infos, sandbox_rec, stopping and use_sandbox)
     by_name: dict[str, list[ContainerInfo]] = defaultdict(list)
     for info in infos:
         by_name[info.container].append(info)
-    for name in set(by_name) - {c.name for c in pod.spec.containers}:
+    for name in set(by_name) - {c.name for c in [*pod.spec.containers, *pod.spec.init_containers]}:
         for info in by_name[name]:
             plan.stop(info, grace, True, "not in the pod's spec")
     records: dict[str, ContainerRecord] = {}
     statuses: list[objects_pb2.ContainerStatus] = []
     kinds: list[str] = []
     ips: list[str] = []
-    for container in pod.spec.containers:
+    init_statuses, initialized, init_failed = _plan_init(
+        plan, pod, by_name, record, records, grace, stopping, sandbox if use_sandbox else None,
+        sandbox_rec if use_sandbox else None)
+    for container in pod.spec.containers if initialized else ():
         rec, status, kind, ip = _plan_container(plan, pod, container, by_name.get(container.name, []),
                                                 record.containers.get(container.name, ContainerRecord()),
-                                                grace, stopping)
+                                                grace, stopping, sandbox if use_sandbox else None,
+                                                sandbox_rec if use_sandbox else None)
         records[container.name] = rec
         statuses.append(status)
         kinds.append(kind)
         if ip:
             ips.append(ip)
+    if use_sandbox:
+        records[SANDBOX_CONTAINER] = sandbox_rec
+        ips = [sandbox.ip] if sandbox is not None and sandbox.ip else []
+    if not initialized:
+        for container in pod.spec.containers:
+            records[container.name] = record.containers.get(container.name, ContainerRecord())
+            statuses.append(objects_pb2.ContainerStatus(name=container.name, image=container.image, state=(
+                container_state("waiting", reason=POD_INITIALIZING))))
+            kinds.append(PENDING)
     host_ip = plan.config.host_ip
     pod_ip = ips[0] if ips else (host_ip if pod.spec.host_network else "") or record.pod_ip or pod.status.pod_ip
     record = replace(record, grace_seconds=grace, pod_ip=pod_ip, containers=records)
     if terminal:
         return record, None
-    return record, pod_status(pod, statuses, kinds, pod_ip=pod_ip, host_ip=host_ip, start_time=record.start_time,
-                              now=plan.now)
+    result = pod_status(pod, statuses, kinds, pod_ip=pod_ip, host_ip=host_ip, start_time=record.start_time,
+                        now=plan.now)
+    result.init_container_statuses.extend(init_statuses)
+    if init_failed:
+        result.phase = "Failed"
+    return record, result
+
+
+def _plan_init(plan: _Plan, pod: objects_pb2.Pod, by_name: Mapping[str, list[ContainerInfo]], record: PodRecord,
+               records: dict[str, ContainerRecord], grace: int, stopping: bool, sandbox: ContainerInfo | None,
+               sandbox_rec: ContainerRecord | None) -> tuple[list[objects_pb2.ContainerStatus], bool, bool]:
+    """Init containers run one at a time, in order, each to success. Returns their statuses,
+    whether all succeeded (the app containers may run), and whether one failed for good.
+
+    They restart as the pod's policy says, Always counting as OnFailure, with the usual back-off.
+    Once an app container has run, they are done: their exited containers are only reported."""
+    statuses: list[objects_pb2.ContainerStatus] = []
+    if not pod.spec.init_containers:
+        return statuses, True, False
+    apps_ran = any(i.state != CREATED for c in pod.spec.containers for i in by_name.get(c.name, []))
+    policy = "Never" if pod.spec.restart_policy == "Never" else "OnFailure"
+    blocked = failed = False
+    for container in pod.spec.init_containers:
+        old = record.containers.get(container.name, ContainerRecord())
+        infos = by_name.get(container.name, [])
+        if apps_ran or blocked:
+            records[container.name] = old
+            exited = max((i for i in infos if not i.running and i.state != CREATED), key=lambda i: i.attempt,
+                         default=None)
+            status = objects_pb2.ContainerStatus(name=container.name, image=container.image,
+                                                 restart_count=max(old.last_attempt, 0))
+            if blocked:
+                status.state.CopyFrom(container_state("waiting", reason=POD_INITIALIZING))
+            elif exited is not None:
+                status.state.CopyFrom(terminated(Exit.of(exited)))
+            else:
+                status.state.CopyFrom(container_state("terminated", reason="Completed"))
+            statuses.append(status)
+            continue
+        rec, status, kind, _ = _plan_container(plan, pod, container, infos, old, grace, stopping, sandbox,
+                                               sandbox_rec, restart_policy=policy)
+        records[container.name] = rec
+        if status.state.state == "waiting" and status.state.reason == CONTAINER_CREATING:
+            status.state.reason = POD_INITIALIZING  # as the kubelet says of init containers
+        statuses.append(status)
+        if kind != SUCCEEDED:
+            blocked = True
+            failed = policy == "Never" and status.state.state == "terminated"
+    return statuses, apps_ran or not blocked, failed
+
+
+def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerInfo], infos: list[ContainerInfo],
+                  rec: ContainerRecord, stopping: bool
+                  ) -> tuple[ContainerInfo | None, ContainerRecord, list[ContainerInfo]]:
+    """The pod's running sandbox (or None), its record, and the containers that belong to it (or to none yet).
+
+    `stopping` (or no sandboxes wanted any more): the sandbox goes once no container runs."""
+    in_flight = (pod.metadata.uid, SANDBOX_CONTAINER) in plan.starting
+    live = sorted((i for i in sandboxes if i.state != CREATED), key=lambda i: (i.attempt, i.started_at or 0.0))
+    for info in sandboxes:
+        if info.state == CREATED and not in_flight:
+            plan.removes.append(RemoveContainer(info.id, info.pod_uid, info.container, "never started", True))
+    current = live[-1] if live and live[-1].running else None
+    for info in live:
+        if info is not current:
+            plan.stop(info, 0, True, "superseded sandbox")
+    rec = replace(rec, last_attempt=max([rec.last_attempt, *(i.attempt for i in live)]))
+    if rec.waiting_reason and rec.last_attempt >= rec.waiting_attempt:
+        rec = replace(rec, waiting_reason="", waiting_message="")
+    # Containers in another (dead) sandbox's namespace have no network: they start again in the new one.
+    joined = current.id if current is not None else None
+    kept = []
+    for info in infos:
+        # A stopping pod's exited containers stay (their logs) after its sandbox went.
+        if info.sandbox and info.sandbox != joined and not stopping:
+            plan.stop(info, pod.spec.termination_grace_period_seconds or plan.config.default_grace, True,
+                      "pod sandbox changed")
+        else:
+            kept.append(info)
+    if stopping or not plan.config.sandbox_image:
+        if current is not None and not any(i.running for i in infos):
+            plan.stop(current, 0, True, "pod is terminating")
+        return current, rec, kept
+    if current is None and in_flight:
+        pass  # its start is under way: the next pass sees it run (or fail)
+    elif current is None and plan.now >= rec.backoff_until and plan.config.sandbox_image:
+        spec = sandbox_spec(pod, plan.config.node, rec.last_attempt + 1, plan.config.sandbox_image,
+                            network=plan.config.network)
+        plan.starts.append(StartContainer(spec))
+    elif current is None:
+        plan.wake_at(rec.backoff_until)
+    return current, rec, kept
 
 
 def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Container,
                     infos: list[ContainerInfo], rec: ContainerRecord, grace: int,
-                    stopping: bool) -> tuple[ContainerRecord, objects_pb2.ContainerStatus, str, str]:
-    """The container's new record, status, phase class (running, pending, stopped, succeeded) and IP."""
+                    stopping: bool, sandbox: ContainerInfo | None = None,
+                    sandbox_rec: ContainerRecord | None = None, restart_policy: str = ""
+                    ) -> tuple[ContainerRecord, objects_pb2.ContainerStatus, str, str]:
+    """The container's new record, status, phase class (running, pending, stopped, succeeded) and IP.
+
+    With `sandbox_rec` the pod uses a sandbox: a start waits for `sandbox` to run, and joins it."""
     now = plan.now
     in_flight = (pod.metadata.uid, container.name) in plan.starting
     live: list[ContainerInfo] = []
@@ -283,7 +425,7 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         last = Exit(f"lost-{pod.metadata.uid}-{container.name}-{rec.last_attempt}", rec.last_attempt, 137,
                     "ContainerStatusUnknown", "The container could not be located")
         rec = replace(rec, last_exit=last)
-    policy = pod.spec.restart_policy or "Always"
+    policy = restart_policy or pod.spec.restart_policy or "Always"
     restart = last is None or policy == "Always" or (policy == "OnFailure" and last.exit_code != 0)
     if last is not None and (stopping or not restart):
         status.state.CopyFrom(terminated(last))
@@ -304,10 +446,21 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CRASH_LOOP_BACK_OFF,
                                               message=message))
         return rec, status, kind, ""
+    if sandbox_rec is not None and sandbox is None:
+        status.state.CopyFrom(container_state("waiting", reason=sandbox_rec.waiting_reason or CONTAINER_CREATING,
+                                              message=sandbox_rec.waiting_message))
+        return rec, status, kind, ""
+    inputs = plan.inputs.get(pod.metadata.uid)
+    if inputs is not None and inputs.problem:
+        status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=inputs.problem))
+        plan.wake_at(now + INPUTS_RETRY)
+        return rec, status, kind, ""
     if not in_flight:
         try:
             spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1,
-                                  network=plan.config.network)
+                                  network=plan.config.network, sandbox=sandbox.id if sandbox is not None else None,
+                                  env=inputs.env.get(container.name) if inputs is not None else None,
+                                  mounts=inputs.mounts.get(container.name, ()) if inputs is not None else ())
         except Invalid as err:
             status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=str(err)))
             return rec, status, kind, ""

@@ -46,7 +46,8 @@ RESERVED_READ = ("/raftorch/",)
 # The controller manager's role (system:controller-manager): every kind of object, no keys,
 # leases, tokens or certificates, none of the agents' calls.
 CONTROLLER_MANAGER_RESOURCES = frozenset({k.plural for k in KINDS} | {"pods/status"})
-_NODE_READ = frozenset({"pods", "nodes", "services", "endpoints", "namespaces", "cluster"})
+_NODE_READ = frozenset({"pods", "nodes", "services", "endpoints", "namespaces", "cluster", "configmaps", "secrets",
+                        "persistentvolumeclaims"})
 _NODE_WRITE = frozenset({"pods", "events", "nodes", "pods/status", "nodes/heartbeat", "certificates",
                          "nodes/usage"})
 

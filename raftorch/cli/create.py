@@ -1,7 +1,8 @@
-"""raftctl create (deployments, namespaces) and expose: objects from flags, as kubectl makes them."""
+"""raftctl create (deployments, namespaces, configmaps) and expose: objects from flags, as kubectl makes them."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import click
@@ -11,7 +12,7 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.cli.common import namespace_option, one_target, ref
 from raftorch.cli.context import get_ctx, handle_errors
 from raftorch.errors import Invalid
-from raftorch.objects import DEPLOYMENT, POD, REPLICA_SET, apply_defaults, validate
+from raftorch.objects import DEPLOYMENT, MAX_OBJECT_BYTES, POD, REPLICA_SET, apply_defaults, validate
 
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
 
@@ -91,6 +92,97 @@ def create_namespace(name: str) -> None:
     _check(ns)
     get_ctx().client().objects.create(ns)
     click.echo(f"namespace/{name} created")
+
+
+@create.command(name="configmap")
+@click.argument("name")
+@click.option("--from-literal", "literals", multiple=True, metavar="KEY=VALUE", help="A key and its value; repeatable.")
+@click.option("--from-file", "files", multiple=True, metavar="[KEY=]PATH",
+              help="A file's content, under its base name or KEY; repeatable.")
+@namespace_option
+@handle_errors
+def create_configmap(name: str, literals: tuple[str, ...], files: tuple[str, ...], namespace: str) -> None:
+    """Create a ConfigMap from literal values and files.
+
+    \b
+    Example:
+      raftctl create configmap web-config --from-literal=mode=fast --from-file=default.conf
+    """
+    cm = objects_pb2.ConfigMap(metadata=objects_pb2.ObjectMeta(name=name, namespace=namespace))
+    for key, value in config_entries(literals, files).items():
+        if isinstance(value, bytes):
+            cm.binary_data[key] = value
+        else:
+            cm.data[key] = value
+    _check(cm)
+    get_ctx().client().objects.create(cm)
+    click.echo(f"configmap/{name} created")
+
+
+@create.group(name="secret")
+def create_secret() -> None:
+    """Create a Secret (kept encrypted by the masters).
+
+    \b
+    Example:
+      raftctl create secret generic db-pass --from-literal=password=s3cr3t
+    """
+
+
+@create_secret.command(name="generic")
+@click.argument("name")
+@click.option("--from-literal", "literals", multiple=True, metavar="KEY=VALUE", help="A key and its value; repeatable.")
+@click.option("--from-file", "files", multiple=True, metavar="[KEY=]PATH",
+              help="A file's content, under its base name or KEY; repeatable.")
+@click.option("--type", "type_", default="Opaque", show_default=True, help="The secret's type.")
+@namespace_option
+@handle_errors
+def create_secret_generic(name: str, literals: tuple[str, ...], files: tuple[str, ...], type_: str,
+                          namespace: str) -> None:
+    """Create a generic Secret from literal values and files.
+
+    \b
+    Example:
+      raftctl create secret generic db-pass --from-literal=password=s3cr3t --from-file=tls.key
+    """
+    secret = objects_pb2.Secret(metadata=objects_pb2.ObjectMeta(name=name, namespace=namespace), type=type_)
+    for key, value in config_entries(literals, files).items():
+        secret.data[key] = value.encode() if isinstance(value, str) else value
+    _check(secret)
+    get_ctx().client().objects.create(secret)
+    click.echo(f"secret/{name} created")
+
+
+def config_entries(literals: tuple[str, ...], files: tuple[str, ...]) -> dict[str, str | bytes]:
+    """Keys and values from `--from-literal` and `--from-file`; a file that is not UTF-8 stays bytes."""
+    out: dict[str, str | bytes] = {}
+
+    def put(key: str, value: str | bytes, flag: str) -> None:
+        if key in out:
+            raise Invalid(f"{flag}: the key {key!r} is given twice")
+        out[key] = value
+
+    for literal in literals:
+        key, sep, value = literal.partition("=")
+        if not sep or not key:
+            raise Invalid(f"--from-literal: expected KEY=VALUE, got {literal!r}")
+        put(key, value, "--from-literal")
+    for spec in files:
+        key, sep, path = spec.partition("=")
+        if not sep:
+            key, path = os.path.basename(spec), spec
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_OBJECT_BYTES + 1)
+        except OSError as exc:
+            raise Invalid(f"--from-file: cannot read {path}: {exc.strerror}") from None
+        if len(data) > MAX_OBJECT_BYTES:
+            raise Invalid(f"--from-file: {path} is larger than the limit of {MAX_OBJECT_BYTES} bytes")
+        try:
+            put(key, data.decode(), "--from-file")
+        except UnicodeDecodeError:
+            put(key, data, "--from-file")
+    return out
 
 
 def _check(msg: Message) -> None:

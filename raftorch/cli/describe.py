@@ -126,7 +126,50 @@ def _container(doc: Doc, c: objects_pb2.Container, status: objects_pb2.Container
     for label, probe in (("Liveness", c.liveness_probe), ("Readiness", c.readiness_probe)):
         if probe.ByteSize():
             doc.kv(label, _probe(probe), inner)
-    doc.lines_of("Environment", [f"{e.name}={e.value}" for e in c.env], inner)
+    doc.lines_of("Environment", [_env(e) for e in c.env], inner)
+    if c.env_from:
+        doc.lines_of("Environment Variables from", [
+            (f"{s.config_map_ref.name} ConfigMap" if s.HasField("config_map_ref") else f"{s.secret_ref.name} Secret")
+            + (f" (prefix {s.prefix})" if s.prefix else "") for s in c.env_from], inner)
+    doc.lines_of("Mounts", [f"{m.mount_path} from {m.name} ({'ro' if m.read_only else 'rw'}"
+                            + (f", path {m.sub_path!r})" if m.sub_path else ")") for m in c.volume_mounts], inner)
+
+
+def _env(e: objects_pb2.EnvVar) -> str:
+    """A variable; one from a ConfigMap or Secret by reference, never its value (as kubectl)."""
+    if e.value_from.HasField("config_map_key_ref"):
+        ref = e.value_from.config_map_key_ref
+        return f"{e.name}: <set to the key '{ref.key}' of config map '{ref.name}'>"
+    if e.value_from.HasField("secret_key_ref"):
+        ref = e.value_from.secret_key_ref
+        return f"{e.name}: <set to the key '{ref.key}' in secret '{ref.name}'>"
+    return f"{e.name}={e.value}"
+
+
+def _volumes(doc: Doc, volumes: Sequence[objects_pb2.Volume]) -> None:
+    if not volumes:
+        doc.kv("Volumes", NONE)
+        return
+    doc.heading("Volumes:")
+    for v in volumes:
+        doc.heading(f"{v.name}:", 1)
+        if v.HasField("empty_dir"):
+            doc.kv("Type", "EmptyDir (a temporary directory that shares a pod's lifetime)", 2)
+            doc.kv("Medium", v.empty_dir.medium, 2)
+            doc.kv("SizeLimit", v.empty_dir.size_limit or "<unset>", 2)
+        elif v.HasField("config_map"):
+            doc.kv("Type", "ConfigMap (a volume populated by a ConfigMap)", 2)
+            doc.kv("Name", v.config_map.name, 2)
+        elif v.HasField("secret"):
+            doc.kv("Type", "Secret (a volume populated by a Secret)", 2)
+            doc.kv("SecretName", v.secret.secret_name, 2)
+        elif v.HasField("host_path"):
+            doc.kv("Type", "HostPath (bare host directory volume)", 2)
+            doc.kv("Path", v.host_path.path, 2)
+        elif v.HasField("persistent_volume_claim"):
+            doc.kv("Type", "PersistentVolumeClaim (a reference to a claim in the same namespace)", 2)
+            doc.kv("ClaimName", v.persistent_volume_claim.claim_name, 2)
+            doc.kv("ReadOnly", str(v.persistent_volume_claim.read_only).lower(), 2)
 
 
 def _state(doc: Doc, label: str, state: objects_pb2.ContainerState, indent: int) -> None:
@@ -167,11 +210,17 @@ def _pod(doc: Doc, client: Client, pod: objects_pb2.Pod) -> None:
         if value:
             doc.kv(key, value)
     doc.kv("IP", pod.status.pod_ip or NONE)
+    if pod.spec.init_containers:
+        doc.heading("Init Containers:")
+        init_statuses = {s.name: s for s in pod.status.init_container_statuses}
+        for c in pod.spec.init_containers:
+            _container(doc, c, init_statuses.get(c.name), 1)
     doc.heading("Containers:")
     statuses = {s.name: s for s in pod.status.container_statuses}
     for c in pod.spec.containers:
         _container(doc, c, statuses.get(c.name), 1)
     _conditions(doc, pod.status.conditions)
+    _volumes(doc, pod.spec.volumes)
     doc.lines_of("Node-Selectors", _pairs(pod.spec.node_selector))
     doc.kv("Restart Policy", pod.spec.restart_policy or "Always")
 
@@ -272,6 +321,15 @@ def _node(doc: Doc, client: Client, node: objects_pb2.Node) -> None:
                     printers.age(p.metadata.creation_timestamp, now)] for p in active])
 
 
+def _secret(doc: Doc, secret: objects_pb2.Secret) -> None:
+    """Keys and sizes only, as kubectl: a describe is often pasted where values must not go."""
+    doc.kv("Type", secret.type or "Opaque")
+    doc.heading("Data")
+    doc.heading("====")
+    for key in sorted(secret.data):
+        doc.kv(key, f"{len(secret.data[key])} bytes")
+
+
 def _other(doc: Doc, client: Client, msg: Message) -> None:
     body = {k: v for k, v in to_manifest(msg).items() if k not in ("apiVersion", "kind", "metadata")}
     for line in as_yaml(body).splitlines() if body else []:
@@ -322,6 +380,8 @@ def describe_object(client: Client, kind: Kind, msg: Message) -> str:
         _node(doc, client, msg)
     elif isinstance(msg, objects_pb2.Namespace):
         doc.kv("Status", msg.status.phase or "Active")
+    elif isinstance(msg, objects_pb2.Secret):
+        _secret(doc, msg)
     else:
         _other(doc, client, msg)
     _events(doc, client, kind, msg)

@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
 from raftorch.objects import (
+    CONFIG_MAP,
     CRON_JOB,
     DAEMON_SET,
     DEPLOYMENT,
@@ -19,8 +20,10 @@ from raftorch.objects import (
     JOB,
     NAMESPACE,
     NODE,
+    PERSISTENT_VOLUME_CLAIM,
     POD,
     REPLICA_SET,
+    SECRET,
     SERVICE,
     Kind,
     get_condition,
@@ -96,8 +99,22 @@ def pod_summary(pod: objects_pb2.Pod, now: float) -> PodSummary:
     ready = restarts = 0
     last_restart = ""
     has_running = False
+    initializing = False
+    for i, cs in enumerate(pod.status.init_container_statuses):
+        restarts += cs.restart_count
+        state = cs.state
+        if state.state == "terminated" and state.exit_code == 0:
+            continue
+        initializing = True
+        if state.state == "terminated":
+            reason = "Init:" + (state.reason or f"ExitCode:{state.exit_code}")
+        elif state.state == "waiting" and state.reason and state.reason != "PodInitializing":
+            reason = "Init:" + state.reason
+        else:
+            reason = f"Init:{i}/{len(pod.spec.init_containers)}"
+        break
     # In reverse, so the first container's state wins, as kubectl's loop does.
-    for cs in reversed(pod.status.container_statuses):
+    for cs in reversed(pod.status.container_statuses if not initializing else ()):
         restarts += cs.restart_count
         if cs.last_state.state == "terminated" and cs.last_state.finished_at > last_restart:
             last_restart = cs.last_state.finished_at
@@ -282,6 +299,23 @@ class Columns:
     row: Callable[[Any, float, bool], list[str]]
 
 
+def _config_map(cm: objects_pb2.ConfigMap, now: float, wide: bool) -> list[str]:
+    return [cm.metadata.name, str(len(cm.data) + len(cm.binary_data)), age(cm.metadata.creation_timestamp, now)]
+
+
+def _secret(s: objects_pb2.Secret, now: float, wide: bool) -> list[str]:
+    return [s.metadata.name, s.type or "Opaque", str(len(s.data)), age(s.metadata.creation_timestamp, now)]
+
+
+def _claim(c: objects_pb2.PersistentVolumeClaim, now: float, wide: bool) -> list[str]:
+    return [c.metadata.name, c.status.phase or "Pending", c.status.node_name or NONE,
+            c.spec.resources.requests.get("storage", NONE), ",".join(_ACCESS.get(m, m) for m in c.spec.access_modes),
+            age(c.metadata.creation_timestamp, now)]
+
+
+_ACCESS = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+
+
 _COLUMNS: dict[str, Columns] = {
     POD.name: Columns(("NAME", "READY", "STATUS", "RESTARTS", "AGE"), ("IP", "NODE"), _pod),
     DEPLOYMENT.name: Columns(("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
@@ -301,6 +335,9 @@ _COLUMNS: dict[str, Columns] = {
                            ("CONTAINERS", "IMAGES", "SELECTOR"), _cron_job),
     DAEMON_SET.name: Columns(("NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR",
                               "AGE"), ("CONTAINERS", "IMAGES", "SELECTOR"), _daemon_set),
+    CONFIG_MAP.name: Columns(("NAME", "DATA", "AGE"), (), _config_map),
+    SECRET.name: Columns(("NAME", "TYPE", "DATA", "AGE"), (), _secret),
+    PERSISTENT_VOLUME_CLAIM.name: Columns(("NAME", "STATUS", "NODE", "CAPACITY", "ACCESS MODES", "AGE"), (), _claim),
 }
 
 

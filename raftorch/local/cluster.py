@@ -22,6 +22,7 @@ from raftorch.client import Client, load_credentials
 from raftorch.errors import AlreadyExists, Invalid, RaftorchError, Unavailable
 from raftorch.local.masters import free_ports, spawn, write_secret
 from raftorch.master.admission import LEVEL_LABEL, PRIVILEGED
+from raftorch.master.encryption import new_key_file_text
 
 STATE_FILE = "cluster.json"
 
@@ -126,6 +127,10 @@ class LocalCluster:
         secret = self.data_dir / "cluster-secret"
         if not secret.exists():
             write_secret(secret)
+        keys = self.data_dir / "encryption-keys.yaml"
+        if not keys.exists():
+            keys.write_text(new_key_file_text())
+            keys.chmod(0o600)
         admin = ensure_admin(self.pki_dir)
         progress(f"starting {masters} masters")
         for m in state.masters:
@@ -175,7 +180,8 @@ class LocalCluster:
         return [sys.executable, "-m", "raftorch.master", "--name", m.name, "--client-addr", m.client_addr,
                 "--peer-addr", m.peer_addr, "--peers", peers, "--data-dir", str(self.data_dir / m.name),
                 "--secret-file", str(secret), "--pki-dir", str(self.pki_dir),
-                "--http-addr", m.http_addr]
+                "--http-addr", m.http_addr,
+                "--encryption-key-file", str(self.data_dir / "encryption-keys.yaml")]
 
     def _agent_cmd(self, state: ClusterState, a: ProcessEntry, join: CreateTokenResponse | None) -> list[str]:
         # All nodes share this host's network: one agent serves the NodePorts, on 127.0.0.1,

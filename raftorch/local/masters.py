@@ -15,6 +15,7 @@ from pathlib import Path
 from raftorch.auth.pki import AdminFiles, ensure_admin
 from raftorch.client import Client, load_credentials, set_default_credentials
 from raftorch.errors import RaftorchError
+from raftorch.master.encryption import new_key_file_text
 from raftorch.rpc import INSECURE, Credentials
 
 
@@ -82,6 +83,8 @@ class LocalMasters:
     count: int = 3
     host: str = "127.0.0.1"
     secret_file: Path | None = None
+    # The keys that encrypt Secrets at rest (made on first use); None: root/encryption-keys.yaml.
+    encryption_key_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
     masters: dict[str, MasterProcess] = field(default_factory=dict)
@@ -102,6 +105,11 @@ class LocalMasters:
             self.secret_file = self.root / "cluster-secret"
             if not self.secret_file.exists():
                 write_secret(self.secret_file)
+        if self.encryption_key_file is None:
+            self.encryption_key_file = self.root / "encryption-keys.yaml"
+            if not self.encryption_key_file.exists():
+                self.encryption_key_file.write_text(new_key_file_text())
+                self.encryption_key_file.chmod(0o600)
         if not self.masters:
             ports = free_ports(3 * self.count, self.host)
             for i in range(self.count):
@@ -120,15 +128,18 @@ class LocalMasters:
         return [sys.executable, "-m", "raftorch.master", "--name", name, "--client-addr", m.client_addr,
                 "--peer-addr", m.peer_addr, "--peers", peers, "--data-dir", str(m.data_dir),
                 "--secret-file", str(self.secret_file), "--pki-dir", str(self.pki_dir), "--http-addr", m.http_addr,
-                *self.extra_args]
+                "--encryption-key-file", str(self.encryption_key_file), *self.extra_args]
 
-    def start(self, name: str | None = None, secret_file: Path | None = None) -> None:
+    def start(self, name: str | None = None, secret_file: Path | None = None,
+              encryption_key_file: Path | None = None) -> None:
         for m in self.masters.values() if name is None else [self.masters[name]]:
             if m.alive:
                 continue
             cmd = self.command(m.name)
             if secret_file is not None:
                 cmd[cmd.index("--secret-file") + 1] = str(secret_file)
+            if encryption_key_file is not None:
+                cmd[cmd.index("--encryption-key-file") + 1] = str(encryption_key_file)
             m.proc = spawn(cmd, m.log_path, {**os.environ, **self.extra_env})
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:

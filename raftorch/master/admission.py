@@ -76,8 +76,12 @@ def pod_spec_violations(spec: objects_pb2.PodSpec, level: str, path: str = "spec
     out: list[str] = []
     if spec.host_network:
         out.append(f"{path}.hostNetwork=true")
-    for i, container in enumerate(spec.containers):
-        where = f"{path}.containers[{i}]"
+    for i, volume in enumerate(spec.volumes):
+        if volume.HasField("host_path"):  # the host's files: as Kubernetes' baseline
+            out.append(f"{path}.volumes[{i}].hostPath={volume.host_path.path}")
+    containers = [(f"{path}.containers[{i}]", c) for i, c in enumerate(spec.containers)]
+    containers += [(f"{path}.initContainers[{i}]", c) for i, c in enumerate(spec.init_containers)]
+    for where, container in containers:
         for j, port in enumerate(container.ports):
             if port.host_port:
                 out.append(f"{where}.ports[{j}].hostPort={port.host_port}")

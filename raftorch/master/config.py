@@ -64,6 +64,9 @@ class MasterConfig:
     audit_log: Path | None = None
     # gRPC server reflection (for grpcurl and similar tools); off by default.
     reflection: bool = False
+    # Keys that encrypt Secrets at rest (YAML, the same file on every master; see
+    # raftorch/master/encryption.py). Without it the masters refuse to store secrets.
+    encryption_key_file: Path | None = None
     # Plaintext, no authentication: for benchmarks comparing with TLS only, never a cluster.
     insecure: bool = False
     # Where the scheduler and the controllers run: "process" (a child process on a local socket,

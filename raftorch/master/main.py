@@ -59,6 +59,8 @@ Example (three masters on one host):
 @click.option("--bootstrap-token-file", type=click.Path(path_type=Path),
               help="Join tokens (one per line) to register when leading, for scripted installs.")
 @click.option("--bootstrap-token-ttl", type=float, help="Lifetime of those join tokens, seconds (default 24 h).")
+@click.option("--encryption-key-file", type=click.Path(path_type=Path),
+              help="YAML key file that encrypts Secrets at rest, the same on every master (see README).")
 @click.option("--audit-log", type=click.Path(path_type=Path), help="Audit log file (default DATA_DIR/audit.log).")
 @click.option("--reflection/--no-reflection", default=None, help="Serve gRPC reflection (off by default).")
 @click.option("--insecure", is_flag=True, default=None,
@@ -102,5 +104,11 @@ async def _serve(config: MasterConfig, secret: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     await master.start()
     gcstats.tune()
-    await stop.wait()
+    stopped = asyncio.create_task(stop.wait())
+    failed = asyncio.create_task(master.failed.wait())
+    await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
     await master.stop()
+    if master.failure is not None:
+        raise master.failure

@@ -50,7 +50,7 @@ from raftorch.master.admission import (
 )
 from raftorch.master.backoff import Backoff
 from raftorch.master.cache import REGISTRY_PREFIX, BadObject, Change, ObjectCache
-from raftorch.master.constraints import taints_of
+from raftorch.master.constraints import HOSTNAME_KEY, taints_of
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.controllers._util import labels_match
 from raftorch.master.events import DEFAULT_TTL as DEFAULT_EVENT_TTL
@@ -60,7 +60,7 @@ from raftorch.master.indexes import MIRROR_ANNOTATION, CacheIndex, allocatable, 
 from raftorch.master.metrics import MasterMetrics
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
-from raftorch.master.scheduler import NodeInfo, Snapshot, schedule
+from raftorch.master.scheduler import NodeInfo, Snapshot, Unschedulable, schedule
 from raftorch.master.workload_steps import WorkloadSteps
 from raftorch.master.workqueue import WorkQueue
 from raftorch.objects import (
@@ -75,6 +75,7 @@ from raftorch.objects import (
 from raftorch.objects.events import NORMAL, WARNING, Ref
 from raftorch.store.replica import RaftReplica
 
+CONFIG_ERROR = "CreateContainerConfigError"  # what an agent shows while a pod waits for its configuration
 log = structlog.get_logger("raftorch.controllers")
 
 RESYNC = 5.0
@@ -160,7 +161,8 @@ class Queues:
                     self.endpoints.add((ns, svc.metadata.name))
         elif kind in ("Service", "Endpoints"):
             self.endpoints.add(key)
-        elif kind in ("Node", "Namespace"):  # a namespace's level decides where its pods may go
+        elif kind in ("Node", "Namespace", "PersistentVolumeClaim"):
+            # A namespace's level decides where its pods may go, a claim's node where its users go.
             self.schedule = True
         if change.new is not None and controller_of(metas[-1]) is not None:
             self.gc.add((kind, ns, change.name))
@@ -192,7 +194,7 @@ def _name_key(obj: Message) -> NameKey:
 # stay with the master; the rest read and write through the API as well as in-process.
 MASTER_STEPS = frozenset({"node lifecycle", "master pods", "undecodable objects"})
 LOOP_STEPS = frozenset({"scheduler", "deployments", "replicasets", "endpoints", "jobs", "cronjobs", "daemonsets",
-                        "taint evictions", "garbage collector"})
+                        "taint evictions", "garbage collector", "pod config events"})
 ALL_STEPS = MASTER_STEPS | LOOP_STEPS
 # What the master steps read: nodes, and the pods of raftorch-system (the masters' own). Pods on
 # a node being evicted are listed from the store when needed (seldom).
@@ -275,6 +277,7 @@ class ControllerManager(WorkloadSteps):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"controllers-term-{term}", daemon=True)
         self._unschedulable_reasons: dict[str, str] = {}
+        self._config_problems: dict[str, str] = {}  # pod uid -> the config problem an event told
         self._create_failures: dict[str, str] = {}  # replica set uid -> why its pods may not be created
         self.bound = 0
         # Back-off of the whole loop, and of each step on its own.
@@ -336,7 +339,8 @@ class ControllerManager(WorkloadSteps):
                 ("replicasets", self._replicasets), ("endpoints", self._endpoints),
                 ("jobs", self._jobs), ("cronjobs", self._cronjobs), ("daemonsets", self._daemonsets),
                 ("taint evictions", self._taint_evictions), ("garbage collector", self._gc),
-                ("undecodable objects", self._undecodable)) if name in self.steps)
+                ("undecodable objects", self._undecodable),
+                ("pod config events", self._config_events)) if name in self.steps)
             periodic = tuple((name, step) for name, step in (
                 ("node lifecycle", self._node_lifecycle), ("master pods", self._master_pods),
             ) if name in self.steps)
@@ -512,9 +516,18 @@ class ControllerManager(WorkloadSteps):
         if not self.queues.schedule:
             return []
         self.queues.schedule = False
+        claims = {(c.metadata.namespace, c.metadata.name): c for c in cache.items("PersistentVolumeClaim")
+                  if isinstance(c, objects_pb2.PersistentVolumeClaim)}
+        futures: list[Future[Message]] = []
+        claim_nodes: dict[tuple[str, str], str] = {}
+        if claims:  # a pass over every pod only where claims exist
+            pods = [p for p in cache.items("Pod") if isinstance(p, objects_pb2.Pod)]
+            claim_nodes = nodes_of_claims(claims.values(), pods)
+            futures += [self._bind_claim(c, claim_nodes[key]) for key, c in claims.items()
+                        if not c.status.node_name and key in claim_nodes]
         pending = [p for k in cache.index.pending if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
         if not pending:
-            return []
+            return futures
         nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
         snapshot = snapshot_from_index(nodes, cache.index)
         pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
@@ -525,11 +538,25 @@ class ControllerManager(WorkloadSteps):
             self.queues.schedule = True
         by_uid = {p.metadata.uid: p for p in pending}
         levels = _levels(cache)
-        requests = [pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
-                    for p in pending]
+        requests = []
+        waiting: list[Unschedulable] = []
+        claimed: set[tuple[str, str]] = set()  # unbound claims a pod of this pass takes
+        for p in pending:
+            req = pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
+            pinned, problem, unbound = claim_placement(p, claims, claim_nodes)
+            if problem:
+                waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid, problem))
+                continue
+            if unbound & claimed:
+                self.queues.schedule = True  # its claim's node is decided by an earlier pod: next pass
+                continue
+            claimed |= unbound
+            if pinned:
+                req = replace(req, node_selector={**req.node_selector, HOSTNAME_KEY: pinned})
+            requests.append(req)
         plan = schedule(snapshot, requests, self.wall())
-        futures: list[Future[Message]] = []
         bound: list[Message] = []
+        plan = replace(plan, unschedulable=(*plan.unschedulable, *waiting))
         for binding in plan.bindings:
             pod = objects_pb2.Pod()
             pod.CopyFrom(by_uid[binding.uid])
@@ -553,7 +580,36 @@ class ControllerManager(WorkloadSteps):
                                  WARNING)
         return futures
 
-    # -- objects the cache cannot decode ---------------------------------------------------------
+    def _bind_claim(self, claim: objects_pb2.PersistentVolumeClaim, node: str) -> Future[Message]:
+        bound = objects_pb2.PersistentVolumeClaim()
+        bound.CopyFrom(claim)
+        bound.status.phase = "Bound"
+        bound.status.node_name = node
+        if "storage" in claim.spec.resources.requests:
+            bound.status.capacity["storage"] = claim.spec.resources.requests["storage"]
+        return self.registry.update(bound, status_only=True, fence_term=self.term)
+
+    def _config_events(self, cache: ObjectCache) -> list[Future[Message]]:
+        """A Warning event when a pod's containers wait for configuration (a missing ConfigMap,
+        Secret or key: the agent's CreateContainerConfigError), once per pod and problem, as the
+        kubelet's "Failed" event; agents may not write events themselves (node restriction)."""
+        futures: list[Future[Message]] = []
+        seen: set[str] = set()
+        for pod in cache.items("Pod"):
+            if not isinstance(pod, objects_pb2.Pod):
+                continue
+            problem = next((s.state.message for s in [*pod.status.init_container_statuses,
+                                                      *pod.status.container_statuses]
+                            if s.state.state == "waiting" and s.state.reason == CONFIG_ERROR), "")
+            if not problem:
+                continue
+            seen.add(pod.metadata.uid)
+            if self._config_problems.get(pod.metadata.uid) != problem:
+                self._config_problems[pod.metadata.uid] = problem
+                self.events.emit(f"agent/{pod.spec.node_name}", Ref.of(pod), "Failed", f"Error: {problem}", WARNING)
+        for uid in set(self._config_problems) - seen:
+            del self._config_problems[uid]
+        return futures
 
     def _undecodable(self, cache: ObjectCache) -> list[Future[Message]]:
         """One Warning event per stored version that cannot be decoded, in its namespace."""
@@ -859,3 +915,37 @@ def snapshot_from_index(nodes: list[objects_pb2.Node], index: CacheIndex) -> Sna
 def _by_uid(labels: dict[str, tuple[str, dict[str, str]]]) -> tuple[tuple[str, dict[str, str]], ...]:
     """A node's pods' labels in one order, however they were gathered."""
     return tuple(labels[uid] for uid in sorted(labels))
+
+
+def claim_names(pod: objects_pb2.Pod) -> list[str]:
+    return [v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.HasField("persistent_volume_claim")]
+
+
+def nodes_of_claims(claims: Iterable[objects_pb2.PersistentVolumeClaim],
+                    pods: Iterable[objects_pb2.Pod]) -> dict[tuple[str, str], str]:
+    """The node of each claim: where it is bound, else where a pod using it is (that pod was
+    scheduled before the claim's binding was written)."""
+    out = {(c.metadata.namespace, c.metadata.name): c.status.node_name for c in claims if c.status.node_name}
+    for pod in pods:
+        if pod.spec.node_name and not pod_is_terminal(pod):
+            for name in claim_names(pod):
+                out.setdefault((pod.metadata.namespace, name), pod.spec.node_name)
+    return out
+
+
+def claim_placement(pod: objects_pb2.Pod, claims: Mapping[tuple[str, str], objects_pb2.PersistentVolumeClaim],
+                    claim_nodes: Mapping[tuple[str, str], str]) -> tuple[str, str, set[tuple[str, str]]]:
+    """(the node the pod's claims pin it to or "", why it cannot be placed or "", its unbound claims)."""
+    pinned: set[str] = set()
+    unbound: set[tuple[str, str]] = set()
+    for name in claim_names(pod):
+        key = (pod.metadata.namespace, name)
+        if key not in claims:
+            return "", f'persistentvolumeclaim "{name}" not found', unbound
+        if key in claim_nodes:
+            pinned.add(claim_nodes[key])
+        else:
+            unbound.add(key)
+    if len(pinned) > 1:
+        return "", f"its claims are on different nodes: {', '.join(sorted(pinned))}", unbound
+    return next(iter(pinned), ""), "", unbound

@@ -22,15 +22,18 @@ Masters act for agents (forwarded heartbeats) and a cluster-wide admin may act a
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.auth import Identity
 from raftorch.errors import Invalid, PermissionDenied
-from raftorch.objects import Kind
+from raftorch.objects import Kind, pod_references
 
 SYSTEM_NAMESPACE = "raftorch-system"
+# What a node reads by name, for the pods bound to it.
+CONFIG_KINDS = ("Secret", "ConfigMap", "PersistentVolumeClaim")
 MIRROR_ANNOTATION = "raftorch.io/mirror"
 
 
@@ -76,7 +79,11 @@ def authorize_node_delete(caller: Identity, kind: Kind) -> None:
 
 def authorize_node_read(caller: Identity, kind: Kind, found: Message | None = None) -> None:
     """A node reads pods bound to it, one at a time (`found`: the pod read); a list or watch of
-    pods is refused, since WatchNodePods gives it its own. Other kinds pass (the role decides)."""
+    pods is refused, since WatchNodePods gives it its own. Secrets and config maps too are read
+    one at a time, by name (the ones its pods use). Other kinds pass (the role decides)."""
+    if caller.is_node and kind.name in CONFIG_KINDS and found is None:
+        raise PermissionDenied(f'node "{caller.name}" may not list or watch {kind.plural}: it reads the ones its '
+                               "pods use by name")
     if not caller.is_node or kind.name != "Pod":
         return
     if found is None:
@@ -86,6 +93,20 @@ def authorize_node_read(caller: Identity, kind: Kind, found: Message | None = No
     if found.spec.node_name != caller.name:
         raise PermissionDenied(f'node "{caller.name}" may not read pod {found.metadata.namespace}/'
                                f"{found.metadata.name}: it is not bound to that node")
+
+
+def authorize_node_config_read(caller: Identity, kind: Kind, namespace: str, name: str,
+                               pods: Iterable[objects_pb2.Pod]) -> None:
+    """A node reads a Secret, ConfigMap or claim only when a pod bound to it uses that object (as
+    Kubernetes' node authorizer does): one agent's certificate does not open every secret."""
+    if not caller.is_node or kind.name not in CONFIG_KINDS:
+        return
+    for pod in pods:
+        if (pod.spec.node_name == caller.name and pod.metadata.namespace == namespace
+                and (kind.name, name) in pod_references(pod.spec)):
+            return
+    raise PermissionDenied(f'node "{caller.name}" may not read {kind.name.lower()} {namespace}/{name}: '
+                           "no pod bound to that node uses it")
 
 
 def check_pod_address(node: objects_pb2.Node | None, status: objects_pb2.PodStatus, pod: str) -> None:

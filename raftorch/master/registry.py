@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, objects_pb2, store_pb2
 from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, RaftorchError, error_for_code
+from raftorch.master.encryption import SecretBox
 from raftorch.objects import (
     Kind,
     apply_defaults,
@@ -103,7 +104,35 @@ def decode_checked(kind: Kind, kv: kv_pb2.KeyValue | Any) -> tuple[Message | Non
     if not meta.name or not kv.key.endswith(where):
         return None, f"holds {kind.name.lower()} {_short(where.lstrip('/'))!r}, which belongs under another key"
     meta.resource_version = kv.mod_revision
+    if isinstance(msg, objects_pb2.Secret) and msg.HasField("sealed"):
+        if _secret_box is None:
+            return None, "a sealed secret, and this master has no encryption-key-file"
+        try:
+            _secret_box.open(msg, kv.key)
+        except Conflict as err:
+            return None, err.message
     return msg, ""
+
+
+# The masters' key for Secrets. Per process, as decoding is: the in-process test clusters run
+# several masters in one process, always with one key file.
+_secret_box: SecretBox | None = None
+
+
+def use_secret_box(box: SecretBox | None) -> None:
+    global _secret_box
+    _secret_box = box
+
+
+def open_secrets(found: Iterable[kv_pb2.KeyValue | Any]) -> None:
+    """Conflict for the first stored secret the current key cannot open."""
+    for kv in found:
+        msg = objects_pb2.Secret.FromString(kv.value)
+        if not msg.HasField("sealed"):
+            continue
+        if _secret_box is None:
+            raise Conflict(f"{kv.key} is sealed and this master has no encryption-key-file")
+        _secret_box.open(msg, kv.key)
 
 
 def decode(kind: Kind, kv: kv_pb2.KeyValue | Any) -> Message:
@@ -594,7 +623,12 @@ class Registry:
 
 
 def _encode_bounded(kind: Kind, msg: Message) -> bytes:
-    """The stored form; every object write comes here, so none can pass the value limit."""
+    """The stored form; every object write comes here, so none can pass the value limit, and no
+    Secret is stored unsealed."""
+    if isinstance(msg, objects_pb2.Secret):
+        if _secret_box is None:
+            raise Conflict("secrets: this master has no encryption-key-file, and secrets are kept only encrypted")
+        msg = _secret_box.seal(msg, store_key(kind, msg.metadata.namespace, msg.metadata.name))
     data = encode(msg)
     check_object_size(kind.name, len(data))
     return data

@@ -17,12 +17,19 @@ from raftorch.auth import Identity, identity_of
 from raftorch.errors import AlreadyExists, Compacted, Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
 from raftorch.master import admission
 from raftorch.master.handlers import time_left, unary, wait_read, wait_write
-from raftorch.master.node_restriction import authorize_node_delete, authorize_node_read, authorize_node_write
+from raftorch.master.node_restriction import (
+    CONFIG_KINDS,
+    authorize_node_config_read,
+    authorize_node_delete,
+    authorize_node_read,
+    authorize_node_write,
+)
 from raftorch.master.registry import Registry, try_decode
 from raftorch.master.validation import MAX_ID, shown
 from raftorch.objects import (
     NAMESPACE,
     NODE,
+    POD,
     Kind,
     check_object_size,
     check_unknown_fields,
@@ -153,8 +160,14 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                   ) -> objects_pb2.Object:
         kind = kind_of(request.kind)
         await self._barrier(context)
-        found = self._registry.get(kind, _namespace(kind, request.namespace), request.name)
-        authorize_node_read(identity_of(context), kind, found)
+        namespace = _namespace(kind, request.namespace)
+        found = self._registry.get(kind, namespace, request.name)
+        caller = identity_of(context)
+        authorize_node_read(caller, kind, found)
+        if caller.is_node and kind.name in CONFIG_KINDS:
+            pods, _ = self._registry.list_kind(POD, namespace)
+            authorize_node_config_read(caller, kind, namespace, request.name,
+                                       (p for p in pods if isinstance(p, objects_pb2.Pod)))
         return wrap(found)
 
     @unary

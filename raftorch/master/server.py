@@ -16,7 +16,7 @@ from raftorch import rpc
 from raftorch.api.v1 import agents_pb2, auth_pb2, cluster_pb2, kv_pb2, resources_pb2, store_pb2
 from raftorch.auth.identity import INSECURE, set_insecure_identity
 from raftorch.auth.interceptor import AuditLog, Authenticator, AuthInterceptor
-from raftorch.errors import Unavailable
+from raftorch.errors import Conflict, RaftorchError, Unavailable
 from raftorch.master import edge, security
 from raftorch.master.agents_service import AgentsService
 from raftorch.master.auth_service import AuthService, TokenStore, register_bootstrap_tokens
@@ -25,6 +25,7 @@ from raftorch.master.config import MasterConfig
 from raftorch.master.controller_process import ControllerManagerProcess, LocalAPI
 from raftorch.master.dashboard import Dashboard
 from raftorch.master.edge import StreamCaps, add_service
+from raftorch.master.encryption import load_key_file
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.http import HttpServer
@@ -33,9 +34,10 @@ from raftorch.master.manager import MASTER_PREFIXES, MASTER_STEPS, ControllerMan
 from raftorch.master.metrics import MasterMetrics, count_refused
 from raftorch.master.node_lifecycle import LifecycleSettings
 from raftorch.master.pods_service import PodsService
-from raftorch.master.registry import NetworkSettings, Registry
+from raftorch.master.registry import NetworkSettings, Registry, open_secrets, use_secret_box
 from raftorch.master.resources_service import ResourcesService
 from raftorch.master.usage import UsageStore
+from raftorch.objects import SECRET, store_prefix
 from raftorch.store.leases import LeaseKeeper
 from raftorch.store.replica import RaftReplica, RaftSettings
 
@@ -74,10 +76,14 @@ class Master:
         self.metrics = MasterMetrics()
         self.usage = UsageStore()
         self.http = HttpServer(config.http_addr, self.metrics)
+        # Set when the master must not go on serving (its key cannot open the stored secrets).
+        self.failed = asyncio.Event()
+        self.failure: RaftorchError | None = None
 
     async def start(self) -> None:
         cfg = self.config
         self._loop = asyncio.get_running_loop()
+        use_secret_box(load_key_file(cfg.encryption_key_file) if cfg.encryption_key_file else None)
         self.tls = None if cfg.insecure else security.load(cfg)
         self.tokens: TokenStore | None = None
         self.audit = AuditLog(None if cfg.insecure else cfg.audit_log or cfg.data_dir / "audit.log")
@@ -141,7 +147,8 @@ class Master:
         await self.http.start()
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._tasks = [asyncio.create_task(self._register()), asyncio.create_task(self._lease_ticks())]
+        self._tasks = [asyncio.create_task(self._register()), asyncio.create_task(self._lease_ticks()),
+                       asyncio.create_task(self._check_secret_key())]
         if cfg.controllers == "process":
             self.local_api = LocalAPI(resources, cluster, self.audit)
             await self.local_api.start()
@@ -242,6 +249,27 @@ class Master:
                     await asyncio.wait_for(asyncio.wrap_future(future), 5.0)
                     continue
             await asyncio.sleep(REGISTER_RETRY)
+
+    async def _check_secret_key(self) -> None:
+        """Once this replica holds the cluster's state, every stored secret must open with this
+        master's key; otherwise it stops, rather than answer reads it cannot decrypt."""
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(self.replica.barrier()), 5.0)
+                break
+            except Exception:
+                await asyncio.sleep(REGISTER_RETRY)
+        with self.replica.reading() as machine:
+            found = list(machine.index.range(store_prefix(SECRET, None), True, 0))
+        try:
+            open_secrets(found)
+        except Conflict as err:
+            log.error("secret_key_mismatch", error=err.message)
+            self.failure = Conflict(f"encryption-key-file: {err.message}; every master needs the key file "
+                                    "that sealed the stored secrets")
+            self.failed.set()
+            return
+        log.info("secret_key_checked", secrets=len(found))
 
     async def _lease_ticks(self) -> None:
         while True:

@@ -16,6 +16,7 @@ from raftorch.objects.defaults import (
     default_pod_spec,
 )
 from raftorch.objects.kinds import (
+    CONFIG_MAP,
     CRON_JOB,
     DAEMON_SET,
     DEPLOYMENT,
@@ -25,8 +26,10 @@ from raftorch.objects.kinds import (
     KINDS,
     NAMESPACE,
     NODE,
+    PERSISTENT_VOLUME_CLAIM,
     POD,
     REPLICA_SET,
+    SECRET,
     SERVICE,
     Kind,
     kind_of,
@@ -79,6 +82,7 @@ from raftorch.objects.validation import (
     MAX_OBJECT_BYTES,
     check_object_size,
     check_unknown_fields,
+    pod_references,
     validate,
 )
 from raftorch.objects.workloads import (
@@ -89,6 +93,7 @@ from raftorch.objects.workloads import (
 )
 
 __all__ = [
+    "CONFIG_MAP",
     "CRON_JOB",
     "DAEMON_SET",
     "DEFAULT_NAMESPACE",
@@ -102,8 +107,10 @@ __all__ = [
     "NAMESPACE",
     "NODE",
     "NODE_SELECTOR_OPERATORS",
+    "PERSISTENT_VOLUME_CLAIM",
     "POD",
     "REPLICA_SET",
+    "SECRET",
     "SERVICE",
     "TAINT_EFFECTS",
     "TEST_EVERY_SECONDS_ANNOTATION",
@@ -143,6 +150,7 @@ __all__ = [
     "pod_is_ready",
     "pod_is_terminal",
     "pod_matches_fields",
+    "pod_references",
     "selector_from_match_labels",
     "set_condition",
     "store_key",

@@ -16,6 +16,7 @@ from raftorch.objects._checks import (
     port_number_or_name_error,
     quote,
 )
+from raftorch.objects._volumes import validate_env_sources, validate_mounts, validate_volumes
 from raftorch.objects.quantity import format_cpu, format_memory, parse_cpu, parse_memory
 from raftorch.objects.scheduling import validate_scheduling
 
@@ -45,6 +46,7 @@ def validate_pod_spec(problems: Problems, path: str, spec: objects_pb2.PodSpec) 
     _at_most(problems, f"{path}.containers", len(spec.containers), MAX_CONTAINERS, "containers")
     names: set[str] = set()
     host_ports: set[tuple[int, str]] = set()
+    volumes = validate_volumes(problems, path, spec)
     # Past the cap the object is refused anyway: checking the rest would only cost time.
     for i, container in enumerate(spec.containers[:MAX_CONTAINERS]):
         where = f"{path}.containers[{i}]"
@@ -52,6 +54,21 @@ def validate_pod_spec(problems: Problems, path: str, spec: objects_pb2.PodSpec) 
             problems.add(f"{where}.name", f"duplicate name {quote(container.name)}")
         names.add(container.name)
         _container(problems, where, container, spec.host_network, host_ports)
+        validate_mounts(problems, where, container, volumes)
+        validate_env_sources(problems, where, container)
+    _at_most(problems, f"{path}.initContainers", len(spec.init_containers), MAX_CONTAINERS, "containers")
+    for i, container in enumerate(spec.init_containers[:MAX_CONTAINERS]):
+        where = f"{path}.initContainers[{i}]"
+        if container.name in names:
+            problems.add(f"{where}.name", f"duplicate name {quote(container.name)}")
+        names.add(container.name)
+        _container(problems, where, container, spec.host_network, host_ports)
+        validate_mounts(problems, where, container, volumes)
+        validate_env_sources(problems, where, container)
+        for probe in ("liveness_probe", "readiness_probe"):
+            if container.HasField(probe):
+                problems.add(f"{where}.{'livenessProbe' if probe == 'liveness_probe' else 'readinessProbe'}",
+                             "init containers run to completion: no probes")
     problems.one_of(f"{path}.restartPolicy", spec.restart_policy, RESTART_POLICIES)
     if spec.node_name:
         problems.check(f"{path}.nodeName", dns1123_subdomain_error(spec.node_name))

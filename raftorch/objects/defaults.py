@@ -71,6 +71,16 @@ def apply_defaults(msg: objects_pb2.Object | Message) -> None:
         default_cron_job(msg.spec)
     elif isinstance(msg, objects_pb2.DaemonSet):
         default_daemon_set(msg.spec)
+    elif isinstance(msg, objects_pb2.PersistentVolumeClaim):
+        if not msg.spec.access_modes:
+            msg.spec.access_modes.append("ReadWriteOnce")
+        msg.status.phase = msg.status.phase or "Pending"
+    elif isinstance(msg, objects_pb2.Secret):
+        # stringData is write-only, as in Kubernetes: merged into data, over it.
+        for key, value in msg.string_data.items():
+            msg.data[key] = value.encode()
+        msg.ClearField("string_data")
+        msg.type = msg.type or "Opaque"
 
 
 def default_pod_spec(spec: objects_pb2.PodSpec) -> None:

@@ -11,6 +11,7 @@ from raftorch.errors import Invalid
 from raftorch.objects._checks import quote
 
 __all__ = [
+    "CONFIG_MAP",
     "CRON_JOB",
     "DAEMON_SET",
     "DEPLOYMENT",
@@ -20,8 +21,10 @@ __all__ = [
     "KINDS",
     "NAMESPACE",
     "NODE",
+    "PERSISTENT_VOLUME_CLAIM",
     "POD",
     "REPLICA_SET",
+    "SECRET",
     "SERVICE",
     "Kind",
     "kind_of",
@@ -58,9 +61,14 @@ EVENT = Kind("Event", "events", ("ev",), True, objects_pb2.Event, "event")
 JOB = Kind("Job", "jobs", (), True, objects_pb2.Job, "job")
 CRON_JOB = Kind("CronJob", "cronjobs", ("cj",), True, objects_pb2.CronJob, "cron_job")
 DAEMON_SET = Kind("DaemonSet", "daemonsets", ("ds",), True, objects_pb2.DaemonSet, "daemon_set")
+CONFIG_MAP = Kind("ConfigMap", "configmaps", ("cm",), True, objects_pb2.ConfigMap, "config_map")
+SECRET = Kind("Secret", "secrets", (), True, objects_pb2.Secret, "secret")
+PERSISTENT_VOLUME_CLAIM = Kind("PersistentVolumeClaim", "persistentvolumeclaims", ("pvc",), True,
+                               objects_pb2.PersistentVolumeClaim, "persistent_volume_claim")
 
 KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT, REPLICA_SET, SERVICE, ENDPOINTS, NODE, NAMESPACE, EVENT,
-                           JOB, CRON_JOB, DAEMON_SET)
+                           JOB, CRON_JOB, DAEMON_SET, CONFIG_MAP, SECRET,
+                           PERSISTENT_VOLUME_CLAIM)
 
 _BY_TEXT: dict[str, Kind] = {
     spelling: kind

@@ -17,6 +17,7 @@ numbers where Kubernetes has numbers, empty fields left out. Its output read bac
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any, cast
@@ -29,14 +30,17 @@ from google.protobuf.message import Message
 from raftorch.errors import Invalid
 from raftorch.objects._checks import Problems, quote
 from raftorch.objects.kinds import (
+    CONFIG_MAP,
     CRON_JOB,
     DAEMON_SET,
     DEPLOYMENT,
     JOB,
     KINDS,
     NAMESPACE,
+    PERSISTENT_VOLUME_CLAIM,
     POD,
     REPLICA_SET,
+    SECRET,
     SERVICE,
     Kind,
     kind_of_message,
@@ -57,7 +61,8 @@ _API_VERSIONS: dict[str, str] = {kind.name: "v1" for kind in KINDS} | {
     JOB.name: "batch/v1", CRON_JOB.name: "batch/v1"}
 
 # What a manifest may create; the other kinds are written by the masters and agents only.
-APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, DAEMON_SET, JOB, CRON_JOB, POD, SERVICE, NAMESPACE)
+APPLICABLE_KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, DAEMON_SET, JOB, CRON_JOB, POD, SERVICE, NAMESPACE,
+                                     CONFIG_MAP, SECRET, PERSISTENT_VOLUME_CLAIM)
 
 # Bounds of one manifest document. Real objects nest about 10 levels and hold a few thousand
 # nodes; an object is at most 1 MiB in the store, so nothing valid comes near these.
@@ -87,9 +92,6 @@ _IGNORED: dict[str, frozenset[str]] = {
 _UNSUPPORTED: dict[tuple[str, str], str] = {
     ("raftorch.v1.LabelSelector", "matchExpressions"): "not supported by raftorch; use matchLabels",
     ("raftorch.v1.ObjectMeta", "generateName"): "not supported by raftorch; set metadata.name",
-    ("raftorch.v1.PodSpec", "initContainers"): "not supported by raftorch",
-    ("raftorch.v1.PodSpec", "volumes"): "not supported by raftorch",
-    ("raftorch.v1.Container", "volumeMounts"): "not supported by raftorch",
     ("raftorch.v1.Affinity", "podAffinity"): "not supported by raftorch; podAntiAffinity and nodeAffinity are",
     ("raftorch.v1.NodeSelectorTerm", "matchFields"): "not supported by raftorch; use matchExpressions on labels",
     ("raftorch.v1.PodAffinityTerm", "namespaces"): "not supported by raftorch; terms match the pod's namespace",
@@ -351,8 +353,9 @@ def _dump(msg: Message) -> dict[str, Any]:
         name = _TO_KUBERNETES.get(field.json_name, field.json_name)
         message_type = field.message_type
         if message_type is not None and message_type.GetOptions().map_entry:
-            nested = message_type.fields_by_name["value"].message_type is not None
-            out[name] = {k: _dump(value[k]) if nested else value[k] for k in sorted(value)}
+            value_field = message_type.fields_by_name["value"]
+            nested = value_field.message_type is not None
+            out[name] = {k: _dump(value[k]) if nested else _scalar(value_field, value[k]) for k in sorted(value)}
         elif field.is_repeated:
             out[name] = [_dump(v) for v in value] if message_type is not None else list(value)
         elif message_type is not None:
@@ -367,6 +370,8 @@ def _scalar(field: FieldDescriptor, value: Any) -> Any:
         return int(value)
     if field.full_name == _RESOURCE_VERSION:
         return str(value)
+    if isinstance(value, bytes):  # as Kubernetes writes Secret data and binaryData
+        return base64.b64encode(value).decode()
     return value
 
 

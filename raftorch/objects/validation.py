@@ -9,7 +9,8 @@ where a default would fill it.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -26,6 +27,7 @@ from raftorch.objects._checks import (
     quote,
 )
 from raftorch.objects._podspec import PROTOCOLS, RESTART_POLICIES, validate_pod_spec
+from raftorch.objects._volumes import pod_references, validate_claim
 from raftorch.objects.kinds import DEPLOYMENT, NAMESPACE, SERVICE, Kind, kind_of_message, unwrap
 from raftorch.objects.meta import CONDITION_STATUSES, meta, parse_int_or_percent, parse_time
 from raftorch.objects.quantity import parse_count, parse_cpu, parse_memory
@@ -37,6 +39,7 @@ __all__ = [
     "MAX_OBJECT_BYTES",
     "check_object_size",
     "check_unknown_fields",
+    "pod_references",
     "validate",
 ]
 
@@ -77,6 +80,16 @@ def validate(obj: objects_pb2.Object | Message) -> None:
         problems.one_of("status.phase", msg.status.phase, NAMESPACE_PHASES)
     elif isinstance(msg, objects_pb2.Event):
         _event(problems, msg)
+    elif isinstance(msg, objects_pb2.ConfigMap):
+        _config_data(problems, {"data": msg.data, "binaryData": msg.binary_data})
+    elif isinstance(msg, objects_pb2.Secret):
+        _config_data(problems, {"data": msg.data})
+        if msg.HasField("sealed"):
+            problems.add("sealed", "set by the masters only")
+        if len(msg.type) > MAX_CONFIG_KEY:
+            problems.add("type", f"at most {MAX_CONFIG_KEY} characters")
+    elif isinstance(msg, objects_pb2.PersistentVolumeClaim):
+        validate_claim(problems, msg)
     elif isinstance(msg, objects_pb2.Job):
         validate_job(problems, msg)
         _conditions(problems, "status.conditions", msg.status.conditions)
@@ -85,6 +98,29 @@ def validate(obj: objects_pb2.Object | Message) -> None:
     elif isinstance(msg, objects_pb2.DaemonSet):
         validate_daemon_set(problems, msg)
     problems.raise_if_any()
+
+
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+MAX_CONFIG_KEY = 253
+
+
+def _config_data(problems: Problems, fields: Mapping[str, Mapping[str, str] | Mapping[str, bytes]]) -> None:
+    """Keys become file names in a volume: no '/', not '.' or '..', unique across the fields; the
+    values at most 1 MiB in all."""
+    seen: set[str] = set()
+    size = 0
+    for path, keys in fields.items():
+        for key in sorted(keys):
+            if not _CONFIG_KEY.fullmatch(key) or key in (".", "..") or len(key) > MAX_CONFIG_KEY:
+                problems.add(f"{path}[{quote(key)}]", "a key must be letters, digits, '-', '_' or '.', "
+                                                     f"not '.' or '..', at most {MAX_CONFIG_KEY} characters")
+            elif key in seen:
+                problems.add(f"{path}[{quote(key)}]", "the key is also in data")
+            seen.add(key)
+            value = keys[key]
+            size += len(key) + len(value.encode() if isinstance(value, str) else value)
+    if size > MAX_OBJECT_BYTES:
+        problems.add("data", f"{size} bytes in all is larger than the limit of {MAX_OBJECT_BYTES} bytes")
 
 
 def check_object_size(kind_name: str, size: int) -> None:

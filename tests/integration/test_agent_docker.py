@@ -107,12 +107,14 @@ def pods_of(c: Client, app: str) -> list[objects_pb2.Pod]:
     return [p for p in items if isinstance(p, objects_pb2.Pod)]
 
 
-def containers_of(docker_client: object, app_pods: list[objects_pb2.Pod]) -> list[dict[str, object]]:
-    """Running containers of these pods, from one list call (no per-container inspect that
-    could race with another test removing its containers)."""
+def containers_of(docker_client: object, app_pods: list[objects_pb2.Pod],
+                  sandboxes: bool = False) -> list[dict[str, object]]:
+    """Running containers of these pods (with `sandboxes`, their sandboxes too), from one list call
+    (no per-container inspect that could race with another test removing its containers)."""
     uids = {p.metadata.uid for p in app_pods}
     found = docker_client.api.containers(filters={"label": "raftorch.io/managed=true"})  # type: ignore[attr-defined]
-    return [c for c in found if c["Labels"].get("raftorch.io/pod-uid") in uids]
+    return [c for c in found if c["Labels"].get("raftorch.io/pod-uid") in uids
+            and (sandboxes or c["Labels"].get("raftorch.io/role") != "sandbox")]
 
 
 def all_running(c: Client, app: str, n: int) -> bool:
@@ -280,7 +282,8 @@ def test_deleted_deployment_containers_go_within_grace(cluster: tuple[LocalMaste
         assert len(containers_of(docker_client, pods)) == 2
         c.objects.delete("deployment", "gone", "default")
         started = time.monotonic()
-        eventually(lambda: not containers_of(docker_client, pods), timeout=30, what="containers removed")
+        eventually(lambda: not containers_of(docker_client, pods, sandboxes=True), timeout=30,
+                   what="containers removed")
         # Grace 2 s (the shell ignores SIGTERM), plus the garbage collector's pass and the agent's.
         assert time.monotonic() - started < 2 + 8
 

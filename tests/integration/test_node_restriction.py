@@ -230,6 +230,8 @@ def test_an_admin_may_heartbeat_many_nodes_in_one_beat(
         assert admin.heartbeat("node-1", "node-2").sequence == 1
     finally:
         admin.close()
+
+
 def _event_about(pod: objects_pb2.Pod, reason: str = "Started") -> objects_pb2.Event:
     return objects_pb2.Event(involved_object=objects_pb2.ObjectReference(
         kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid),
@@ -272,3 +274,22 @@ def test_node_1_reports_events_and_usage_only_for_itself_and_its_pods(
                        if e.involved_object.name == "theirs"]  # type: ignore[attr-defined]
         assert [e.source for e in events_seen] == ["agent/node-2"]  # type: ignore[attr-defined]
         eventually(lambda: [p.name for u in c.usage() for p in u.pods] == ["theirs"], what="usage of node-2")
+
+
+def test_a_node_reads_only_the_secrets_its_pods_use(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    one, two, _ = two_nodes
+    with masters.client() as c:
+        c.objects.create(objects_pb2.Secret(metadata=objects_pb2.ObjectMeta(name="db", namespace="default"),
+                                            data={"password": b"hunter2"}))
+        c.objects.create(objects_pb2.Pod(
+            metadata=objects_pb2.ObjectMeta(name="user", namespace="default"),
+            spec=objects_pb2.PodSpec(node_name="node-2", containers=[objects_pb2.Container(name="c", image="i")],
+                                     volumes=[objects_pb2.Volume(name="s", secret=objects_pb2.SecretVolumeSource(
+                                         secret_name="db"))])))
+    get = resources_pb2.GetRequest(kind="Secret", namespace="default", name="db")
+    assert two.resources.Get(get, timeout=10).secret.data["password"] == b"hunter2"
+    code, details = code_of(lambda: one.resources.Get(get, timeout=10))
+    assert code == DENIED and "no pod bound to that node uses it" in details
+    code, _ = code_of(lambda: one.resources.List(resources_pb2.ListRequest(kind="Secret"), timeout=10))
+    assert code == DENIED

@@ -444,3 +444,23 @@ def test_cordon_and_drain(cluster: Cluster) -> None:
         assert "not found" in cluster.error("get", "pod", "lonely")
     finally:
         cluster.run("uncordon", "node-a", "node-c")
+
+
+def test_configmaps_create_get_apply_describe_delete(cluster: Cluster) -> None:
+    conf = cluster.write("default.conf", "server { listen 80; }\n")
+    out = cluster.ok("create", "configmap", "web-conf", "--from-literal=mode=fast", f"--from-file={conf}")
+    assert out == "configmap/web-conf created\n"
+    stored_cm = json.loads(cluster.ok("get", "cm", "web-conf", "-o", "json"))
+    assert stored_cm["data"] == {"mode": "fast", "default.conf": "server { listen 80; }\n"}
+    assert [r[:2] for r in rows(cluster.ok("get", "configmaps"))] == [["NAME", "DATA"], ["web-conf", "2"]]
+    assert "default.conf" in cluster.ok("describe", "configmap", "web-conf")
+    manifest = cluster.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: nginx-conf}\n"
+                                        "data:\n  default.conf: |\n    server { listen 8080; }\n")
+    assert cluster.ok("apply", "-f", manifest) == "configmap/nginx-conf created\n"
+    assert json.loads(cluster.ok("get", "cm", "nginx-conf", "-o", "json"))["data"] == {
+        "default.conf": "server { listen 8080; }\n"}
+    bad = cluster.error("create", "configmap", "bad", "--from-literal=a/b=1")
+    assert 'data["a/b"]' in bad
+    assert cluster.ok("delete", "cm", "web-conf") == 'configmap "web-conf" deleted\n'
+    assert cluster.ok("delete", "-f", manifest) == 'configmap "nginx-conf" deleted\n'
+    assert "not found" in cluster.error("get", "cm", "web-conf")

@@ -154,3 +154,15 @@ def test_a_pod_naming_a_process_runtime_node_needs_a_privileged_namespace() -> N
     admission.check_node(pod, RESTRICTED, None)
     assert admission.host_processes_allowed(PRIVILEGED)
     assert not admission.host_processes_allowed(BASELINE)
+
+
+def test_host_path_volumes_need_a_privileged_namespace() -> None:
+    pod = plain_pod()
+    pod.spec.volumes.add(name="logs", host_path=objects_pb2.HostPathVolumeSource(path="/var/log"))
+    assert refusal(pod, BASELINE) == ('pods "web" is forbidden: violates pod-security level "baseline": '
+                                      'spec.volumes[0].hostPath=/var/log')
+    assert "spec.volumes[0].hostPath=/var/log" in refusal(hardened(pod), RESTRICTED)
+    admission.admit(pod, PRIVILEGED)
+    pod.spec.ClearField("volumes")
+    pod.spec.volumes.add(name="scratch", empty_dir=objects_pb2.EmptyDirVolumeSource())
+    admission.admit(pod, BASELINE)

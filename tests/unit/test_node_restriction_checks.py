@@ -10,6 +10,7 @@ from raftorch.errors import Invalid, PermissionDenied
 from raftorch.master.node_restriction import (
     authorize_heartbeat_forwarding,
     authorize_node,
+    authorize_node_config_read,
     authorize_node_delete,
     authorize_node_read,
     authorize_node_write,
@@ -72,6 +73,30 @@ def test_a_node_reads_pods_bound_to_it_one_at_a_time_and_deletes_nothing() -> No
     with pytest.raises(PermissionDenied, match="agents delete nothing"):
         authorize_node_delete(NODE1, nodes)
     authorize_node_delete(ADMIN, nodes)
+
+
+def test_a_node_reads_secrets_and_config_maps_by_name_only() -> None:
+    for kind in (kind_of("Secret"), kind_of("ConfigMap")):
+        authorize_node_read(NODE1, kind, kind.message())
+        with pytest.raises(PermissionDenied, match="by name"):
+            authorize_node_read(NODE1, kind)
+        authorize_node_read(EDITOR, kind)
+
+
+def test_a_node_reads_only_the_config_its_own_pods_use() -> None:
+    secret = kind_of("Secret")
+    user = objects_pb2.Pod(metadata=objects_pb2.ObjectMeta(name="p", namespace="default"), spec=objects_pb2.PodSpec(
+        node_name="node-1", volumes=[objects_pb2.Volume(name="v", secret=objects_pb2.SecretVolumeSource(
+            secret_name="db"))]))
+    authorize_node_config_read(NODE1, secret, "default", "db", [user])
+    with pytest.raises(PermissionDenied, match="no pod bound to that node uses it"):
+        authorize_node_config_read(NODE1, secret, "default", "other", [user])
+    with pytest.raises(PermissionDenied):
+        authorize_node_config_read(NODE1, secret, "team-a", "db", [user])
+    user.spec.node_name = "node-2"
+    with pytest.raises(PermissionDenied):
+        authorize_node_config_read(NODE1, secret, "default", "db", [user])
+    authorize_node_config_read(EDITOR, secret, "default", "db", [])
 
 
 def test_reported_pod_ips_that_mean_this_host_must_be_the_nodes_own() -> None:

@@ -5,6 +5,10 @@ containers again by the labels written on every one (`labels_for`). Those labels
 state that must survive an agent restart: pod, container, attempt (the restart count) and the
 pod's grace period, so a restarted agent adopts what runs and stops what it should not.
 
+A pod's network namespace may be held by a sandbox container (`sandbox_spec`, role label
+`sandbox`, container name `POD`, as Kubernetes' pause container): the pod's containers join it
+(`ContainerSpec.sandbox`, recorded in their `sandbox` label), share localhost and its one IP.
+
 Errors are `raftorch.errors` classes: `RuntimeFailure` (an `Internal`) carries the
 Kubernetes-style reason a container shows while it waits (ErrImagePull, RunContainerError, ...),
 `ContainerNotFound` is a `NotFound`, `RuntimeUnavailable` an `Unavailable` (no daemon).
@@ -31,9 +35,12 @@ __all__ = [
     "LABEL_POD_NAME",
     "LABEL_POD_NAMESPACE",
     "LABEL_POD_UID",
+    "LABEL_ROLE",
+    "LABEL_SANDBOX",
     "PULL_ALWAYS",
     "PULL_IF_NOT_PRESENT",
     "PULL_NEVER",
+    "SANDBOX_CONTAINER",
     "ChangeWatch",
     "ContainerInfo",
     "ContainerNotFound",
@@ -41,12 +48,14 @@ __all__ = [
     "ContainerSpec",
     "ExecTimeout",
     "ImagePullError",
+    "Mount",
     "PortMapping",
     "RuntimeFailure",
     "RuntimeUnavailable",
     "WatchesChanges",
     "container_spec",
     "labels_for",
+    "sandbox_spec",
 ]
 
 LABEL_MANAGED = "raftorch.io/managed"
@@ -58,6 +67,13 @@ LABEL_CONTAINER = "raftorch.io/container"
 LABEL_ATTEMPT = "raftorch.io/attempt"
 # Lets an agent that lost its memory stop a deleted pod's containers with the pod's own grace.
 LABEL_GRACE = "raftorch.io/grace-seconds"
+# "sandbox" on the container that holds a pod's network namespace.
+LABEL_ROLE = "raftorch.io/role"
+ROLE_SANDBOX = "sandbox"
+# On a pod's containers: the id of the sandbox whose network namespace they joined.
+LABEL_SANDBOX = "raftorch.io/sandbox"
+# The sandbox's container name: upper case, so no container of a pod spec (a DNS label) has it.
+SANDBOX_CONTAINER = "POD"
 
 PULL_IF_NOT_PRESENT = "IfNotPresent"
 PULL_ALWAYS = "Always"
@@ -135,6 +151,8 @@ class ContainerSpec:
     # Hooks for per-node bridge networking: a runtime network to join, and a fixed address on it.
     network: str | None = None
     ip_address: str | None = None
+    # The id of a sandbox container whose network namespace (and IP, hostname) this one joins.
+    sandbox: str | None = None
     extra_labels: tuple[tuple[str, str], ...] = ()
     # The container's securityContext (objects.proto SecurityContext).
     privileged: bool = False
@@ -143,6 +161,8 @@ class ContainerSpec:
     no_new_privileges: bool = False  # allowPrivilegeEscalation: false
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
+    # The pod's volumes this container mounts (raftorch/agent/volumes.py prepares them).
+    mounts: tuple[Mount, ...] = ()
 
     @property
     def runtime_name(self) -> str:
@@ -165,6 +185,8 @@ def labels_for(spec: ContainerSpec) -> dict[str, str]:
         LABEL_ATTEMPT: str(spec.attempt),
         LABEL_GRACE: str(spec.grace_seconds),
     })
+    if spec.sandbox:
+        labels[LABEL_SANDBOX] = spec.sandbox
     return labels
 
 
@@ -173,6 +195,16 @@ def _int_label(labels: Mapping[str, str], key: str) -> int | None:
         return int(labels[key])
     except (KeyError, ValueError):
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A path of the host, or a runtime volume (`volume`: its name, for tmpfs emptyDirs), at `target`."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    volume: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +254,15 @@ class ContainerInfo:
     def running(self) -> bool:
         return self.state == RUNNING
 
+    @property
+    def is_sandbox(self) -> bool:
+        return self.labels.get(LABEL_ROLE) == ROLE_SANDBOX
+
+    @property
+    def sandbox(self) -> str:
+        """The id of the sandbox this container joined; "" for none."""
+        return self.labels.get(LABEL_SANDBOX, "")
+
 
 def exit_reason(exit_code: int, oom_killed: bool = False) -> str:
     if oom_killed:
@@ -263,6 +304,18 @@ class ContainerRuntime(Protocol):
         ...
 
 
+def sandbox_spec(pod: objects_pb2.Pod, node: str, attempt: int, image: str, *,
+                 network: str | None = None, ip_address: str | None = None) -> ContainerSpec:
+    """The sandbox of a pod: it holds the network namespace, so it publishes every host port of the pod."""
+    ports = tuple(PortMapping(p.container_port, p.host_port, p.protocol or "TCP")
+                  for c in pod.spec.containers for p in c.ports if p.host_port)
+    return ContainerSpec(
+        pod_uid=pod.metadata.uid, pod_namespace=pod.metadata.namespace, pod_name=pod.metadata.name, node=node,
+        container=SANDBOX_CONTAINER, image=image, ports=ports, attempt=attempt,
+        grace_seconds=pod.spec.termination_grace_period_seconds or 30, network=network, ip_address=ip_address,
+        extra_labels=((LABEL_ROLE, ROLE_SANDBOX),))
+
+
 class ChangeWatch(Protocol):
     def close(self) -> None: ...
 
@@ -278,8 +331,11 @@ class WatchesChanges(Protocol):
 
 
 def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node: str, attempt: int, *,
-                   network: str | None = None, ip_address: str | None = None) -> ContainerSpec:
-    """The spec of one container of a pod. `Invalid` for a bad resource quantity."""
+                   network: str | None = None, ip_address: str | None = None,
+                   sandbox: str | None = None, env: tuple[tuple[str, str], ...] | None = None,
+                   mounts: tuple[Mount, ...] = ()) -> ContainerSpec:
+    """The spec of one container of a pod. `Invalid` for a bad resource quantity. `env`: the
+    resolved environment (env sources read), else the spec's literal values."""
     limits = container.resources.limits
     sc = container.security_context
     return ContainerSpec(
@@ -287,14 +343,29 @@ def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node:
         container=container.name, image=container.image,
         pull_policy=container.image_pull_policy or PULL_IF_NOT_PRESENT,
         command=tuple(container.command), args=tuple(container.args),
-        env=tuple((e.name, e.value) for e in container.env),
+        env=env if env is not None else tuple((e.name, e.value) for e in container.env),
         ports=tuple(PortMapping(p.container_port, p.host_port, p.protocol or "TCP") for p in container.ports),
         working_dir=container.working_dir,
         cpu_millis=parse_cpu(limits["cpu"]) if "cpu" in limits else None,
         memory_bytes=parse_memory(limits["memory"]) if "memory" in limits else None,
         attempt=attempt, grace_seconds=pod.spec.termination_grace_period_seconds or 30,
-        host_network=pod.spec.host_network, network=network, ip_address=ip_address,
+        host_network=pod.spec.host_network, network=network, ip_address=ip_address, sandbox=sandbox,
         privileged=sc.privileged, run_as_user=sc.run_as_user if sc.HasField("run_as_user") else None,
         run_as_non_root=sc.run_as_non_root,
         no_new_privileges=sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation,
-        cap_add=tuple(sc.capabilities.add), cap_drop=tuple(sc.capabilities.drop))
+        cap_add=tuple(sc.capabilities.add), cap_drop=tuple(sc.capabilities.drop), mounts=mounts)
+
+
+@runtime_checkable
+class ManagesVolumes(Protocol):
+    """A runtime with volumes of its own: the tmpfs of `emptyDir: {medium: Memory}`, shared by a
+    pod's containers and removed with the pod, and the volumes of persistent volume claims."""
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str], *, tmpfs: bool,
+                      size_bytes: int | None = None) -> None:
+        """A named volume (on the node's disk, or a tmpfs of `size_bytes`), made when missing."""
+        ...
+
+    def remove_pod_volumes(self, node: str, keep: set[str]) -> None:
+        """Remove `node`'s pod volumes but those of the pod uids in `keep` (a volume in use stays)."""
+        ...

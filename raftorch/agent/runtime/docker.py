@@ -36,6 +36,7 @@ from raftorch.agent.runtime.base import (
     EXITED,
     LABEL_MANAGED,
     LABEL_NODE,
+    LABEL_POD_UID,
     PULL_ALWAYS,
     PULL_NEVER,
     PULL_POLICIES,
@@ -112,7 +113,10 @@ def _create_args(spec: ContainerSpec, api: Any) -> dict[str, Any]:
     """Arguments of the low-level create call: the SDK's high-level create would inspect the container
     afterwards, and its model's start and reload once more."""
     host: dict[str, Any] = {}
-    bindings = {f"{p.container_port}/{p.protocol.lower()}": p.host_port for p in spec.ports if p.host_port}
+    # A container joining a sandbox shares its network namespace, hostname and published ports;
+    # Docker refuses them on a container that joins another's network.
+    bindings = {} if spec.sandbox else {
+        f"{p.container_port}/{p.protocol.lower()}": p.host_port for p in spec.ports if p.host_port}
     if bindings:
         host["port_bindings"] = bindings
     if spec.cpu_millis:
@@ -135,7 +139,11 @@ def _create_args(spec: ContainerSpec, api: Any) -> dict[str, Any]:
         host["cap_add"] = list(spec.cap_add)
     if spec.cap_drop:
         host["cap_drop"] = list(spec.cap_drop)
-    if spec.host_network:
+    if spec.mounts:
+        host["binds"] = [f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts]
+    if spec.sandbox:
+        host["network_mode"] = f"container:{spec.sandbox}"
+    elif spec.host_network:
         host["network_mode"] = "host"
     else:
         args["hostname"] = spec.pod_name[:63]
@@ -336,6 +344,33 @@ class DockerRuntime(ContainerRuntime):
             result.set_result(None)
 
     # -- containers -------------------------------------------------------------------------
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str], *, tmpfs: bool,
+                      size_bytes: int | None = None) -> None:
+        opts = {"type": "tmpfs", "device": "tmpfs"} if tmpfs else {}
+        if tmpfs and size_bytes:
+            opts["o"] = f"size={size_bytes}"
+        with _translated(f"volume {name}"):
+            try:
+                self.client.api.inspect_volume(name)
+                return
+            except docker.errors.NotFound:
+                pass
+            self.client.api.create_volume(name, driver="local", driver_opts=opts or None, labels=dict(labels))
+
+    def remove_pod_volumes(self, node: str, keep: set[str]) -> None:
+        with _translated("pod volumes"):
+            found = self.client.api.volumes(filters={"label": f"{LABEL_NODE}={node}"}).get("Volumes") or []
+        for volume in found:
+            owner = (volume.get("Labels") or {}).get(LABEL_POD_UID)
+            if owner is None or owner in keep:  # a claim's volume has no pod: it stays
+                continue
+            try:
+                self.client.api.remove_volume(volume["Name"])
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                pass  # still in use by a container that is going: the next pass removes it
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create, start, inspect once (the address and start time); the result is cached for the next list."""

@@ -4,7 +4,14 @@ Like Nomad's raw_exec: the container's command and args run in a session (and pr
 their own, with PATH and the container's env only (not the agent's environment, which may hold
 secrets), in its working dir or a scratch dir. Output goes to a log file. Images are ignored;
 ports are not mapped (the process binds host ports itself); the pod IP is the host IP; cpu and
-memory limits are not enforced. Stopping is Docker's: SIGTERM to the command, and after the grace
+memory limits are not enforced.
+
+What a pod's containers share here: the host's network namespace, so they reach each other (and
+every other process on the host) on localhost, and two containers binding one port collide, as
+do two pods; the pod IP is the host's. No pod sandbox: there is no namespace to hold, and
+`hostname` is the host's. Nothing else is shared or isolated (file system, pids, users).
+
+Stopping is Docker's: SIGTERM to the command, and after the grace
 SIGKILL to everything in its process group (a child that made a session of its own escapes).
 
 State lives in `<data_dir>/containers/<id>/`: `state.json` (pids, start time, labels, ...),
@@ -254,6 +261,9 @@ class ProcessRuntime(ContainerRuntime):
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         argv = [*spec.command, *spec.args]
+        if spec.mounts:
+            raise RuntimeFailure(f"container {spec.container}: the process runtime cannot mount volumes "
+                                 "(a host process sees the host's files)", CREATE_CONTAINER_CONFIG_ERROR)
         if not argv:
             raise RuntimeFailure(f"container {spec.container}: the process runtime needs a command "
                                  "(there is no image to take one from)", CREATE_CONTAINER_ERROR)

@@ -150,21 +150,358 @@ class EnvVar(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    VALUE_FROM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     value: _builtins.str
+    @_builtins.property
+    def value_from(self) -> Global___EnvVarSource: ...
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         value: _builtins.str = ...,
+        value_from: Global___EnvVarSource | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value_from", b"value_from"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value", "value_from", b"value_from"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnvVar: _TypeAlias = EnvVar  # noqa: Y015
+
+@_typing.final
+class EnvVarSource(_message.Message):
+    """One of the two. Read when the container starts: a later change shows after a restart."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_MAP_KEY_REF_FIELD_NUMBER: _builtins.int
+    SECRET_KEY_REF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def config_map_key_ref(self) -> Global___KeySelector: ...
+    @_builtins.property
+    def secret_key_ref(self) -> Global___KeySelector: ...
+    def __init__(
+        self,
+        *,
+        config_map_key_ref: Global___KeySelector | None = ...,
+        secret_key_ref: Global___KeySelector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map_key_ref", b"config_map_key_ref", "secret_key_ref", b"secret_key_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnvVarSource: _TypeAlias = EnvVarSource  # noqa: Y015
+
+@_typing.final
+class KeySelector(_message.Message):
+    """A key of a ConfigMap or Secret of the pod's namespace."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    OPTIONAL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    key: _builtins.str
+    optional: _builtins.bool
+    """A missing object or key is then no error: the variable is left out."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        key: _builtins.str = ...,
+        optional: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "name", b"name", "optional", b"optional"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeySelector: _TypeAlias = KeySelector  # noqa: Y015
+
+@_typing.final
+class EnvFromSource(_message.Message):
+    """Every key of a ConfigMap or Secret as a variable (prefix + key); `env` overrides them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFIX_FIELD_NUMBER: _builtins.int
+    CONFIG_MAP_REF_FIELD_NUMBER: _builtins.int
+    SECRET_REF_FIELD_NUMBER: _builtins.int
+    prefix: _builtins.str
+    @_builtins.property
+    def config_map_ref(self) -> Global___ObjectRef: ...
+    @_builtins.property
+    def secret_ref(self) -> Global___ObjectRef: ...
+    def __init__(
+        self,
+        *,
+        prefix: _builtins.str = ...,
+        config_map_ref: Global___ObjectRef | None = ...,
+        secret_ref: Global___ObjectRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map_ref", b"config_map_ref", "secret_ref", b"secret_ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map_ref", b"config_map_ref", "prefix", b"prefix", "secret_ref", b"secret_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnvFromSource: _TypeAlias = EnvFromSource  # noqa: Y015
+
+@_typing.final
+class ObjectRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OPTIONAL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    optional: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        optional: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "optional", b"optional"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObjectRef: _TypeAlias = ObjectRef  # noqa: Y015
+
+@_typing.final
+class VolumeMount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MOUNT_PATH_FIELD_NUMBER: _builtins.int
+    READ_ONLY_FIELD_NUMBER: _builtins.int
+    SUB_PATH_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    mount_path: _builtins.str
+    read_only: _builtins.bool
+    sub_path: _builtins.str
+    """A path inside the volume to mount instead of its root; relative, without ".."."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        mount_path: _builtins.str = ...,
+        read_only: _builtins.bool = ...,
+        sub_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mount_path", b"mount_path", "name", b"name", "read_only", b"read_only", "sub_path", b"sub_path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolumeMount: _TypeAlias = VolumeMount  # noqa: Y015
+
+@_typing.final
+class Volume(_message.Message):
+    """One source per volume, as in Kubernetes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EMPTY_DIR_FIELD_NUMBER: _builtins.int
+    HOST_PATH_FIELD_NUMBER: _builtins.int
+    CONFIG_MAP_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    PERSISTENT_VOLUME_CLAIM_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def empty_dir(self) -> Global___EmptyDirVolumeSource: ...
+    @_builtins.property
+    def host_path(self) -> Global___HostPathVolumeSource: ...
+    @_builtins.property
+    def config_map(self) -> Global___ConfigMapVolumeSource: ...
+    @_builtins.property
+    def secret(self) -> Global___SecretVolumeSource: ...
+    @_builtins.property
+    def persistent_volume_claim(self) -> Global___PersistentVolumeClaimVolumeSource: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        empty_dir: Global___EmptyDirVolumeSource | None = ...,
+        host_path: Global___HostPathVolumeSource | None = ...,
+        config_map: Global___ConfigMapVolumeSource | None = ...,
+        secret: Global___SecretVolumeSource | None = ...,
+        persistent_volume_claim: Global___PersistentVolumeClaimVolumeSource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "empty_dir", b"empty_dir", "host_path", b"host_path", "persistent_volume_claim", b"persistent_volume_claim", "secret", b"secret"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "empty_dir", b"empty_dir", "host_path", b"host_path", "name", b"name", "persistent_volume_claim", b"persistent_volume_claim", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Volume: _TypeAlias = Volume  # noqa: Y015
+
+@_typing.final
+class EmptyDirVolumeSource(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIUM_FIELD_NUMBER: _builtins.int
+    SIZE_LIMIT_FIELD_NUMBER: _builtins.int
+    medium: _builtins.str
+    """"" (node disk) or "Memory" (tmpfs)."""
+    size_limit: _builtins.str
+    """A quantity ("64Mi"); the tmpfs size for Memory."""
+    def __init__(
+        self,
+        *,
+        medium: _builtins.str = ...,
+        size_limit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["medium", b"medium", "size_limit", b"size_limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmptyDirVolumeSource: _TypeAlias = EmptyDirVolumeSource  # noqa: Y015
+
+@_typing.final
+class HostPathVolumeSource(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    type: _builtins.str
+    """"", Directory, DirectoryOrCreate, File."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HostPathVolumeSource: _TypeAlias = HostPathVolumeSource  # noqa: Y015
+
+@_typing.final
+class KeyToPath(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    path: _builtins.str
+    mode: _builtins.int
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        path: _builtins.str = ...,
+        mode: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mode", b"_mode", "mode", b"mode"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mode", b"_mode", "key", b"key", "mode", b"mode", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__mode: _TypeAlias = _typing.Literal["mode"]  # noqa: Y015
+    _WhichOneofArgType__mode: _TypeAlias = _typing.Literal["_mode", b"_mode"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mode) -> _WhichOneofReturnType__mode | None: ...
+
+Global___KeyToPath: _TypeAlias = KeyToPath  # noqa: Y015
+
+@_typing.final
+class ConfigMapVolumeSource(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODE_FIELD_NUMBER: _builtins.int
+    OPTIONAL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    default_mode: _builtins.int
+    optional: _builtins.bool
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyToPath]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        items: _abc.Iterable[Global___KeyToPath] | None = ...,
+        default_mode: _builtins.int | None = ...,
+        optional: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_default_mode", b"_default_mode", "default_mode", b"default_mode"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default_mode", b"_default_mode", "default_mode", b"default_mode", "items", b"items", "name", b"name", "optional", b"optional"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__default_mode: _TypeAlias = _typing.Literal["default_mode"]  # noqa: Y015
+    _WhichOneofArgType__default_mode: _TypeAlias = _typing.Literal["_default_mode", b"_default_mode"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_mode) -> _WhichOneofReturnType__default_mode | None: ...
+
+Global___ConfigMapVolumeSource: _TypeAlias = ConfigMapVolumeSource  # noqa: Y015
+
+@_typing.final
+class SecretVolumeSource(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRET_NAME_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODE_FIELD_NUMBER: _builtins.int
+    OPTIONAL_FIELD_NUMBER: _builtins.int
+    secret_name: _builtins.str
+    default_mode: _builtins.int
+    optional: _builtins.bool
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyToPath]: ...
+    def __init__(
+        self,
+        *,
+        secret_name: _builtins.str = ...,
+        items: _abc.Iterable[Global___KeyToPath] | None = ...,
+        default_mode: _builtins.int | None = ...,
+        optional: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_default_mode", b"_default_mode", "default_mode", b"default_mode"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default_mode", b"_default_mode", "default_mode", b"default_mode", "items", b"items", "optional", b"optional", "secret_name", b"secret_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__default_mode: _TypeAlias = _typing.Literal["default_mode"]  # noqa: Y015
+    _WhichOneofArgType__default_mode: _TypeAlias = _typing.Literal["_default_mode", b"_default_mode"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_mode) -> _WhichOneofReturnType__default_mode | None: ...
+
+Global___SecretVolumeSource: _TypeAlias = SecretVolumeSource  # noqa: Y015
+
+@_typing.final
+class PersistentVolumeClaimVolumeSource(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_NAME_FIELD_NUMBER: _builtins.int
+    READ_ONLY_FIELD_NUMBER: _builtins.int
+    claim_name: _builtins.str
+    read_only: _builtins.bool
+    def __init__(
+        self,
+        *,
+        claim_name: _builtins.str = ...,
+        read_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_name", b"claim_name", "read_only", b"read_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersistentVolumeClaimVolumeSource: _TypeAlias = PersistentVolumeClaimVolumeSource  # noqa: Y015
 
 @_typing.final
 class ContainerPort(_message.Message):
@@ -467,6 +804,8 @@ class Container(_message.Message):
     READINESS_PROBE_FIELD_NUMBER: _builtins.int
     WORKING_DIR_FIELD_NUMBER: _builtins.int
     SECURITY_CONTEXT_FIELD_NUMBER: _builtins.int
+    VOLUME_MOUNTS_FIELD_NUMBER: _builtins.int
+    ENV_FROM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     image: _builtins.str
     image_pull_policy: _builtins.str
@@ -488,6 +827,10 @@ class Container(_message.Message):
     def readiness_probe(self) -> Global___Probe: ...
     @_builtins.property
     def security_context(self) -> Global___SecurityContext: ...
+    @_builtins.property
+    def volume_mounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeMount]: ...
+    @_builtins.property
+    def env_from(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnvFromSource]: ...
     def __init__(
         self,
         *,
@@ -503,10 +846,12 @@ class Container(_message.Message):
         readiness_probe: Global___Probe | None = ...,
         working_dir: _builtins.str = ...,
         security_context: Global___SecurityContext | None = ...,
+        volume_mounts: _abc.Iterable[Global___VolumeMount] | None = ...,
+        env_from: _abc.Iterable[Global___EnvFromSource] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "image", b"image", "image_pull_policy", b"image_pull_policy", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "image_pull_policy", b"image_pull_policy", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -544,6 +889,8 @@ class PodSpec(_message.Message):
     HOST_NETWORK_FIELD_NUMBER: _builtins.int
     TOLERATIONS_FIELD_NUMBER: _builtins.int
     AFFINITY_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
+    INIT_CONTAINERS_FIELD_NUMBER: _builtins.int
     restart_policy: _builtins.str
     """Always (default), OnFailure or Never."""
     node_name: _builtins.str
@@ -557,6 +904,12 @@ class PodSpec(_message.Message):
     def tolerations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Toleration]: ...
     @_builtins.property
     def affinity(self) -> Global___Affinity: ...
+    @_builtins.property
+    def volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Volume]: ...
+    @_builtins.property
+    def init_containers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Container]:
+        """Run one after another, each to success, before `containers` start."""
+
     def __init__(
         self,
         *,
@@ -568,10 +921,12 @@ class PodSpec(_message.Message):
         host_network: _builtins.bool = ...,
         tolerations: _abc.Iterable[Global___Toleration] | None = ...,
         affinity: Global___Affinity | None = ...,
+        volumes: _abc.Iterable[Global___Volume] | None = ...,
+        init_containers: _abc.Iterable[Global___Container] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["affinity", b"affinity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity", b"affinity", "containers", b"containers", "host_network", b"host_network", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity", b"affinity", "containers", b"containers", "host_network", b"host_network", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "restart_policy", b"restart_policy", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -698,6 +1053,7 @@ class PodStatus(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    INIT_CONTAINER_STATUSES_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
     """Pending, Running, Succeeded, Failed or Unknown."""
     pod_ip: _builtins.str
@@ -709,6 +1065,8 @@ class PodStatus(_message.Message):
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]: ...
     @_builtins.property
     def container_statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerStatus]: ...
+    @_builtins.property
+    def init_container_statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerStatus]: ...
     def __init__(
         self,
         *,
@@ -720,10 +1078,11 @@ class PodStatus(_message.Message):
         start_time: _builtins.str = ...,
         reason: _builtins.str = ...,
         message: _builtins.str = ...,
+        init_container_statuses: _abc.Iterable[Global___ContainerStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "message", b"message", "phase", b"phase", "pod_ip", b"pod_ip", "reason", b"reason", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "init_container_statuses", b"init_container_statuses", "message", b"message", "phase", b"phase", "pod_ip", b"pod_ip", "reason", b"reason", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1585,6 +1944,9 @@ class Object(_message.Message):
     JOB_FIELD_NUMBER: _builtins.int
     CRON_JOB_FIELD_NUMBER: _builtins.int
     DAEMON_SET_FIELD_NUMBER: _builtins.int
+    CONFIG_MAP_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    PERSISTENT_VOLUME_CLAIM_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pod(self) -> Global___Pod: ...
     @_builtins.property
@@ -1607,6 +1969,14 @@ class Object(_message.Message):
     def cron_job(self) -> Global___CronJob: ...
     @_builtins.property
     def daemon_set(self) -> Global___DaemonSet: ...
+    @_builtins.property
+    def config_map(self) -> Global___ConfigMap:
+        """12..19 free for workload kinds; 20 and up for pod configuration and storage."""
+
+    @_builtins.property
+    def secret(self) -> Global___Secret: ...
+    @_builtins.property
+    def persistent_volume_claim(self) -> Global___PersistentVolumeClaim: ...
     def __init__(
         self,
         *,
@@ -1621,12 +1991,15 @@ class Object(_message.Message):
         job: Global___Job | None = ...,
         cron_job: Global___CronJob | None = ...,
         daemon_set: Global___DaemonSet | None = ...,
+        config_map: Global___ConfigMap | None = ...,
+        secret: Global___Secret | None = ...,
+        persistent_volume_claim: Global___PersistentVolumeClaim | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "namespace", b"namespace", "node", b"node", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "namespace", b"namespace", "node", b"node", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "deployment", "replica_set", "service", "endpoints", "node", "namespace", "event", "job", "cron_job", "daemon_set"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pod", "deployment", "replica_set", "service", "endpoints", "node", "namespace", "event", "job", "cron_job", "daemon_set", "config_map", "secret", "persistent_volume_claim"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -2325,3 +2698,347 @@ class DaemonSet(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DaemonSet: _TypeAlias = DaemonSet  # noqa: Y015
+
+@_typing.final
+class ConfigMap(_message.Message):
+    """Configuration for pods, as Kubernetes' ConfigMap. `data` and `binary_data` keys are file
+    names (letters, digits, '-', '_', '.'), unique across both; at most 1 MiB in all.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class DataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class BinaryDataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.bytes
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.bytes = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    BINARY_DATA_FIELD_NUMBER: _builtins.int
+    IMMUTABLE_FIELD_NUMBER: _builtins.int
+    immutable: _builtins.bool
+    @_builtins.property
+    def metadata(self) -> Global___ObjectMeta: ...
+    @_builtins.property
+    def data(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def binary_data(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        metadata: Global___ObjectMeta | None = ...,
+        data: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        binary_data: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
+        immutable: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binary_data", b"binary_data", "data", b"data", "immutable", b"immutable", "metadata", b"metadata"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigMap: _TypeAlias = ConfigMap  # noqa: Y015
+
+@_typing.final
+class Secret(_message.Message):
+    """Credentials for pods, as Kubernetes' Secret. Keys as in ConfigMap; at most 1 MiB in all.
+    The masters keep `data` encrypted at rest (`sealed`); reads return it decrypted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class DataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.bytes
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.bytes = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class StringDataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    STRING_DATA_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    IMMUTABLE_FIELD_NUMBER: _builtins.int
+    SEALED_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """Opaque when empty."""
+    immutable: _builtins.bool
+    @_builtins.property
+    def metadata(self) -> Global___ObjectMeta: ...
+    @_builtins.property
+    def data(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]: ...
+    @_builtins.property
+    def string_data(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Write-only convenience: merged into `data` when written (a key in both takes this value)."""
+
+    @_builtins.property
+    def sealed(self) -> Global___SealedData:
+        """The stored form only, never in the API: `data` sealed with the masters' key."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___ObjectMeta | None = ...,
+        data: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
+        string_data: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        type: _builtins.str = ...,
+        immutable: _builtins.bool = ...,
+        sealed: Global___SealedData | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "sealed", b"sealed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "immutable", b"immutable", "metadata", b"metadata", "sealed", b"sealed", "string_data", b"string_data", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Secret: _TypeAlias = Secret  # noqa: Y015
+
+@_typing.final
+class SealedData(_message.Message):
+    """AES-256-GCM over a SecretData message; the associated data is the object's store key, so a
+    sealed value cannot be moved under another secret's name.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_NAME_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    CIPHERTEXT_FIELD_NUMBER: _builtins.int
+    key_name: _builtins.str
+    """The name of the key in the masters' encryption key file."""
+    nonce: _builtins.bytes
+    ciphertext: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        key_name: _builtins.str = ...,
+        nonce: _builtins.bytes = ...,
+        ciphertext: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "key_name", b"key_name", "nonce", b"nonce"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedData: _TypeAlias = SealedData  # noqa: Y015
+
+@_typing.final
+class SecretData(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class DataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.bytes
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.bytes = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DATA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        data: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecretData: _TypeAlias = SecretData  # noqa: Y015
+
+@_typing.final
+class PersistentVolumeClaim(_message.Message):
+    """Storage that outlives pods: a Docker volume on one node. The claim binds to the node of the
+    first pod scheduled with it (as Kubernetes' local volumes, WaitForFirstConsumer); every later
+    pod using it is scheduled to that node.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def metadata(self) -> Global___ObjectMeta: ...
+    @_builtins.property
+    def spec(self) -> Global___PersistentVolumeClaimSpec: ...
+    @_builtins.property
+    def status(self) -> Global___PersistentVolumeClaimStatus: ...
+    def __init__(
+        self,
+        *,
+        metadata: Global___ObjectMeta | None = ...,
+        spec: Global___PersistentVolumeClaimSpec | None = ...,
+        status: Global___PersistentVolumeClaimStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "spec", b"spec", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "spec", b"spec", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersistentVolumeClaim: _TypeAlias = PersistentVolumeClaim  # noqa: Y015
+
+@_typing.final
+class PersistentVolumeClaimSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_MODES_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    STORAGE_CLASS_NAME_FIELD_NUMBER: _builtins.int
+    storage_class_name: _builtins.str
+    @_builtins.property
+    def access_modes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ReadWriteOnce (default), ReadOnlyMany, ReadWriteMany, ReadWriteOncePod: on one node, all alike."""
+
+    @_builtins.property
+    def resources(self) -> Global___ResourceRequirements:
+        """requests.storage: recorded and shown; a Docker local volume has no size limit."""
+
+    def __init__(
+        self,
+        *,
+        access_modes: _abc.Iterable[_builtins.str] | None = ...,
+        resources: Global___ResourceRequirements | None = ...,
+        storage_class_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_modes", b"access_modes", "resources", b"resources", "storage_class_name", b"storage_class_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersistentVolumeClaimSpec: _TypeAlias = PersistentVolumeClaimSpec  # noqa: Y015
+
+@_typing.final
+class PersistentVolumeClaimStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CapacityEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PHASE_FIELD_NUMBER: _builtins.int
+    NODE_NAME_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    phase: _builtins.str
+    """Pending, then Bound."""
+    node_name: _builtins.str
+    """The node holding the claim's volume."""
+    @_builtins.property
+    def capacity(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        phase: _builtins.str = ...,
+        node_name: _builtins.str = ...,
+        capacity: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "node_name", b"node_name", "phase", b"phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersistentVolumeClaimStatus: _TypeAlias = PersistentVolumeClaimStatus  # noqa: Y015

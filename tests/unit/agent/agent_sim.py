@@ -7,7 +7,7 @@ the containers as they were before its actions, as the agent reports them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from raftorch.agent.reconciler import (
     AgentPodState,
@@ -24,6 +24,7 @@ from raftorch.agent.reconciler import (
 )
 from raftorch.agent.runtime.base import ContainerInfo, RuntimeFailure
 from raftorch.agent.runtime.fake import FakeRuntime
+from raftorch.agent.volumes import PodInputs
 from raftorch.api.v1 import objects_pb2
 
 NODE = "node-1"
@@ -63,17 +64,17 @@ class Node:
         self.pods = list(pods)
         self.plans: list[ReconcilePlan] = []
 
-    def plan(self, dt: float = 0.0) -> ReconcilePlan:
+    def plan(self, dt: float = 0.0, inputs: Mapping[str, PodInputs] | None = None) -> ReconcilePlan:
         """Plan without acting."""
         self.now += dt
         plan = plan_pod_actions(self.pods, self.runtime.list_containers(self.config.node), self.state, self.now,
-                                self.config)
+                                self.config, inputs=inputs)
         self.state = plan.state
         self.plans.append(plan)
         return plan
 
-    def step(self, dt: float = 0.0) -> ReconcilePlan:
-        plan = self.plan(dt)
+    def step(self, dt: float = 0.0, inputs: Mapping[str, PodInputs] | None = None) -> ReconcilePlan:
+        plan = self.plan(dt, inputs)
         for action in plan.actions:
             if isinstance(action, StopContainer):
                 self.runtime.stop(action.container_id, action.grace_seconds)

@@ -51,13 +51,14 @@ def test_kind_of_accepts_every_spelling(text: str, kind: Kind) -> None:
     assert kind_of(text) is kind
 
 
-@pytest.mark.parametrize("text", ["", "pood", "replica_set", " pods", "configmaps"])
+@pytest.mark.parametrize("text", ["", "pood", "replica_set", " pods", "sekrets"])
 def test_kind_of_rejects_unknown_kinds_listing_the_known_ones(text: str) -> None:
     with pytest.raises(Invalid) as exc:
         kind_of(text)
     assert str(exc.value) == (f'unknown kind "{text}"; known kinds: '
                               "Pod, Deployment, ReplicaSet, Service, Endpoints, Node, Namespace, Event, "
-                              "Job, CronJob, DaemonSet")
+                              "Job, CronJob, DaemonSet, ConfigMap, Secret, "
+                              "PersistentVolumeClaim")
 
 
 @pytest.mark.parametrize(("kind", "namespaced"), [
@@ -158,7 +159,7 @@ def test_store_prefix_rejects_a_slash() -> None:
 
 @pytest.mark.parametrize(("key", "message"), [
     ("/other/pods/default/web", 'store key "/other/pods/default/web": does not start with "/registry/"'),
-    ("/registry/configmaps/default/x", 'store key "/registry/configmaps/default/x": unknown kind "configmaps"'),
+    ("/registry/sekrets/default/x", 'store key "/registry/sekrets/default/x": unknown kind "sekrets"'),
     ("/registry/pods/web", 'store key "/registry/pods/web": expected /registry/pods/namespace/name'),
     ("/registry/pods/default/", 'store key "/registry/pods/default/": expected /registry/pods/namespace/name'),
     ("/registry/pods/a/b/c", 'store key "/registry/pods/a/b/c": expected /registry/pods/namespace/name'),

@@ -14,8 +14,8 @@ EXPECTED = {
     "NODE_SELECTOR_OPERATORS", "TAINT_EFFECTS", "TOLERATION_OPERATORS", "JOB_NAME_LABEL",
     "TEST_EVERY_SECONDS_ANNOTATION", "cron_schedule_error", "job_from_cron_job",
     # kinds
-    "CRON_JOB", "DAEMON_SET", "DEPLOYMENT", "ENDPOINTS", "EVENT", "JOB", "KINDS", "NAMESPACE", "NODE", "POD",
-    "REPLICA_SET", "SERVICE", "Kind",
+    "CONFIG_MAP", "CRON_JOB", "DAEMON_SET", "DEPLOYMENT", "ENDPOINTS", "EVENT", "JOB", "KINDS", "NAMESPACE", "NODE",
+    "PERSISTENT_VOLUME_CLAIM", "POD", "REPLICA_SET", "SECRET", "SERVICE", "Kind",
     "kind_of", "kind_of_message", "parse_store_key", "store_key", "store_prefix", "unwrap", "wrap",
     # quantity
     "format_cpu", "format_memory", "parse_count", "parse_cpu", "parse_memory",
@@ -24,7 +24,7 @@ EXPECTED = {
     "matches", "object_matches_fields", "parse_field_selector", "parse_label_selector", "pod_matches_fields",
     "selector_from_match_labels",
     # validation
-    "MAX_OBJECT_BYTES", "check_object_size", "check_unknown_fields", "validate",
+    "MAX_OBJECT_BYTES", "check_object_size", "check_unknown_fields", "validate", "pod_references",
     # defaults
     "DEFAULT_NAMESPACE", "apply_defaults", "default_pod_spec",
     # meta, except `meta` itself: see test_the_meta_module_is_not_hidden

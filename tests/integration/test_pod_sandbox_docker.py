@@ -1,0 +1,179 @@
+"""A pod's containers share one network namespace on Docker: localhost and the pod IP."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from raftorch.api.v1 import objects_pb2
+from raftorch.client import Client
+from raftorch.local.agents import LocalAgents
+from raftorch.local.cluster import docker_reachable
+from raftorch.local.masters import LocalMasters
+
+pytestmark = [pytest.mark.docker, pytest.mark.processes]
+
+IMAGE = "raftorch/busybox:latest"
+NODE = "sbx-a"
+SERVER = ["sh", "-c", "mkdir -p /www && echo from-a > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"]
+CLIENT = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> Iterator[Any]:
+    if not docker_reachable():
+        if os.environ.get("CI"):
+            pytest.fail("Docker engine unreachable in CI")
+        pytest.skip("no Docker engine")
+    import docker
+
+    client = docker.from_env()
+    yield client
+    for c in client.containers.list(all=True, filters={"label": f"raftorch.io/node={NODE}"}):
+        c.remove(force=True)
+    for net in client.networks.list(names=[f"raftorch-{NODE}"]):
+        net.remove()
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iterator[tuple[LocalMasters, LocalAgents]]:
+    root = tmp_path_factory.mktemp("sandbox-cluster")
+    masters = LocalMasters(root / "masters")
+    masters.start()
+    agents = LocalAgents(root / "agents", masters.endpoints, [NODE], extra_args=["--backoff-base", "1"],
+                         ca_dir=masters.pki_dir)
+    try:
+        masters.wait_ready()
+        agents.start()
+        with masters.client() as c:
+            eventually(lambda: node_ready(c), what="node Ready")
+        yield masters, agents
+    finally:
+        agents.stop()
+        masters.kill()
+        for a in agents.agents.values():
+            if a.log_path.exists():
+                print(f"--- {a.name} log tail ---", *a.log_path.read_text().splitlines()[-20:], sep="\n")
+
+
+def node_ready(c: Client) -> bool:
+    nodes, _ = c.objects.list("nodes")
+    return any(isinstance(n, objects_pb2.Node) and n.metadata.name == NODE
+               and any(cd.type == "Ready" and cd.status == "True" for cd in n.status.conditions) for n in nodes)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def two_container_pod(name: str) -> objects_pb2.Pod:
+    return objects_pb2.Pod(
+        metadata=objects_pb2.ObjectMeta(name=name, namespace="default"),
+        spec=objects_pb2.PodSpec(node_name=NODE, termination_grace_period_seconds=2, containers=[
+            objects_pb2.Container(name="a", image=IMAGE, command=SERVER),
+            objects_pb2.Container(name="b", image=IMAGE, command=CLIENT)]))
+
+
+def get_pod(c: Client, name: str) -> objects_pb2.Pod:
+    pod = c.objects.get("pod", name, "default")
+    assert isinstance(pod, objects_pb2.Pod)
+    return pod
+
+
+def running(c: Client, name: str) -> bool:
+    pod = get_pod(c, name)
+    return (pod.status.phase == "Running" and bool(pod.status.pod_ip)
+            and all(s.state.state == "running" and s.ready for s in pod.status.container_statuses))
+
+
+def containers(docker_client: Any, pod: objects_pb2.Pod) -> dict[str, str]:
+    """Running containers of the pod by container name (the sandbox as POD): their ids."""
+    found = docker_client.api.containers(filters={"label": f"raftorch.io/pod-uid={pod.metadata.uid}"})
+    return {c["Labels"]["raftorch.io/container"]: c["Id"] for c in found}
+
+
+def run_in(docker_client: Any, container_id: str, *command: str) -> str:
+    code, output = docker_client.containers.get(container_id).exec_run(list(command))
+    assert code == 0, output
+    return str(output.decode()).strip()
+
+
+def ip_of(docker_client: Any, container_id: str) -> str:
+    """The container's own idea of its address: the IPv4 address on eth0 inside its network namespace."""
+    out = run_in(docker_client, container_id, "ip", "-4", "-o", "addr", "show", "eth0")
+    return out.split("inet ", 1)[1].split("/", 1)[0]
+
+
+def test_two_containers_share_localhost_and_one_ip(cluster: tuple[LocalMasters, LocalAgents],
+                                                   docker_client: Any) -> None:
+    masters, agents = cluster
+    with masters.client() as c:
+        c.objects.create(two_container_pod("pair"))
+        eventually(lambda: running(c, "pair"), what="pair Running")
+        pod = get_pod(c, "pair")
+        ids = containers(docker_client, pod)
+        assert set(ids) == {"POD", "a", "b"}
+        # B reaches A's server, which listens on 127.0.0.1 only.
+        eventually(lambda: "from-a" in run_in(docker_client, ids["b"], "sh", "-c",
+                                                "wget -q -O - http://127.0.0.1:8080/ || true"),
+                   what="b reaches a on localhost")
+        assert ip_of(docker_client, ids["a"]) == ip_of(docker_client, ids["b"]) == pod.status.pod_ip
+
+        # A single container dies: it alone restarts, in the same namespace, with the same IP.
+        docker_client.api.kill(ids["a"])
+        eventually(lambda: containers(docker_client, get_pod(c, "pair")).get("a", ids["a"]) != ids["a"]
+                   and running(c, "pair"), what="a restarted")
+        pod = get_pod(c, "pair")
+        after = containers(docker_client, pod)
+        assert (after["POD"], after["b"]) == (ids["POD"], ids["b"])
+        assert {s.name: s.restart_count for s in pod.status.container_statuses} == {"a": 1, "b": 0}
+        assert pod.status.pod_ip == ip_of(docker_client, after["a"]) == ip_of(docker_client, ids["b"])
+        eventually(lambda: "from-a" in run_in(docker_client, ids["b"], "sh", "-c",
+                                                "wget -q -O - http://127.0.0.1:8080/ || true"),
+                   what="b reaches the restarted a")
+
+        # A restarted agent adopts everything: once it has started a new pod, nothing else changed.
+        agents.stop()
+        agents.start()
+        c.objects.create(two_container_pod("after-restart"))
+        eventually(lambda: running(c, "after-restart"), what="a pod started by the restarted agent")
+        pod = get_pod(c, "pair")
+        assert containers(docker_client, pod) == after
+        assert {s.name: s.restart_count for s in pod.status.container_statuses} == {"a": 1, "b": 0}
+
+
+def test_dead_sandbox_recreates_the_pods_containers_and_deletion_removes_all(
+        cluster: tuple[LocalMasters, LocalAgents], docker_client: Any) -> None:
+    masters, _ = cluster
+    with masters.client() as c:
+        c.objects.create(two_container_pod("reborn"))
+        eventually(lambda: running(c, "reborn"), what="reborn Running")
+        pod = get_pod(c, "reborn")
+        ids = containers(docker_client, pod)
+        docker_client.api.kill(ids["POD"])
+
+        def replaced() -> bool:
+            now = containers(docker_client, get_pod(c, "reborn"))
+            return (set(now) == {"POD", "a", "b"} and not set(now.values()) & set(ids.values())
+                    and running(c, "reborn"))
+
+        eventually(replaced, what="sandbox and containers replaced")
+        pod = get_pod(c, "reborn")
+        now = containers(docker_client, pod)
+        assert ip_of(docker_client, now["a"]) == ip_of(docker_client, now["b"]) == pod.status.pod_ip
+        eventually(lambda: "from-a" in run_in(docker_client, now["b"], "sh", "-c",
+                                                "wget -q -O - http://127.0.0.1:8080/ || true"),
+                   what="b reaches a in the new sandbox")
+
+        c.objects.delete("pod", "reborn", "default")
+        gone = docker_client.api.containers
+        eventually(lambda: not gone(all=True, filters={"label": f"raftorch.io/pod-uid={pod.metadata.uid}"}),
+                   what="every container of the deleted pod removed, sandbox included")
