@@ -13,10 +13,15 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-function showError(message) {
+// Who showed the error: a background refresh clears only its own, so that the error of a
+// user's action stays until the next action (or a click on it).
+let errorFrom = "";
+
+function showError(message, from = "action") {
   const box = document.getElementById("error");
   box.textContent = message;
   box.hidden = !message;
+  errorFrom = message ? from : "";
 }
 
 async function api(path, options) {
@@ -126,9 +131,9 @@ async function refresh() {
   try {
     state = await api("/api/overview");
     render();
-    showError("");
+    if (errorFrom === "refresh") showError("");
   } catch (err) {
-    showError("Could not read the cluster: " + err.message);
+    showError("Could not read the cluster: " + err.message, "refresh");
   }
 }
 
@@ -205,5 +210,6 @@ document.getElementById("closelogs").addEventListener("click", () => {
   closeLogs();
   document.getElementById("logpane").hidden = true;
 });
+document.getElementById("error").addEventListener("click", () => showError(""));
 refresh();
 follow();
