@@ -30,7 +30,9 @@ class InProcessMaster:
         self.credentials = load_credentials(admin.ca_file, admin.cert_file, admin.key_file)
         self.config = MasterConfig(name="m1", client_addr=f"127.0.0.1:{client_port}",
                                    peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir,
-                                   pki_dir=data_dir.parent / f"{data_dir.name}-pki")
+                                   pki_dir=data_dir.parent / f"{data_dir.name}-pki",
+                                   # Tests reach into the controllers (monkeypatched planners).
+                                   controllers="thread")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-master", daemon=True)
         self._thread.start()
