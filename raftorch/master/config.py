@@ -71,7 +71,7 @@ class MasterConfig:
     insecure: bool = False
     # Where the scheduler and the controllers run: "process" (a child process on a local socket,
     # decision 21) or "thread" (in the master, beside Raft).
-    controllers: str = "thread"
+    controllers: str = "process"
 
     def validate(self) -> None:
         if not self.name:

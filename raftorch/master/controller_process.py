@@ -96,7 +96,6 @@ class ControllerManagerProcess:
         self.starts = 0
         self._backoff = Backoff(time.monotonic, start=0.2, cap=10.0, healthy=30.0)
         self._task: asyncio.Task[None] | None = None
-        self.started = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise())
@@ -114,9 +113,7 @@ class ControllerManagerProcess:
             self.process = proc
             self.starts += 1
             log.info("controller_manager_started", pid=proc.pid, starts=self.starts)
-            self.started.set()
             code = await proc.wait()
-            self.started.clear()
             delay = self._backoff.failed()
             log.warning("controller_manager_exited", pid=proc.pid, returncode=code, restart_in=delay)
             await asyncio.sleep(delay)

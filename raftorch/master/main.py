@@ -66,7 +66,8 @@ Example (three masters on one host):
 @click.option("--insecure", is_flag=True, default=None,
               help="Plaintext, no authentication: only to measure what TLS costs. Never for a cluster.")
 @click.option("--controllers", type=click.Choice(["thread", "process"]), default=None,
-              help="Run the scheduler and controllers in a child process (process) or in the master (thread).")
+              help="Run the scheduler and controllers in a child process (process, the default) or in the "
+                   "master (thread).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 def main(config_file: Path | None, **flags: Any) -> None:
     """Run a raftorch master: a store replica and the gRPC API.

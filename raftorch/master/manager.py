@@ -191,7 +191,9 @@ def _name_key(obj: Message) -> NameKey:
 
 # The steps, by where they run. Node lifecycle needs the leader's in-memory heartbeats, the
 # master pods its Raft links, and undecodable objects are seen only in the store itself: those
-# stay with the master; the rest read and write through the API as well as in-process.
+# stay with the master; the rest read and write through the API as well as in-process. (With
+# the controller-manager process the master's cache holds nodes and raftorch-system pods only,
+# so only those get an Undecodable event; lists and watches skip and log the others.)
 MASTER_STEPS = frozenset({"node lifecycle", "master pods", "undecodable objects"})
 LOOP_STEPS = frozenset({"scheduler", "deployments", "replicasets", "endpoints", "jobs", "cronjobs", "daemonsets",
                         "taint evictions", "garbage collector", "pod config events"})

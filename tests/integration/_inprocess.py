@@ -31,7 +31,9 @@ class InProcessMaster:
         self.config = MasterConfig(name="m1", client_addr=f"127.0.0.1:{client_port}",
                                    peer_addr=f"127.0.0.1:{peer_port}", data_dir=data_dir,
                                    pki_dir=data_dir.parent / f"{data_dir.name}-pki",
-                                   http_addr="127.0.0.1:0")
+                                   http_addr="127.0.0.1:0",
+                                   # Tests reach into the controllers (monkeypatched planners).
+                                   controllers="thread")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-master", daemon=True)
         self._thread.start()

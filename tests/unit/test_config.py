@@ -384,3 +384,9 @@ def test_unsafe_no_fsync_is_off_unless_asked_for() -> None:
     assert cfg.build(MasterConfig, [("defaults", {"name": "m1"})]).unsafe_no_fsync is False
     on = cfg.build(MasterConfig, [("config file", {"name": "m1", "unsafe-no-fsync": "true"})])
     assert on.unsafe_no_fsync is True
+
+
+def test_controllers_run_in_a_process_by_default_or_in_a_thread() -> None:
+    assert _master().controllers == "process"
+    _master(controllers="thread").validate()
+    assert "controllers: expected thread or process, got 'fork'" in _invalid_master(controllers="fork")
