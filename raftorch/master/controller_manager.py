@@ -40,6 +40,7 @@ from raftorch import logs
 from raftorch.api.v1 import cluster_pb2, cluster_pb2_grpc, objects_pb2, resources_pb2, resources_pb2_grpc
 from raftorch.errors import AlreadyExists, Conflict, RaftorchError, Unavailable, error_for_code, from_grpc_code
 from raftorch.master.cache import ObjectCache
+from raftorch.master.events import DEFAULT_TTL as DEFAULT_EVENT_TTL
 from raftorch.master.indexes import MIRROR_ANNOTATION, CacheIndex
 from raftorch.master.manager import LOOP_STEPS, ControllerManager, ManagerSettings
 from raftorch.master.registry import SYSTEM_NAMESPACE
@@ -455,11 +456,15 @@ def _die_with_parent() -> None:
 @click.option("--socket", "address", required=True, help="The master's local socket: unix:PATH.")
 @click.option("--master", required=True, help="The name of the master this process runs beside.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
-def main(address: str, master: str, log_level: str) -> None:
+@click.option("--event-ttl", type=click.FloatRange(min=1.0), default=DEFAULT_EVENT_TTL, show_default=True,
+              help="Seconds an event is kept.")
+@click.option("--events/--no-events", default=True, help="Record events (the master's record-events).")
+def main(address: str, master: str, log_level: str, event_ttl: float, events: bool) -> None:
     """The scheduler and the controllers of one master, active while it leads."""
     logs.configure(service=True, level=log_level)
     _die_with_parent()
-    runner = ControllerManagerMain(address, master, ManagerSettings(pass_pause=False))
+    runner = ControllerManagerMain(address, master, ManagerSettings(pass_pause=False, event_ttl=event_ttl,
+                                                                    record_events=events))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop.set())
     runner.run()

@@ -154,7 +154,8 @@ class Master:
             await self.local_api.start()
             self.controller_process = ControllerManagerProcess(
                 self.local_api.address, cfg.name,
-                ["--log-level", cfg.log_level])
+                ["--log-level", cfg.log_level, "--event-ttl", str(cfg.event_ttl),
+                 "--events" if cfg.record_events else "--no-events"])
             self.controller_process.start()
         log.info("master_started", name=cfg.name, client_addr=self.client_addr, peer_addr=cfg.peer_addr,
                  peers=cfg.peers, data_dir=str(cfg.data_dir))
