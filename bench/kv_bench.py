@@ -4,8 +4,13 @@ Starts three real master processes (`LocalMasters`), drives them through the cli
 (`raftorch.client.Client`) and prints, per row: throughput, p50/p99 latency and the leader's CPU
 use; then leader failover times (SIGKILL of the leader while one client keeps putting).
 
-    python bench/kv_bench.py [--quick] [--duration S] [--processes N] [--only put|get|failover] [--json]
+    python bench/kv_bench.py [--quick] [--duration S] [--processes N] [--only put|get|failover] [--no-etcd]
+                             [--json]
     python bench/kv_bench.py --fsync-compare [--duration S] [--no-etcd]
+
+After the masters' rows, the same rows run against a 3-member etcd cluster this script starts
+itself when an `etcd` binary is installed (bench/etcd_baseline.py; `--no-etcd` skips it), on the
+same machine right after, and a table gives raftorch's ops/s over etcd's (the same-run ratio).
 
 --fsync-compare gives the put throughput at 1/8/64 threads with the Raft journal synced (the
 default) and with `--unsafe-no-fsync`, each on a fresh cluster, and against a 3-member etcd
@@ -514,19 +519,48 @@ def masters_put_rows(args: argparse.Namespace, label: str, extra_args: list[str]
 
 
 def etcd_put_rows(args: argparse.Namespace) -> list[RowResult]:
+    return etcd_rows(args, put_targets())
+
+
+def etcd_rows(args: argparse.Namespace, targets: list[Target]) -> list[RowResult]:
+    """The rows of `targets` against a fresh 3-member etcd cluster (keys preloaded for gets)."""
     rows: list[RowResult] = []
     with tempfile.TemporaryDirectory(prefix="raftorch-kv-bench-etcd-") as tmp:
         etcd = EtcdCluster(Path(tmp))
         try:
             etcd.start()
-            print(f"etcd: members {', '.join(etcd.endpoints)}; leader {etcd.wait_ready()}", flush=True)
-            for target in put_targets():
+            leader = etcd.wait_ready()
+            print(f"etcd: members {', '.join(etcd.endpoints)}; leader {leader}", flush=True)
+            if any(t.op == "get" for t in targets):
+                preload_etcd(leader)
+            for target in targets:
                 procs = args.processes or default_processes(target.threads)
                 rows.append(run_etcd_row(etcd, target, procs, args.duration, args.warmup))
-                print(f"  done: etcd put x{target.threads}", flush=True)
+                print(f"  done: etcd {OP_LABELS[target.op]} x{target.threads}", flush=True)
         finally:
             etcd.stop()
     return rows
+
+
+def preload_etcd(endpoint: str) -> None:
+    value = random.Random(0).randbytes(VALUE_BYTES)
+    client = EtcdClient(endpoint)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: client.put(k, value), bench_keys()))
+    finally:
+        client.close()
+
+
+def format_same_run(rows: list[RowResult], etcd: list[RowResult]) -> list[str]:
+    lines = [f"{'operation':<20}{'threads':>8}{'raftorch ops/s':>16}{'etcd ops/s':>12}{'ratio':>8}"
+             f"{'raftorch p50/p99 ms':>21}{'etcd p50/p99 ms':>17}{'leader CPU r/e':>16}"]
+    for row, base in zip(rows, etcd, strict=True):
+        lines.append(f"{OP_LABELS[row.op]:<20}{row.threads:>8}{row.ops_per_s:>16,.0f}{base.ops_per_s:>12,.0f}"
+                     f"{_ratio(row, base)}{f'{row.p50_ms:.1f}/{row.p99_ms:.1f}':>21}"
+                     f"{f'{base.p50_ms:.1f}/{base.p99_ms:.1f}':>17}"
+                     f"{f'{row.leader_cpu_pct:.0f}%/{base.leader_cpu_pct:.0f}%':>16}")
+    return lines
 
 
 def _cell(row: RowResult | None) -> str:
@@ -612,7 +646,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fsync-compare", action="store_true",
                    help="only puts at 1/8/64 threads: journal synced, then --unsafe-no-fsync, then etcd "
                         "(3 members started here when an etcd binary is installed), side by side")
-    p.add_argument("--no-etcd", action="store_true", help="with --fsync-compare: skip the etcd baseline")
+    p.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline (same rows on etcd)")
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
@@ -646,6 +680,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             raise
         finally:
             masters.stop()
+    etcd: list[RowResult] | None = None
+    if not targets or args.no_etcd:
+        pass
+    elif ETCD is None:
+        print("etcd baseline skipped: no etcd binary (Debian: apt-get install etcd-server etcd-client)")
+    else:
+        etcd = etcd_rows(args, targets)
     print()
     print(machine_note())
     print(f"rows of {args.duration:g} s after {args.warmup:g} s warm-up; keys {KEY_BYTES} B, values "
@@ -659,6 +700,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         if row.leader_changed:
             print(f"* {OP_LABELS[row.op]} x{row.threads}: the leader changed during the row ({row.leader} term "
                   f"{row.terms[0]} -> {row.leader_after} term {row.terms[1]}); CPU is that of {row.leader}")
+    if etcd is not None:
+        print()
+        print("same run, etcd 3-member cluster started here (ratio = raftorch ops/s over etcd's):")
+        print("\n".join(format_same_run(rows, etcd)))
     if failover is not None:
         print()
         print("\n".join(format_failover(failover)))
@@ -670,6 +715,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "failover": None if failover is None else {
             "runs": [asdict(r) for r in failover.runs], "median_s": finite(failover.median_s),
             "max_s": finite(failover.max_s), "met": failover.met},
+        "etcd": None if etcd is None else [asdict(r) for r in etcd],
     }
 
 

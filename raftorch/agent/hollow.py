@@ -34,6 +34,8 @@ from raftorch.rpc import Credentials
 
 log = structlog.get_logger("raftorch.hollow")
 
+# Nodes per heartbeat message (one message per period carries a whole chunk of the fleet).
+HEARTBEAT_CHUNK = 500
 EXIT_CODE_ANNOTATION = "hollow.raftorch.io/exit-code"
 RUN_SECONDS_ANNOTATION = "hollow.raftorch.io/run-seconds"
 
@@ -105,10 +107,12 @@ class HollowFleet:
         seq = itertools.count(1)
         while not self._stop.is_set():
             started = time.monotonic()
-            for name in self.names:
-                if name not in self._silenced:
-                    yield agents_pb2.HeartbeatRequest(node=name, sequence=next(seq))
-                    self.heartbeats_sent += 1
+            # One message per period for every live node of the fleet (in chunks), not one each.
+            alive = [name for name in self.names if name not in self._silenced]
+            for start in range(0, len(alive), HEARTBEAT_CHUNK):
+                chunk = alive[start:start + HEARTBEAT_CHUNK]
+                yield agents_pb2.HeartbeatRequest(node=chunk[0], nodes=chunk[1:], sequence=next(seq))
+                self.heartbeats_sent += len(chunk)
             self._stop.wait(max(0.0, self.period - (time.monotonic() - started)))
 
     def _heartbeat_loop(self) -> None:

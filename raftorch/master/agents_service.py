@@ -12,7 +12,15 @@ import structlog
 
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2, resources_pb2
 from raftorch.auth import identity_of
-from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, PermissionDenied, RaftorchError
+from raftorch.errors import (
+    AlreadyExists,
+    Conflict,
+    Invalid,
+    NotFound,
+    PermissionDenied,
+    RaftorchError,
+    UnknownOutcome,
+)
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
@@ -66,13 +74,17 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     async def Heartbeat(self, request_iterator: AsyncIterator[agents_pb2.HeartbeatRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[agents_pb2.HeartbeatResponse]:
         async for beat in request_iterator:
-            if not beat.node:
-                raise Invalid("node: required")
+            # One beat may speak for many nodes (the hollow fleet); node restriction applies to
+            # every one of them, so a node's agent cannot keep another node Ready.
+            names = [beat.node, *beat.nodes]
             try:
-                _authorize_node(context, beat.node, "heartbeat")
+                if not beat.node or not all(beat.nodes):
+                    raise Invalid("node: required" if not beat.node else "nodes: every item must name a node")
+                for name in names:
+                    _authorize_node(context, name, "heartbeat")
             except RaftorchError as err:
                 await context.abort(err.grpc_code, err.message)
-            self._received([beat.node])
+            self._received(names)
             leader = ""
             with contextlib.suppress(RaftorchError):
                 leader = self._forwarder.leader_client_addr()
@@ -116,7 +128,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         _authorize_node(context, request.node, "report pod status")
         pods = kind_of("Pod")
         gone: list[str] = []
-        waits = []
+        reported: list[objects_pb2.Pod] = []
         node = self._node(request.node)
         for update in request.updates:
             check_pod_address(node, update.status, f"{update.namespace}/{update.name}")
@@ -131,7 +143,23 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
                 continue
             if pod.spec.node_name != request.node:
                 raise PermissionDenied(f"pod {update.namespace}/{update.name} is not bound to node {request.node}")
-            waits.append(self._set_status(pod, update.status, context))
+            pod.status.CopyFrom(update.status)
+            reported.append(pod)
+        # One transaction for the whole report; a pod that changed meanwhile is retried alone.
+        statuses = {(p.metadata.namespace, p.metadata.name): p.status for p in reported}
+        batch = [asyncio.wrap_future(f) for f in self._registry.update_many(reported, status_only=True)]
+        waits = []
+        if batch:
+            done, _ = await asyncio.wait(batch, timeout=time_left(context, self._write_timeout))
+            for pod, waited in zip(reported, batch, strict=True):
+                if waited not in done:
+                    raise UnknownOutcome("a pod status was not confirmed in time (no quorum?); it may still be applied")
+                error = waited.exception()
+                if isinstance(error, Conflict):
+                    waits.append(self._set_status(pod, statuses[(pod.metadata.namespace, pod.metadata.name)],
+                                                  context))
+                elif error is not None and not isinstance(error, NotFound):
+                    raise error
         results = await asyncio.gather(*waits, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, NotFound):

@@ -4,21 +4,27 @@ Registration and the initial load happen under the state lock, so no change is m
 seen twice. The hub's callback runs on Raft's apply thread and only queues raw events;
 decoding happens on the controllers' thread. An object that cannot be decoded is left out
 of the view (logged once) and listed in `undecodable`, for the manager to record an event.
+
+The cache keeps indexes (`index`: children by owner, pods by node, objects by namespace,
+pending pods, node usage) current with every change, and hands each change, with the object
+before and after it, to its listeners when it is drained: that is what fills the controllers'
+work queues.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2
+from raftorch.master.indexes import CacheIndex
 from raftorch.master.registry import decode_checked, report_undecodable
-from raftorch.objects import KINDS, Kind, parse_store_key
+from raftorch.objects import KINDS, Kind, kind_of, parse_store_key, store_key
 from raftorch.store.replica import RaftReplica
 from raftorch.store.watch import Watcher
 
@@ -36,6 +42,20 @@ class BadObject:
     problem: str
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One object changed: `old` is None when it was created, `new` when it was deleted."""
+
+    kind: str
+    namespace: str
+    name: str
+    old: Message | None
+    new: Message | None
+
+
+Listener = Callable[[Change], None]
+
+
 class ObjectCache:
     def __init__(self, replica: RaftReplica) -> None:
         self._replica = replica
@@ -45,6 +65,8 @@ class ObjectCache:
         self.undecodable: dict[str, BadObject] = {}
         self.revision = 0
         self.overflowed = False
+        self.index = CacheIndex()
+        self._listeners: list[Listener] = []
         self._watcher = Watcher(REGISTRY_PREFIX, True, False, self._notify)
         # Only references are taken under the state lock: decoding 10k objects there would stall
         # Raft's thread long enough for an election (stored versions are never changed in place).
@@ -83,6 +105,10 @@ class ObjectCache:
                 self.revision = max(self.revision, ev.kv.mod_revision)
         return changed
 
+    def listen(self, listener: Listener) -> None:
+        """Call `listener` with every change drained from now on."""
+        self._listeners.append(listener)
+
     def _store(self, key: str, kv: Any) -> tuple[str, str, str] | None:
         try:
             kind, namespace, name = parse_store_key(key)
@@ -90,18 +116,33 @@ class ObjectCache:
             return None
         table = self.objects[kind.name]
         self.undecodable.pop(key, None)
-        if kv is None:
-            table.pop(key, None)
-            return kind.name, namespace, name
-        msg, problem = decode_checked(kind, kv)
-        if msg is None:
-            revision: int = kv.mod_revision
-            report_undecodable(key, revision, problem)
-            table.pop(key, None)
-            self.undecodable[key] = BadObject(kind, namespace, name, revision, problem)
-        else:
-            table[key] = msg
+        old = table.pop(key, None)
+        new: Message | None = None
+        if kv is not None:
+            new, problem = decode_checked(kind, kv)
+            if new is None:
+                revision: int = kv.mod_revision
+                report_undecodable(key, revision, problem)
+                self.undecodable[key] = BadObject(kind, namespace, name, revision, problem)
+            else:
+                table[key] = new
+        self.index.update(kind.name, key, old, new)
+        if self._listeners and (old is not None or new is not None):
+            change = Change(kind.name, namespace, name, old, new)
+            for listener in self._listeners:
+                listener(change)
         return kind.name, namespace, name
+
+    def get(self, kind: Kind | str, namespace: str, name: str) -> Message | None:
+        k = kind_of(kind) if isinstance(kind, str) else kind
+        try:
+            return self.objects[k.name].get(store_key(k, namespace, name))
+        except Exception:
+            return None
+
+    def at(self, kind: str, key: str) -> Message | None:
+        """The object stored at `key`, as the index names it."""
+        return self.objects[kind].get(key)
 
     def items(self, kind: Kind | str) -> Iterator[Message]:
         name = kind if isinstance(kind, str) else kind.name

@@ -14,6 +14,7 @@ import click
 from raftorch import config as cfgload
 from raftorch import logs
 from raftorch.errors import RaftorchError
+from raftorch.master import gcstats
 from raftorch.master.config import MasterConfig
 from raftorch.master.server import Master
 
@@ -97,6 +98,7 @@ async def _serve(config: MasterConfig, secret: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await master.start()
+    gcstats.tune()
     stopped = asyncio.create_task(stop.wait())
     failed = asyncio.create_task(master.failed.wait())
     await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)

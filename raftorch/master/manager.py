@@ -3,9 +3,16 @@
 Each pass reads the leader's object cache, asks the pure planners what to change
 (scheduler.schedule, controllers.plan_*, node_lifecycle.plan_lifecycle), and carries the
 plans out through the registry. Every write carries the term it was decided in, so a deposed
-leader's writes are rejected by the store. Passes are level-triggered: they run after any
-change and every RESYNC seconds, re-reading state each time; a failed write is simply
-planned again on the next pass.
+leader's writes are rejected by the store. Passes run after any change and every RESYNC
+seconds.
+
+The deployment, replica set, endpoints and garbage collection steps are incremental: each has
+a keyed work queue (raftorch.master.workqueue) filled from the cache's changes through its
+indexes (a pod's change queues its replica set, that one's deployment and the services whose
+selector picks it), and plans only the keys queued, reading fresh state for each. A key whose
+write fails is queued again after a back-off of its own; every key is queued again every
+RESYNC_ALL seconds, so the loops stay level-triggered. The scheduler runs over the pending
+pods only, with node usage kept by the cache's index.
 
 Nothing stops the control plane silently: a step that raises is logged with its traceback and
 retried after a back-off of its own while the other steps go on, and a loop that raises outside
@@ -16,6 +23,7 @@ are skipped and reported as Warning events in their namespace.
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 import threading
 import time
@@ -24,12 +32,13 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
-from raftorch.errors import AlreadyExists, RaftorchError
+from raftorch.errors import AlreadyExists, Conflict, RaftorchError, Unavailable, UnknownOutcome
 from raftorch.master.admission import (
     DEFAULT_LEVEL,
     HOST_PROCESS_RUNTIME,
@@ -40,31 +49,38 @@ from raftorch.master.admission import (
     pod_spec_violations,
 )
 from raftorch.master.backoff import Backoff
-from raftorch.master.cache import BadObject, ObjectCache
-from raftorch.master.constraints import HOSTNAME_KEY, constraints_of, taints_of
+from raftorch.master.cache import BadObject, Change, ObjectCache
+from raftorch.master.constraints import HOSTNAME_KEY, taints_of
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
+from raftorch.master.controllers._util import labels_match
 from raftorch.master.heartbeats import HeartbeatTracker
+from raftorch.master.indexes import MIRROR_ANNOTATION, CacheIndex, allocatable, is_mirror, pod_request
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
-from raftorch.master.scheduler import NodeInfo, PodRequest, Snapshot, Unschedulable, schedule
-from raftorch.master.workload_steps import OWNED_KINDS, OWNER_KINDS, WorkloadSteps
-from raftorch.objects import (
-    controller_of,
-    format_time,
-    kind_of,
-    parse_count,
-    parse_cpu,
-    parse_memory,
-    pod_is_terminal,
-    set_condition,
-)
+from raftorch.master.scheduler import NodeInfo, Snapshot, Unschedulable, schedule
+from raftorch.master.workload_steps import WorkloadSteps
+from raftorch.master.workqueue import WorkQueue
+from raftorch.objects import controller_of, format_time, kind_of, pod_is_terminal, set_condition
 
 CONFIG_ERROR = "CreateContainerConfigError"  # what an agent shows while a pod waits for its configuration
 log = structlog.get_logger("raftorch.controllers")
 
 RESYNC = 5.0
+RESYNC_ALL = 30.0
+BINDING_BATCH = 50
+SCHEDULE_BATCH = 1000
+# The longest pause after a pass (as long as the CPU time the pass took): the control loop takes at
+# most about half of the process's time, leaving the rest to Raft and the API.
+PASS_PAUSE_CAP = 0.5
 WRITE_WAIT = 10.0
-MIRROR_ANNOTATION = "raftorch.io/mirror"
+# Write failures worth trying again after a back-off; others (bad input) are terminal.
+RETRIED = (Conflict, Unavailable, UnknownOutcome)
+
+NameKey = tuple[str, str]  # (namespace, name)
+KindKey = tuple[str, str, str]  # (kind, namespace, name)
+
+__all__ = ["MIRROR_ANNOTATION", "ControllerManager", "ManagerSettings", "build_snapshot", "is_mirror",
+           "pod_request", "snapshot_from_index"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +89,87 @@ class ManagerSettings:
     lifecycle_period: float = 0.5
 
 
-def is_mirror(pod: objects_pb2.Pod) -> bool:
-    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
+class Queues:
+    """The incremental controllers' work queues, and what a change puts in them."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.deployments: WorkQueue[NameKey] = WorkQueue(clock)
+        self.replicasets: WorkQueue[NameKey] = WorkQueue(clock)
+        self.endpoints: WorkQueue[NameKey] = WorkQueue(clock)
+        self.gc: WorkQueue[KindKey] = WorkQueue(clock)
+        self.schedule = True  # pods or nodes changed since the scheduler last ran
+        self.pods_changed: set[NameKey] = set()  # for the config events: pods whose status changed
+
+    def _all(self) -> tuple[WorkQueue[Any], ...]:
+        return (self.deployments, self.replicasets, self.endpoints, self.gc)
+
+    def ready(self) -> bool:
+        """Whether a queued key is due (one whose back-off ended)."""
+        return any(q.next_delay() == 0.0 for q in self._all())
+
+    def delay(self) -> float:
+        """Seconds until the next delayed key is due (inf when none is)."""
+        delays = [d for q in self._all() if (d := q.next_delay()) is not None]
+        return min(delays, default=math.inf)
+
+    def route(self, cache: ObjectCache, change: Change) -> None:
+        ns = change.namespace
+        key = (ns, change.name)
+        objs = [o for o in (change.old, change.new) if o is not None]
+        metas: list[objects_pb2.ObjectMeta] = [o.metadata for o in objs]  # type: ignore[attr-defined]
+        kind = change.kind
+        if kind == "Deployment":
+            self.deployments.add(key)
+        elif kind == "ReplicaSet":
+            self.replicasets.add(key)
+            for meta in metas:
+                ref = controller_of(meta)
+                if ref is not None and ref.kind == "Deployment":
+                    self.deployments.add((ns, ref.name))
+        elif kind == "Pod":
+            self.schedule = True
+            self.pods_changed.add(key)
+            for meta in metas:
+                ref = controller_of(meta)
+                if ref is not None and ref.kind == "ReplicaSet":
+                    self.replicasets.add((ns, ref.name))
+                    rs = cache.get("ReplicaSet", ns, ref.name)
+                    owner = controller_of(rs.metadata) if rs is not None else None  # type: ignore[attr-defined]
+                    if owner is not None and owner.kind == "Deployment":
+                        self.deployments.add((ns, owner.name))
+            for svc_key in cache.index.in_namespace("Service", ns):
+                svc = cache.at("Service", svc_key)
+                assert isinstance(svc, objects_pb2.Service)
+                if svc.spec.selector and any(labels_match(svc.spec.selector, m.labels) for m in metas):
+                    self.endpoints.add((ns, svc.metadata.name))
+        elif kind in ("Service", "Endpoints"):
+            self.endpoints.add(key)
+        elif kind in ("Node", "Namespace", "PersistentVolumeClaim"):
+            # A namespace's level decides where its pods may go; a claim, where the pods using it may.
+            self.schedule = True
+        if change.new is not None and controller_of(metas[-1]) is not None:
+            self.gc.add((kind, ns, change.name))
+        if change.new is None and change.old is not None:
+            # Deleted: what it controlled may now be an orphan.
+            for child_kind, child_key in cache.index.children(metas[0].uid):
+                child = cache.at(child_kind, child_key)
+                if child is not None:
+                    self.gc.add((child_kind, *_name_key(child)))
+
+    def add_all(self, cache: ObjectCache) -> None:
+        """Queue every key (a fresh cache, or the periodic resync)."""
+        for kind, queue in (("Deployment", self.deployments), ("ReplicaSet", self.replicasets),
+                            ("Service", self.endpoints), ("Endpoints", self.endpoints)):
+            queue.add_all([_name_key(o) for o in cache.items(kind)])
+        for kind in cache.objects:
+            self.gc.add_all([(kind, *_name_key(o)) for o in cache.items(kind)
+                             if controller_of(o.metadata) is not None])  # type: ignore[attr-defined]
+        self.schedule = True
+
+
+def _name_key(obj: Message) -> NameKey:
+    meta: objects_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
+    return meta.namespace, meta.name
 
 
 class ControllerManager(WorkloadSteps):
@@ -90,7 +185,7 @@ class ControllerManager(WorkloadSteps):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"controllers-term-{term}", daemon=True)
         self._unschedulable_reasons: dict[str, str] = {}
-        self._config_problems: dict[str, str] = {}  # pod uid -> the config problem an event told
+        self._config_problems: dict[NameKey, str] = {}  # pod -> the config problem an event told
         self._create_failures: dict[str, str] = {}  # replica set uid -> why its pods may not be created
         self.bound = 0
         # Back-off of the whole loop, and of each step on its own.
@@ -98,6 +193,7 @@ class ControllerManager(WorkloadSteps):
         self.step_backoff: dict[str, Backoff] = {}
         # Undecodable stored versions (key, revision) whose event is written or on its way.
         self._reported_bad: set[tuple[str, int]] = set()
+        self.queues = Queues(mono)
 
     def start(self) -> None:
         self._thread.start()
@@ -131,12 +227,16 @@ class ControllerManager(WorkloadSteps):
     def _control_loop(self) -> None:
         """Run passes until leadership ends or the cache fell behind (then it is rebuilt)."""
         cache = ObjectCache(self.registry.replica)
+        self.queues = queues = Queues(self.mono)
+        cache.listen(functools.partial(queues.route, cache))
+        queues.add_all(cache)
         try:
             self._wait(self.registry.ensure_namespaces(
                 ["default", SYSTEM_NAMESPACE], fence_term=self.term,
                 # The masters' and agents' own pods run on the host, as processes of their own.
                 labels={SYSTEM_NAMESPACE: {LEVEL_LABEL: PRIVILEGED}}))
             last_full = 0.0
+            last_all = self.mono()
             last_lifecycle = 0.0
             dirty = True
             steps = (("scheduler", self._schedule), ("deployments", self._deployments),
@@ -151,13 +251,17 @@ class ControllerManager(WorkloadSteps):
                     log.warning("controllers_cache_overflowed", term=self.term)
                     return
                 now = self.mono()
-                if changed:
+                if changed or queues.ready():
                     dirty = True
+                if now - last_all >= RESYNC_ALL:
+                    last_all = now
+                    queues.add_all(cache)
                 if now - last_lifecycle >= self.settings.lifecycle_period:
                     last_lifecycle = now
                     self._pass("node lifecycle", self._node_lifecycle, cache)
                     self._pass("master pods", self._master_pods, cache)
                 full = dirty or now - last_full >= RESYNC or self._timer_due()
+                cpu_before = time.thread_time()
                 if full:
                     dirty = False
                     last_full = now
@@ -173,7 +277,14 @@ class ControllerManager(WorkloadSteps):
                     # What a step changed (pods a replica set created, ...) is work for the next pass.
                     if cache.drain():
                         dirty = True
-                cache.wait(0.2)
+                if full:
+                    # Give the GIL back for as long as the pass held it (up to a cap): Raft's thread
+                    # and the gRPC handlers share this process, and a control loop that plans flat
+                    # out under load starves them (elections). Changes meanwhile are coalesced.
+                    self._stop.wait(min(time.thread_time() - cpu_before, PASS_PAUSE_CAP))
+                # Sleep until a change, or a key's back-off ends (briefly at least: a step that is
+                # itself backing off leaves its keys due).
+                cache.wait(max(0.02, min(0.2, queues.delay())))
         finally:
             cache.close()
 
@@ -226,11 +337,11 @@ class ControllerManager(WorkloadSteps):
                           change.reason, change.message, now_text)
             log.info("node_readiness", node=change.node, ready=change.ready, reason=change.reason)
             futures.append(self.registry.update(node, status_only=True, fence_term=self.term))
-        if plan.evict:
-            evicted = set(plan.evict)
-            for pod in cache.items("Pod"):
+        for evicted in plan.evict:
+            for pod_key in cache.index.pods_on(evicted):
+                pod = cache.at("Pod", pod_key)
                 assert isinstance(pod, objects_pb2.Pod)
-                if pod.spec.node_name in evicted and not is_mirror(pod):
+                if not is_mirror(pod):
                     log.info("pod_evicted", pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
                              node=pod.spec.node_name)
                     futures.append(self.registry.delete(kind_of("Pod"), pod.metadata.namespace, pod.metadata.name,
@@ -245,8 +356,8 @@ class ControllerManager(WorkloadSteps):
         with replica.reading() as machine:
             members = list(machine.members.values())
         connected = replica.connected_peers() | {replica.peer_addr}
-        existing = {p.metadata.name: p for p in cache.items("Pod")
-                    if isinstance(p, objects_pb2.Pod) and p.metadata.namespace == SYSTEM_NAMESPACE}
+        existing = {p.metadata.name: p for k in cache.index.in_namespace("Pod", SYSTEM_NAMESPACE)
+                    if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)}
         futures: list[Future[Message]] = []
         now = format_time(self.wall())
         for member in members:
@@ -285,50 +396,88 @@ class ControllerManager(WorkloadSteps):
     # -- scheduler -------------------------------------------------------------------------------
 
     def _schedule(self, cache: ObjectCache) -> list[Future[Message]]:
-        pods = [p for p in cache.items("Pod") if isinstance(p, objects_pb2.Pod)]
-        claims = {(c.metadata.namespace, c.metadata.name): c for c in cache.items("PersistentVolumeClaim")
-                  if isinstance(c, objects_pb2.PersistentVolumeClaim)}
-        claim_nodes = nodes_of_claims(claims.values(), pods)
-        futures: list[Future[Message]] = [self._bind_claim(c, claim_nodes[key]) for key, c in claims.items()
-                                          if not c.status.node_name and key in claim_nodes]
-        pending = [p for p in pods if not p.spec.node_name and not p.metadata.deletion_timestamp
-                   and not pod_is_terminal(p)]
+        if not self.queues.schedule:
+            return []
+        self.queues.schedule = False
+        pending = [p for k in cache.index.pending if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
         if not pending:
-            return futures
+            return []
         nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
-        snapshot = build_snapshot(nodes, pods)
+        snapshot = snapshot_from_index(nodes, cache.index)
         pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
+        if len(pending) > SCHEDULE_BATCH:
+            # Oldest first, a bounded number per pass: one pass over thousands of new pods held
+            # the GIL for seconds; the rest go in the next pass, after the loop's pause.
+            pending = pending[:SCHEDULE_BATCH]
+            self.queues.schedule = True
         by_uid = {p.metadata.uid: p for p in pending}
         levels = _levels(cache)
+        futures: list[Future[Message]] = []
+        claims, claim_nodes = self._claims(cache, pending, futures)
         requests = []
         waiting: list[Unschedulable] = []
         claimed: set[tuple[str, str]] = set()  # unbound claims a pod of this pass takes
         for p in pending:
             req = pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
-            pinned, problem, unbound = claim_placement(p, claims, claim_nodes)
-            if problem:
-                waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid, problem))
+            if claims:
+                pinned, problem, unbound = claim_placement(p, claims, claim_nodes)
+                if problem:
+                    waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid, problem))
+                    continue
+                if unbound & claimed:
+                    self.queues.schedule = True
+                    continue  # its claim's node is decided by an earlier pod: next pass
+                claimed |= unbound
+                if pinned:
+                    req = replace(req, node_selector={**req.node_selector, HOSTNAME_KEY: pinned})
+            elif claim_names(p):
+                waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid,
+                                             f'persistentvolumeclaim "{claim_names(p)[0]}" not found'))
                 continue
-            if unbound & claimed:
-                continue  # its claim's node is decided by an earlier pod: next pass
-            claimed |= unbound
-            if pinned:
-                req = replace(req, node_selector={**req.node_selector, HOSTNAME_KEY: pinned})
             requests.append(req)
         plan = schedule(snapshot, requests, self.wall())
         plan = replace(plan, unschedulable=(*plan.unschedulable, *waiting))
+        bound: list[Message] = []
         for binding in plan.bindings:
             pod = objects_pb2.Pod()
             pod.CopyFrom(by_uid[binding.uid])
             pod.spec.node_name = binding.node
             self._unschedulable_reasons.pop(binding.uid, None)
-            futures.append(self.registry.update(pod, fence_term=self.term))
+            bound.append(pod)
+            for name in claim_names(pod):  # a claim binds where its first pod goes
+                claim = claims.get((pod.metadata.namespace, name))
+                if claim is not None and (pod.metadata.namespace, name) not in claim_nodes:
+                    claim_nodes[(pod.metadata.namespace, name)] = binding.node
+                    futures.append(self._bind_claim(claim, binding.node))
+        # Bindings are committed in batches, one transaction each (the leader re-checks each
+        # pod's revision as it commits; a pod changed meanwhile is bound on its own or planned again).
+        for start in range(0, len(bound), BINDING_BATCH):
+            futures += self.registry.update_many(bound[start:start + BINDING_BATCH], fence_term=self.term)
         self.bound += len(plan.bindings)
         for item in plan.unschedulable:
             if self._unschedulable_reasons.get(item.uid) != item.reason:
                 self._unschedulable_reasons[item.uid] = item.reason
                 futures.append(self._event(by_uid[item.uid], "FailedScheduling", item.reason, "Warning"))
         return futures
+
+    def _claims(self, cache: ObjectCache, pending: list[objects_pb2.Pod], futures: list[Future[Message]]
+                ) -> tuple[dict[tuple[str, str], objects_pb2.PersistentVolumeClaim], dict[tuple[str, str], str]]:
+        """The claims by (namespace, name), and the node of each that has one. Only when a pending pod
+        uses a claim not bound yet are the running pods read: one of them may have been scheduled
+        with it before the claim's binding was written (then that binding is written now)."""
+        claims = {(c.metadata.namespace, c.metadata.name): c for c in cache.items("PersistentVolumeClaim")
+                  if isinstance(c, objects_pb2.PersistentVolumeClaim)}
+        if not claims:
+            return claims, {}
+        nodes = {key: c.status.node_name for key, c in claims.items() if c.status.node_name}
+        wanted = {(p.metadata.namespace, n) for p in pending for n in claim_names(p)}
+        if any(key in claims and key not in nodes for key in wanted):
+            found = nodes_of_claims(claims.values(), (p for p in cache.items("Pod") if isinstance(p, objects_pb2.Pod)))
+            for key, node in found.items():
+                if key not in nodes:
+                    futures.append(self._bind_claim(claims[key], node))
+            nodes = found
+        return claims, nodes
 
     def _bind_claim(self, claim: objects_pb2.PersistentVolumeClaim, node: str) -> Future[Message]:
         bound = objects_pb2.PersistentVolumeClaim()
@@ -342,24 +491,23 @@ class ControllerManager(WorkloadSteps):
     def _config_events(self, cache: ObjectCache) -> list[Future[Message]]:
         """A Warning event when a pod's containers wait for configuration (a missing ConfigMap,
         Secret or key: the agent's CreateContainerConfigError), once per pod and problem, as the
-        kubelet's "Failed" event; agents may not write events themselves (node restriction)."""
+        kubelet's "Failed" event; agents may not write events themselves (node restriction).
+        Only the pods that changed since the last pass are looked at."""
         futures: list[Future[Message]] = []
-        seen: set[str] = set()
-        for pod in cache.items("Pod"):
-            if not isinstance(pod, objects_pb2.Pod):
-                continue
-            problem = next((s.state.message for s in [*pod.status.init_container_statuses,
-                                                      *pod.status.container_statuses]
-                            if s.state.state == "waiting" and s.state.reason == CONFIG_ERROR), "")
+        changed, self.queues.pods_changed = self.queues.pods_changed, set()
+        for key in changed:
+            pod = cache.get("Pod", *key)
+            problem = "" if not isinstance(pod, objects_pb2.Pod) else next(
+                (s.state.message for s in [*pod.status.init_container_statuses, *pod.status.container_statuses]
+                 if s.state.state == "waiting" and s.state.reason == CONFIG_ERROR), "")
             if not problem:
+                self._config_problems.pop(key, None)
                 continue
-            seen.add(pod.metadata.uid)
-            if self._config_problems.get(pod.metadata.uid) != problem:
-                self._config_problems[pod.metadata.uid] = problem
+            assert isinstance(pod, objects_pb2.Pod)
+            if self._config_problems.get(key) != problem:
+                self._config_problems[key] = problem
                 futures.append(self._event(pod, "Failed", f"Error: {problem}", "Warning",
                                            source=f"agent {pod.spec.node_name}"))
-        for uid in set(self._config_problems) - seen:
-            del self._config_problems[uid]
         return futures
 
     def _event(self, obj: objects_pb2.Pod | objects_pb2.ReplicaSet, reason: str, message: str, kind: str,
@@ -409,55 +557,105 @@ class ControllerManager(WorkloadSteps):
 
     # -- deployments and replica sets ----------------------------------------------------------
 
+    # -- keyed reconciles ----------------------------------------------------------------------
+
+    def _each(self, queue: WorkQueue[Any], reconcile: Callable[[ObjectCache, Any], list[Future[Message]]],
+              cache: ObjectCache, name: str) -> list[Future[Message]]:
+        """Reconcile every key queued; a key whose writes fail comes back after its back-off."""
+        keys = queue.drain()
+        futures: list[Future[Message]] = []
+        done = 0
+        try:
+            for key in keys:
+                try:
+                    written = reconcile(cache, key)
+                except RaftorchError as err:  # terminal for this key until it changes
+                    log.warning("controller_pass_failed", controller=name, key="/".join(key), error=str(err))
+                    written = []
+                done += 1
+                self._track(queue, key, written)
+                futures.extend(written)
+        except Exception:
+            queue.add_all(keys[done:])  # the step is retried after its back-off, with these keys
+            raise
+        finally:
+            for key in keys:
+                queue.done(key)
+        return futures
+
+    @staticmethod
+    def _track(queue: WorkQueue[Any], key: Any, futures: list[Future[Message]]) -> None:
+        if not futures:
+            queue.forget(key)
+            return
+        # Counters only: a callback that referred to `futures` would make a reference cycle
+        # (future -> callback -> list -> future) per reconcile, for the garbage collector.
+        state = [len(futures), 0]  # left, failed
+        lock = threading.Lock()
+
+        def finished(f: Future[Message]) -> None:
+            error = f.exception()
+            if error is not None and isinstance(error, RETRIED):
+                queue.retry(key)
+            with lock:
+                state[0] -= 1
+                state[1] += error is not None
+                last = state[0] == 0 and state[1] == 0
+            if last:
+                queue.forget(key)
+
+        for f in futures:
+            f.add_done_callback(finished)
+
+    # -- deployments and replica sets ----------------------------------------------------------
+
     def _deployments(self, cache: ObjectCache) -> list[Future[Message]]:
-        rs_by_owner: dict[str, list[objects_pb2.ReplicaSet]] = defaultdict(list)
-        for rs in cache.items("ReplicaSet"):
-            assert isinstance(rs, objects_pb2.ReplicaSet)
-            ref = controller_of(rs.metadata)
-            if ref is not None:
-                rs_by_owner[ref.uid].append(rs)
-        pods_by_owner = _pods_by_owner(cache)
+        return self._each(self.queues.deployments, self._deployment, cache, "deployments")
+
+    def _deployment(self, cache: ObjectCache, key: NameKey) -> list[Future[Message]]:
+        deploy = cache.get("Deployment", *key)
+        if not isinstance(deploy, objects_pb2.Deployment) or deploy.metadata.deletion_timestamp:
+            return []
+        owned = [rs for _, k in cache.index.children(deploy.metadata.uid, "ReplicaSet")
+                 if isinstance(rs := cache.at("ReplicaSet", k), objects_pb2.ReplicaSet)]
+        pods = [p for rs in owned for p in _pods_of(cache, rs.metadata.uid)]
         futures: list[Future[Message]] = []
         rs_kind = kind_of("ReplicaSet")
-        for deploy in cache.items("Deployment"):
-            assert isinstance(deploy, objects_pb2.Deployment)
-            if deploy.metadata.deletion_timestamp:
-                continue
-            owned = rs_by_owner.get(deploy.metadata.uid, [])
-            pods = [p for rs in owned for p in pods_by_owner.get(rs.metadata.uid, [])]
-            plan = plan_deployment(deploy, owned, pods, now=format_time(self.wall()))
-            if plan.template_from_rollback is not None or plan.clear_rollback:
-                updated = objects_pb2.Deployment()
-                updated.CopyFrom(deploy)
-                if plan.template_from_rollback is not None:
-                    updated.spec.template.CopyFrom(plan.template_from_rollback)
-                updated.spec.ClearField("rollback_to")
-                rolled = self.registry.update(updated, fence_term=self.term)
-                futures.append(rolled)
-                # The rollback's outcome condition goes in once the spec is written.
-                rolled.add_done_callback(functools.partial(self._rollback_status, status=plan.status))
-                continue
-            by_name = {rs.metadata.name: rs for rs in owned}
-            if plan.create is not None:
-                futures.append(self.registry.create(plan.create, fence_term=self.term))
-            changes: dict[str, objects_pb2.ReplicaSet] = {}
-            for name, replicas in plan.scale:
-                rs = changes.setdefault(name, _copy_rs(by_name[name]))
-                rs.spec.replicas = replicas
-            for name, revision in plan.update_revision:
-                rs = changes.setdefault(name, _copy_rs(by_name[name]))
-                rs.metadata.annotations["deployment.raftorch.io/revision"] = revision
-            for rs in changes.values():
-                futures.append(self.registry.update(rs, fence_term=self.term))
-            for name in plan.delete:
-                futures.append(self.registry.delete(rs_kind, deploy.metadata.namespace, name,
-                                                    by_name[name].metadata.resource_version, fence_term=self.term))
-            if plan.status.SerializeToString(deterministic=True) != \
-                    deploy.status.SerializeToString(deterministic=True):
-                updated = objects_pb2.Deployment()
-                updated.CopyFrom(deploy)
-                updated.status.CopyFrom(plan.status)
-                futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
+        plan = plan_deployment(deploy, owned, pods, now=format_time(self.wall()))
+        if deploy.spec.min_ready_seconds and plan.status.available_replicas < plan.status.replicas:
+            # Availability comes with time, not only with a change: look again soon.
+            self.queues.deployments.add_after(key, 1.0)
+        if plan.template_from_rollback is not None or plan.clear_rollback:
+            updated = objects_pb2.Deployment()
+            updated.CopyFrom(deploy)
+            if plan.template_from_rollback is not None:
+                updated.spec.template.CopyFrom(plan.template_from_rollback)
+            updated.spec.ClearField("rollback_to")
+            rolled = self.registry.update(updated, fence_term=self.term)
+            futures.append(rolled)
+            # The rollback's outcome condition goes in once the spec is written.
+            rolled.add_done_callback(functools.partial(self._rollback_status, status=plan.status))
+            return futures
+        by_name = {rs.metadata.name: rs for rs in owned}
+        if plan.create is not None:
+            futures.append(self.registry.create(plan.create, fence_term=self.term))
+        changes: dict[str, objects_pb2.ReplicaSet] = {}
+        for name, replicas in plan.scale:
+            rs = changes.setdefault(name, _copy_rs(by_name[name]))
+            rs.spec.replicas = replicas
+        for name, revision in plan.update_revision:
+            rs = changes.setdefault(name, _copy_rs(by_name[name]))
+            rs.metadata.annotations["deployment.raftorch.io/revision"] = revision
+        for rs in changes.values():
+            futures.append(self.registry.update(rs, fence_term=self.term))
+        for name in plan.delete:
+            futures.append(self.registry.delete(rs_kind, deploy.metadata.namespace, name,
+                                                by_name[name].metadata.resource_version, fence_term=self.term))
+        if plan.status.SerializeToString(deterministic=True) != deploy.status.SerializeToString(deterministic=True):
+            updated = objects_pb2.Deployment()
+            updated.CopyFrom(deploy)
+            updated.status.CopyFrom(plan.status)
+            futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
         return futures
 
     def _rollback_status(self, written: Future[Message], *, status: objects_pb2.DeploymentStatus) -> None:
@@ -469,89 +667,75 @@ class ControllerManager(WorkloadSteps):
         self.registry.update(deploy, status_only=True, fence_term=self.term)
 
     def _replicasets(self, cache: ObjectCache) -> list[Future[Message]]:
-        pods_by_owner = _pods_by_owner(cache)
+        return self._each(self.queues.replicasets, self._replicaset, cache, "replicasets")
+
+    def _replicaset(self, cache: ObjectCache, key: NameKey) -> list[Future[Message]]:
+        rs = cache.get("ReplicaSet", *key)
+        if not isinstance(rs, objects_pb2.ReplicaSet):
+            return []
+        pods = _pods_of(cache, rs.metadata.uid)
         futures: list[Future[Message]] = []
         pod_kind = kind_of("Pod")
-        levels = _levels(cache)
-        for rs in cache.items("ReplicaSet"):
-            assert isinstance(rs, objects_pb2.ReplicaSet)
-            pods = pods_by_owner.get(rs.metadata.uid, [])
-            plan = plan_replicaset(rs, pods, lambda: secrets.token_hex(3)[:5])
-            if plan.create:
-                # The namespace's level may have been raised since the template was admitted.
-                level = levels.get(rs.metadata.namespace, DEFAULT_LEVEL)
-                violations = pod_spec_violations(rs.spec.template.spec, level, "spec.template.spec")
-                if violations:
-                    message = (f'pods of replicaset "{rs.metadata.name}" are forbidden: violates pod-security '
-                               f'level "{level}": ' + ", ".join(violations))
-                    if self._create_failures.get(rs.metadata.uid) != message:
-                        self._create_failures[rs.metadata.uid] = message
-                        futures.append(self._event(rs, "FailedCreate", message, "Warning", "replicaset-controller"))
-                    plan = replace(plan, create=())
-                else:
-                    self._create_failures.pop(rs.metadata.uid, None)
-            for pod in plan.create:
-                futures.append(self.registry.create(pod, fence_term=self.term))
-            by_name = {p.metadata.name: p for p in pods}
-            for name in plan.delete:
-                futures.append(self.registry.delete(pod_kind, rs.metadata.namespace, name,
-                                                    by_name[name].metadata.resource_version, fence_term=self.term))
-            if plan.status.SerializeToString(deterministic=True) != rs.status.SerializeToString(deterministic=True):
-                updated = _copy_rs(rs)
-                updated.status.CopyFrom(plan.status)
-                futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
+        plan = plan_replicaset(rs, pods, lambda: secrets.token_hex(3)[:5])
+        if plan.create:
+            # The namespace's level may have been raised since the template was admitted.
+            level = _level(cache, rs.metadata.namespace)
+            violations = pod_spec_violations(rs.spec.template.spec, level, "spec.template.spec")
+            if violations:
+                message = (f'pods of replicaset "{rs.metadata.name}" are forbidden: violates pod-security '
+                           f'level "{level}": ' + ", ".join(violations))
+                if self._create_failures.get(rs.metadata.uid) != message:
+                    self._create_failures[rs.metadata.uid] = message
+                    futures.append(self._event(rs, "FailedCreate", message, "Warning", "replicaset-controller"))
+                plan = replace(plan, create=())
+            else:
+                self._create_failures.pop(rs.metadata.uid, None)
+        for pod in plan.create:
+            futures.append(self.registry.create(pod, fence_term=self.term))
+        by_name = {p.metadata.name: p for p in pods}
+        for name in plan.delete:
+            futures.append(self.registry.delete(pod_kind, rs.metadata.namespace, name,
+                                                by_name[name].metadata.resource_version, fence_term=self.term))
+        if plan.status.SerializeToString(deterministic=True) != rs.status.SerializeToString(deterministic=True):
+            updated = _copy_rs(rs)
+            updated.status.CopyFrom(plan.status)
+            futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
         return futures
 
     # -- endpoints and garbage collection ------------------------------------------------------
 
     def _endpoints(self, cache: ObjectCache) -> list[Future[Message]]:
-        pods_by_ns: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
-        for pod in cache.items("Pod"):
-            assert isinstance(pod, objects_pb2.Pod)
-            pods_by_ns[pod.metadata.namespace].append(pod)
-        stored = {(e.metadata.namespace, e.metadata.name): e for e in cache.items("Endpoints")
-                  if isinstance(e, objects_pb2.Endpoints)}
-        futures: list[Future[Message]] = []
-        wanted: set[tuple[str, str]] = set()
-        for svc in cache.items("Service"):
-            assert isinstance(svc, objects_pb2.Service)
-            if not svc.spec.selector:
-                continue
-            key = (svc.metadata.namespace, svc.metadata.name)
-            wanted.add(key)
-            desired = plan_endpoints(svc, pods_by_ns.get(svc.metadata.namespace, []))
-            current = stored.get(key)
-            if current is None:
-                futures.append(self.registry.create(desired, fence_term=self.term))
-            elif not endpoints_equal(current, desired):
-                desired.metadata.resource_version = current.metadata.resource_version
-                futures.append(self.registry.update(desired, fence_term=self.term))
-        ep_kind = kind_of("Endpoints")
-        for key, ep in stored.items():
-            if key not in wanted:
-                futures.append(self.registry.delete(ep_kind, key[0], key[1], ep.metadata.resource_version,
-                                                    fence_term=self.term))
-        return futures
+        return self._each(self.queues.endpoints, self._endpoints_of, cache, "endpoints")
+
+    def _endpoints_of(self, cache: ObjectCache, key: NameKey) -> list[Future[Message]]:
+        svc = cache.get("Service", *key)
+        current = cache.get("Endpoints", *key)
+        if not isinstance(svc, objects_pb2.Service) or not svc.spec.selector:
+            if isinstance(current, objects_pb2.Endpoints):
+                return [self.registry.delete(kind_of("Endpoints"), key[0], key[1],
+                                             current.metadata.resource_version, fence_term=self.term)]
+            return []
+        pods = [p for k in cache.index.in_namespace("Pod", key[0])
+                if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
+        desired = plan_endpoints(svc, pods)
+        if not isinstance(current, objects_pb2.Endpoints):
+            return [self.registry.create(desired, fence_term=self.term)]
+        if not endpoints_equal(current, desired):
+            desired.metadata.resource_version = current.metadata.resource_version
+            return [self.registry.update(desired, fence_term=self.term)]
+        return []
 
     def _gc(self, cache: ObjectCache) -> list[Future[Message]]:
-        live: set[str] = set()
-        candidates: list[tuple[str, objects_pb2.ObjectMeta]] = []
-        for kind_name in ("Deployment", "ReplicaSet", "Pod", "Service", "Node", *OWNER_KINDS):
-            for obj in cache.items(kind_name):
-                meta: objects_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
-                live.add(meta.uid)
-                if kind_name in ("ReplicaSet", "Pod", *OWNED_KINDS) and meta.owner_references:
-                    candidates.append((kind_name, meta))
-        futures: list[Future[Message]] = []
-        for kind_name, namespace, name in plan_gc(candidates, live):
-            futures.append(self.registry.delete(kind_of(kind_name), namespace, name, fence_term=self.term))
-        return futures
+        return self._each(self.queues.gc, self._collect, cache, "garbage collector")
 
-
-def _copy_rs(rs: objects_pb2.ReplicaSet) -> objects_pb2.ReplicaSet:
-    out = objects_pb2.ReplicaSet()
-    out.CopyFrom(rs)
-    return out
+    def _collect(self, cache: ObjectCache, key: KindKey) -> list[Future[Message]]:
+        kind_name, namespace, name = key
+        obj = cache.get(kind_name, namespace, name)
+        if obj is None:
+            return []
+        candidates = [(kind_name, obj.metadata)]  # type: ignore[attr-defined]
+        return [self.registry.delete(kind_of(k), ns, n, fence_term=self.term)
+                for k, ns, n in plan_gc(candidates, cache.index.live_uids)]
 
 
 def _levels(cache: ObjectCache) -> dict[str, str]:
@@ -560,35 +744,27 @@ def _levels(cache: ObjectCache) -> dict[str, str]:
             if isinstance(ns, objects_pb2.Namespace)}
 
 
-def _pods_by_owner(cache: ObjectCache) -> dict[str, list[objects_pb2.Pod]]:
-    out: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
-    for pod in cache.items("Pod"):
-        assert isinstance(pod, objects_pb2.Pod)
-        ref = controller_of(pod.metadata)
-        if ref is not None:
-            out[ref.uid].append(pod)
+def _level(cache: ObjectCache, namespace: str) -> str:
+    ns = cache.get("Namespace", "", namespace)
+    return level_of(ns.metadata.labels) if isinstance(ns, objects_pb2.Namespace) else DEFAULT_LEVEL
+
+
+def _pods_of(cache: ObjectCache, owner_uid: str) -> list[objects_pb2.Pod]:
+    return [p for _, k in cache.index.children(owner_uid, "Pod")
+            if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
+
+
+def _copy_rs(rs: objects_pb2.ReplicaSet) -> objects_pb2.ReplicaSet:
+    out = objects_pb2.ReplicaSet()
+    out.CopyFrom(rs)
     return out
-
-
-def pod_request(pod: objects_pb2.Pod, host_processes_allowed: bool = False) -> PodRequest:
-    cpu = memory = 0
-    ports: set[tuple[str, int]] = set()
-    for c in pod.spec.containers:
-        cpu += parse_cpu(c.resources.requests["cpu"]) if "cpu" in c.resources.requests else 0
-        memory += parse_memory(c.resources.requests["memory"]) if "memory" in c.resources.requests else 0
-        ports.update((p.protocol or "TCP", p.host_port) for p in c.ports if p.host_port)
-    ref = controller_of(pod.metadata)
-    return PodRequest(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, cpu, memory,
-                      dict(pod.spec.node_selector), frozenset(ports), ref.uid if ref else "",
-                      labels=dict(pod.metadata.labels), constraints=constraints_of(pod.spec),
-                      host_processes_allowed=host_processes_allowed)
 
 
 def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -> Snapshot:
     used: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     ports: dict[str, set[tuple[str, int]]] = defaultdict(set)
     owners: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    labels: dict[str, list[tuple[str, dict[str, str]]]] = defaultdict(list)
+    labels: dict[str, dict[str, tuple[str, dict[str, str]]]] = defaultdict(dict)  # node -> pod uid -> labels
     for pod in pods:
         if not pod.spec.node_name or pod_is_terminal(pod) or is_mirror(pod):
             continue
@@ -601,21 +777,45 @@ def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -
         if req.owner_uid:
             owners[pod.spec.node_name][req.owner_uid] += 1
         if pod.metadata.labels:
-            labels[pod.spec.node_name].append((pod.metadata.namespace, dict(pod.metadata.labels)))
+            labels[pod.spec.node_name][pod.metadata.uid] = (pod.metadata.namespace, dict(pod.metadata.labels))
     infos = []
     for node in nodes:
         name = node.metadata.name
-        alloc = node.status.allocatable or node.status.capacity
         ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
         u = used[name]
+        cpu, memory, count = allocatable(node)
         infos.append(NodeInfo(
             name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
-            allocatable_cpu=parse_cpu(alloc.get("cpu", "0")), allocatable_memory=parse_memory(alloc.get("memory", "0")),
-            allocatable_pods=parse_count(alloc.get("pods", "110")), used_cpu=u[0], used_memory=u[1], pod_count=u[2],
+            allocatable_cpu=cpu, allocatable_memory=memory, allocatable_pods=count,
+            used_cpu=u[0], used_memory=u[1], pod_count=u[2],
             host_ports=frozenset(ports[name]), owner_pods=dict(owners[name]),
             host_processes=node.status.runtime == HOST_PROCESS_RUNTIME, taints=taints_of(node),
-            pod_labels=tuple(labels[name])))
+            pod_labels=_by_uid(labels[name])))
     return Snapshot(tuple(infos))
+
+
+def snapshot_from_index(nodes: list[objects_pb2.Node], index: CacheIndex) -> Snapshot:
+    """The scheduler's snapshot from the cache's running totals: what build_snapshot computes,
+    without a pass over every pod."""
+    infos = []
+    for node in nodes:
+        name = node.metadata.name
+        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+        u = index.usage.get(name)
+        cpu, memory, count = allocatable(node)
+        infos.append(NodeInfo(
+            name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
+            allocatable_cpu=cpu, allocatable_memory=memory, allocatable_pods=count,
+            used_cpu=u.cpu if u else 0, used_memory=u.memory if u else 0, pod_count=u.pods if u else 0,
+            host_ports=frozenset(u.ports) if u else frozenset(), owner_pods=dict(u.owners) if u else {},
+            host_processes=node.status.runtime == HOST_PROCESS_RUNTIME, taints=taints_of(node),
+            pod_labels=_by_uid(u.labels) if u else ()))
+    return Snapshot(tuple(infos))
+
+
+def _by_uid(labels: dict[str, tuple[str, dict[str, str]]]) -> tuple[tuple[str, dict[str, str]], ...]:
+    """A node's pods' labels in one order, however they were gathered."""
+    return tuple(labels[uid] for uid in sorted(labels))
 
 
 def claim_names(pod: objects_pb2.Pod) -> list[str]:

@@ -10,6 +10,7 @@ taken in the same transaction as the object that holds them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import random
@@ -207,10 +208,27 @@ def _chain(future: Future[store_pb2.CommandResult],
                 raise error_for_code(result.error.code, result.error.message)
             out.set_result(finish(result.txn))
         except BaseException as exc:
-            out.set_exception(exc)
+            out.set_exception(_untraced(exc))
 
     future.add_done_callback(done)
     return out
+
+
+def _untraced(exc: BaseException) -> BaseException:
+    """A domain error without its traceback: kept, the traceback's frame (which holds the
+    future the error is set on) makes a reference cycle per failed write, left to the garbage
+    collector; on a busy leader those collections paused it for 50-200 ms."""
+    if isinstance(exc, RaftorchError):
+        return exc.with_traceback(None)
+    return exc
+
+
+def _copy_outcome(target: Future[Message], source: Future[Message]) -> None:
+    error = source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())
 
 
 class Registry:
@@ -346,6 +364,75 @@ class Registry:
 
     def update(self, msg: Message, status_only: bool = False, request_id: str = "",
                fence_term: int = 0) -> Future[Message]:
+        compare, success, failure, finish = self._prepare_update(msg, status_only)
+        return self._txn(compare, success, failure, request_id, fence_term, finish)
+
+    def update_many(self, msgs: Sequence[Message], status_only: bool = False,
+                    fence_term: int = 0) -> list[Future[Message]]:
+        """Several updates committed as one transaction (one command, one compare per object):
+        what the scheduler's bindings and a node's status reports cost instead of one command
+        each. If any object changed meanwhile, each is tried again on its own, so every future
+        ends as its own `update` would. Services (which allocate) are updated one by one."""
+        out: list[Future[Message]] = []
+        batch: list[tuple[Message, Future[Message], Callable[[kv_pb2.TxnResponse], Message]]] = []
+        compare: list[kv_pb2.Compare] = []
+        success: list[kv_pb2.RequestOp] = []
+        for msg in msgs:
+            if kind_of_message(msg).name == "Service":
+                out.append(self.update(msg, status_only, fence_term=fence_term))
+                continue
+            future: Future[Message] = Future()
+            out.append(future)
+            try:
+                cmp, ops, _, finish = self._prepare_update(msg, status_only)
+            except RaftorchError as err:
+                future.set_exception(_untraced(err))
+                continue
+            compare += cmp
+            success += ops
+            batch.append((msg, future, finish))
+        if not batch:
+            return out
+        txn = kv_pb2.TxnRequest(compare=compare, success=success)
+        command = store_pb2.Command(request_id=uuid.uuid4().hex, txn=txn, fence_term=fence_term)
+
+        def one_by_one(msg: Message, future: Future[Message]) -> None:
+            try:
+                single = self.update(msg, status_only, fence_term=fence_term)
+            except BaseException as exc:
+                future.set_exception(_untraced(exc))
+                return
+            single.add_done_callback(functools.partial(_copy_outcome, future))
+
+        def retry_all() -> None:
+            for msg, future, _ in batch:
+                one_by_one(msg, future)
+
+        def done(f: Future[store_pb2.CommandResult]) -> None:
+            try:
+                result = f.result()
+                if result.WhichOneof("result") == "error":
+                    raise error_for_code(result.error.code, result.error.message)
+            except BaseException as exc:
+                for _, future, _ in batch:
+                    future.set_exception(_untraced(exc))
+                return
+            if not result.txn.succeeded:
+                # Re-read and resubmit off this thread: done callbacks run on Raft's thread.
+                threading.Thread(target=retry_all, name="registry-batch-retry", daemon=True).start()
+                return
+            for _, future, finish in batch:
+                try:
+                    future.set_result(finish(result.txn))
+                except BaseException as exc:
+                    future.set_exception(_untraced(exc))
+
+        self.replica.submit(command).add_done_callback(done)
+        return out
+
+    def _prepare_update(self, msg: Message, status_only: bool) -> tuple[
+            list[kv_pb2.Compare], list[kv_pb2.RequestOp], list[kv_pb2.RequestOp],
+            Callable[[kv_pb2.TxnResponse], Message]]:
         kind = kind_of_message(msg)
         check_unknown_fields(msg)
         meta = msg.metadata  # type: ignore[attr-defined]
@@ -411,7 +498,7 @@ class Registry:
             new.metadata.resource_version = resp.header.revision  # type: ignore[attr-defined]
             return new
 
-        return self._txn(compare, success, failure, request_id, fence_term, finish)
+        return compare, success, failure, finish
 
     @staticmethod
     def _keep_allocations(current: Message, new: Message) -> None:

@@ -52,6 +52,9 @@ _BYTES_BY_FULL_NAME: dict[str, int] = {
     "raftorch.v1.Compare.value": MAX_VALUE_BYTES,
     "raftorch.v1.PortForwardFrame.data": MAX_FRAME_BYTES,
     "raftorch.v1.ObjectMeta.AnnotationsEntry.value": MAX_ANNOTATION_VALUE_BYTES,
+    # Node names, like `node` fields.
+    "raftorch.v1.HeartbeatRequest.nodes": MAX_NAME_BYTES,
+    "raftorch.v1.HeartbeatBatch.nodes": MAX_NAME_BYTES,
 }
 _BYTES_BY_NAME: dict[str, int] = {
     "request_id": MAX_REQUEST_ID_BYTES,
@@ -69,6 +72,7 @@ _BYTES_BY_NAME: dict[str, int] = {
 }
 _ITEMS_BY_FULL_NAME: dict[str, int] = {
     "raftorch.v1.HeartbeatBatch.nodes": MAX_NODES_PER_BATCH,
+    "raftorch.v1.HeartbeatRequest.nodes": MAX_NODES_PER_BATCH,
     "raftorch.v1.EndpointSubset.addresses": 5000,
     "raftorch.v1.EndpointSubset.not_ready_addresses": 5000,
     # The scheduler weighs each of these for every pod against every node: keep them small.

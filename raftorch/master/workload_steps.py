@@ -36,7 +36,7 @@ from raftorch.master.controllers import (
     plan_taint_evictions,
 )
 from raftorch.master.registry import Registry
-from raftorch.objects import controller_of, kind_of
+from raftorch.objects import kind_of
 
 log = structlog.get_logger("raftorch.controllers")
 
@@ -49,12 +49,16 @@ def _suffix() -> str:
     return secrets.token_hex(3)[:5]
 
 
-def _owned(cache: ObjectCache, kind: str) -> dict[str, list[Message]]:
+def _owned(cache: ObjectCache, kind: str, owners: list[Message]) -> dict[str, list[Message]]:
+    """The `kind` objects each owner controls, by owner uid (from the cache's index: no scan of
+    every pod when there are no jobs or daemon sets)."""
     out: dict[str, list[Message]] = defaultdict(list)
-    for obj in cache.items(kind):
-        ref = controller_of(obj.metadata)  # type: ignore[attr-defined]
-        if ref is not None:
-            out[ref.uid].append(obj)
+    for owner in owners:
+        uid = owner.metadata.uid  # type: ignore[attr-defined]
+        for _, key in cache.index.children(uid, kind):
+            obj = cache.at(kind, key)
+            if obj is not None:
+                out[uid].append(obj)
     return out
 
 
@@ -98,11 +102,12 @@ class WorkloadSteps:
     # -- jobs ------------------------------------------------------------------------------------
 
     def _jobs(self, cache: ObjectCache) -> list[Future[Message]]:
-        pods_by_owner = _owned(cache, "Pod")
+        jobs = list(cache.items("Job"))
+        pods_by_owner = _owned(cache, "Pod", jobs)
         futures: list[Future[Message]] = []
         pod_kind, job_kind = kind_of("Pod"), kind_of("Job")
         now = self.wall()
-        for job in cache.items("Job"):
+        for job in jobs:
             assert isinstance(job, objects_pb2.Job)
             pods = [p for p in pods_by_owner.get(job.metadata.uid, []) if isinstance(p, objects_pb2.Pod)]
             plan = plan_job(job, pods, now, _suffix)
@@ -130,11 +135,12 @@ class WorkloadSteps:
     # -- cron jobs -------------------------------------------------------------------------------
 
     def _cronjobs(self, cache: ObjectCache) -> list[Future[Message]]:
-        jobs_by_owner = _owned(cache, "Job")
+        crons = list(cache.items("CronJob"))
+        jobs_by_owner = _owned(cache, "Job", crons)
         futures: list[Future[Message]] = []
         job_kind = kind_of("Job")
         now = self.wall()
-        for cron in cache.items("CronJob"):
+        for cron in crons:
             assert isinstance(cron, objects_pb2.CronJob)
             jobs = [j for j in jobs_by_owner.get(cron.metadata.uid, []) if isinstance(j, objects_pb2.Job)]
             plan = plan_cronjob(cron, jobs, now)
@@ -161,17 +167,20 @@ class WorkloadSteps:
     # -- daemon sets -----------------------------------------------------------------------------
 
     def _daemonsets(self, cache: ObjectCache) -> list[Future[Message]]:
+        daemonsets = list(cache.items("DaemonSet"))
+        if not daemonsets:
+            return []
         nodes = [DaemonNode(n.metadata.name, dict(n.metadata.labels),
                             any(c.type == "Ready" and c.status == "True" for c in n.status.conditions),
                             n.spec.unschedulable, taints_of(n))
                  for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
         process_nodes = {n.metadata.name for n in cache.items("Node")
                          if isinstance(n, objects_pb2.Node) and n.status.runtime == HOST_PROCESS_RUNTIME}
-        pods_by_owner = _owned(cache, "Pod")
+        pods_by_owner = _owned(cache, "Pod", daemonsets)
         futures: list[Future[Message]] = []
         pod_kind = kind_of("Pod")
         now = self.wall()
-        for ds in cache.items("DaemonSet"):
+        for ds in daemonsets:
             assert isinstance(ds, objects_pb2.DaemonSet)
             pods = [p for p in pods_by_owner.get(ds.metadata.uid, []) if isinstance(p, objects_pb2.Pod)]
             level = _level(cache, ds.metadata.namespace)

@@ -62,7 +62,9 @@ def ensure_docker_network(client: Any, name: str, pod_cidr: str) -> str:
                 # Another agent (or a retry) may have created it meanwhile.
                 existing = _find(client, name)
                 if existing is None:
-                    raise Conflict(f"docker network {name} on {subnet}: {explain(e)}") from e
+                    if not _remove_stale_overlapping(client, network):
+                        raise Conflict(f"docker network {name} on {subnet}: {explain(e)}") from e
+                    return ensure_docker_network(client, name, pod_cidr)
         subnets = [c.get("Subnet") for c in (existing.attrs.get("IPAM") or {}).get("Config") or []]
         if subnets != [subnet]:
             raise Conflict(f"docker network {name} exists on {', '.join(map(str, subnets)) or 'no subnet'}, "
@@ -85,6 +87,27 @@ def remove_docker_network(client: Any, name: str) -> None:
             return
         except docker.errors.APIError as e:
             raise Conflict(f"docker network {name}: cannot remove: {explain(e)}") from e
+
+
+def _remove_stale_overlapping(client: Any, network: ipaddress.IPv4Network) -> bool:
+    """Removes raftorch's networks on subnets overlapping `network` that have no container
+    attached: pod networks left by an earlier cluster on this host, which would otherwise keep
+    a new node's pod CIDR from being used. Returns whether one was removed."""
+    removed = False
+    for summary in client.networks.list(filters={"label": f"{MANAGED_LABEL}=true"}):
+        try:
+            candidate = client.networks.get(summary.id)
+            subnets = [ipaddress.IPv4Network(c["Subnet"], strict=False)
+                       for c in (candidate.attrs.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
+            if candidate.attrs.get("Containers") or not any(s.overlaps(network) for s in subnets):
+                continue
+            candidate.remove()
+            removed = True
+        except (docker.errors.NotFound, ValueError):
+            continue
+        except docker.errors.APIError:
+            continue  # in use after all: the caller reports the overlap
+    return removed
 
 
 def _find(client: Any, name: str) -> Any:

@@ -571,6 +571,7 @@ class RaftReplica:
         for sub in pending:
             sub.future.set_exception(Unavailable("this master is shutting down"))
         self._node.destroy()
+        self.hub.close()
         deadline = time.monotonic() + 5
         while self._node.tick_thread_alive() if hasattr(self._node, "tick_thread_alive") else False:
             if time.monotonic() > deadline:

@@ -5,6 +5,11 @@ so registering a watcher and replaying history is atomic with respect to new cha
 asynchronous mode (the replica's) the fan-out to watchers runs on a thread of its own, so a
 burst of changes never holds up Raft's thread; a watcher registered at revision R skips
 queued changes up to R, which its replay already covered.
+
+Fan-out costs work only for the watchers a change concerns: watchers are indexed by their exact
+key and by their prefix, so each change is matched against the distinct prefixes (or its own
+leading substrings, whichever is fewer) instead of against every watcher, and each event is built
+once and shared by every watcher that gets it (consumers only read events).
 """
 
 from __future__ import annotations
@@ -63,9 +68,10 @@ class Watcher:
             for _ in range(min(count, len(self._sizes))):
                 self.backlog_bytes -= self._sizes.popleft()
 
-    def _handed(self, events: list[kv_pb2.KeyEvent]) -> bool:
+    def _handed(self, events: list[kv_pb2.KeyEvent], sizes: list[int] | None = None) -> bool:
         """Under the lock: count events handed over; True when the watcher is too far behind."""
-        sizes = [event.ByteSize() for event in events]
+        if sizes is None:
+            sizes = [event.ByteSize() for event in events]
         self.backlog += len(events)
         self.backlog_bytes += sum(sizes)
         self._sizes.extend(sizes)
@@ -75,11 +81,15 @@ class Watcher:
 class WatchHub:
     def __init__(self, asynchronous: bool = False) -> None:
         self._watchers: dict[int, Watcher] = {}
+        # Watchers by exact key and by prefix: what a change is matched against.
+        self._exact: dict[str, dict[int, Watcher]] = {}
+        self._prefixed: dict[str, dict[int, Watcher]] = {}
         self._ids = itertools.count(1)
         self._queue: deque[tuple[list[Change], int] | None] = deque()
         self._cond = threading.Condition()
         self.dispatched = 0  # every change up to this revision has been handed to watchers
         self._thread: threading.Thread | None = None
+        self._closing = False
         if asynchronous:
             self._thread = threading.Thread(target=self._dispatch_loop, name="watch-dispatch", daemon=True)
             self._thread.start()
@@ -89,9 +99,18 @@ class WatchHub:
         watcher.id = next(self._ids)
         watcher.after = max(watcher.after, revision)
         self._watchers[watcher.id] = watcher
+        table = self._prefixed if watcher.prefix else self._exact
+        table.setdefault(watcher.key, {})[watcher.id] = watcher
 
     def remove(self, watcher: Watcher) -> None:
-        self._watchers.pop(watcher.id, None)
+        if self._watchers.pop(watcher.id, None) is None:
+            return
+        table = self._prefixed if watcher.prefix else self._exact
+        group = table.get(watcher.key)
+        if group is not None:
+            group.pop(watcher.id, None)
+            if not group:
+                del table[watcher.key]
 
     def __len__(self) -> int:
         return len(self._watchers)
@@ -109,6 +128,13 @@ class WatchHub:
         with self._cond:
             return self._cond.wait_for(lambda: self.dispatched >= revision, timeout)
 
+    def close(self) -> None:
+        """End every watch and the dispatch thread (the replica is stopping)."""
+        self._closing = True
+        self.drop_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
     def _dispatch_loop(self) -> None:
         while True:
             with self._cond:
@@ -117,6 +143,8 @@ class WatchHub:
                 item = self._queue.popleft()
             if item is None:
                 self._drop_all_now()
+                if self._closing:
+                    return
                 continue
             changes, revision = item
             self._fan_out(changes, revision)
@@ -124,25 +152,58 @@ class WatchHub:
                 self.dispatched = max(self.dispatched, revision)
                 self._cond.notify_all()
 
+    def _matching(self, key: str) -> list[Watcher]:
+        found = list(self._exact.get(key, {}).values())
+        prefixed = self._prefixed
+        if not prefixed:
+            return found
+        if len(prefixed) <= len(key) + 1:
+            # Copies: add() and remove() run on other threads.
+            for prefix, group in list(prefixed.items()):
+                if key.startswith(prefix):
+                    found.extend(list(group.values()))
+        else:
+            for end in range(len(key) + 1):
+                exact_prefix = prefixed.get(key[:end])
+                if exact_prefix:
+                    found.extend(list(exact_prefix.values()))
+        return found
+
     def _fan_out(self, changes: list[Change], revision: int) -> None:
         self.dispatched = max(self.dispatched, revision)
-        if not changes:
+        if not changes or not self._watchers:
             return
-        for watcher in list(self._watchers.values()):
-            events = watcher.select(changes)
-            if not events:
-                continue
+        # Per watcher, the positions of the changes it gets (in order).
+        wanted: dict[int, tuple[Watcher, list[int]]] = {}
+        for i, change in enumerate(changes):
+            for watcher in self._matching(change.kv.key):
+                if change.kv.mod_revision > watcher.after:
+                    entry = wanted.get(watcher.id)
+                    if entry is None:
+                        entry = wanted[watcher.id] = (watcher, [])
+                    entry[1].append(i)
+        built: dict[tuple[int, bool], tuple[kv_pb2.KeyEvent, int]] = {}
+        for watcher, positions in wanted.values():
+            events: list[kv_pb2.KeyEvent] = []
+            sizes: list[int] = []
+            for i in positions:
+                made = built.get((i, watcher.prev_kv))
+                if made is None:
+                    event = to_event(changes[i], watcher.prev_kv)
+                    made = built[(i, watcher.prev_kv)] = (event, event.ByteSize())
+                events.append(made[0])
+                sizes.append(made[1])
             with watcher.lock:
                 if watcher.overflowed:
                     continue
-                if watcher._handed(events):
+                if watcher._handed(events, sizes):
                     watcher.overflowed = True
-                    self._watchers.pop(watcher.id, None)
+                    self.remove(watcher)
             try:
                 watcher.notify(events, revision)
             except Exception:
                 log.warning("watcher_dropped", watcher=watcher.id, exc_info=True)
-                self._watchers.pop(watcher.id, None)
+                self.remove(watcher)
 
     def drop_all(self) -> None:
         """End every watch (its client resumes from the last revision it saw)."""
@@ -159,3 +220,5 @@ class WatchHub:
                 watcher.overflowed = True
             watcher.notify([], 0)
         self._watchers.clear()
+        self._exact.clear()
+        self._prefixed.clear()

@@ -56,9 +56,9 @@ class NodeCaller:
     def close(self) -> None:
         self.channel.close()
 
-    def heartbeat(self, node: str) -> agents_pb2.HeartbeatResponse:
-        return next(iter(self.agents.Heartbeat(iter([agents_pb2.HeartbeatRequest(node=node, sequence=1)]),
-                                               timeout=10)))
+    def heartbeat(self, node: str, *more: str) -> agents_pb2.HeartbeatResponse:
+        beat = agents_pb2.HeartbeatRequest(node=node, nodes=more, sequence=1)
+        return next(iter(self.agents.Heartbeat(iter([beat]), timeout=10)))
 
     def report(self, node: str, pod: objects_pb2.Pod, phase: str) -> agents_pb2.ReportPodStatusResponse:
         update = agents_pb2.PodStatusUpdate(namespace=pod.metadata.namespace, name=pod.metadata.name,
@@ -211,6 +211,9 @@ def test_a_fake_node_cannot_be_kept_ready_with_forged_heartbeats(
     assert code == DENIED
     code, _ = code_of(lambda: one.heartbeat("ghost"))
     assert code == DENIED
+    # A beat for many nodes (the hollow fleet's) is checked for every node it names.
+    code, details = code_of(lambda: one.heartbeat("node-1", "node-2"))
+    assert code == DENIED and details == 'node "node-1" may not heartbeat as node "node-2": a node acts only as itself'
     # A follower's batch path is for masters only.
     code, details = code_of(lambda: one.agents.ForwardHeartbeats(agents_pb2.HeartbeatBatch(nodes=["ghost", "node-2"]),
                                                                  timeout=10))
@@ -236,3 +239,13 @@ def test_a_node_reads_only_the_secrets_its_pods_use(
     assert code == DENIED and "no pod bound to that node uses it" in details
     code, _ = code_of(lambda: one.resources.List(resources_pb2.ListRequest(kind="Secret"), timeout=10))
     assert code == DENIED
+
+
+def test_an_admin_may_heartbeat_many_nodes_in_one_beat(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    """What a hollow fleet does: one credential that may act as any node (a cluster-wide admin)."""
+    admin = NodeCaller(masters.endpoints[0], masters.credentials)
+    try:
+        assert admin.heartbeat("node-1", "node-2").sequence == 1
+    finally:
+        admin.close()

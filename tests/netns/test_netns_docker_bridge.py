@@ -15,6 +15,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import pytest
 from netns_cluster import unusable
 
@@ -95,3 +96,23 @@ def test_refuses_foreign_networks_and_bad_cidrs(client: Any) -> None:
     for cidr in ("10.201.0.1/24", "10.201.0.0/31", "nonsense"):
         with pytest.raises(Invalid):
             ensure_docker_network(client, _name(client), cidr)
+
+
+def test_an_empty_network_left_by_an_earlier_cluster_gives_way(client: Any) -> None:
+    """A node of a new cluster gets a pod CIDR that an earlier cluster's pod network on this
+    host still holds: the stale network (raftorch's, nothing attached) is removed; a foreign
+    network on an overlapping subnet is never touched and the overlap is reported."""
+    cidr = _free_cidr(client)
+    stale = _name(client)
+    assert ensure_docker_network(client, stale, cidr) == stale
+    fresh = _name(client)
+    assert ensure_docker_network(client, fresh, cidr) == fresh
+    assert not [n for n in client.networks.list(names=[stale]) if n.name == stale]
+
+    foreign_cidr = _free_cidr(client)
+    foreign = _name(client)
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=foreign_cidr)])
+    client.networks.create(foreign, driver="bridge", ipam=ipam)
+    with pytest.raises(Conflict, match="overlap"):
+        ensure_docker_network(client, _name(client), foreign_cidr)
+    assert [n for n in client.networks.list(names=[foreign]) if n.name == foreign]

@@ -48,6 +48,8 @@ def test_a_parsed_request_wrapped_in_a_log_entry_always_parses_again() -> None:
      "label_selector: 5002 bytes is longer than the limit of 4096"),
     (kv_pb2.PutRequest(key="k", value=b"v" * (1024 * 1024 + 1)), "value: 1048577 bytes is larger than the limit"),
     (agents_pb2.HeartbeatBatch(nodes=["n"] * 10_001), "nodes: 10001 items is more than the limit of 10000"),
+    (agents_pb2.HeartbeatRequest(node="n", nodes=["n"] * 10_001), "nodes: 10001 items is more than the limit of 10000"),
+    (agents_pb2.HeartbeatRequest(node="n", nodes=["n" * 254]), "nodes[0]: 254 bytes is longer than the limit of 253"),
     (objects_pb2.Pod(spec=objects_pb2.PodSpec(tolerations=[objects_pb2.Toleration(key="k")] * 101)),
      "spec.tolerations: 101 items is more than the limit of 100"),
     (objects_pb2.NodeSelectorRequirement(key="k", operator="In", values=["v"] * 101),

@@ -215,3 +215,43 @@ def test_memory_replica_publishes_applied_changes() -> None:
     replica.submit(store_pb2.Command(delete_range=kv_pb2.DeleteRangeRequest(key="k/", prefix=True)))
     assert [(revision, [(e.type, e.kv.key) for e in events]) for events, revision in inbox.calls] == [
         (1, [(kv_pb2.KeyEvent.PUT, "k/1")]), (3, [(kv_pb2.KeyEvent.DELETE, "k/1")])]
+
+
+@pytest.mark.parametrize("extra_prefixes", [0, 200])
+def test_fan_out_gives_each_watcher_exactly_its_keys_in_order(extra_prefixes: int) -> None:
+    """Watchers are looked up by key and prefix; with few or with many distinct prefixes (two
+    ways of matching), each gets exactly the changes its key selects, and nothing else."""
+    hub = WatchHub()
+    watchers = [_watch(hub, key, prefix) for key, prefix in
+                [("/registry/pods/", True), ("/registry/pods/default/", True), ("/registry/", True),
+                 ("", True), ("/registry/pods/default/a", False), ("/registry/pods/default/a", True),
+                 ("/registry/nodes/", True), ("/other", False)]]
+    for i in range(extra_prefixes):
+        _watch(hub, f"/unrelated/{i}/", True)
+    keys = ["/registry/pods/default/a", "/registry/pods/default/ab", "/registry/pods/kube/x",
+            "/registry/nodes/n1", "/other", "/registry/pods/default/a"]
+    hub.publish([_put(key, rev) for rev, key in enumerate(keys, start=1)], len(keys))
+    for watcher, inbox in watchers:
+        assert inbox.keys() == [k for k in keys if watcher.matches(k)], watcher.key
+
+
+def test_events_with_and_without_prev_kv_are_built_for_each_kind_of_watcher() -> None:
+    hub = WatchHub()
+    _, plain = _watch(hub, "k", prev_kv=False)
+    _, with_prev = _watch(hub, "k", prev_kv=True)
+    first = _put("k", 1)
+    hub.publish([first], 1)
+    hub.publish([_put("k", 2, b"w", prev=first.kv)], 2)
+    assert not plain.calls[1][0][0].HasField("prev_kv")
+    assert with_prev.calls[1][0][0].prev_kv.value == b"v"
+
+
+def test_a_removed_watcher_gets_nothing_and_its_group_goes() -> None:
+    hub = WatchHub()
+    watcher, inbox = _watch(hub, "/p/", prefix=True)
+    _, other = _watch(hub, "/p/", prefix=True)
+    hub.remove(watcher)
+    hub.remove(watcher)  # twice is harmless
+    hub.publish([_put("/p/x", 1)], 1)
+    assert inbox.calls == [] and other.keys() == ["/p/x"]
+    assert len(hub) == 1

@@ -27,7 +27,7 @@ from raftorch.api.v1 import objects_pb2 as raftorch_dot_v1_dot_objects__pb2
 from raftorch.api.v1 import resources_pb2 as raftorch_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18raftorch/v1/agents.proto\x12\x0braftorch.v1\x1a\x19raftorch/v1/objects.proto\x1a\x1braftorch/v1/resources.proto\"6\n\x13RegisterNodeRequest\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.raftorch.v1.Node\"2\n\x10HeartbeatRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"5\n\x11HeartbeatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x1f\n\x0eHeartbeatBatch\x12\r\n\x05nodes\x18\x01 \x03(\t\"\x18\n\x16HeartbeatBatchResponse\"g\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12&\n\x06status\x18\x04 \x01(\x0b\x32\x16.raftorch.v1.PodStatus\"U\n\x16ReportPodStatusRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12-\n\x07updates\x18\x02 \x03(\x0b\x32\x1c.raftorch.v1.PodStatusUpdate\"\'\n\x17ReportPodStatusResponse\x12\x0c\n\x04gone\x18\x01 \x03(\t\">\n\x14WatchNodePodsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"d\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"[\n\x10PortForwardFrame\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x05 \x01(\x08\x32\xa2\x03\n\x06\x41gents\x12\x43\n\x0cRegisterNode\x12 .raftorch.v1.RegisterNodeRequest\x1a\x11.raftorch.v1.Node\x12N\n\tHeartbeat\x12\x1d.raftorch.v1.HeartbeatRequest\x1a\x1e.raftorch.v1.HeartbeatResponse(\x01\x30\x01\x12U\n\x11\x46orwardHeartbeats\x12\x1b.raftorch.v1.HeartbeatBatch\x1a#.raftorch.v1.HeartbeatBatchResponse\x12\\\n\x0fReportPodStatus\x12#.raftorch.v1.ReportPodStatusRequest\x1a$.raftorch.v1.ReportPodStatusResponse\x12N\n\rWatchNodePods\x12!.raftorch.v1.WatchNodePodsRequest\x1a\x18.raftorch.v1.ObjectEvent0\x01\x32\x92\x01\n\x04Pods\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x12O\n\x0bPortForward\x12\x1d.raftorch.v1.PortForwardFrame\x1a\x1d.raftorch.v1.PortForwardFrame(\x01\x30\x01\x32\x97\x01\n\tNodeAgent\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x12O\n\x0bPortForward\x12\x1d.raftorch.v1.PortForwardFrame\x1a\x1d.raftorch.v1.PortForwardFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18raftorch/v1/agents.proto\x12\x0braftorch.v1\x1a\x19raftorch/v1/objects.proto\x1a\x1braftorch/v1/resources.proto\"6\n\x13RegisterNodeRequest\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.raftorch.v1.Node\"A\n\x10HeartbeatRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\r\n\x05nodes\x18\x03 \x03(\t\"5\n\x11HeartbeatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x1f\n\x0eHeartbeatBatch\x12\r\n\x05nodes\x18\x01 \x03(\t\"\x18\n\x16HeartbeatBatchResponse\"g\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12&\n\x06status\x18\x04 \x01(\x0b\x32\x16.raftorch.v1.PodStatus\"U\n\x16ReportPodStatusRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12-\n\x07updates\x18\x02 \x03(\x0b\x32\x1c.raftorch.v1.PodStatusUpdate\"\'\n\x17ReportPodStatusResponse\x12\x0c\n\x04gone\x18\x01 \x03(\t\">\n\x14WatchNodePodsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"d\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"[\n\x10PortForwardFrame\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x05 \x01(\x08\x32\xa2\x03\n\x06\x41gents\x12\x43\n\x0cRegisterNode\x12 .raftorch.v1.RegisterNodeRequest\x1a\x11.raftorch.v1.Node\x12N\n\tHeartbeat\x12\x1d.raftorch.v1.HeartbeatRequest\x1a\x1e.raftorch.v1.HeartbeatResponse(\x01\x30\x01\x12U\n\x11\x46orwardHeartbeats\x12\x1b.raftorch.v1.HeartbeatBatch\x1a#.raftorch.v1.HeartbeatBatchResponse\x12\\\n\x0fReportPodStatus\x12#.raftorch.v1.ReportPodStatusRequest\x1a$.raftorch.v1.ReportPodStatusResponse\x12N\n\rWatchNodePods\x12!.raftorch.v1.WatchNodePodsRequest\x1a\x18.raftorch.v1.ObjectEvent0\x01\x32\x92\x01\n\x04Pods\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x12O\n\x0bPortForward\x12\x1d.raftorch.v1.PortForwardFrame\x1a\x1d.raftorch.v1.PortForwardFrame(\x01\x30\x01\x32\x97\x01\n\tNodeAgent\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x12O\n\x0bPortForward\x12\x1d.raftorch.v1.PortForwardFrame\x1a\x1d.raftorch.v1.PortForwardFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,31 +37,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERNODEREQUEST']._serialized_start=97
   _globals['_REGISTERNODEREQUEST']._serialized_end=151
   _globals['_HEARTBEATREQUEST']._serialized_start=153
-  _globals['_HEARTBEATREQUEST']._serialized_end=203
-  _globals['_HEARTBEATRESPONSE']._serialized_start=205
-  _globals['_HEARTBEATRESPONSE']._serialized_end=258
-  _globals['_HEARTBEATBATCH']._serialized_start=260
-  _globals['_HEARTBEATBATCH']._serialized_end=291
-  _globals['_HEARTBEATBATCHRESPONSE']._serialized_start=293
-  _globals['_HEARTBEATBATCHRESPONSE']._serialized_end=317
-  _globals['_PODSTATUSUPDATE']._serialized_start=319
-  _globals['_PODSTATUSUPDATE']._serialized_end=422
-  _globals['_REPORTPODSTATUSREQUEST']._serialized_start=424
-  _globals['_REPORTPODSTATUSREQUEST']._serialized_end=509
-  _globals['_REPORTPODSTATUSRESPONSE']._serialized_start=511
-  _globals['_REPORTPODSTATUSRESPONSE']._serialized_end=550
-  _globals['_WATCHNODEPODSREQUEST']._serialized_start=552
-  _globals['_WATCHNODEPODSREQUEST']._serialized_end=614
-  _globals['_LOGSREQUEST']._serialized_start=616
-  _globals['_LOGSREQUEST']._serialized_end=716
-  _globals['_LOGCHUNK']._serialized_start=718
-  _globals['_LOGCHUNK']._serialized_end=742
-  _globals['_PORTFORWARDFRAME']._serialized_start=744
-  _globals['_PORTFORWARDFRAME']._serialized_end=835
-  _globals['_AGENTS']._serialized_start=838
-  _globals['_AGENTS']._serialized_end=1256
-  _globals['_PODS']._serialized_start=1259
-  _globals['_PODS']._serialized_end=1405
-  _globals['_NODEAGENT']._serialized_start=1408
-  _globals['_NODEAGENT']._serialized_end=1559
+  _globals['_HEARTBEATREQUEST']._serialized_end=218
+  _globals['_HEARTBEATRESPONSE']._serialized_start=220
+  _globals['_HEARTBEATRESPONSE']._serialized_end=273
+  _globals['_HEARTBEATBATCH']._serialized_start=275
+  _globals['_HEARTBEATBATCH']._serialized_end=306
+  _globals['_HEARTBEATBATCHRESPONSE']._serialized_start=308
+  _globals['_HEARTBEATBATCHRESPONSE']._serialized_end=332
+  _globals['_PODSTATUSUPDATE']._serialized_start=334
+  _globals['_PODSTATUSUPDATE']._serialized_end=437
+  _globals['_REPORTPODSTATUSREQUEST']._serialized_start=439
+  _globals['_REPORTPODSTATUSREQUEST']._serialized_end=524
+  _globals['_REPORTPODSTATUSRESPONSE']._serialized_start=526
+  _globals['_REPORTPODSTATUSRESPONSE']._serialized_end=565
+  _globals['_WATCHNODEPODSREQUEST']._serialized_start=567
+  _globals['_WATCHNODEPODSREQUEST']._serialized_end=629
+  _globals['_LOGSREQUEST']._serialized_start=631
+  _globals['_LOGSREQUEST']._serialized_end=731
+  _globals['_LOGCHUNK']._serialized_start=733
+  _globals['_LOGCHUNK']._serialized_end=757
+  _globals['_PORTFORWARDFRAME']._serialized_start=759
+  _globals['_PORTFORWARDFRAME']._serialized_end=850
+  _globals['_AGENTS']._serialized_start=853
+  _globals['_AGENTS']._serialized_end=1271
+  _globals['_PODS']._serialized_start=1274
+  _globals['_PODS']._serialized_end=1420
+  _globals['_NODEAGENT']._serialized_start=1423
+  _globals['_NODEAGENT']._serialized_end=1574
 # @@protoc_insertion_point(module_scope)
