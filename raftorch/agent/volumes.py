@@ -23,6 +23,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ REFRESH = 2.0
 # On a claim's Docker volume: the claim's name (its uid is in the volume's name).
 LABEL_CLAIM = "raftorch.io/claim"
 DEFAULT_MODE = 0o644
+SECRET_TMPFS_BYTES = 4 * 1024 * 1024
 # What a lookup returns: the object's data by key, or None when it does not exist.
 Lookup = Callable[[str, str], Mapping[str, bytes] | None]
 CONFIG_MAP, SECRET, CLAIM = "ConfigMap", "Secret", "PersistentVolumeClaim"
@@ -63,6 +65,8 @@ class VolumePlan:
     # A claim: its name, uid and node (where it is bound; "" not yet), and whether it is mounted read-only.
     claim: tuple[str, str, str] = ("", "", "")
     read_only: bool = False
+    # Keep the files off the node's disk (a Secret's): a tmpfs where the agent may mount one.
+    in_memory: bool = False
 
 
 # A container's volume mount as the spec says: (volume, mount path, read only, subPath).
@@ -150,7 +154,7 @@ def _volume(v: objects_pb2.Volume, lookup: Lookup) -> VolumePlan:
             files[posixpath.normpath(item.path)] = (data[item.key], item.mode if item.HasField("mode") else mode)
     else:
         files = {key: (value, mode) for key, value in data.items()}
-    return VolumePlan(v.name, "files", files=files)
+    return VolumePlan(v.name, "files", files=files, in_memory=kind == SECRET)
 
 
 def _env(c: objects_pb2.Container, lookup: Lookup) -> tuple[tuple[str, str], ...]:
@@ -240,6 +244,7 @@ class PodVolumes:
         self._runtime = runtime
         self._clock = clock
         self._cache: dict[tuple[str, str, str], tuple[float, Mapping[str, bytes] | None]] = {}
+        self._can_mount = os.geteuid() == 0
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / uid
@@ -319,6 +324,8 @@ class PodVolumes:
                 raise RaftorchError(f"volume {v.name}: hostPath {host} is not a file")
             return str(host), False, False
         if v.kind == "files":
+            if v.in_memory:
+                self._tmpfs(path)
             if write_atomically(path, v.files or {}):
                 log.info("volume_updated", pod_uid=uid, volume=v.name, files=len(v.files or {}))
             return str(path), False, False
@@ -343,11 +350,25 @@ class PodVolumes:
             source = str(full)
         return Mount(source, target, read_only, is_volume)
 
+    def _tmpfs(self, path: Path) -> None:
+        """Mount a small tmpfs at `path` (a Secret holds at most 1 MiB; two versions meet during an
+        update). Where the agent may not mount (not root), the files stay on disk, in the pods
+        directory only the agent may read."""
+        if os.path.ismount(path) or not self._can_mount:
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"mode=0755,size={SECRET_TMPFS_BYTES}", "tmpfs", str(path)],
+                           check=True, capture_output=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._can_mount = False
+            log.warning("secret_volumes_on_disk", reason=f"cannot mount a tmpfs: {exc}")
+
     def cleanup(self, keep: set[str]) -> None:
         """Remove the volumes of every pod not in `keep` (uids of pods desired or with containers)."""
         if self.root.is_dir():
             for entry in self.root.iterdir():
-                if entry.name not in keep:
+                if entry.name not in keep and self._unmount_all(entry):
                     shutil.rmtree(entry, ignore_errors=True)
                     log.info("pod_volumes_removed", pod_uid=entry.name)
         if isinstance(self._runtime, ManagesVolumes):
@@ -355,3 +376,16 @@ class PodVolumes:
                 self._runtime.remove_pod_volumes(self.node, keep)
             except RaftorchError as err:
                 log.warning("pod_volumes_remove_failed", error=str(err))
+
+    @staticmethod
+    def _unmount_all(pod_dir: Path) -> bool:
+        """Unmount the tmpfs volumes of a pod that is gone; False while one stays mounted."""
+        volumes = pod_dir / "volumes"
+        for path in volumes.iterdir() if volumes.is_dir() else ():
+            if os.path.ismount(path):
+                try:
+                    subprocess.run(["umount", str(path)], check=True, capture_output=True, timeout=10)
+                except (OSError, subprocess.SubprocessError) as exc:
+                    log.warning("volume_unmount_failed", path=str(path), error=str(exc))
+                    return False
+        return True

@@ -117,6 +117,7 @@ class Queues:
         self.endpoints: WorkQueue[NameKey] = WorkQueue(clock)
         self.gc: WorkQueue[KindKey] = WorkQueue(clock)
         self.schedule = True  # pods or nodes changed since the scheduler last ran
+        self.pods_changed: set[NameKey] = set()  # for the config events: pods whose status changed
 
     def _all(self) -> tuple[WorkQueue[Any], ...]:
         return (self.deployments, self.replicasets, self.endpoints, self.gc)
@@ -146,6 +147,7 @@ class Queues:
                     self.deployments.add((ns, ref.name))
         elif kind == "Pod":
             self.schedule = True
+            self.pods_changed.add(key)
             for meta in metas:
                 ref = controller_of(meta)
                 if ref is not None and ref.kind == "ReplicaSet":
@@ -162,7 +164,7 @@ class Queues:
         elif kind in ("Service", "Endpoints"):
             self.endpoints.add(key)
         elif kind in ("Node", "Namespace", "PersistentVolumeClaim"):
-            # A namespace's level decides where its pods may go, a claim's node where its users go.
+            # A namespace's level decides where its pods may go; a claim, where the pods using it may.
             self.schedule = True
         if change.new is not None and controller_of(metas[-1]) is not None:
             self.gc.add((kind, ns, change.name))
@@ -279,7 +281,7 @@ class ControllerManager(WorkloadSteps):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"controllers-term-{term}", daemon=True)
         self._unschedulable_reasons: dict[str, str] = {}
-        self._config_problems: dict[str, str] = {}  # pod uid -> the config problem an event told
+        self._config_problems: dict[NameKey, str] = {}  # pod -> the config problem an event told
         self._create_failures: dict[str, str] = {}  # replica set uid -> why its pods may not be created
         self.bound = 0
         # Back-off of the whole loop, and of each step on its own.
@@ -518,18 +520,9 @@ class ControllerManager(WorkloadSteps):
         if not self.queues.schedule:
             return []
         self.queues.schedule = False
-        claims = {(c.metadata.namespace, c.metadata.name): c for c in cache.items("PersistentVolumeClaim")
-                  if isinstance(c, objects_pb2.PersistentVolumeClaim)}
-        futures: list[Future[Message]] = []
-        claim_nodes: dict[tuple[str, str], str] = {}
-        if claims:  # a pass over every pod only where claims exist
-            pods = [p for p in cache.items("Pod") if isinstance(p, objects_pb2.Pod)]
-            claim_nodes = nodes_of_claims(claims.values(), pods)
-            futures += [self._bind_claim(c, claim_nodes[key]) for key, c in claims.items()
-                        if not c.status.node_name and key in claim_nodes]
         pending = [p for k in cache.index.pending if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
         if not pending:
-            return futures
+            return []
         nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
         snapshot = snapshot_from_index(nodes, cache.index)
         pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
@@ -540,25 +533,32 @@ class ControllerManager(WorkloadSteps):
             self.queues.schedule = True
         by_uid = {p.metadata.uid: p for p in pending}
         levels = _levels(cache)
+        futures: list[Future[Message]] = []
+        claims, claim_nodes = self._claims(cache, pending, futures)
         requests = []
         waiting: list[Unschedulable] = []
         claimed: set[tuple[str, str]] = set()  # unbound claims a pod of this pass takes
         for p in pending:
             req = pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
-            pinned, problem, unbound = claim_placement(p, claims, claim_nodes)
-            if problem:
-                waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid, problem))
+            if claims:
+                pinned, problem, unbound = claim_placement(p, claims, claim_nodes)
+                if problem:
+                    waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid, problem))
+                    continue
+                if unbound & claimed:
+                    self.queues.schedule = True
+                    continue  # its claim's node is decided by an earlier pod: next pass
+                claimed |= unbound
+                if pinned:
+                    req = replace(req, node_selector={**req.node_selector, HOSTNAME_KEY: pinned})
+            elif claim_names(p):
+                waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid,
+                                             f'persistentvolumeclaim "{claim_names(p)[0]}" not found'))
                 continue
-            if unbound & claimed:
-                self.queues.schedule = True  # its claim's node is decided by an earlier pod: next pass
-                continue
-            claimed |= unbound
-            if pinned:
-                req = replace(req, node_selector={**req.node_selector, HOSTNAME_KEY: pinned})
             requests.append(req)
         plan = schedule(snapshot, requests, self.wall())
-        bound: list[Message] = []
         plan = replace(plan, unschedulable=(*plan.unschedulable, *waiting))
+        bound: list[Message] = []
         for binding in plan.bindings:
             pod = objects_pb2.Pod()
             pod.CopyFrom(by_uid[binding.uid])
@@ -567,6 +567,11 @@ class ControllerManager(WorkloadSteps):
             bound.append(pod)
             self.events.emit("default-scheduler", Ref.of(pod), "Scheduled",
                              f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {binding.node}")
+            for name in claim_names(pod):  # a claim binds where its first pod goes
+                claim = claims.get((pod.metadata.namespace, name))
+                if claim is not None and (pod.metadata.namespace, name) not in claim_nodes:
+                    claim_nodes[(pod.metadata.namespace, name)] = binding.node
+                    futures.append(self._bind_claim(claim, binding.node))
         # Bindings are committed in batches, one transaction each (the leader re-checks each
         # pod's revision as it commits; a pod changed meanwhile is bound on its own or planned again).
         for start in range(0, len(bound), BINDING_BATCH):
@@ -582,6 +587,25 @@ class ControllerManager(WorkloadSteps):
                                  WARNING)
         return futures
 
+    def _claims(self, cache: ObjectCache, pending: list[objects_pb2.Pod], futures: list[Future[Message]]
+                ) -> tuple[dict[tuple[str, str], objects_pb2.PersistentVolumeClaim], dict[tuple[str, str], str]]:
+        """The claims by (namespace, name), and the node of each that has one. Only when a pending pod
+        uses a claim not bound yet are the running pods read: one of them may have been scheduled
+        with it before the claim's binding was written (then that binding is written now)."""
+        claims = {(c.metadata.namespace, c.metadata.name): c for c in cache.items("PersistentVolumeClaim")
+                  if isinstance(c, objects_pb2.PersistentVolumeClaim)}
+        if not claims:
+            return claims, {}
+        nodes = {key: c.status.node_name for key, c in claims.items() if c.status.node_name}
+        wanted = {(p.metadata.namespace, n) for p in pending for n in claim_names(p)}
+        if any(key in claims and key not in nodes for key in wanted):
+            found = nodes_of_claims(claims.values(), (p for p in cache.items("Pod") if isinstance(p, objects_pb2.Pod)))
+            for key, node in found.items():
+                if key not in nodes:
+                    futures.append(self._bind_claim(claims[key], node))
+            nodes = found
+        return claims, nodes
+
     def _bind_claim(self, claim: objects_pb2.PersistentVolumeClaim, node: str) -> Future[Message]:
         bound = objects_pb2.PersistentVolumeClaim()
         bound.CopyFrom(claim)
@@ -594,23 +618,22 @@ class ControllerManager(WorkloadSteps):
     def _config_events(self, cache: ObjectCache) -> list[Future[Message]]:
         """A Warning event when a pod's containers wait for configuration (a missing ConfigMap,
         Secret or key: the agent's CreateContainerConfigError), once per pod and problem, as the
-        kubelet's "Failed" event; agents may not write events themselves (node restriction)."""
+        kubelet's "Failed" event; agents may not write events themselves (node restriction).
+        Only the pods that changed since the last pass are looked at."""
         futures: list[Future[Message]] = []
-        seen: set[str] = set()
-        for pod in cache.items("Pod"):
-            if not isinstance(pod, objects_pb2.Pod):
-                continue
-            problem = next((s.state.message for s in [*pod.status.init_container_statuses,
-                                                      *pod.status.container_statuses]
-                            if s.state.state == "waiting" and s.state.reason == CONFIG_ERROR), "")
+        changed, self.queues.pods_changed = self.queues.pods_changed, set()
+        for key in changed:
+            pod = cache.get("Pod", *key)
+            problem = "" if not isinstance(pod, objects_pb2.Pod) else next(
+                (s.state.message for s in [*pod.status.init_container_statuses, *pod.status.container_statuses]
+                 if s.state.state == "waiting" and s.state.reason == CONFIG_ERROR), "")
             if not problem:
+                self._config_problems.pop(key, None)
                 continue
-            seen.add(pod.metadata.uid)
-            if self._config_problems.get(pod.metadata.uid) != problem:
-                self._config_problems[pod.metadata.uid] = problem
+            assert isinstance(pod, objects_pb2.Pod)
+            if self._config_problems.get(key) != problem:
+                self._config_problems[key] = problem
                 self.events.emit(f"agent/{pod.spec.node_name}", Ref.of(pod), "Failed", f"Error: {problem}", WARNING)
-        for uid in set(self._config_problems) - seen:
-            del self._config_problems[uid]
         return futures
 
     def _undecodable(self, cache: ObjectCache) -> list[Future[Message]]:

@@ -4,8 +4,10 @@ follow updates, env from config, secret file modes, and pods that wait for missi
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,9 +65,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Ite
     finally:
         agents.stop()
         masters.kill()
+        unmount_under(root)
         for a in agents.agents.values():
             if a.log_path.exists():
                 print(f"--- {a.name} log tail ---", *a.log_path.read_text().splitlines()[-30:], sep="\n")
+
+
+def unmount_under(root: Path) -> None:
+    """Secret tmpfs mounts of pods still there when the agents stopped: not left on the host."""
+    with open("/proc/mounts") as mounts:
+        targets = [line.split()[1] for line in mounts if line.split()[1].startswith(str(root))]
+    for target in sorted(targets, reverse=True):
+        subprocess.run(["umount", target], check=False, capture_output=True)
 
 
 def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
@@ -139,7 +150,7 @@ def test_empty_dir_is_shared_and_goes_with_the_pod(cluster: tuple[LocalMasters, 
 
 def test_config_map_file_follows_updates_env_is_set_and_secret_mode_is_0400(
         cluster: tuple[LocalMasters, LocalAgents], docker_client: Any) -> None:
-    masters, _ = cluster
+    masters, agents = cluster
     with masters.client() as c:
         c.objects.create(objects_pb2.ConfigMap(metadata=objects_pb2.ObjectMeta(name="web", namespace="default"),
                                                data={"greeting": "v1", "mode": "fast"}))
@@ -163,6 +174,9 @@ def test_config_map_file_follows_updates_env_is_set_and_secret_mode_is_0400(
         assert run_in(docker_client, cid, "sh", "-c", "echo $MODE $DB_password") == "fast hunter2"
         assert run_in(docker_client, cid, "stat", "-L", "-c", "%a", "/etc/creds/password") == "400"
         assert run_in(docker_client, cid, "cat", "/etc/creds/password") == "hunter2"
+        creds_mount = next(line for line in run_in(docker_client, cid, "cat", "/proc/mounts").splitlines()
+                           if " /etc/creds " in line)
+        assert creds_mount.startswith("tmpfs "), creds_mount  # the secret is not on the node's disk
 
         cm = c.objects.get("configmap", "web", "default")
         assert isinstance(cm, objects_pb2.ConfigMap)
@@ -173,6 +187,10 @@ def test_config_map_file_follows_updates_env_is_set_and_secret_mode_is_0400(
         p = get_pod(c, "configured")
         assert container_id(docker_client, p, "app") == cid
         assert [s.restart_count for s in p.status.container_statuses] == [0]
+
+        host_dir = agents.agents[NODE].data_dir / "pods" / p.metadata.uid
+        c.objects.delete("pod", "configured", "default")
+        eventually(lambda: not host_dir.exists(), what="the secret's tmpfs unmounted and the pod's files removed")
 
 
 def test_pod_naming_a_missing_config_map_waits_then_starts(cluster: tuple[LocalMasters, LocalAgents]) -> None:

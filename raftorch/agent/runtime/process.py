@@ -10,6 +10,8 @@ What a pod's containers share here: the host's network namespace, so they reach 
 every other process on the host) on localhost, and two containers binding one port collide, as
 do two pods; the pod IP is the host's. No pod sandbox: there is no namespace to hold, and
 `hostname` is the host's. Nothing else is shared or isolated (file system, pids, users).
+Volumes cannot be mounted (a process sees the host's files as they are): a container with
+volume mounts waits with CreateContainerConfigError; env from ConfigMaps and Secrets works.
 
 Stopping is Docker's: SIGTERM to the command, and after the grace
 SIGKILL to everything in its process group (a child that made a session of its own escapes).
