@@ -23,11 +23,9 @@ are skipped and reported as Warning events in their namespace.
 from __future__ import annotations
 
 import functools
-import math
 import secrets
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
@@ -41,7 +39,6 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.errors import AlreadyExists, Conflict, RaftorchError, Unavailable, UnknownOutcome
 from raftorch.master.admission import (
     DEFAULT_LEVEL,
-    HOST_PROCESS_RUNTIME,
     LEVEL_LABEL,
     PRIVILEGED,
     host_processes_allowed,
@@ -49,26 +46,25 @@ from raftorch.master.admission import (
     pod_spec_violations,
 )
 from raftorch.master.backoff import Backoff
-from raftorch.master.cache import REGISTRY_PREFIX, BadObject, Change, ObjectCache
-from raftorch.master.constraints import HOSTNAME_KEY, taints_of
+from raftorch.master.cache import REGISTRY_PREFIX, BadObject, ObjectCache
+from raftorch.master.constraints import HOSTNAME_KEY
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
-from raftorch.master.controllers._util import labels_match
 from raftorch.master.events import DEFAULT_TTL as DEFAULT_EVENT_TTL
 from raftorch.master.events import EventRecorder, EventWriter
 from raftorch.master.heartbeats import HeartbeatTracker
-from raftorch.master.indexes import MIRROR_ANNOTATION, CacheIndex, allocatable, is_mirror, pod_request
+from raftorch.master.indexes import MIRROR_ANNOTATION, is_mirror, pod_request
 from raftorch.master.metrics import MasterMetrics
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
+from raftorch.master.placement import claim_names, claim_placement, nodes_of_claims, snapshot_from_index
+from raftorch.master.queues import KindKey, NameKey, Queues
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
-from raftorch.master.scheduler import NodeInfo, Snapshot, Unschedulable, schedule
+from raftorch.master.scheduler import Unschedulable, schedule
 from raftorch.master.workload_steps import WorkloadSteps
 from raftorch.master.workqueue import WorkQueue
 from raftorch.objects import (
     Kind,
-    controller_of,
     format_time,
     kind_of,
-    pod_is_terminal,
     set_condition,
     store_prefix,
 )
@@ -89,12 +85,9 @@ WRITE_WAIT = 10.0
 # Write failures worth trying again after a back-off; others (bad input) are terminal.
 RETRIED = (Conflict, Unavailable, UnknownOutcome)
 
-NameKey = tuple[str, str]  # (namespace, name)
-KindKey = tuple[str, str, str]  # (kind, namespace, name)
 
 __all__ = ["ALL_STEPS", "LOOP_STEPS", "MASTER_PREFIXES", "MASTER_STEPS", "MIRROR_ANNOTATION", "ControllerManager",
-           "Link", "ManagerSettings", "ReplicaLink", "Writer", "build_snapshot", "is_mirror", "pod_request",
-           "snapshot_from_index"]
+           "Link", "ManagerSettings", "ReplicaLink", "Writer", "is_mirror", "pod_request"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,89 +99,6 @@ class ManagerSettings:
     # Events older than this many seconds are deleted.
     event_ttl: float = DEFAULT_EVENT_TTL
     record_events: bool = True
-
-
-class Queues:
-    """The incremental controllers' work queues, and what a change puts in them."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.deployments: WorkQueue[NameKey] = WorkQueue(clock)
-        self.replicasets: WorkQueue[NameKey] = WorkQueue(clock)
-        self.endpoints: WorkQueue[NameKey] = WorkQueue(clock)
-        self.gc: WorkQueue[KindKey] = WorkQueue(clock)
-        self.schedule = True  # pods or nodes changed since the scheduler last ran
-        self.pods_changed: set[NameKey] = set()  # for the config events: pods whose status changed
-
-    def _all(self) -> tuple[WorkQueue[Any], ...]:
-        return (self.deployments, self.replicasets, self.endpoints, self.gc)
-
-    def ready(self) -> bool:
-        """Whether a queued key is due (one whose back-off ended)."""
-        return any(q.next_delay() == 0.0 for q in self._all())
-
-    def delay(self) -> float:
-        """Seconds until the next delayed key is due (inf when none is)."""
-        delays = [d for q in self._all() if (d := q.next_delay()) is not None]
-        return min(delays, default=math.inf)
-
-    def route(self, cache: ObjectCache, change: Change) -> None:
-        ns = change.namespace
-        key = (ns, change.name)
-        objs = [o for o in (change.old, change.new) if o is not None]
-        metas: list[objects_pb2.ObjectMeta] = [o.metadata for o in objs]  # type: ignore[attr-defined]
-        kind = change.kind
-        if kind == "Deployment":
-            self.deployments.add(key)
-        elif kind == "ReplicaSet":
-            self.replicasets.add(key)
-            for meta in metas:
-                ref = controller_of(meta)
-                if ref is not None and ref.kind == "Deployment":
-                    self.deployments.add((ns, ref.name))
-        elif kind == "Pod":
-            self.schedule = True
-            self.pods_changed.add(key)
-            for meta in metas:
-                ref = controller_of(meta)
-                if ref is not None and ref.kind == "ReplicaSet":
-                    self.replicasets.add((ns, ref.name))
-                    rs = cache.get("ReplicaSet", ns, ref.name)
-                    owner = controller_of(rs.metadata) if rs is not None else None  # type: ignore[attr-defined]
-                    if owner is not None and owner.kind == "Deployment":
-                        self.deployments.add((ns, owner.name))
-            for svc_key in cache.index.in_namespace("Service", ns):
-                svc = cache.at("Service", svc_key)
-                assert isinstance(svc, objects_pb2.Service)
-                if svc.spec.selector and any(labels_match(svc.spec.selector, m.labels) for m in metas):
-                    self.endpoints.add((ns, svc.metadata.name))
-        elif kind in ("Service", "Endpoints"):
-            self.endpoints.add(key)
-        elif kind in ("Node", "Namespace", "PersistentVolumeClaim"):
-            # A namespace's level decides where its pods may go; a claim, where the pods using it may.
-            self.schedule = True
-        if change.new is not None and controller_of(metas[-1]) is not None:
-            self.gc.add((kind, ns, change.name))
-        if change.new is None and change.old is not None:
-            # Deleted: what it controlled may now be an orphan.
-            for child_kind, child_key in cache.index.children(metas[0].uid):
-                child = cache.at(child_kind, child_key)
-                if child is not None:
-                    self.gc.add((child_kind, *_name_key(child)))
-
-    def add_all(self, cache: ObjectCache) -> None:
-        """Queue every key (a fresh cache, or the periodic resync)."""
-        for kind, queue in (("Deployment", self.deployments), ("ReplicaSet", self.replicasets),
-                            ("Service", self.endpoints), ("Endpoints", self.endpoints)):
-            queue.add_all([_name_key(o) for o in cache.items(kind)])
-        for kind in cache.objects:
-            self.gc.add_all([(kind, *_name_key(o)) for o in cache.items(kind)
-                             if controller_of(o.metadata) is not None])  # type: ignore[attr-defined]
-        self.schedule = True
-
-
-def _name_key(obj: Message) -> NameKey:
-    meta: objects_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
-    return meta.namespace, meta.name
 
 
 # The steps, by where they run. Node lifecycle needs the leader's in-memory heartbeats, the
@@ -882,95 +792,3 @@ def _copy_rs(rs: objects_pb2.ReplicaSet) -> objects_pb2.ReplicaSet:
     out = objects_pb2.ReplicaSet()
     out.CopyFrom(rs)
     return out
-
-
-def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -> Snapshot:
-    used: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    ports: dict[str, set[tuple[str, int]]] = defaultdict(set)
-    owners: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    labels: dict[str, dict[str, tuple[str, dict[str, str]]]] = defaultdict(dict)  # node -> pod uid -> labels
-    for pod in pods:
-        if not pod.spec.node_name or pod_is_terminal(pod) or is_mirror(pod):
-            continue
-        req = pod_request(pod)
-        u = used[pod.spec.node_name]
-        u[0] += req.cpu
-        u[1] += req.memory
-        u[2] += 1
-        ports[pod.spec.node_name].update(req.host_ports)
-        if req.owner_uid:
-            owners[pod.spec.node_name][req.owner_uid] += 1
-        if pod.metadata.labels:
-            labels[pod.spec.node_name][pod.metadata.uid] = (pod.metadata.namespace, dict(pod.metadata.labels))
-    infos = []
-    for node in nodes:
-        name = node.metadata.name
-        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
-        u = used[name]
-        cpu, memory, count = allocatable(node)
-        infos.append(NodeInfo(
-            name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
-            allocatable_cpu=cpu, allocatable_memory=memory, allocatable_pods=count,
-            used_cpu=u[0], used_memory=u[1], pod_count=u[2],
-            host_ports=frozenset(ports[name]), owner_pods=dict(owners[name]),
-            host_processes=node.status.runtime == HOST_PROCESS_RUNTIME, taints=taints_of(node),
-            pod_labels=_by_uid(labels[name])))
-    return Snapshot(tuple(infos))
-
-
-def snapshot_from_index(nodes: list[objects_pb2.Node], index: CacheIndex) -> Snapshot:
-    """The scheduler's snapshot from the cache's running totals: what build_snapshot computes,
-    without a pass over every pod."""
-    infos = []
-    for node in nodes:
-        name = node.metadata.name
-        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
-        u = index.usage.get(name)
-        cpu, memory, count = allocatable(node)
-        infos.append(NodeInfo(
-            name=name, ready=ready, unschedulable=node.spec.unschedulable, labels=dict(node.metadata.labels),
-            allocatable_cpu=cpu, allocatable_memory=memory, allocatable_pods=count,
-            used_cpu=u.cpu if u else 0, used_memory=u.memory if u else 0, pod_count=u.pods if u else 0,
-            host_ports=frozenset(u.ports) if u else frozenset(), owner_pods=dict(u.owners) if u else {},
-            host_processes=node.status.runtime == HOST_PROCESS_RUNTIME, taints=taints_of(node),
-            pod_labels=_by_uid(u.labels) if u else ()))
-    return Snapshot(tuple(infos))
-
-
-def _by_uid(labels: dict[str, tuple[str, dict[str, str]]]) -> tuple[tuple[str, dict[str, str]], ...]:
-    """A node's pods' labels in one order, however they were gathered."""
-    return tuple(labels[uid] for uid in sorted(labels))
-
-
-def claim_names(pod: objects_pb2.Pod) -> list[str]:
-    return [v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.HasField("persistent_volume_claim")]
-
-
-def nodes_of_claims(claims: Iterable[objects_pb2.PersistentVolumeClaim],
-                    pods: Iterable[objects_pb2.Pod]) -> dict[tuple[str, str], str]:
-    """The node of each claim: where it is bound, else where a pod using it is (that pod was
-    scheduled before the claim's binding was written)."""
-    out = {(c.metadata.namespace, c.metadata.name): c.status.node_name for c in claims if c.status.node_name}
-    for pod in pods:
-        if pod.spec.node_name and not pod_is_terminal(pod):
-            for name in claim_names(pod):
-                out.setdefault((pod.metadata.namespace, name), pod.spec.node_name)
-    return out
-
-
-def claim_placement(pod: objects_pb2.Pod, claims: Mapping[tuple[str, str], objects_pb2.PersistentVolumeClaim],
-                    claim_nodes: Mapping[tuple[str, str], str]) -> tuple[str, str, set[tuple[str, str]]]:
-    """(the node the pod's claims pin it to or "", why it cannot be placed or "", its unbound claims)."""
-    pinned: set[str] = set()
-    unbound: set[tuple[str, str]] = set()
-    for name in claim_names(pod):
-        key = (pod.metadata.namespace, name)
-        if key not in claims:
-            return "", f'persistentvolumeclaim "{name}" not found', unbound
-        if key in claim_nodes:
-            pinned.add(claim_nodes[key])
-        else:
-            unbound.add(key)
-    if len(pinned) > 1:
-        return "", f"its claims are on different nodes: {', '.join(sorted(pinned))}", unbound
-    return next(iter(pinned), ""), "", unbound

@@ -7,7 +7,7 @@ import random
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.master.indexes import CacheIndex
-from raftorch.master.manager import build_snapshot, snapshot_from_index
+from raftorch.master.placement import build_snapshot, snapshot_from_index
 
 NODES = [f"n{i}" for i in range(4)]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raftorch.api.v1 import objects_pb2
-from raftorch.master.manager import claim_placement, nodes_of_claims
+from raftorch.master.placement import claim_placement, nodes_of_claims
 
 
 def claim(name: str, node: str = "") -> objects_pb2.PersistentVolumeClaim:

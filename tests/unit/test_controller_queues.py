@@ -7,7 +7,7 @@ from typing import Any
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.master.cache import ObjectCache
-from raftorch.master.manager import Queues
+from raftorch.master.queues import Queues
 from raftorch.master.registry import Registry
 from raftorch.objects import kind_of
 from raftorch.store.memory import MemoryReplica
