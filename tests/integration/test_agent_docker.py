@@ -16,9 +16,9 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.client import Client
 from raftorch.errors import RaftorchError
 from raftorch.local.agents import LocalAgents
-from raftorch.local.cluster import docker_reachable
 from raftorch.local.masters import LocalMasters
 from raftorch.master.admission import LEVEL_LABEL, PRIVILEGED
+from tests.integration._docker import docker_for_nodes
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -28,19 +28,7 @@ NODES = ["dock-a", "dock-b"]
 
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[object]:
-    if not docker_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("Docker engine unreachable in CI")
-        pytest.skip("no Docker engine")
-    import docker
-
-    client = docker.from_env()
-    yield client
-    for c in client.containers.list(all=True, filters={"label": "raftorch.io/managed=true"}):
-        if c.labels.get("raftorch.io/node") in NODES:
-            c.remove(force=True)
-    for net in client.networks.list(names=[f"raftorch-{n}" for n in NODES]):
-        net.remove()
+    yield from docker_for_nodes(NODES)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,8 +11,8 @@ import pytest
 from raftorch.api.v1 import objects_pb2
 from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
-from raftorch.local.cluster import docker_reachable
 from raftorch.local.masters import LocalMasters
+from tests.integration._docker import docker_for_nodes
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -25,19 +24,7 @@ CLIENT = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[Any]:
-    if not docker_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("Docker engine unreachable in CI")
-        pytest.skip("no Docker engine")
-    import docker
-
-    client = docker.from_env()
-    yield client
-    for c in client.containers.list(all=True, filters={"label": f"raftorch.io/node={NODE}"}):
-        c.remove(force=True)
-    for net in client.networks.list(names=[f"raftorch-{NODE}"]):
-        net.remove()
-    client.close()
+    yield from docker_for_nodes([NODE])
 
 
 @pytest.fixture(scope="module")

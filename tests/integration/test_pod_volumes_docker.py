@@ -3,7 +3,6 @@ follow updates, env from config, secret file modes, and pods that wait for missi
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -16,8 +15,8 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.cli.printers import pod_summary
 from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
-from raftorch.local.cluster import docker_reachable
 from raftorch.local.masters import LocalMasters
+from tests.integration._docker import docker_for_nodes
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -29,22 +28,7 @@ IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[Any]:
-    if not docker_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("Docker engine unreachable in CI")
-        pytest.skip("no Docker engine")
-    import docker
-
-    client = docker.from_env()
-    yield client
-    for node in (NODE, OTHER):
-        for c in client.containers.list(all=True, filters={"label": f"raftorch.io/node={node}"}):
-            c.remove(force=True)
-        for v in client.volumes.list(filters={"label": f"raftorch.io/node={node}"}):
-            v.remove(force=True)
-        for net in client.networks.list(names=[f"raftorch-{node}"]):
-            net.remove()
-    client.close()
+    yield from docker_for_nodes((NODE, OTHER))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ Run under the heavy-tests lock: flock /tmp/raftorch-heavy.lock pytest tests/inte
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +17,8 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.cli.main import cli
 from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
-from raftorch.local.cluster import docker_reachable
 from raftorch.local.masters import LocalMasters
+from tests.integration._docker import docker_for_nodes
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -61,19 +60,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[object]:
-    if not docker_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("Docker engine unreachable in CI")
-        pytest.skip("no Docker engine")
-    import docker
-
-    client = docker.from_env()
-    yield client
-    for c in client.containers.list(all=True, filters={"label": "raftorch.io/managed=true"}):
-        if c.labels.get("raftorch.io/node") in NODES:
-            c.remove(force=True)
-    for net in client.networks.list(names=[f"raftorch-{n}" for n in NODES]):
-        net.remove()
+    yield from docker_for_nodes(NODES)
 
 
 @pytest.fixture(scope="module")
