@@ -23,7 +23,7 @@ from raftorch import rpc
 from raftorch.agent.certs import NodeCert, Renewer
 from raftorch.agent.certs import paths as cert_paths
 from raftorch.agent.config import AgentConfig
-from raftorch.agent.endpoint import MIRROR_ANNOTATION, NodeAgentEndpoint, is_mirror
+from raftorch.agent.endpoint import NodeAgentEndpoint
 from raftorch.agent.endpoint import serve as serve_endpoint
 from raftorch.agent.events import AgentEvents
 from raftorch.agent.metrics import AgentMetrics, MeasuredRuntime
@@ -50,7 +50,7 @@ from raftorch.auth.pki import CertVerifier
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
 from raftorch.errors import AlreadyExists, Conflict, RaftorchError
-from raftorch.objects import format_time
+from raftorch.objects import MIRROR_ANNOTATION, format_time, is_mirror
 
 log = structlog.get_logger("raftorch.agent")
 

@@ -21,6 +21,7 @@ from raftorch import rpc
 from raftorch.agent.runtime.base import RUNNING, ContainerInfo, ContainerRuntime
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
 from raftorch.errors import NotFound, PermissionDenied, RaftorchError, Unavailable
+from raftorch.objects import is_mirror
 
 FindPod = Callable[[str, str], "objects_pb2.Pod | None"]
 # How often a blocked tunnel looks up from its socket (client gone? idle too long?).
@@ -42,12 +43,7 @@ class StreamLimits:
         return self.port_forwards + self.logs + self.others
 
 
-# Mirror pods stand for the node's own processes: nothing to forward to.
-MIRROR_ANNOTATION = "raftorch.io/mirror"
 
-
-def is_mirror(pod: objects_pb2.Pod) -> bool:
-    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
 
 
 def forward_target(pod: objects_pb2.Pod | None, running: Sequence[ContainerInfo], port: int,

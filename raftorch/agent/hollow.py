@@ -29,7 +29,7 @@ from raftorch.api.v1 import agents_pb2, objects_pb2
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
 from raftorch.errors import RaftorchError
-from raftorch.objects import format_time
+from raftorch.objects import format_time, is_mirror
 from raftorch.rpc import Credentials
 
 log = structlog.get_logger("raftorch.hollow")
@@ -139,7 +139,7 @@ class HollowFleet:
                 if node not in mine or node in self._silenced or event.type == "DELETED":
                     self._reported.pop(pod.metadata.uid, None)
                     continue
-                if pod.metadata.annotations.get("raftorch.io/mirror") == "true":
+                if is_mirror(pod):
                     continue
                 if pod.status.phase == "Running" or self._reported.get(pod.metadata.uid) == "Running":
                     continue

@@ -56,7 +56,7 @@ from raftorch.agent.runtime.status import (
 from raftorch.agent.volumes import PodInputs
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Invalid
-from raftorch.objects import format_time
+from raftorch.objects import CREATE_CONTAINER_CONFIG_ERROR, format_time
 
 __all__ = [
     "Action", "AgentPodState", "ContainerRecord", "PodRecord", "ProbeCheck", "ReconcileConfig",
@@ -66,7 +66,6 @@ __all__ = [
 
 CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
 CONTAINER_CREATING = "ContainerCreating"
-CONFIG_ERROR = "CreateContainerConfigError"
 POD_INITIALIZING = "PodInitializing"
 # A pod waiting for a ConfigMap or Secret is looked at again this often (seconds).
 INPUTS_RETRY = 2.0
@@ -452,7 +451,7 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         return rec, status, kind, ""
     inputs = plan.inputs.get(pod.metadata.uid)
     if inputs is not None and inputs.problem:
-        status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=inputs.problem))
+        status.state.CopyFrom(container_state("waiting", reason=CREATE_CONTAINER_CONFIG_ERROR, message=inputs.problem))
         plan.wake_at(now + INPUTS_RETRY)
         return rec, status, kind, ""
     if not in_flight:
@@ -462,7 +461,7 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
                                   env=inputs.env.get(container.name) if inputs is not None else None,
                                   mounts=inputs.mounts.get(container.name, ()) if inputs is not None else ())
         except Invalid as err:
-            status.state.CopyFrom(container_state("waiting", reason=CONFIG_ERROR, message=str(err)))
+            status.state.CopyFrom(container_state("waiting", reason=CREATE_CONTAINER_CONFIG_ERROR, message=str(err)))
             return rec, status, kind, ""
         plan.starts.append(StartContainer(spec))
     status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CONTAINER_CREATING,

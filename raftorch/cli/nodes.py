@@ -13,9 +13,7 @@ from raftorch.cli.common import modify
 from raftorch.cli.context import get_ctx, handle_errors
 from raftorch.client import Client
 from raftorch.errors import Invalid, NotFound
-from raftorch.objects import NODE, controller_of, pod_is_terminal
-
-MIRROR_ANNOTATION = "raftorch.io/mirror"
+from raftorch.objects import MIRROR_ANNOTATION, NODE, controller_of, pod_is_terminal
 
 
 def _set_unschedulable(client: Client, name: str, value: bool) -> bool:

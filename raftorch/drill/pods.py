@@ -10,9 +10,9 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.client import Client
 from raftorch.drill import probe
 from raftorch.errors import NotFound
+from raftorch.objects import MIRROR_ANNOTATION
 
 NAMESPACE = "default"
-MIRROR_ANNOTATION = "raftorch.io/mirror"
 # Kinds a restart must leave exactly as they were (events and leases come and go by themselves).
 SNAPSHOT_KINDS = ("namespaces", "nodes", "deployments", "replicasets", "services", "pods")
 

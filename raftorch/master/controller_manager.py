@@ -41,10 +41,20 @@ from raftorch.api.v1 import cluster_pb2, cluster_pb2_grpc, objects_pb2, resource
 from raftorch.errors import AlreadyExists, Conflict, RaftorchError, Unavailable, error_for_code, from_grpc_code
 from raftorch.master.cache import ObjectCache
 from raftorch.master.events import DEFAULT_TTL as DEFAULT_EVENT_TTL
-from raftorch.master.indexes import MIRROR_ANNOTATION, CacheIndex
+from raftorch.master.indexes import CacheIndex
 from raftorch.master.manager import LOOP_STEPS, ControllerManager, ManagerSettings
 from raftorch.master.registry import SYSTEM_NAMESPACE
-from raftorch.objects import KINDS, Kind, format_time, kind_of_message, set_condition, store_key, unwrap, wrap
+from raftorch.objects import (
+    KINDS,
+    MIRROR_ANNOTATION,
+    Kind,
+    format_time,
+    kind_of_message,
+    set_condition,
+    store_key,
+    unwrap,
+    wrap,
+)
 
 log = structlog.get_logger("raftorch.controller_manager")
 

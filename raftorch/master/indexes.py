@@ -17,16 +17,18 @@ from google.protobuf.message import Message
 from raftorch.api.v1 import objects_pb2
 from raftorch.master.constraints import constraints_of
 from raftorch.master.scheduler import PodRequest
-from raftorch.objects import controller_of, parse_count, parse_cpu, parse_memory, pod_is_terminal
-
-MIRROR_ANNOTATION = "raftorch.io/mirror"
+from raftorch.objects import (
+    controller_of,
+    is_mirror,
+    parse_count,
+    parse_cpu,
+    parse_memory,
+    pod_is_terminal,
+)
 
 B = TypeVar("B")
 T = TypeVar("T")
 
-
-def is_mirror(pod: objects_pb2.Pod) -> bool:
-    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
 
 
 def pod_request(pod: objects_pb2.Pod, host_processes_allowed: bool = False) -> PodRequest:

@@ -52,7 +52,7 @@ from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_e
 from raftorch.master.events import DEFAULT_TTL as DEFAULT_EVENT_TTL
 from raftorch.master.events import EventRecorder, EventWriter
 from raftorch.master.heartbeats import HeartbeatTracker
-from raftorch.master.indexes import MIRROR_ANNOTATION, is_mirror, pod_request
+from raftorch.master.indexes import pod_request
 from raftorch.master.metrics import MasterMetrics
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.placement import claim_names, claim_placement, nodes_of_claims, snapshot_from_index
@@ -62,8 +62,11 @@ from raftorch.master.scheduler import Unschedulable, schedule
 from raftorch.master.workload_steps import WorkloadSteps
 from raftorch.master.workqueue import WorkQueue
 from raftorch.objects import (
+    CREATE_CONTAINER_CONFIG_ERROR,
+    MIRROR_ANNOTATION,
     Kind,
     format_time,
+    is_mirror,
     kind_of,
     set_condition,
     store_prefix,
@@ -71,7 +74,6 @@ from raftorch.objects import (
 from raftorch.objects.events import NORMAL, WARNING, Ref
 from raftorch.store.replica import RaftReplica
 
-CONFIG_ERROR = "CreateContainerConfigError"  # what an agent shows while a pod waits for its configuration
 log = structlog.get_logger("raftorch.controllers")
 
 RESYNC = 5.0
@@ -536,7 +538,7 @@ class ControllerManager(WorkloadSteps):
             pod = cache.get("Pod", *key)
             problem = "" if not isinstance(pod, objects_pb2.Pod) else next(
                 (s.state.message for s in [*pod.status.init_container_statuses, *pod.status.container_statuses]
-                 if s.state.state == "waiting" and s.state.reason == CONFIG_ERROR), "")
+                 if s.state.state == "waiting" and s.state.reason == CREATE_CONTAINER_CONFIG_ERROR), "")
             if not problem:
                 self._config_problems.pop(key, None)
                 continue

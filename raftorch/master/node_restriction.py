@@ -29,12 +29,11 @@ from google.protobuf.message import Message
 from raftorch.api.v1 import objects_pb2
 from raftorch.auth import Identity
 from raftorch.errors import Invalid, PermissionDenied
-from raftorch.objects import Kind, pod_references
+from raftorch.objects import MIRROR_ANNOTATION, Kind, pod_references
 
 SYSTEM_NAMESPACE = "raftorch-system"
 # What a node reads by name, for the pods bound to it.
 CONFIG_KINDS = ("Secret", "ConfigMap", "PersistentVolumeClaim")
-MIRROR_ANNOTATION = "raftorch.io/mirror"
 
 
 def acts_for_any_node(caller: Identity) -> bool:

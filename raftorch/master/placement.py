@@ -9,9 +9,9 @@ from collections.abc import Iterable, Mapping
 from raftorch.api.v1 import objects_pb2
 from raftorch.master.admission import HOST_PROCESS_RUNTIME
 from raftorch.master.constraints import taints_of
-from raftorch.master.indexes import CacheIndex, allocatable, is_mirror, pod_request
+from raftorch.master.indexes import CacheIndex, allocatable, pod_request
 from raftorch.master.scheduler import NodeInfo, Snapshot
-from raftorch.objects import pod_is_terminal
+from raftorch.objects import is_mirror, pod_is_terminal
 
 
 def build_snapshot(nodes: list[objects_pb2.Node], pods: list[objects_pb2.Pod]) -> Snapshot:

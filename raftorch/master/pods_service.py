@@ -18,7 +18,7 @@ from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
 from raftorch.errors import Conflict, Invalid, PermissionDenied, RaftorchError, Unavailable
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.registry import Registry
-from raftorch.objects import NODE, POD
+from raftorch.objects import NODE, POD, is_mirror
 
 # Streams relayed by one master at once, per kind: an asyncio relay costs little, but each
 # holds a stream on an agent, and agents cap theirs too.
@@ -31,7 +31,7 @@ def check_forward(pod: objects_pb2.Pod, port: int) -> None:
     a pod on the node's own address only on the ports its containers declare (the agent checks
     the same against what its runtime runs)."""
     where = f"pod {pod.metadata.namespace}/{pod.metadata.name}"
-    if pod.metadata.annotations.get("raftorch.io/mirror") == "true":
+    if is_mirror(pod):
         raise Invalid(f"{where} stands for a system process: it cannot be port-forwarded to")
     if pod.status.phase != "Running" or not pod.status.pod_ip:
         raise Conflict(f"{where} is not running (phase {pod.status.phase or 'Pending'})")

@@ -41,10 +41,13 @@ from raftorch.objects.kinds import (
     wrap,
 )
 from raftorch.objects.meta import (
+    CREATE_CONTAINER_CONFIG_ERROR,
+    MIRROR_ANNOTATION,
     controller_of,
     format_time,
     get_condition,
     int_or_percent,
+    is_mirror,
     owned_by,
     parse_int_or_percent,
     parse_time,
@@ -94,6 +97,7 @@ from raftorch.objects.workloads import (
 
 __all__ = [
     "CONFIG_MAP",
+    "CREATE_CONTAINER_CONFIG_ERROR",
     "CRON_JOB",
     "DAEMON_SET",
     "DEFAULT_NAMESPACE",
@@ -104,6 +108,7 @@ __all__ = [
     "JOB_NAME_LABEL",
     "KINDS",
     "MAX_OBJECT_BYTES",
+    "MIRROR_ANNOTATION",
     "NAMESPACE",
     "NODE",
     "NODE_SELECTOR_OPERATORS",
@@ -133,6 +138,7 @@ __all__ = [
     "format_time",
     "get_condition",
     "int_or_percent",
+    "is_mirror",
     "job_from_cron_job",
     "kind_of",
     "kind_of_message",

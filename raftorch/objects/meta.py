@@ -16,10 +16,13 @@ from raftorch.objects._checks import quote
 from raftorch.objects.kinds import kind_of_message, unwrap
 
 __all__ = [
+    "CREATE_CONTAINER_CONFIG_ERROR",
+    "MIRROR_ANNOTATION",
     "controller_of",
     "format_time",
     "get_condition",
     "int_or_percent",
+    "is_mirror",
     "meta",
     "owned_by",
     "parse_int_or_percent",
@@ -152,6 +155,17 @@ def set_condition(conditions: RepeatedCompositeFieldContainer[objects_pb2.Condit
 def pod_is_ready(pod: objects_pb2.Pod) -> bool:
     condition = get_condition(pod.status.conditions, "Ready")
     return condition is not None and condition.status == "True"
+
+
+# A mirror pod stands for a node's or master's own process (agent, master, controller manager):
+# shown by `get pods -A`, never scheduled, forwarded to or counted against a node.
+MIRROR_ANNOTATION = "raftorch.io/mirror"
+# What a pod's container shows while it waits for its configuration (a ConfigMap, Secret or key).
+CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+
+
+def is_mirror(pod: objects_pb2.Pod) -> bool:
+    return pod.metadata.annotations.get(MIRROR_ANNOTATION) == "true"
 
 
 def pod_is_terminal(pod: objects_pb2.Pod) -> bool:

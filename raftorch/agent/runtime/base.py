@@ -84,7 +84,6 @@ ERR_IMAGE_PULL = "ErrImagePull"
 ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
 RUN_CONTAINER_ERROR = "RunContainerError"
 CREATE_CONTAINER_ERROR = "CreateContainerError"
-CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
 
 RUNNING = "running"
 EXITED = "exited"

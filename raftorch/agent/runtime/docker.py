@@ -29,7 +29,6 @@ import docker.errors
 import docker.utils
 
 from raftorch.agent.runtime.base import (
-    CREATE_CONTAINER_CONFIG_ERROR,
     CREATE_CONTAINER_ERROR,
     CREATED,
     ERR_IMAGE_NEVER_PULL,
@@ -55,7 +54,7 @@ from raftorch.agent.runtime.docker_events import DockerEvents
 from raftorch.agent.usage import Reading, cgroup_reading
 from raftorch.dockerlib import explain, translated
 from raftorch.errors import Invalid
-from raftorch.objects import parse_time
+from raftorch.objects import CREATE_CONTAINER_CONFIG_ERROR, parse_time
 
 __all__ = ["DockerRuntime"]
 

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from raftorch.agent.runtime.base import (
-    CREATE_CONTAINER_CONFIG_ERROR,
     CREATE_CONTAINER_ERROR,
     EXITED,
     LABEL_MANAGED,
@@ -56,6 +55,7 @@ from raftorch.agent.runtime.base import (
     exit_reason,
 )
 from raftorch.agent.usage import Reading, process_group_reading
+from raftorch.objects import CREATE_CONTAINER_CONFIG_ERROR
 
 __all__ = ["ProcessRuntime"]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from raftorch.api.v1 import objects_pb2
 from raftorch.master.constraints import Taint, constraints_of, eviction_time
 from raftorch.master.controllers._util import pod_is_terminal, pod_is_terminating
+from raftorch.objects import is_mirror
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ def plan_taint_evictions(taints: Mapping[str, tuple[Taint, ...]], pods: Sequence
         node_taints = taints.get(pod.spec.node_name)
         if not node_taints or pod_is_terminating(pod) or pod_is_terminal(pod):
             continue
-        if pod.metadata.annotations.get("raftorch.io/mirror") == "true":
+        if is_mirror(pod):
             continue
         when = eviction_time(node_taints, constraints_of(pod.spec).tolerations, now)
         if when is None:
