@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from raftorch.local.masters import LocalMasters
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_client_config() -> Iterator[None]:
+    """Keep the user's ~/.config/raftorch and ~/.local/share/raftorch out of the tests.
+
+    raftctl falls back to the user's client config when a test gives no --config; a cluster
+    started by hand on this machine must not change what a test talks to.
+    """
+    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME")}
+    with tempfile.TemporaryDirectory(prefix="raftorch-test-home-") as home:
+        os.environ["XDG_CONFIG_HOME"] = os.path.join(home, "config")
+        os.environ["XDG_DATA_HOME"] = os.path.join(home, "data")
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 @pytest.fixture
