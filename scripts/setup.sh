@@ -33,5 +33,7 @@ if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
     if [ -f scripts/build_images.sh ]; then
         bash scripts/build_images.sh
     fi
+    # Debian's redis and nginx under the upstream names examples/ uses (no registry here).
+    bash scripts/build_app_images.sh
 fi
 echo "setup: done (.venv ready)"
