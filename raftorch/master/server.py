@@ -71,6 +71,8 @@ class Master:
         self.port = 0
         self.heartbeats = HeartbeatTracker()
         self.manager: ControllerManager | None = None
+        # Set when stop() begins: a leadership won while stopping starts no leader-only work.
+        self._stopping = False
         self.local_api: LocalAPI | None = None
         self.controller_process: ControllerManagerProcess | None = None
         self.metrics = MasterMetrics()
@@ -177,7 +179,7 @@ class Master:
             manager._stop.set()  # never block Raft's thread: the manager exits by itself
             self.manager = None
         log.info("role_changed", leader=leader, term=term)
-        if leader and self._loop is not None:
+        if leader and self._loop is not None and not self._stopping:
             self._loop.call_soon_threadsafe(lambda: self._tasks.append(
                 asyncio.create_task(self._fence(term))))
 
@@ -219,7 +221,7 @@ class Master:
             log.info("quota_set", quota_bytes=want)
 
     def _start_controllers(self, term: int) -> None:
-        if not (self.replica.is_leader and self.replica.term == term):
+        if self._stopping or not (self.replica.is_leader and self.replica.term == term):
             return
         if self.manager is not None:
             self.manager._stop.set()
@@ -282,6 +284,7 @@ class Master:
 
     async def stop(self, grace: float = 1.0) -> None:
         log.info("master_stopping", name=self.config.name)
+        self._stopping = True
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
         for task in self._tasks:
@@ -300,4 +303,7 @@ class Master:
         await self.forwarder.close()
         self.audit.close()
         await asyncio.get_running_loop().run_in_executor(None, self.replica.stop)
+        # A fence that won the race with the flag above may have started controllers since.
+        if self.manager is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
         log.info("master_stopped", name=self.config.name)
