@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TextIO, TypeVar
 
 import grpc
 import grpc.aio
@@ -41,15 +41,26 @@ TokenLookup = Callable[[str], "tokens.TokenRecord | None"]
 
 
 class AuditLog:
-    """One JSON line per mutating request: time, identity, verb, resource, namespace, name, result."""
+    """One JSON line per mutating request: time, identity, verb, resource, namespace, name, result.
 
-    def __init__(self, path: Path | None) -> None:
+    Past `max_bytes` the file is renamed to PATH.1 (older ones shift to .2 ... .`backups`, the
+    oldest goes) and a new one begins, so a busy cluster cannot fill the master's disk."""
+
+    def __init__(self, path: Path | None, max_bytes: int = 100 << 20, backups: int = 5) -> None:
         self._lock = threading.Lock()
-        self._file = None
+        self._file: TextIO | None = None
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._size = 0
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", buffering=1)
-        self.path = path
+            self._open()
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self._file = self.path.open("a", buffering=1)
+        self._size = self._file.tell()
 
     def record(self, who: str, req: rbac.Request, result: str) -> None:
         if self._file is None:
@@ -59,14 +70,38 @@ class AuditLog:
         line = json.dumps({"time": stamp,
                            "identity": who, "verb": req.verb, "resource": req.resource,
                            "namespace": req.namespace, "name": req.name, "result": result},
-                          separators=(",", ":"))
+                          separators=(",", ":")) + "\n"
         with self._lock:
-            self._file.write(line + "\n")
+            if self._file is None:
+                return
+            if self._size and self._size + len(line) > self.max_bytes:
+                self._rotate()
+            self._file.write(line)
+            self._size += len(line)
+
+    def _rotate(self) -> None:
+        """Called with the lock held. A failed rename keeps writing to the current file: losing
+        rotation is better than losing audit lines."""
+        assert self.path is not None and self._file is not None
+        try:
+            self._file.close()
+            if self.backups == 0:
+                self.path.unlink()
+            else:
+                for n in range(self.backups - 1, 0, -1):
+                    older = self.path.with_name(f"{self.path.name}.{n}")
+                    if older.exists():
+                        older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
+                self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        except OSError as err:
+            log.warning("audit_rotate_failed", path=str(self.path), error=str(err))
+        self._open()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def bearer(metadata: Any) -> str | None:

@@ -62,6 +62,10 @@ class MasterConfig:
     bootstrap_token_ttl: float = 24 * 3600.0
     # One JSON line per mutating request; default: audit.log in data-dir.
     audit_log: Path | None = None
+    # The audit log is rotated past this size (MiB), keeping this many old files (as
+    # kube-apiserver's --audit-log-maxsize and --audit-log-maxbackup).
+    audit_log_max_size_mb: int = 100
+    audit_log_max_backups: int = 5
     # gRPC server reflection (for grpcurl and similar tools); off by default.
     reflection: bool = False
     # Keys that encrypt Secrets at rest (YAML, the same file on every master; see

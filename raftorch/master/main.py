@@ -62,6 +62,10 @@ Example (three masters on one host):
 @click.option("--encryption-key-file", type=click.Path(path_type=Path),
               help="YAML key file that encrypts Secrets at rest, the same on every master (see README).")
 @click.option("--audit-log", type=click.Path(path_type=Path), help="Audit log file (default DATA_DIR/audit.log).")
+@click.option("--audit-log-max-size-mb", type=click.IntRange(min=1), default=None,
+              help="Rotate the audit log past this size in MiB (default 100).")
+@click.option("--audit-log-max-backups", type=click.IntRange(min=0), default=None,
+              help="Rotated audit logs kept (audit.log.1 is the newest; default 5).")
 @click.option("--reflection/--no-reflection", default=None, help="Serve gRPC reflection (off by default).")
 @click.option("--insecure", is_flag=True, default=None,
               help="Plaintext, no authentication: only to measure what TLS costs. Never for a cluster.")

@@ -88,7 +88,8 @@ class Master:
         use_secret_box(load_key_file(cfg.encryption_key_file) if cfg.encryption_key_file else None)
         self.tls = None if cfg.insecure else security.load(cfg)
         self.tokens: TokenStore | None = None
-        self.audit = AuditLog(None if cfg.insecure else cfg.audit_log or cfg.data_dir / "audit.log")
+        self.audit = AuditLog(None if cfg.insecure else cfg.audit_log or cfg.data_dir / "audit.log",
+                              max_bytes=cfg.audit_log_max_size_mb << 20, backups=cfg.audit_log_max_backups)
         interceptors = []
         if self.tls is not None:
             self.authenticator = Authenticator(self.tls.ca.cert_pem, lambda tid: self._token_store().get(tid))
