@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,6 +17,7 @@ from raftorch.api.v1 import objects_pb2, resources_pb2, resources_pb2_grpc
 from raftorch.client import Client
 from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound
 from raftorch.local.masters import LocalMasters
+from tests.integration._wait import eventually
 
 pytestmark = pytest.mark.processes
 
@@ -78,12 +79,6 @@ def pods_of(c: Client, app: str) -> list[objects_pb2.Pod]:
     items, _ = c.objects.list("pods", "default", label_selector=f"app={app}")
     return [p for p in items if isinstance(p, objects_pb2.Pod)]
 
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def running_spread(c: Client, app: str) -> Counter[str]:

@@ -3,7 +3,6 @@ touched; and the attacks an agent identity (or no identity) could make on main n
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -17,17 +16,12 @@ from raftorch.client import Client
 from raftorch.errors import NotFound
 from raftorch.local.masters import LocalMasters
 from raftorch.objects import wrap
+from tests.integration._wait import eventually
 
 pytestmark = pytest.mark.processes
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def node_credentials(masters: LocalMasters, name: str) -> rpc.Credentials:

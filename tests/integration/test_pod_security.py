@@ -9,8 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -23,15 +22,10 @@ from raftorch.errors import Invalid, NotFound, PermissionDenied
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
 from raftorch.master.admission import LEVEL_LABEL
+from tests.integration._wait import eventually
 
 pytestmark = pytest.mark.processes
 
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def namespace_exists(c: Client, name: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
 from tests.integration._docker import docker_for_nodes
+from tests.integration._wait import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -62,12 +63,6 @@ def unmount_under(root: Path) -> None:
     for target in sorted(targets, reverse=True):
         subprocess.run(["umount", target], check=False, capture_output=True)
 
-
-def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def pod(name: str, containers: list[objects_pb2.Container], volumes: list[objects_pb2.Volume]) -> objects_pb2.Pod:

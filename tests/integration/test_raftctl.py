@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from raftorch.cli.main import cli
 from raftorch.client import Client
 from raftorch.errors import NotFound
 from raftorch.local.masters import LocalMasters
+from tests.integration._wait import eventually
 
 pytestmark = pytest.mark.processes
 
@@ -163,12 +164,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         masters.kill()
 
-
-def eventually(check: Callable[[], bool], timeout: float = 45.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def rows(output: str) -> list[list[str]]:

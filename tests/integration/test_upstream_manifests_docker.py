@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from raftorch.client.portforward import PortForwarder, resolver
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
 from tests.integration._docker import docker_for_nodes
+from tests.integration._wait import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -72,12 +72,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Ite
             if a.log_path.exists():
                 print(f"--- {a.name} log tail ---", *a.log_path.read_text().splitlines()[-30:], sep="\n")
 
-
-def eventually(check: Callable[[], bool], timeout: float = 90.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def apply(masters: LocalMasters, tmp_path: Path, manifest: str) -> str:

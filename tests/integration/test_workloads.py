@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from raftorch.client import Client
 from raftorch.errors import Invalid, NotFound
 from raftorch.local.masters import LocalMasters
 from raftorch.objects import TEST_EVERY_SECONDS_ANNOTATION
+from tests.integration._wait import eventually
 
 pytestmark = pytest.mark.processes
 
@@ -51,12 +52,6 @@ def fleet(cluster: LocalMasters) -> Iterator[HollowFleet]:
     finally:
         nodes.stop()
 
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _node_ready(c: Client, name: str) -> bool:

@@ -6,8 +6,7 @@ Run under the heavy-tests lock: flock /tmp/raftorch-heavy.lock pytest tests/inte
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
 from tests.integration._docker import docker_for_nodes
+from tests.integration._wait import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -86,12 +86,6 @@ def _ready_nodes(c: Client) -> set[str]:
     return {n.metadata.name for n in nodes if isinstance(n, objects_pb2.Node)
             and any(cd.type == "Ready" and cd.status == "True" for cd in n.status.conditions)}
 
-
-def eventually(check: Callable[[], bool], timeout: float = 90.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def raftctl(masters: LocalMasters, tmp_path: Path, *args: str) -> Result:
