@@ -195,6 +195,7 @@ class ControllerManager(WorkloadSteps):
         self._unschedulable_reasons: dict[str, str] = {}
         self._config_problems: dict[NameKey, str] = {}  # pod -> the config problem an event told
         self._create_failures: dict[str, str] = {}  # replica set uid -> why its pods may not be created
+        self._cron_skips = {}
         self.bound = 0
         # Back-off of the whole loop, and of each step on its own.
         self.loop_backoff = Backoff(mono)

@@ -36,7 +36,11 @@ from raftorch.master.controllers import (
     plan_job,
     plan_taint_evictions,
 )
+from raftorch.master.controllers._util import FAILED
+from raftorch.master.controllers.job import COMPLETE
+from raftorch.master.events import EventRecorder
 from raftorch.objects import kind_of
+from raftorch.objects.events import NORMAL, WARNING, Ref
 
 if TYPE_CHECKING:
     from raftorch.master.manager import Writer
@@ -69,6 +73,10 @@ def _changed(old: Message, new: Message) -> bool:
     return old.SerializeToString(deterministic=True) != new.SerializeToString(deterministic=True)
 
 
+def _finished(status: objects_pb2.JobStatus) -> objects_pb2.Condition | None:
+    return next((c for c in status.conditions if c.type in (COMPLETE, FAILED) and c.status == "True"), None)
+
+
 def _level(cache: ObjectCache, namespace: str) -> str:
     for ns in cache.items("Namespace"):
         if isinstance(ns, objects_pb2.Namespace) and ns.metadata.name == namespace:
@@ -90,7 +98,19 @@ class WorkloadSteps:
     registry: Writer
     term: int
     wall: Callable[[], float]
+    events: EventRecorder
     _wake_at: float = math.inf
+    # cron job uid -> the last skip recorded as an event: a skip is re-planned on every pass
+    # until the next schedule, and must not make an event write each time.
+    _cron_skips: dict[str, str]
+
+    def _pods_created_and_deleted(self, source: str, owner: objects_pb2.Job | objects_pb2.DaemonSet,
+                                  created: tuple[objects_pb2.Pod, ...], deleted: tuple[str, ...]) -> None:
+        ref = Ref.of(owner)
+        for pod in created:
+            self.events.emit(source, ref, "SuccessfulCreate", f"Created pod: {pod.metadata.name}")
+        for name in deleted:
+            self.events.emit(source, ref, "SuccessfulDelete", f"Deleted pod: {name}")
 
     def _wake(self, when: float | None) -> None:
         if when is not None and when < self._wake_at:
@@ -128,6 +148,13 @@ class WorkloadSteps:
             for name in plan.delete:
                 futures.append(self.registry.delete(pod_kind, job.metadata.namespace, name,
                                                     by_name[name].metadata.resource_version, fence_term=self.term))
+            self._pods_created_and_deleted("job-controller", job, plan.create, plan.delete)
+            done = _finished(plan.status)
+            if done is not None and _finished(job.status) is None:
+                if done.type == COMPLETE:
+                    self.events.emit("job-controller", Ref.of(job), "Completed", "Job completed")
+                else:
+                    self.events.emit("job-controller", Ref.of(job), done.reason, done.message, WARNING)
             if _changed(job.status, plan.status):
                 updated = objects_pb2.Job()
                 updated.CopyFrom(job)
@@ -139,6 +166,9 @@ class WorkloadSteps:
 
     def _cronjobs(self, cache: ObjectCache) -> list[Future[Message]]:
         crons = list(cache.items("CronJob"))
+        alive = {c.metadata.uid for c in crons if isinstance(c, objects_pb2.CronJob)}
+        for uid in [u for u in self._cron_skips if u not in alive]:
+            del self._cron_skips[uid]
         jobs_by_owner = _owned(cache, "Job", crons)
         futures: list[Future[Message]] = []
         job_kind = kind_of("Job")
@@ -149,14 +179,21 @@ class WorkloadSteps:
             plan = plan_cronjob(cron, jobs, now)
             self._wake(plan.wake_at)
             where = f"{cron.metadata.namespace}/{cron.metadata.name}"
-            if plan.skipped:
+            ref = Ref.of(cron)
+            if plan.skipped and self._cron_skips.get(cron.metadata.uid) != plan.skipped:
+                self._cron_skips[cron.metadata.uid] = plan.skipped
                 log.info("cronjob_skipped", cronjob=where, reason=plan.skipped)
+                self.events.emit("cronjob-controller", ref, plan.skipped_reason, plan.skipped,
+                                 WARNING if plan.skipped_reason == "MissSchedule" else NORMAL)
             by_name = {j.metadata.name: j for j in jobs}
             for name in plan.delete:
                 futures.append(self.registry.delete(job_kind, cron.metadata.namespace, name,
                                                     by_name[name].metadata.resource_version, fence_term=self.term))
+                self.events.emit("cronjob-controller", ref, "SuccessfulDelete", f"Deleted job {name}")
             if plan.create is not None:
                 log.info("cronjob_run", cronjob=where, job=plan.create.metadata.name)
+                self.events.emit("cronjob-controller", ref, "SuccessfulCreate",
+                                 f"Created job {plan.create.metadata.name}")
                 # The job first: if this leader dies before the status write, the next one finds
                 # the job by its name and only records the time.
                 futures.append(self.registry.create(plan.create, fence_term=self.term))
@@ -201,6 +238,7 @@ class WorkloadSteps:
             for name in plan.delete:
                 futures.append(self.registry.delete(pod_kind, ds.metadata.namespace, name,
                                                     by_name[name].metadata.resource_version, fence_term=self.term))
+            self._pods_created_and_deleted("daemonset-controller", ds, plan.create, plan.delete)
             if _changed(ds.status, plan.status):
                 updated = objects_pb2.DaemonSet()
                 updated.CopyFrom(ds)

@@ -33,7 +33,8 @@ class Ref:
     uid: str = ""
 
     @staticmethod
-    def of(msg: objects_pb2.Pod | objects_pb2.Node | objects_pb2.ReplicaSet | objects_pb2.Deployment) -> Ref:
+    def of(msg: objects_pb2.Pod | objects_pb2.Node | objects_pb2.ReplicaSet | objects_pb2.Deployment
+           | objects_pb2.Job | objects_pb2.CronJob | objects_pb2.DaemonSet) -> Ref:
         kind = type(msg).DESCRIPTOR.name
         return Ref(kind, msg.metadata.namespace, msg.metadata.name, msg.metadata.uid)
 

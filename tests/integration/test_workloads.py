@@ -104,6 +104,13 @@ def _finished(c: Client, name: str) -> objects_pb2.Condition | None:
     return None
 
 
+def _events(c: Client, kind: str, name: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the events about one object (written about once a second)."""
+    items, _ = c.objects.list("events", "default")
+    return [(e.type, e.reason, e.message) for e in items if isinstance(e, objects_pb2.Event)
+            and e.involved_object.kind == kind and e.involved_object.name == name]
+
+
 def _pods(c: Client, selector: str) -> list[objects_pb2.Pod]:
     items, _ = c.objects.list("pods", "default", label_selector=selector)
     return [p for p in items if isinstance(p, objects_pb2.Pod)]
@@ -159,6 +166,11 @@ def test_job_runs_completions_at_most_parallelism_at_once_and_wait_returns(clust
         got = raftctl(cluster, tmp_path, "get", "jobs")
         assert got.output.split("\n")[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
         assert got.output.split("\n")[1].split()[:3] == ["batch", "Complete", "5/5"]
+        # The job controller's events, as `raftctl describe job` shows them.
+        eventually(lambda: ("Normal", "Completed", "Job completed") in _events(c, "Job", "batch"),
+                   what="the Completed event")
+        created = sorted(m for _, reason, m in _events(c, "Job", "batch") if reason == "SuccessfulCreate")
+        assert created == sorted(f"Created pod: {name}" for name in watch.pods)
 
 
 def test_wait_times_out_with_a_non_zero_exit(cluster: LocalMasters, fleet: HollowFleet, tmp_path: Path) -> None:
@@ -177,6 +189,8 @@ def test_failing_job_fails_after_backoff_limit_plus_one_pods(cluster: LocalMaste
         assert cond is not None and (cond.type, cond.reason) == ("Failed", "BackoffLimitExceeded")
         pods = _pods(c, "job-name=broken")
         assert len(pods) == 3 and all(p.status.phase == "Failed" for p in pods)
+        eventually(lambda: ("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+                   in _events(c, "Job", "broken"), what="the BackoffLimitExceeded event")
 
 
 def test_active_deadline_kills_pods_and_fails_the_job(cluster: LocalMasters, fleet: HollowFleet) -> None:
@@ -236,6 +250,9 @@ def test_daemonset_one_per_node_follows_nodes_and_rolls(cluster: LocalMasters, f
         c.objects.create(daemon_set("logs"))
         eventually(lambda: {n: len(v) for n, v in _by_node(c, "logs").items()} == dict.fromkeys(NODES, 1),
                    what="one pod on each of 3 nodes")
+        first = sorted(f"Created pod: {p.metadata.name}" for p in _pods(c, "app=logs"))
+        eventually(lambda: sorted(m for _, reason, m in _events(c, "DaemonSet", "logs")
+                                  if reason == "SuccessfulCreate") == first, what="a SuccessfulCreate per pod")
         extra = HollowFleet(cluster.endpoints, ["node-d"], heartbeat_period=HEARTBEAT)
         extra.start()
         try:
@@ -356,6 +373,9 @@ def test_cronjob_runs_on_each_scheduled_time(cluster: LocalMasters, fleet: Hollo
         assert instants == list(range(instants[0], instants[0] + 2 * len(instants), 2))  # none missed, none twice
         eventually(lambda: any(_finished(c, j.metadata.name) for j in _cron_jobs(c, "tick")),
                    what="a run completed")
+        first = _cron_jobs(c, "tick")[0].metadata.name
+        eventually(lambda: ("Normal", "SuccessfulCreate", f"Created job {first}") in _events(c, "CronJob", "tick"),
+                   what="the cron job's SuccessfulCreate event")
 
 
 def test_cronjob_forbid_skips_runs_while_one_is_active(cluster: LocalMasters, fleet: HollowFleet) -> None:
@@ -374,6 +394,9 @@ def test_cronjob_forbid_skips_runs_while_one_is_active(cluster: LocalMasters, fl
 
         eventually(skipped_twice, what="two schedules skipped")
         assert [j.metadata.name for j in _cron_jobs(c, "single")] == [first]
+        eventually(lambda: any(reason == "JobAlreadyActive" and "a job is still active" in message
+                               for _, reason, message in _events(c, "CronJob", "single")),
+                   what="the JobAlreadyActive event")
 
 
 def test_leader_killed_at_the_scheduled_instant_runs_it_once(cluster: LocalMasters, fleet: HollowFleet) -> None:

@@ -41,6 +41,7 @@ class CronJobPlan:
     status: objects_pb2.CronJobStatus
     wake_at: float | None  # the next scheduled time
     skipped: str = ""  # why a due time did not run, for an event
+    skipped_reason: str = ""  # the event's reason: MissSchedule or JobAlreadyActive
 
 
 def _zone(cron: objects_pb2.CronJob) -> tzinfo:
@@ -97,7 +98,7 @@ def plan_cronjob(cron: objects_pb2.CronJob, jobs: Sequence[objects_pb2.Job], now
         delete.extend(j.metadata.name for j in ordered[:max(0, len(ordered) - limit)])
 
     create: objects_pb2.Job | None = None
-    skipped = ""
+    skipped = skipped_reason = ""
     latest, following, unit = schedule_times(cron, now)
     last = parse_time(status.last_schedule_time) or parse_time(cron.metadata.creation_timestamp)
     due = not spec.suspend and not cron.metadata.deletion_timestamp and (last is None or latest > last)
@@ -111,8 +112,10 @@ def plan_cronjob(cron: objects_pb2.CronJob, jobs: Sequence[objects_pb2.Job], now
             status.last_schedule_time = format_time(latest)  # made by an earlier leader; record it
         elif spec.HasField("starting_deadline_seconds") and late > spec.starting_deadline_seconds:
             skipped = f"missed the schedule at {format_time(latest)} by more than {spec.starting_deadline_seconds}s"
+            skipped_reason = "MissSchedule"
         elif active and spec.concurrency_policy == "Forbid":
             skipped = f"a job is still active; skipped the schedule at {format_time(latest)}"
+            skipped_reason = "JobAlreadyActive"
             status.last_schedule_time = format_time(latest)
         else:
             if active and spec.concurrency_policy == "Replace":
@@ -128,7 +131,8 @@ def plan_cronjob(cron: objects_pb2.CronJob, jobs: Sequence[objects_pb2.Job], now
             status.active.add(kind="Job", namespace=j.metadata.namespace, name=j.metadata.name, uid=j.metadata.uid)
     if create is not None:
         status.active.add(kind="Job", namespace=create.metadata.namespace, name=create.metadata.name)
-    return CronJobPlan(create, tuple(sorted(gone)), status, None if spec.suspend else following, skipped)
+    return CronJobPlan(create, tuple(sorted(gone)), status, None if spec.suspend else following, skipped,
+                       skipped_reason)
 
 
 def _started(job: objects_pb2.Job) -> tuple[float, str]:
