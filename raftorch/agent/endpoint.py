@@ -20,8 +20,8 @@ import grpc
 from raftorch import rpc
 from raftorch.agent.runtime.base import RUNNING, ContainerInfo, ContainerRuntime
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
-from raftorch.errors import NotFound, PermissionDenied, RaftorchError, Unavailable
-from raftorch.objects import is_mirror
+from raftorch.errors import NotFound, RaftorchError, Unavailable
+from raftorch.objects import check_host_port_forward, is_mirror
 
 FindPod = Callable[[str, str], "objects_pb2.Pod | None"]
 # How often a blocked tunnel looks up from its socket (client gone? idle too long?).
@@ -61,11 +61,8 @@ def forward_target(pod: objects_pb2.Pod | None, running: Sequence[ContainerInfo]
     ip = next((c.ip for c in mine if c.ip), "") or (node_ip if pod.spec.host_network else "")
     if not ip:
         raise Unavailable(f"{where} has no address on this node yet")
-    declared = {p.container_port for c in pod.spec.containers for p in c.ports}
-    if (ip == node_ip or pod.spec.host_network) and port not in declared:
-        listed = ", ".join(str(p) for p in sorted(declared)) or "none"
-        raise PermissionDenied(f"{where} shares the node's address: port-forward reaches only the ports its "
-                               f"containers declare ({listed}), not port {port}")
+    if ip == node_ip or pod.spec.host_network:
+        check_host_port_forward(pod, port)
     return ip, port
 
 

@@ -15,10 +15,10 @@ import grpc.aio
 
 from raftorch import rpc
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
-from raftorch.errors import Conflict, Invalid, PermissionDenied, RaftorchError, Unavailable
+from raftorch.errors import Conflict, Invalid, RaftorchError, Unavailable
 from raftorch.master.forward import LeaderForwarder
 from raftorch.master.registry import Registry
-from raftorch.objects import NODE, POD, is_mirror
+from raftorch.objects import NODE, POD, check_host_port_forward, is_mirror
 
 # Streams relayed by one master at once, per kind: an asyncio relay costs little, but each
 # holds a stream on an agent, and agents cap theirs too.
@@ -35,12 +35,8 @@ def check_forward(pod: objects_pb2.Pod, port: int) -> None:
         raise Invalid(f"{where} stands for a system process: it cannot be port-forwarded to")
     if pod.status.phase != "Running" or not pod.status.pod_ip:
         raise Conflict(f"{where} is not running (phase {pod.status.phase or 'Pending'})")
-    declared = {p.container_port for c in pod.spec.containers for p in c.ports}
-    shares_host = pod.spec.host_network or pod.status.pod_ip == pod.status.host_ip
-    if shares_host and port not in declared:
-        listed = ", ".join(str(p) for p in sorted(declared)) or "none"
-        raise PermissionDenied(f"{where} shares the node's address: port-forward reaches only the ports its "
-                               f"containers declare ({listed}), not port {port}")
+    if pod.spec.host_network or pod.status.pod_ip == pod.status.host_ip:
+        check_host_port_forward(pod, port)
 
 
 class PodsService(agents_pb2_grpc.PodsServicer):

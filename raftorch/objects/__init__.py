@@ -43,6 +43,7 @@ from raftorch.objects.kinds import (
 from raftorch.objects.meta import (
     CREATE_CONTAINER_CONFIG_ERROR,
     MIRROR_ANNOTATION,
+    check_host_port_forward,
     controller_of,
     format_time,
     get_condition,
@@ -127,6 +128,7 @@ __all__ = [
     "Requirement",
     "apply_defaults",
     "check_field_selector",
+    "check_host_port_forward",
     "check_object_size",
     "check_unknown_fields",
     "controller_of",

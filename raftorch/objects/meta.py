@@ -11,13 +11,14 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
-from raftorch.errors import Invalid
+from raftorch.errors import Invalid, PermissionDenied
 from raftorch.objects._checks import quote
 from raftorch.objects.kinds import kind_of_message, unwrap
 
 __all__ = [
     "CREATE_CONTAINER_CONFIG_ERROR",
     "MIRROR_ANNOTATION",
+    "check_host_port_forward",
     "controller_of",
     "format_time",
     "get_condition",
@@ -171,3 +172,15 @@ def is_mirror(pod: objects_pb2.Pod) -> bool:
 def pod_is_terminal(pod: objects_pb2.Pod) -> bool:
     """Whether the pod has finished for good: it will not run again."""
     return pod.status.phase in TERMINAL_PHASES
+
+
+def check_host_port_forward(pod: objects_pb2.Pod, port: int) -> None:
+    """A pod that shares its node's address (host network, process runtime) is reached by a
+    port-forward only on the ports its containers declare, never on every port of the host.
+    The master checks this against the pod's status, the agent against what its runtime runs."""
+    declared = {p.container_port for c in pod.spec.containers for p in c.ports}
+    if port not in declared:
+        listed = ", ".join(str(p) for p in sorted(declared)) or "none"
+        raise PermissionDenied(f"pod {pod.metadata.namespace}/{pod.metadata.name} shares the node's address: "
+                               f"port-forward reaches only the ports its containers declare ({listed}), not "
+                               f"port {port}")

@@ -11,7 +11,7 @@ MODULES = ["defaults", "kinds", "meta", "quantity", "scheduling", "selectors", "
 
 EXPECTED = {
     # pods the agents run for themselves, and why a container waits
-    "MIRROR_ANNOTATION", "CREATE_CONTAINER_CONFIG_ERROR", "is_mirror",
+    "MIRROR_ANNOTATION", "CREATE_CONTAINER_CONFIG_ERROR", "is_mirror", "check_host_port_forward",
     # scheduling and workloads
     "NODE_SELECTOR_OPERATORS", "TAINT_EFFECTS", "TOLERATION_OPERATORS", "JOB_NAME_LABEL",
     "TEST_EVERY_SECONDS_ANNOTATION", "cron_schedule_error", "job_from_cron_job",
