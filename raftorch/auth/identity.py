@@ -128,6 +128,12 @@ def identity_of(context: object = None) -> Identity:
     return ident
 
 
+def current_identity() -> Identity | None:
+    """The caller the interceptor authenticated for this request, if any (never the insecure
+    fallback: callers of an insecure master are not told apart)."""
+    return _current.get()
+
+
 def set_identity(ident: Identity | None) -> contextvars.Token[Identity | None]:
     """Used by the interceptor (and by tests) to set the caller for the current context."""
     return _current.set(ident)

@@ -23,6 +23,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
+from raftorch.auth.identity import current_identity
 from raftorch.errors import Internal, Invalid, RaftorchError, ResourceExhausted
 from raftorch.master.metrics import MasterMetrics, bound, method_labels
 from raftorch.master.validation import check_message, check_request_size
@@ -37,10 +38,14 @@ WATCH_METHODS = frozenset({"raftorch.v1.KV.Watch", "raftorch.v1.Resources.Watch"
 
 
 def client_of(context: grpc.aio.ServicerContext) -> str:
-    """Whom a request counts against: the connection's peer address for now. Once clients
-    authenticate, this becomes their identity, and every cap follows."""
-    peer: str = context.peer() or "unknown"
-    return peer
+    """Whom a stream counts against: the authenticated caller, so that more connections do not
+    buy more streams. Masters relay for many callers (leader forwarding) and an insecure master
+    knows no callers: those count by connection, as before."""
+    ident = current_identity()
+    if ident is None or ident.kind == "master":
+        peer: str = context.peer() or "unknown"
+        return f"connection {peer}"
+    return f"{ident.kind} {ident.name}"
 
 
 @dataclass
@@ -56,7 +61,7 @@ class StreamCaps:
         cap = self.caps[group]
         if count >= cap:
             what = "watches" if group == "watch" else "streams (heartbeats, logs, port-forwards)"
-            raise ResourceExhausted(f"this client already has {count} open {what} on this master, the limit; "
+            raise ResourceExhausted(f"{client} already has {count} open {what} on this master, the limit; "
                                     "close some first")
         self._open[key] = count + 1
 

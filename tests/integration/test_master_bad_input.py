@@ -355,9 +355,16 @@ def test_streams_per_client_are_capped(tmp_path: Path) -> None:
                 next(refused)
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "watches" in (info.value.details() or "")
-            # Another connection is another client (channels of one process share connections
-            # unless told not to).
-            with rpc.channel(cluster.endpoints[0], cluster.credentials, own_connection=True) as other:
+            # The cap follows the caller, not the connection: another connection with the same
+            # credentials is refused too, while another caller (a token) has its own watches.
+            with rpc.channel(cluster.endpoints[0], cluster.credentials, own_connection=True) as same:
+                with pytest.raises(grpc.RpcError) as info:
+                    next(kv_pb2_grpc.KVStub(same).Watch(kv_pb2.WatchRequest(key="d")))
+                assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            with cluster.client() as admin:
+                token = admin.auth.create_token("other-user", "admin").token
+            with rpc.channel(cluster.endpoints[0], rpc.Credentials(cluster.credentials.ca_pem, token=token),
+                             own_connection=True) as other:
                 next(kv_pb2_grpc.KVStub(other).Watch(kv_pb2.WatchRequest(key="d")))
             # Closing one frees its place.
             opened[0].cancel()
