@@ -42,7 +42,7 @@ from raftorch.errors import NotLeader, Unavailable, UnknownOutcome
 from raftorch.store.journal import DurableJournal, sync_directory
 from raftorch.store.machine import BATCH_FORMAT, StateMachine
 from raftorch.store.peer_transport import APPEND_BATCH_BYTES, PeerTransport
-from raftorch.store.read_index import ReadIndexTracker
+from raftorch.store.read_index import ReadIndexTracker, fail, resolve
 from raftorch.store.snapshot import dump_state, load_state
 from raftorch.store.watch import WatchHub
 
@@ -177,7 +177,15 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
             if commit > self._durable_commit:
                 self._SyncObj__raftCommitIndex = self._durable_commit
                 self._journal.setRaftCommitIndex(self._durable_commit)
-        return bool(SyncObj._SyncObj__applyLogEntries(self))
+        applied = bool(SyncObj._SyncObj__applyLogEntries(self))
+        # pysyncobj sends append-entries after applying, only to tell followers the new commit
+        # index. When a proposal is queued (the next group, submitted by the callbacks just
+        # run), the same tick sends its entry with that commit index: skip the empty round.
+        return applied and not (self._isLeader() and self._commands_queued())
+
+    def _commands_queued(self) -> bool:
+        queue = getattr(self, "_SyncObj__commandsQueue")  # noqa: B009 - pysyncobj's private field
+        return bool(getattr(queue, "_FastQueue__queue", None))
 
     def _entry_term(self, index: int) -> int:
         journal = self._journal
@@ -246,6 +254,10 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
     def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
         self._replica.reads.on_disconnect(node)
         SyncObj._SyncObj__onNodeDisconnected(self, node)
+
+    def _SyncObj__sendAppendEntries(self) -> None:
+        self._replica.reads.on_round()
+        SyncObj._SyncObj__sendAppendEntries(self)
 
     def request_heartbeat(self) -> None:
         """Make the Raft thread send append-entries to every follower now (any thread)."""
@@ -419,7 +431,8 @@ class RaftReplica:
         term = self.term
         if self.is_leader and self.machine.fence_term == term:
             future = self.reads.add(term, int(self._node.raftCommitIndex), list(self._node.otherNodes))
-            self._node.request_heartbeat()
+            if self.reads.claim_round():
+                self._node.request_heartbeat()
             return future
         return self.barrier()
 
@@ -474,15 +487,14 @@ class RaftReplica:
         if err == FAIL_REASON.SUCCESS:
             it = iter(results)
             for sub in taken:
-                sub.future.set_result(next(it) if sub.command is not None else None)
+                resolve(sub.future, next(it) if sub.command is not None else None)
             return
         if err in _RETRYABLE:
             exc: Exception = NotLeader(f"not applied: {_RETRYABLE[err]}; retry")
         else:
             exc = UnknownOutcome("leader changed before the write was confirmed; it may have been applied")
         for sub in taken:
-            if not sub.future.done():
-                sub.future.set_exception(exc)
+            fail(sub.future, exc)
 
     # -- pysyncobj callbacks (its tick thread) -----------------------------------------
 
@@ -592,7 +604,7 @@ class RaftReplica:
             self._stopped = True
             pending, self._pending = self._pending, deque()
         for sub in pending:
-            sub.future.set_exception(Unavailable("this master is shutting down"))
+            fail(sub.future, Unavailable("this master is shutting down"))
         self._node.destroy()
         self.hub.close()
         deadline = time.monotonic() + 5
