@@ -228,3 +228,41 @@ def test_term_and_vote_are_synced_with_their_directory_before_set_current_term_r
     finally:
         monkeypatch.undo()
         j.close()
+
+
+def test_sync_pending_makes_written_entries_synced_on_the_calling_thread(tmp_path: Path) -> None:
+    calls: list[str] = []
+    gate = threading.Event()
+
+    def sync(fd: int) -> None:
+        calls.append(threading.current_thread().name)
+        if threading.current_thread().name == "journal-sync":
+            gate.wait(10)  # the syncer is slow: the caller does not wait for it
+
+    j = DurableJournal(tmp_path / "raft.journal", sync=sync)
+    try:
+        j.add(b"a", 1, 1)
+        j.add(b"b", 2, 1)
+        assert j.sync_pending()
+        assert j.synced_index == 2
+        assert threading.current_thread().name in calls
+    finally:
+        gate.set()
+        j.close()
+
+
+def test_a_failed_sync_pending_leaves_the_entries_unsynced(tmp_path: Path) -> None:
+    broken = threading.Event()
+
+    def failing(fd: int) -> None:
+        if broken.is_set():
+            raise OSError(5, "I/O error")
+
+    j = DurableJournal(tmp_path / "raft.journal", sync=failing)
+    try:
+        broken.set()
+        j.add(b"a", 1, 1)
+        assert not j.sync_pending()
+        assert j.synced_index == 0
+    finally:
+        j.close()
