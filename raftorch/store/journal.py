@@ -343,33 +343,6 @@ class DurableJournal(Journal):  # type: ignore[misc]
             if self.on_synced is not None:
                 self.on_synced()
 
-    def sync_pending(self) -> bool:
-        """Sync on the calling thread what is written and not yet synced; False if the sync
-        failed (the syncer thread retries). For a follower about to acknowledge: handing the
-        sync to the syncer and being woken back costs its Raft thread a whole tick and two
-        thread switches per entry, more than the sync itself."""
-        if not self.durable:
-            return True
-        with self._lock:
-            if self._closed:
-                return False
-            self._dirty = False  # the syncer, if not already at it, has nothing left to do
-            generation = self._generation
-            target = self._entries[-1][1] if self._entries else 0
-        try:
-            with self._fd_lock:
-                self._sync(self._fd)
-        except OSError as exc:
-            log.error("journal_sync_failed", path=str(self.path), error=str(exc))
-            with self._lock:
-                self._dirty = True
-                self._lock.notify()
-            return False
-        with self._lock:
-            if generation == self._generation:
-                self._synced = max(self._synced, target)
-        return True
-
     def _sync_now(self, fd: int) -> None:
         if self.durable:
             self._sync(fd)

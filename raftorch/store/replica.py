@@ -116,9 +116,7 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
     """pysyncobj's SyncObj with the overrides raftorch needs, each explained where it is.
 
     Durability: an entry counts toward a commit only once it is synced on the replicas that
-    count (`_SyncObj__applyLogEntries` on the leader, `_SyncObj__sendNextNodeIdx` on followers).
-    A follower syncs on its Raft thread right before it acknowledges; the leader leaves its own
-    sync to the journal's syncer thread, in parallel with the followers' round trip."""
+    count (`_SyncObj__applyLogEntries` on the leader, `_SyncObj__sendNextNodeIdx` on followers)."""
 
     def __init__(self, replica: RaftReplica, self_addr: str, others: list[str], conf: SyncObjConf,
                  journal: DurableJournal) -> None:
@@ -143,9 +141,6 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
         if nextNodeIdx is None:
             nextNodeIdx = int(self._journal[-1][1]) + 1
         journal = self._journal
-        if (success and not self._held_acks and journal.synced_index < nextNodeIdx - 1
-                and not self._isLeader()):
-            journal.sync_pending()
         if self._held_acks or (success and journal.synced_index < nextNodeIdx - 1):
             self._held_acks.append((node, reset, nextNodeIdx, success, journal.generation))
             return
