@@ -112,6 +112,22 @@ def test_a_write_is_acknowledged_only_once_synced_on_a_majority(
     assert all(s.calls > 0 for s in spies.values())
 
 
+def test_followers_apply_a_lone_write_without_another_one_to_carry_the_commit_index(
+        replicas: tuple[dict[str, RaftReplica], dict[str, SyncSpy]]) -> None:
+    # The leader holds back the commit notice for the next proposal to carry it; with no next
+    # proposal it must still go out on its own.
+    nodes, _ = replicas
+    wait_until(lambda: any(r.is_leader for r in nodes.values()), "a leader")
+    leader = next(r for r in nodes.values() if r.is_leader)
+    put = kv_pb2.PutRequest(key="lone", value=b"write")
+    leader.submit(store_pb2.Command(request_id="lone-1", put=put)).result(WAIT)
+    applied = leader.status().applied_index
+    for name, replica in nodes.items():
+        wait_until(lambda r=replica: r.status().applied_index >= applied, f"{name} to apply the write")
+        with replica.reading() as machine:
+            assert machine.range(kv_pb2.RangeRequest(key="lone")).kvs[0].value == b"write"
+
+
 # -- a real master syncs what it acknowledges (strace) ------------------------------------
 
 
