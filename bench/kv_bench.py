@@ -497,7 +497,13 @@ def run_failover(masters: LocalMasters, runs: int) -> FailoverResult:
 # -- output -----------------------------------------------------------------------------
 
 HEADER = (f"{'operation':<20}{'threads':>8}{'procs':>6}{'ops/s':>9}{'target':>9}{'':>5}"
-          f"{'p50 ms':>8}{'p99 ms':>8}{'etcd p50/p99':>14}{'leader CPU':>12}{'client CPU':>12}{'errors':>8}")
+          f"{'p50 ms':>8}{'p99 ms':>8}{'etcd p50/p99':>14}{'leader CPU':>12}{'client CPU':>12}{'errors':>8}"
+          f"{'CPU ms/op':>11}")
+
+
+def cpu_ms_per_op(row: RowResult) -> float:
+    """CPU time of all the cluster's members (leader and followers) per operation."""
+    return 10 * sum(row.master_cpu_pct.values()) / row.ops_per_s if row.ops_per_s else float("nan")
 
 
 def format_row(row: RowResult, target: Target) -> str:
@@ -506,7 +512,7 @@ def format_row(row: RowResult, target: Target) -> str:
     return (f"{OP_LABELS[row.op]:<20}{row.threads:>8}{row.processes:>6}{row.ops_per_s:>9,.0f}"
             f"{'>=' + format(target.ops_per_s, ',.0f'):>9}{verdict:>5}{row.p50_ms:>8.1f}{row.p99_ms:>8.1f}"
             f"{etcd:>14}{row.leader_cpu_pct:>11.0f}%{'*' if row.leader_changed else ' '}"
-            f"{row.client_cpu_pct:>10.0f}%{row.errors:>8}")
+            f"{row.client_cpu_pct:>10.0f}%{row.errors:>8}{cpu_ms_per_op(row):>11.2f}")
 
 
 def format_failover(result: FailoverResult) -> list[str]:
@@ -599,12 +605,13 @@ def preload_etcd(endpoint: str) -> None:
 
 def format_same_run(rows: list[RowResult], etcd: list[RowResult]) -> list[str]:
     lines = [f"{'operation':<20}{'threads':>8}{'raftorch ops/s':>16}{'etcd ops/s':>12}{'ratio':>8}"
-             f"{'raftorch p50/p99 ms':>21}{'etcd p50/p99 ms':>17}{'leader CPU r/e':>16}"]
+             f"{'raftorch p50/p99 ms':>21}{'etcd p50/p99 ms':>17}{'leader CPU r/e':>16}{'CPU ms/op r/e':>15}"]
     for row, base in zip(rows, etcd, strict=True):
         lines.append(f"{OP_LABELS[row.op]:<20}{row.threads:>8}{row.ops_per_s:>16,.0f}{base.ops_per_s:>12,.0f}"
                      f"{_ratio(row, base)}{f'{row.p50_ms:.1f}/{row.p99_ms:.1f}':>21}"
                      f"{f'{base.p50_ms:.1f}/{base.p99_ms:.1f}':>17}"
-                     f"{f'{row.leader_cpu_pct:.0f}%/{base.leader_cpu_pct:.0f}%':>16}")
+                     f"{f'{row.leader_cpu_pct:.0f}%/{base.leader_cpu_pct:.0f}%':>16}"
+                     f"{f'{cpu_ms_per_op(row):.2f}/{cpu_ms_per_op(base):.2f}':>15}")
     return lines
 
 
@@ -741,7 +748,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     print()
     print(machine_note())
     print(f"rows of {args.duration:g} s after {args.warmup:g} s warm-up; keys {KEY_BYTES} B, values "
-          f"{VALUE_BYTES} B; targets: etcd 3.4 on this machine; CPU in % of one core")
+          f"{VALUE_BYTES} B; targets: etcd 3.4 on this machine; CPU in % of one core; "
+          "CPU ms/op = CPU time of all members (leader and followers) per operation")
     print()
     print(HEADER)
     by_key = {(t.op, t.threads): t for t in THROUGHPUT_TARGETS}
