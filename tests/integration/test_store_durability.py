@@ -128,6 +128,28 @@ def test_followers_apply_a_lone_write_without_another_one_to_carry_the_commit_in
             assert machine.range(kv_pb2.RangeRequest(key="lone")).kvs[0].value == b"write"
 
 
+def test_a_write_whose_waiter_gave_up_is_applied_once_and_later_writes_complete(
+        replicas: tuple[dict[str, RaftReplica], dict[str, SyncSpy]]) -> None:
+    # A gRPC handler that times out stops waiting; the command may still commit, and the Raft
+    # thread must then resolve the abandoned future without failing the rest of its batch.
+    nodes, _ = replicas
+    wait_until(lambda: any(r.is_leader for r in nodes.values()), "a leader")
+    leader = next(r for r in nodes.values() if r.is_leader)
+    abandoned = [leader.submit(store_pb2.Command(request_id=f"gone-{i}",
+                                                 put=kv_pb2.PutRequest(key=f"gone/{i}", value=b"v")))
+                 for i in range(20)]
+    for future in abandoned:
+        future.cancel()
+    later = leader.submit(store_pb2.Command(request_id="later", put=kv_pb2.PutRequest(key="later", value=b"v")))
+    assert later.result(WAIT).WhichOneof("result") == "put"
+    revision = leader.machine.revision
+    for name, replica in nodes.items():
+        wait_until(lambda r=replica: r.machine.revision >= revision, f"{name} to catch up")
+        assert replica.machine.revision == revision, f"{name} applied a different number of writes"
+        with replica.reading() as machine:
+            assert len(machine.range(kv_pb2.RangeRequest(key="gone/", prefix=True)).kvs) == 20
+
+
 # -- a real master syncs what it acknowledges (strace) ------------------------------------
 
 
