@@ -72,6 +72,7 @@ class ReadIndexTracker:
             pending, self._pending = self._pending, []
             self._sent.clear()
             self._acked.clear()
+            self._round_wanted = False
         for read in pending:
             fail(read.future, NotLeader("leadership changed during a read; retry"))
 
