@@ -43,8 +43,10 @@ import multiprocessing.connection
 import os
 import platform
 import random
+import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -278,8 +280,10 @@ class Load:
 
 
 def run_load(endpoints: list[str], backend: str, op: str, threads: int, processes: int, duration: float,
-             warmup: float, server_cpu: Callable[[], dict[str, float]], creds: Credentials | None = None) -> Load:
-    """Client processes drive `op` against `endpoints` for `duration` after `warmup`."""
+             warmup: float, server_cpu: Callable[[], dict[str, float]], creds: Credentials | None = None,
+             window: Callable[[bool], None] | None = None) -> Load:
+    """Client processes drive `op` against `endpoints` for `duration` after `warmup`; `window` is
+    told when the measured window opens (True) and closes (False)."""
     ctx = multiprocessing.get_context("spawn")
     children: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []
     try:
@@ -298,8 +302,12 @@ def run_load(endpoints: list[str], backend: str, op: str, threads: int, processe
             conn.send((start_at, end_at))
         sleep_until(start_at)
         cpu0 = server_cpu()
+        if window is not None:
+            window(True)
         sleep_until(end_at)
         cpu1 = server_cpu()
+        if window is not None:
+            window(False)
         latencies: list[float] = []
         errors = 0
         client_cpu = 0.0
@@ -335,13 +343,49 @@ def row_result(target: Target, load: Load, duration: float, leader: str, leader_
         met=ops_per_s >= target.ops_per_s)
 
 
-def run_row(masters: LocalMasters, target: Target, processes: int, duration: float, warmup: float
-            ) -> RowResult:
+def run_row(masters: LocalMasters, target: Target, processes: int, duration: float, warmup: float,
+            profile: Path | None = None, gil: bool = False) -> RowResult:
     leader, term = leader_and_term(masters)
+    window = None
+    if profile is not None:
+        proc = masters.masters[leader].proc
+        assert proc is not None
+        window = LeaderProfile(profile / f"{target.op}-{target.threads}-{leader}.txt", proc.pid, gil).window
     load = run_load(masters.endpoints, "raftorch", target.op, target.threads, processes, duration, warmup,
-                    lambda: master_cpu(masters), creds=masters.credentials)
+                    lambda: master_cpu(masters), creds=masters.credentials, window=window)
     leader_after, term_after = leader_and_term(masters)
     return row_result(target, load, duration, leader, leader_after, (term, term_after))
+
+
+class LeaderProfile:
+    """py-spy record (raw, idle threads included) of one process over a row's measured window;
+    bench/kv_profile.py folds the output per thread."""
+
+    def __init__(self, out: Path, pid: int, gil: bool = False) -> None:
+        self.out = out
+        self.pid = pid
+        self.gil = gil
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def window(self, opening: bool) -> None:
+        if opening:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            self._proc = subprocess.Popen(
+                [py_spy, "record", "--pid", str(self.pid), "--rate", "100", "--idle", "--nonblocking",
+                 "--threads", "--function", "--format", "raw", "--output", str(self.out),
+                 *(["--gil"] if self.gil else [])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            return
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_etcd_row(etcd: EtcdCluster, target: Target, processes: int, duration: float, warmup: float
@@ -453,7 +497,13 @@ def run_failover(masters: LocalMasters, runs: int) -> FailoverResult:
 # -- output -----------------------------------------------------------------------------
 
 HEADER = (f"{'operation':<20}{'threads':>8}{'procs':>6}{'ops/s':>9}{'target':>9}{'':>5}"
-          f"{'p50 ms':>8}{'p99 ms':>8}{'etcd p50/p99':>14}{'leader CPU':>12}{'client CPU':>12}{'errors':>8}")
+          f"{'p50 ms':>8}{'p99 ms':>8}{'etcd p50/p99':>14}{'leader CPU':>12}{'client CPU':>12}{'errors':>8}"
+          f"{'CPU ms/op':>11}")
+
+
+def cpu_ms_per_op(row: RowResult) -> float:
+    """CPU time of all the cluster's members (leader and followers) per operation."""
+    return 10 * sum(row.master_cpu_pct.values()) / row.ops_per_s if row.ops_per_s else float("nan")
 
 
 def format_row(row: RowResult, target: Target) -> str:
@@ -462,7 +512,7 @@ def format_row(row: RowResult, target: Target) -> str:
     return (f"{OP_LABELS[row.op]:<20}{row.threads:>8}{row.processes:>6}{row.ops_per_s:>9,.0f}"
             f"{'>=' + format(target.ops_per_s, ',.0f'):>9}{verdict:>5}{row.p50_ms:>8.1f}{row.p99_ms:>8.1f}"
             f"{etcd:>14}{row.leader_cpu_pct:>11.0f}%{'*' if row.leader_changed else ' '}"
-            f"{row.client_cpu_pct:>10.0f}%{row.errors:>8}")
+            f"{row.client_cpu_pct:>10.0f}%{row.errors:>8}{cpu_ms_per_op(row):>11.2f}")
 
 
 def format_failover(result: FailoverResult) -> list[str]:
@@ -508,7 +558,8 @@ def masters_put_rows(args: argparse.Namespace, label: str, extra_args: list[str]
             print(f"{label}: masters {', '.join(masters.endpoints)}; leader {masters.wait_ready(60.0)}", flush=True)
             for target in put_targets():
                 procs = args.processes or default_processes(target.threads)
-                rows.append(run_row(masters, target, procs, args.duration, args.warmup))
+                profile = args.profile / label if args.profile is not None else None
+                rows.append(run_row(masters, target, procs, args.duration, args.warmup, profile, args.profile_gil))
                 print(f"  done: {label} put x{target.threads}", flush=True)
         except Exception:
             print_log_tails(masters)
@@ -554,12 +605,13 @@ def preload_etcd(endpoint: str) -> None:
 
 def format_same_run(rows: list[RowResult], etcd: list[RowResult]) -> list[str]:
     lines = [f"{'operation':<20}{'threads':>8}{'raftorch ops/s':>16}{'etcd ops/s':>12}{'ratio':>8}"
-             f"{'raftorch p50/p99 ms':>21}{'etcd p50/p99 ms':>17}{'leader CPU r/e':>16}"]
+             f"{'raftorch p50/p99 ms':>21}{'etcd p50/p99 ms':>17}{'leader CPU r/e':>16}{'CPU ms/op r/e':>15}"]
     for row, base in zip(rows, etcd, strict=True):
         lines.append(f"{OP_LABELS[row.op]:<20}{row.threads:>8}{row.ops_per_s:>16,.0f}{base.ops_per_s:>12,.0f}"
                      f"{_ratio(row, base)}{f'{row.p50_ms:.1f}/{row.p99_ms:.1f}':>21}"
                      f"{f'{base.p50_ms:.1f}/{base.p99_ms:.1f}':>17}"
-                     f"{f'{row.leader_cpu_pct:.0f}%/{base.leader_cpu_pct:.0f}%':>16}")
+                     f"{f'{row.leader_cpu_pct:.0f}%/{base.leader_cpu_pct:.0f}%':>16}"
+                     f"{f'{cpu_ms_per_op(row):.2f}/{cpu_ms_per_op(base):.2f}':>15}")
     return lines
 
 
@@ -647,6 +699,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="only puts at 1/8/64 threads: journal synced, then --unsafe-no-fsync, then etcd "
                         "(3 members started here when an etcd binary is installed), side by side")
     p.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline (same rows on etcd)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="py-spy record the leader during each row's measured window into DIR "
+                        "(raw, idle threads included; fold with bench/kv_profile.py)")
+    p.add_argument("--profile-gil", action="store_true",
+                   help="with --profile: only samples of the thread holding the GIL (where the CPU goes)")
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
@@ -671,7 +728,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             preload(masters)
             for target in targets:
                 procs = args.processes or default_processes(target.threads)
-                rows.append(run_row(masters, target, procs, args.duration, args.warmup))
+                rows.append(run_row(masters, target, procs, args.duration, args.warmup, args.profile,
+                                    args.profile_gil))
                 print(f"  done: {OP_LABELS[target.op]} x{target.threads}", flush=True)
             if "failover" in only:
                 failover = run_failover(masters, args.failover_runs)
@@ -690,7 +748,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     print()
     print(machine_note())
     print(f"rows of {args.duration:g} s after {args.warmup:g} s warm-up; keys {KEY_BYTES} B, values "
-          f"{VALUE_BYTES} B; targets: etcd 3.4 on this machine; CPU in % of one core")
+          f"{VALUE_BYTES} B; targets: etcd 3.4 on this machine; CPU in % of one core; "
+          "CPU ms/op = CPU time of all members (leader and followers) per operation")
     print()
     print(HEADER)
     by_key = {(t.op, t.threads): t for t in THROUGHPUT_TARGETS}

@@ -13,6 +13,7 @@ import grpc.aio
 import structlog
 
 from raftorch.errors import Internal, RaftorchError, Unavailable, UnknownOutcome
+from raftorch.store.loop_wake import wait_result
 
 log = structlog.get_logger("raftorch.master")
 
@@ -51,7 +52,7 @@ def time_left(context: grpc.aio.ServicerContext, cap: float) -> float:
 
 async def wait_write(future: Future[T], timeout: float) -> T:
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        return await wait_result(future, timeout)
     except TimeoutError:
         raise UnknownOutcome(
             f"the write was not confirmed within {timeout:.1f}s (no quorum?); it may still be applied"
@@ -60,6 +61,6 @@ async def wait_write(future: Future[T], timeout: float) -> T:
 
 async def wait_read(future: Future[T], timeout: float) -> T:
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        return await wait_result(future, timeout)
     except TimeoutError:
         raise Unavailable(f"no read barrier within {timeout:.1f}s: this master cannot reach a quorum") from None

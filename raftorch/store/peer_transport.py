@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import socket
 import struct
 import time
 from typing import Any
@@ -35,7 +34,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pysyncobj import SyncObj
-from pysyncobj.tcp_connection import TcpConnection
+from pysyncobj.poller import POLL_EVENT_TYPE
+from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
 
@@ -154,25 +154,48 @@ class _BoundedConnection(TcpConnection):  # type: ignore[misc]
         return False
 
     # Replaces pysyncobj's read: reads at most up to one maximal frame ahead, and checks the
-    # next frame's header as soon as it is in.
+    # next frame's header as soon as it is in. Each system call here costs the Raft thread the
+    # GIL (it waits to get it back), so no SO_ERROR query (recv reports a socket error itself)
+    # and no second recv after a short one (it would only fail with EAGAIN; the poller reports
+    # the socket again if more arrives).
     def _TcpConnection__processRead(self) -> bool:
         buffer: bytes = getattr(self, "_TcpConnection__readBuffer")  # noqa: B009 - pysyncobj's private field
         room = _LENGTH.size + self._frame_limit() - len(buffer)
         if room <= 0:
             return False  # parse what is buffered first; the rest waits in the socket
         sock = self._TcpConnection__socket
+        want = min(self._TcpConnection__recvBufferSize, room)
         try:
-            incoming = sock.recv(min(self._TcpConnection__recvBufferSize, room))
+            incoming = sock.recv(want)
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
                 self.disconnect()
             return False
-        if not incoming or sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+        if not incoming:
             self.disconnect()
             return False
         buffer += incoming
         setattr(self, "_TcpConnection__readBuffer", buffer)  # noqa: B010 - pysyncobj's private field
-        return self._header_ok(buffer)
+        return self._header_ok(buffer) and len(incoming) == want
+
+    def _TcpConnection__processConnection(self, descr: int, eventType: int) -> None:
+        """The common case, an established connection with data to read, without pysyncobj's
+        SO_ERROR query per event (see above); everything else goes to pysyncobj."""
+        if (eventType != POLL_EVENT_TYPE.READ or descr != self._TcpConnection__fileno
+                or self._TcpConnection__state != CONNECTION_STATE.CONNECTED):
+            TcpConnection._TcpConnection__processConnection(self, descr, eventType)
+            return
+        self._TcpConnection__processConnectionTimeout()
+        if self._TcpConnection__state != CONNECTION_STATE.CONNECTED:
+            return
+        self._TcpConnection__tryReadBuffer()
+        while self._TcpConnection__state == CONNECTION_STATE.CONNECTED:
+            message = self._TcpConnection__processParseMessage()
+            if message is None:
+                return
+            on_message = self._TcpConnection__onMessageReceived
+            if on_message is not None:
+                on_message(message)
 
     def _TcpConnection__processParseMessage(self) -> Any:
         if not self._header_ok(self._TcpConnection__readBuffer):

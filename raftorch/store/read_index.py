@@ -11,11 +11,23 @@ current term in order over one connection, so counting answers is enough to pair
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from raftorch.errors import NotLeader
+
+
+def resolve(future: Future[Any], result: Any) -> None:
+    """Set a result on the Raft thread; a future its waiter cancelled must not stop it there."""
+    with suppress(InvalidStateError):
+        future.set_result(result)
+
+
+def fail(future: Future[Any], exc: BaseException) -> None:
+    with suppress(InvalidStateError):
+        future.set_exception(exc)
 
 
 @dataclass(slots=True)
@@ -33,8 +45,16 @@ class ReadIndexTracker:
     _sent: dict[Any, int] = field(default_factory=dict)
     _acked: dict[Any, int] = field(default_factory=dict)
     _pending: list[_Read] = field(default_factory=list)
+    # A round of append-entries has been asked for and has not started yet: a read arriving
+    # now is confirmed by that round, and need not ask for another (one round for all reads).
+    _round_wanted: bool = False
 
     # -- Raft thread ----------------------------------------------------------------------
+
+    def on_round(self) -> None:
+        """Append-entries are about to go to every follower."""
+        with self._lock:
+            self._round_wanted = False
 
     def on_sent(self, node: Any) -> None:
         self._sent[node] = self._sent.get(node, 0) + 1
@@ -52,8 +72,9 @@ class ReadIndexTracker:
             pending, self._pending = self._pending, []
             self._sent.clear()
             self._acked.clear()
+            self._round_wanted = False
         for read in pending:
-            read.future.set_exception(NotLeader("leadership changed during a read; retry"))
+            fail(read.future, NotLeader("leadership changed during a read; retry"))
 
     def poll(self, leader: bool, term: int, applied: int, followers: int) -> None:
         """Resolve the reads that are confirmed and applied; fail them if leadership is gone."""
@@ -78,9 +99,9 @@ class ReadIndexTracker:
                     keep.append(read)
             self._pending = keep
         for read in done:
-            read.future.set_result(None)
+            resolve(read.future, None)
         for read in failed:
-            read.future.set_exception(NotLeader("this master stopped leading during a read; retry"))
+            fail(read.future, NotLeader("this master stopped leading during a read; retry"))
 
     # -- any thread ------------------------------------------------------------------------
 
@@ -90,3 +111,13 @@ class ReadIndexTracker:
             marks = {node: self._sent.get(node, 0) for node in followers}
             self._pending.append(_Read(term, commit_index, marks, future))
         return future
+
+    def claim_round(self) -> bool:
+        """After `add`: True when this read must ask the Raft thread for a round; False when
+        one asked for earlier has not started yet (it is sent after this read's marks). Only
+        latency depends on it: the periodic heartbeat confirms any read as well."""
+        with self._lock:
+            if self._round_wanted:
+                return False
+            self._round_wanted = True
+            return True

@@ -35,6 +35,7 @@ import pysyncobj.syncobj
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.config import SERIALIZER_STATE
+from pysyncobj.monotonic import monotonic as raft_clock  # pysyncobj's clock: CLOCK_MONOTONIC_RAW
 from pysyncobj.node import TCPNode
 
 from raftorch.api.v1 import store_pb2
@@ -42,7 +43,7 @@ from raftorch.errors import NotLeader, Unavailable, UnknownOutcome
 from raftorch.store.journal import DurableJournal, sync_directory
 from raftorch.store.machine import BATCH_FORMAT, StateMachine
 from raftorch.store.peer_transport import APPEND_BATCH_BYTES, PeerTransport
-from raftorch.store.read_index import ReadIndexTracker
+from raftorch.store.read_index import ReadIndexTracker, fail, resolve
 from raftorch.store.snapshot import dump_state, load_state
 from raftorch.store.watch import WatchHub
 
@@ -58,6 +59,9 @@ MAX_INFLIGHT_ENTRIES = 1
 MAX_ENTRY_BYTES = 256 * 1024
 MAX_ENTRY_COMMANDS = 500
 PING_INTERVAL = 0.5
+# How long the leader may hold back telling followers of a new commit index, for the next
+# proposal to carry it (see _RaftNode._SyncObj__applyLogEntries).
+COMMIT_NOTICE_DELAY = 0.005
 # An entry whose outcome pysyncobj never reports frees its slot after this long.
 INFLIGHT_TIMEOUT = 10.0
 
@@ -112,11 +116,40 @@ def _create_journal(path: str | None) -> Any:
 pysyncobj.syncobj.createJournal = _create_journal
 
 
+class _DeadlinePoller:
+    """pysyncobj's poller, whose wait at the end of a tick also ends at a deadline set during
+    the tick (pysyncobj waits up to its fixed tick period otherwise)."""
+
+    def __init__(self, poller: Any) -> None:
+        self._poller = poller
+        self._deadline = 0.0
+
+    def wake_by(self, deadline: float) -> None:
+        if not self._deadline or deadline < self._deadline:
+            self._deadline = deadline
+
+    def poll(self, timeout: float) -> None:
+        if self._deadline:
+            timeout = max(0.0, min(timeout, self._deadline - raft_clock()))
+            self._deadline = 0.0
+        self._poller.poll(timeout)
+
+    def subscribe(self, descr: Any, callback: Any, eventMask: int) -> None:
+        self._poller.subscribe(descr, callback, eventMask)
+
+    def unsubscribe(self, descr: Any) -> None:
+        self._poller.unsubscribe(descr)
+
+
 class _RaftNode(SyncObj):  # type: ignore[misc]
     """pysyncobj's SyncObj with the overrides raftorch needs, each explained where it is.
 
     Durability: an entry counts toward a commit only once it is synced on the replicas that
     count (`_SyncObj__applyLogEntries` on the leader, `_SyncObj__sendNextNodeIdx` on followers)."""
+
+    # pysyncobj's own attributes that are read here.
+    _poller: Any
+    _SyncObj__newAppendEntriesTime: float
 
     def __init__(self, replica: RaftReplica, self_addr: str, others: list[str], conf: SyncObjConf,
                  journal: DurableJournal) -> None:
@@ -127,6 +160,9 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
         self._held_acks: deque[tuple[Any, bool, int, bool, int]] = deque()
         self._durable_commit = 0
         super().__init__(self_addr, others, conf, transportClass=PeerTransport)
+        # Only the tick's own wait goes through this; pysyncobj's connections keep the poller
+        # they were given.
+        self._poller = _DeadlinePoller(self._poller)
 
     def wake(self) -> None:
         """Make the Raft thread run a tick now (any thread)."""
@@ -177,7 +213,27 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
             if commit > self._durable_commit:
                 self._SyncObj__raftCommitIndex = self._durable_commit
                 self._journal.setRaftCommitIndex(self._durable_commit)
-        return bool(SyncObj._SyncObj__applyLogEntries(self))
+        applied = bool(SyncObj._SyncObj__applyLogEntries(self))
+        if not applied or not self._isLeader():
+            return applied
+        # pysyncobj sends append-entries right after applying, only to tell followers the new
+        # commit index: a round of messages and acknowledgements per entry. When a proposal is
+        # queued (the next group, submitted by the callbacks just run), the same tick sends its
+        # entry with that commit index. Otherwise the notice waits up to COMMIT_NOTICE_DELAY
+        # for the next proposal to carry it (a lone client's next put comes within it), then
+        # goes out as a heartbeat: followers learn of a commit at most that much later.
+        if not self._commands_queued():
+            due = raft_clock() + COMMIT_NOTICE_DELAY
+            if self._SyncObj__newAppendEntriesTime > due:
+                self._SyncObj__newAppendEntriesTime = due
+            poller = self._poller
+            if isinstance(poller, _DeadlinePoller):  # installed right after pysyncobj's start
+                poller.wake_by(due)
+        return False
+
+    def _commands_queued(self) -> bool:
+        queue = getattr(self, "_SyncObj__commandsQueue")  # noqa: B009 - pysyncobj's private field
+        return bool(getattr(queue, "_FastQueue__queue", None))
 
     def _entry_term(self, index: int) -> int:
         journal = self._journal
@@ -203,7 +259,7 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
                 if message["success"] and match[node] < acked - 1:
                     match[node] = acked - 1
                     nxt[node] = max(nxt[node], acked)
-                self._SyncObj__lastResponseTime[node] = time.monotonic()
+                self._SyncObj__lastResponseTime[node] = raft_clock()
                 return
         SyncObj._SyncObj__onMessageReceived(self, node, message)
 
@@ -246,6 +302,10 @@ class _RaftNode(SyncObj):  # type: ignore[misc]
     def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
         self._replica.reads.on_disconnect(node)
         SyncObj._SyncObj__onNodeDisconnected(self, node)
+
+    def _SyncObj__sendAppendEntries(self) -> None:
+        self._replica.reads.on_round()
+        SyncObj._SyncObj__sendAppendEntries(self)
 
     def request_heartbeat(self) -> None:
         """Make the Raft thread send append-entries to every follower now (any thread)."""
@@ -419,7 +479,8 @@ class RaftReplica:
         term = self.term
         if self.is_leader and self.machine.fence_term == term:
             future = self.reads.add(term, int(self._node.raftCommitIndex), list(self._node.otherNodes))
-            self._node.request_heartbeat()
+            if self.reads.claim_round():
+                self._node.request_heartbeat()
             return future
         return self.barrier()
 
@@ -474,15 +535,14 @@ class RaftReplica:
         if err == FAIL_REASON.SUCCESS:
             it = iter(results)
             for sub in taken:
-                sub.future.set_result(next(it) if sub.command is not None else None)
+                resolve(sub.future, next(it) if sub.command is not None else None)
             return
         if err in _RETRYABLE:
             exc: Exception = NotLeader(f"not applied: {_RETRYABLE[err]}; retry")
         else:
             exc = UnknownOutcome("leader changed before the write was confirmed; it may have been applied")
         for sub in taken:
-            if not sub.future.done():
-                sub.future.set_exception(exc)
+            fail(sub.future, exc)
 
     # -- pysyncobj callbacks (its tick thread) -----------------------------------------
 
@@ -592,7 +652,7 @@ class RaftReplica:
             self._stopped = True
             pending, self._pending = self._pending, deque()
         for sub in pending:
-            sub.future.set_exception(Unavailable("this master is shutting down"))
+            fail(sub.future, Unavailable("this master is shutting down"))
         self._node.destroy()
         self.hub.close()
         deadline = time.monotonic() + 5

@@ -112,6 +112,44 @@ def test_a_write_is_acknowledged_only_once_synced_on_a_majority(
     assert all(s.calls > 0 for s in spies.values())
 
 
+def test_followers_apply_a_lone_write_without_another_one_to_carry_the_commit_index(
+        replicas: tuple[dict[str, RaftReplica], dict[str, SyncSpy]]) -> None:
+    # The leader holds back the commit notice for the next proposal to carry it; with no next
+    # proposal it must still go out on its own.
+    nodes, _ = replicas
+    wait_until(lambda: any(r.is_leader for r in nodes.values()), "a leader")
+    leader = next(r for r in nodes.values() if r.is_leader)
+    put = kv_pb2.PutRequest(key="lone", value=b"write")
+    leader.submit(store_pb2.Command(request_id="lone-1", put=put)).result(WAIT)
+    applied = leader.status().applied_index
+    for name, replica in nodes.items():
+        wait_until(lambda r=replica: r.status().applied_index >= applied, f"{name} to apply the write")
+        with replica.reading() as machine:
+            assert machine.range(kv_pb2.RangeRequest(key="lone")).kvs[0].value == b"write"
+
+
+def test_a_write_whose_waiter_gave_up_is_applied_once_and_later_writes_complete(
+        replicas: tuple[dict[str, RaftReplica], dict[str, SyncSpy]]) -> None:
+    # A gRPC handler that times out stops waiting; the command may still commit, and the Raft
+    # thread must then resolve the abandoned future without failing the rest of its batch.
+    nodes, _ = replicas
+    wait_until(lambda: any(r.is_leader for r in nodes.values()), "a leader")
+    leader = next(r for r in nodes.values() if r.is_leader)
+    abandoned = [leader.submit(store_pb2.Command(request_id=f"gone-{i}",
+                                                 put=kv_pb2.PutRequest(key=f"gone/{i}", value=b"v")))
+                 for i in range(20)]
+    for future in abandoned:
+        future.cancel()
+    later = leader.submit(store_pb2.Command(request_id="later", put=kv_pb2.PutRequest(key="later", value=b"v")))
+    assert later.result(WAIT).WhichOneof("result") == "put"
+    revision = leader.machine.revision
+    for name, replica in nodes.items():
+        wait_until(lambda r=replica: r.machine.revision >= revision, f"{name} to catch up")
+        assert replica.machine.revision == revision, f"{name} applied a different number of writes"
+        with replica.reading() as machine:
+            assert len(machine.range(kv_pb2.RangeRequest(key="gone/", prefix=True)).kvs) == 20
+
+
 # -- a real master syncs what it acknowledges (strace) ------------------------------------
 
 

@@ -159,3 +159,21 @@ def test_poll_without_reads_does_nothing() -> None:
     exchange(tracker, "b")
     tracker.poll(True, TERM, 0, 2)
     assert read.done()
+
+
+def test_reads_waiting_for_the_same_round_ask_for_it_once() -> None:
+    tracker = ReadIndexTracker()
+    first = tracker.add(TERM, 1, FOLLOWERS)
+    assert tracker.claim_round(), "the first read asks for a round"
+    second = tracker.add(TERM, 1, FOLLOWERS)
+    assert not tracker.claim_round(), "the round asked for has not started: it serves this read too"
+
+    tracker.on_round()
+    exchange(tracker, "b")
+    tracker.poll(True, TERM, 1, 2)
+    assert first.done() and second.done()
+
+    third = tracker.add(TERM, 1, FOLLOWERS)
+    assert tracker.claim_round(), "a read after the round started needs a round of its own"
+    tracker.poll(True, TERM, 1, 2)
+    assert not third.done()
