@@ -26,6 +26,7 @@ import functools
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
@@ -69,21 +70,28 @@ from raftorch.objects import (
     is_mirror,
     kind_of,
     set_condition,
+    store_key,
     store_prefix,
 )
 from raftorch.objects.events import NORMAL, WARNING, Ref
 from raftorch.store.replica import RaftReplica
 
 log = structlog.get_logger("raftorch.controllers")
+POD_KIND = kind_of("Pod")
 
 RESYNC = 5.0
 RESYNC_ALL = 30.0
 BINDING_BATCH = 50
 SCHEDULE_BATCH = 1000
+# Bindings in flight at most: the scheduler does not wait for its writes (it assumes its pods
+# bound in its cache until the watch confirms them, as Kubernetes' scheduler does), so this
+# bounds how far it runs ahead of the store.
+BINDINGS_IN_FLIGHT = 2 * SCHEDULE_BATCH
 # The longest pause after a pass (as long as the CPU time the pass took): the control loop takes at
 # most about half of the process's time, leaving the rest to Raft and the API.
 PASS_PAUSE_CAP = 0.5
 WRITE_WAIT = 10.0
+WAIT_STEP = 0.1
 # Write failures worth trying again after a back-off; others (bad input) are terminal.
 RETRIED = (Conflict, Unavailable, UnknownOutcome)
 
@@ -202,6 +210,12 @@ class ControllerManager(WorkloadSteps):
         # Undecodable stored versions (key, revision) whose event is written or on its way.
         self._reported_bad: set[tuple[str, int]] = set()
         self.queues = Queues(mono)
+        # Bindings written and not yet confirmed (the scheduler's "assumed" pods): pod uid ->
+        # (store key, the pod as it was, the bound copy put in the cache). Outcomes arrive on
+        # other threads, through `_bind_outcomes`, and are handled on the loop's thread.
+        self._assumed: dict[str, tuple[str, objects_pb2.Pod, objects_pb2.Pod]] = {}
+        self._bind_outcomes: deque[tuple[str, bool]] = deque()
+        self._in_meanwhile = False
 
     def start(self) -> None:
         self._thread.start()
@@ -238,6 +252,7 @@ class ControllerManager(WorkloadSteps):
         """Run passes until leadership ends or the cache fell behind (then it is rebuilt)."""
         cache = self.link.open_cache()
         self.queues = queues = Queues(self.mono)
+        self._assumed.clear()  # a fresh cache holds none of them (late outcomes are ignored)
         cache.listen(functools.partial(queues.route, cache))
         queues.add_all(cache)
         try:
@@ -334,7 +349,9 @@ class ControllerManager(WorkloadSteps):
         pending = set(futures)
         # In short steps: a deposed leader stops waiting as soon as it knows.
         while pending and self._leading() and self.mono() < deadline:
-            _, pending = wait_all(pending, timeout=0.2)
+            _, pending = wait_all(pending, timeout=WAIT_STEP)
+            if pending:
+                self._meanwhile(cache)
         for f in futures:
             if f.done() and f.exception() is not None:
                 log.debug("controller_write_failed", error=str(f.exception()))
@@ -342,6 +359,20 @@ class ControllerManager(WorkloadSteps):
         self.link.settle(cache, futures)
 
     # -- node lifecycle ---------------------------------------------------------------------
+
+    def _meanwhile(self, cache: ObjectCache) -> None:
+        """While a step waits for its writes, the scheduler binds the pods that arrived: it
+        waits for nothing itself, and pods created by the replica sets by the thousand would
+        otherwise wait for the whole batch (seconds) before the first is bound."""
+        if self._in_meanwhile or "scheduler" not in self.steps:
+            return
+        self._in_meanwhile = True
+        try:
+            cache.drain()
+            if self.queues.schedule:
+                self._pass("scheduler", self._schedule, cache)
+        finally:
+            self._in_meanwhile = False
 
     def _node_lifecycle(self, cache: ObjectCache) -> list[Future[Message]]:
         nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
@@ -429,8 +460,11 @@ class ControllerManager(WorkloadSteps):
     # -- scheduler -------------------------------------------------------------------------------
 
     def _schedule(self, cache: ObjectCache) -> list[Future[Message]]:
+        self._settle_bindings(cache)
         if not self.queues.schedule:
             return []
+        if len(self._assumed) >= BINDINGS_IN_FLIGHT:
+            return []  # the next pass, once some are confirmed (the flag stays up)
         self.queues.schedule = False
         pending = [p for k in cache.index.pending if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
         if not pending:
@@ -470,7 +504,7 @@ class ControllerManager(WorkloadSteps):
             requests.append(req)
         plan = schedule(snapshot, requests, self.wall())
         plan = replace(plan, unschedulable=(*plan.unschedulable, *waiting))
-        bound: list[Message] = []
+        bound: list[objects_pb2.Pod] = []
         for binding in plan.bindings:
             pod = objects_pb2.Pod()
             pod.CopyFrom(by_uid[binding.uid])
@@ -486,8 +520,19 @@ class ControllerManager(WorkloadSteps):
                     futures.append(self._bind_claim(claim, binding.node))
         # Bindings are committed in batches, one transaction each (the leader re-checks each
         # pod's revision as it commits; a pod changed meanwhile is bound on its own or planned again).
+        # The pass does not wait for them: each pod is assumed bound in the cache at once (so the
+        # next pass counts its node's usage and does not place it again), and put back as it was
+        # if its binding fails. The store re-checks each pod's revision (a pod bound or changed
+        # meanwhile is refused), so running ahead of the watch can never bind a pod twice.
+        for pod in bound:
+            key = store_key(POD_KIND, pod.metadata.namespace, pod.metadata.name)
+            original = by_uid[pod.metadata.uid]
+            cache.assume(POD_KIND, pod)
+            self._assumed[pod.metadata.uid] = (key, original, pod)
         for start in range(0, len(bound), BINDING_BATCH):
-            futures += self.registry.update_many(bound[start:start + BINDING_BATCH], fence_term=self.term)
+            chunk = bound[start:start + BINDING_BATCH]
+            for pod, written in zip(chunk, self.registry.update_many(chunk, fence_term=self.term), strict=True):
+                written.add_done_callback(functools.partial(self._binding_done, pod.metadata.uid))
         self.bound += len(plan.bindings)
         attempts = self.metrics.scheduler_attempts
         attempts.labels("scheduled").inc(len(plan.bindings))
@@ -498,6 +543,26 @@ class ControllerManager(WorkloadSteps):
                 self.events.emit("default-scheduler", Ref.of(by_uid[item.uid]), "FailedScheduling", item.reason,
                                  WARNING)
         return futures
+
+    def _binding_done(self, uid: str, written: Future[Message]) -> None:
+        """On whatever thread settles the write: hand the outcome to the loop's thread."""
+        error = written.exception()
+        if error is not None:
+            log.debug("binding_failed", uid=uid, error=str(error))
+        self._bind_outcomes.append((uid, error is None))
+
+    def _settle_bindings(self, cache: ObjectCache) -> None:
+        """Forget confirmed bindings; put a pod whose binding failed back as the cache had it
+        (unless a newer version arrived meanwhile), to be scheduled again."""
+        while self._bind_outcomes:
+            uid, ok = self._bind_outcomes.popleft()
+            entry = self._assumed.pop(uid, None)
+            if entry is None or ok:
+                continue
+            key, original, assumed = entry
+            if cache.at("Pod", key) is assumed:
+                cache.assume(POD_KIND, original)
+            self.queues.schedule = True
 
     def _claims(self, cache: ObjectCache, pending: list[objects_pb2.Pod], futures: list[Future[Message]]
                 ) -> tuple[dict[tuple[str, str], objects_pb2.PersistentVolumeClaim], dict[tuple[str, str], str]]:
