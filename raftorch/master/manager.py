@@ -86,7 +86,7 @@ SCHEDULE_BATCH = 1000
 # Bindings in flight at most: the scheduler does not wait for its writes (it assumes its pods
 # bound in its cache until the watch confirms them, as Kubernetes' scheduler does), so this
 # bounds how far it runs ahead of the store.
-BINDINGS_IN_FLIGHT = 2 * SCHEDULE_BATCH
+BINDINGS_IN_FLIGHT = SCHEDULE_BATCH
 # The longest pause after a pass (as long as the CPU time the pass took): the control loop takes at
 # most about half of the process's time, leaving the rest to Raft and the API.
 PASS_PAUSE_CAP = 0.5
