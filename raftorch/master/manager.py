@@ -554,15 +554,19 @@ class ControllerManager(WorkloadSteps):
     def _settle_bindings(self, cache: ObjectCache) -> None:
         """Forget confirmed bindings; put a pod whose binding failed back as the cache had it
         (unless a newer version arrived meanwhile), to be scheduled again."""
+        failed = 0
         while self._bind_outcomes:
             uid, ok = self._bind_outcomes.popleft()
             entry = self._assumed.pop(uid, None)
             if entry is None or ok:
                 continue
+            failed += 1
             key, original, assumed = entry
             if cache.at("Pod", key) is assumed:
                 cache.assume(POD_KIND, original)
             self.queues.schedule = True
+        if failed:
+            log.info("bindings_failed", count=failed, term=self.term)
 
     def _claims(self, cache: ObjectCache, pending: list[objects_pb2.Pod], futures: list[Future[Message]]
                 ) -> tuple[dict[tuple[str, str], objects_pb2.PersistentVolumeClaim], dict[tuple[str, str], str]]:

@@ -409,6 +409,39 @@ class Registry:
         self._commit_batch(batch, status_only, fence_term)
         return out
 
+    def bind_pods(self, pods: Sequence[objects_pb2.Pod], fence_term: int = 0) -> list[Future[Message]]:
+        """The scheduler's bindings in one transaction. A pod that is exactly its stored version
+        with spec.nodeName now set (and was unbound) takes the narrow path: the node must exist,
+        nothing else changed, so nothing else is decoded, defaulted or validated again. Any
+        other pod is a plain update (update_many's checks). A binding to a node that does not
+        exist is refused (NotFound)."""
+        kind = kind_of("Pod")
+        out: list[Future[Message]] = []
+        batch: list[_Prepared] = []
+        keys = [store_key(kind, p.metadata.namespace or "default", p.metadata.name) for p in pods]
+        with self.replica.reading() as machine:
+            found = [machine.index.current(key) for key in keys]
+            nodes = {p.spec.node_name: machine.index.current(store_key(kind_of("Node"), "", p.spec.node_name))
+                     for p in pods if p.spec.node_name}
+        for pod, key, kv in zip(pods, keys, found, strict=True):
+            future: Future[Message] = Future()
+            out.append(future)
+            try:
+                bound = _as_binding(kind, kv, pod)
+                if bound is not None:
+                    if nodes.get(pod.spec.node_name) is None:
+                        raise NotFound(f"pod {pod.metadata.name!r}: node {pod.spec.node_name!r} not found; "
+                                       "a pod is bound to an existing node only")
+                    cmp, ops, _, finish = _plain_write(kind, key, bound.metadata.resource_version, bound)
+                else:
+                    cmp, ops, _, finish = self._prepare_update(pod, False)
+            except RaftorchError as err:
+                future.set_exception(_untraced(err))
+                continue
+            batch.append(_Prepared(pod, future, cmp, ops, finish))
+        self._commit_batch(batch, False, fence_term)
+        return out
+
     def patch_statuses(self, kind: Kind, patches: Sequence[StatusPatch],
                        allow: Callable[[Message], None] | None = None,
                        fence_term: int = 0) -> list[Future[Message] | None]:
@@ -693,6 +726,21 @@ def _encode_bounded(kind: Kind, msg: Message) -> bytes:
     data = encode(msg)
     check_object_size(kind.name, len(data))
     return data
+
+
+def _as_binding(kind: Kind, kv: Any, pod: objects_pb2.Pod) -> objects_pb2.Pod | None:
+    """The stored pod with `pod`'s node set, if `pod` is exactly that (a binding and nothing
+    else: same revision, unbound before); None otherwise. Comparing the encodings checks every
+    field at once, unknown ones included, without a walk in Python."""
+    if kv is None or not pod.spec.node_name or pod.metadata.resource_version != kv.mod_revision:
+        return None
+    stored, _ = decode_checked(kind, kv)
+    if not isinstance(stored, objects_pb2.Pod) or stored.spec.node_name:
+        return None
+    stored.spec.node_name = pod.spec.node_name
+    if stored.SerializeToString(deterministic=True) != pod.SerializeToString(deterministic=True):
+        return None
+    return stored
 
 
 def _plain_write(kind: Kind, key: str, revision: int, new: Message) -> tuple[

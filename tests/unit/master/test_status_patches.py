@@ -12,7 +12,7 @@ import pytest
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
-from raftorch.errors import Invalid, PermissionDenied
+from raftorch.errors import Conflict, Invalid, NotFound, PermissionDenied
 from raftorch.master.handlers import LoopWaker
 from raftorch.master.registry import Registry, StatusPatch
 from raftorch.objects import POD
@@ -125,3 +125,55 @@ def test_the_loop_waker_resolves_futures_from_another_thread() -> None:
         return results
 
     assert asyncio.run(main()) == [*range(50), "early"]
+
+
+def add_node(registry: Registry, name: str) -> None:
+    registry.create(objects_pb2.Node(metadata=objects_pb2.ObjectMeta(name=name))).result()
+
+
+def unbound(registry: Registry, name: str) -> objects_pb2.Pod:
+    return make_pod(registry, name, node="")
+
+
+def test_bindings_set_the_node_alone_in_one_transaction(registry: Registry) -> None:
+    add_node(registry, "n1")
+    pods = [unbound(registry, f"p{i}") for i in range(3)]
+    before = registry.replica.machine.revision
+    for pod in pods:
+        pod.spec.node_name = "n1"
+    written = [f.result() for f in registry.bind_pods(pods)]
+    assert {w.metadata.resource_version for w in written} == {before + 1}  # type: ignore[attr-defined]
+    for pod in pods:
+        now = stored(registry, pod.metadata.name)
+        assert now.spec.node_name == "n1"
+        now.spec.node_name = ""
+        pod.spec.node_name = ""
+        assert now.spec == pod.spec and now.metadata.uid == pod.metadata.uid
+
+
+def test_a_binding_to_a_missing_node_is_refused(registry: Registry) -> None:
+    add_node(registry, "n1")
+    good, bad = unbound(registry, "good"), unbound(registry, "bad")
+    good.spec.node_name, bad.spec.node_name = "n1", "nowhere"
+    ok, refused = registry.bind_pods([good, bad])
+    assert ok.result().spec.node_name == "n1"  # type: ignore[attr-defined]
+    with pytest.raises(NotFound, match="node 'nowhere' not found"):
+        refused.result()
+    assert stored(registry, "bad").spec.node_name == ""
+
+
+def test_a_binding_that_changes_more_is_a_full_update(registry: Registry) -> None:
+    add_node(registry, "n1")
+    pod = unbound(registry, "p")
+    pod.spec.node_name = "n1"
+    pod.spec.containers[0].image = ""  # not a binding any more: validated as any update
+    (refused,) = registry.bind_pods([pod])
+    with pytest.raises(Invalid, match="image"):
+        refused.result()
+    stale = unbound(registry, "q")
+    stale.spec.node_name = "n1"
+    stale.metadata.resource_version -= 1  # decided on an older version
+    (conflict,) = registry.bind_pods([stale])
+    with pytest.raises(Conflict):
+        conflict.result()
+    assert stored(registry, "p").spec.node_name == "" and stored(registry, "q").spec.node_name == ""
