@@ -68,6 +68,9 @@ WATCHED = tuple(k for k in KINDS if k.name != "Event")
 MIRROR_PREFIX = "controller-manager-"
 CREATE_BATCH = 100  # the servicer's bound
 CREATES_IN_FLIGHT = 4
+# Status updates are checked whole by the master (a full update each), all in one call: fewer
+# per call keep each call's hold on the master's event loop short.
+STATUS_BATCH = 25
 
 
 def _error(exc: BaseException) -> BaseException:
@@ -146,7 +149,7 @@ class RemoteWriter:
             objects=[wrap(m) for m in msgs], fence_term=fence), timeout=WRITE_TIMEOUT), CREATES_IN_FLIGHT, CREATE_BATCH)
         self._statuses = _Batcher(lambda msgs, fence: stub.UpdateMany.future(resources_pb2.UpdateManyRequest(
             objects=[wrap(m) for m in msgs], status_only=True, fence_term=fence), timeout=WRITE_TIMEOUT),
-            CREATES_IN_FLIGHT, CREATE_BATCH)
+            CREATES_IN_FLIGHT, STATUS_BATCH)
 
     @staticmethod
     def _finish(call: grpc.Future, out: Future[Message], result: Any) -> None:

@@ -62,6 +62,7 @@ WATCH_BOOKMARK_INTERVAL = 10.0
 DELETE_RETRIES = 5
 CREATE_RETRIES = 5
 WRITE_MANY_MAX = 100
+YIELD_EVERY = 10
 
 
 def make_filter(kind: Kind, label_selector: str, field_selector: str) -> Filter:
@@ -236,7 +237,11 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
         manager's only (a call per pod cost the master more than the create itself)."""
         fence, msgs = self._many(request.objects, request.fence_term, context, "CreateMany")
         futures = []
-        for msg in msgs:
+        for i, msg in enumerate(msgs):
+            if i and i % YIELD_EVERY == 0:
+                # Let the loop serve other calls between creates: a hundred in one go held it
+                # for tens of milliseconds, the tail of every small request behind them.
+                await asyncio.sleep(0)
             try:
                 futures.append(self._registry.create(msg, fence_term=fence))
             except RaftorchError as err:  # this object's alone: the others are still created
