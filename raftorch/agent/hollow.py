@@ -3,7 +3,8 @@
 Like Kubernetes' kubemark, each hollow node registers, heartbeats and "runs" the pods bound
 to it: a pod becomes Running and Ready with a made-up address at once, nothing is started.
 One heartbeat stream and one pod watch serve the whole fleet, so a thousand nodes cost a
-few threads, not thousands.
+few threads, not thousands. Pod status reports stay per node (node restriction checks each
+one), sent concurrently as separate agents would send them.
 
 Run-to-completion pods (jobs) can finish too: a pod annotated `hollow.raftorch.io/exit-code: N`
 "exits" with N after `hollow.raftorch.io/run-seconds` (default 1): Succeeded for 0, Failed
