@@ -180,7 +180,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         for _attempt in range(STATUS_RETRIES):
             pod = self._registry.get(POD, update.namespace or "default", update.name)
             assert isinstance(pod, objects_pb2.Pod)
-            if update.uid and pod.metadata.uid != update.uid:
+            if pod.metadata.uid != update.uid:
                 return
             if pod.spec.node_name != node:
                 raise PermissionDenied(f"pod {update.namespace}/{update.name} is not bound to node {node}")

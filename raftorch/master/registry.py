@@ -463,7 +463,7 @@ class Registry:
             future: Future[Message] = Future()
             try:
                 current = decode(kind, kv)
-                if patch.uid and current.metadata.uid != patch.uid:  # type: ignore[attr-defined]
+                if current.metadata.uid != patch.uid:  # type: ignore[attr-defined]
                     out.append(None)
                     continue
                 if allow is not None:
