@@ -3,7 +3,8 @@
 Like Kubernetes' kubemark, each hollow node registers, heartbeats and "runs" the pods bound
 to it: a pod becomes Running and Ready with a made-up address at once, nothing is started.
 One heartbeat stream and one pod watch serve the whole fleet, so a thousand nodes cost a
-few threads, not thousands.
+few threads, not thousands. Pod status reports stay per node (node restriction checks each
+one), sent concurrently as separate agents would send them.
 
 Run-to-completion pods (jobs) can finish too: a pod annotated `hollow.raftorch.io/exit-code: N`
 "exits" with N after `hollow.raftorch.io/run-seconds` (default 1): Succeeded for 0, Failed
@@ -21,6 +22,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import structlog
@@ -36,6 +38,9 @@ log = structlog.get_logger("raftorch.hollow")
 
 # Nodes per heartbeat message (one message per period carries a whole chunk of the fleet).
 HEARTBEAT_CHUNK = 500
+# Nodes whose status reports are in flight at once: real nodes report in parallel, each on its
+# own; one call after another per node would measure the fleet, not the masters.
+REPORTS_IN_FLIGHT = 32
 EXIT_CODE_ANNOTATION = "hollow.raftorch.io/exit-code"
 RUN_SECONDS_ANNOTATION = "hollow.raftorch.io/run-seconds"
 
@@ -205,7 +210,20 @@ class HollowFleet:
     def _report(self, req: agents_pb2.ReportPodStatusRequest) -> None:
         self._conn.call(lambda s, t: s.agents.ReportPodStatus(req, timeout=t))
 
+    def _report_node(self, node: str, updates: list[agents_pb2.PodStatusUpdate]) -> None:
+        req = agents_pb2.ReportPodStatusRequest(node=node, updates=updates)
+        try:
+            self._report(req)
+        except RaftorchError as err:
+            log.warning("hollow_report_failed", node=node, error=str(err))
+            for u in updates:
+                self._reported.pop(u.uid, None)
+
     def _report_loop(self) -> None:
+        with ThreadPoolExecutor(REPORTS_IN_FLIGHT, thread_name_prefix="hollow-report") as pool:
+            self._report_batches(pool)
+
+    def _report_batches(self, pool: ThreadPoolExecutor) -> None:
         while not self._stop.is_set():
             self._due_exits()
             try:
@@ -219,13 +237,8 @@ class HollowFleet:
             by_node: dict[str, list[agents_pb2.PodStatusUpdate]] = defaultdict(list)
             for node, update in batch:
                 by_node[node].append(update)
-            for node, updates in by_node.items():
-                req = agents_pb2.ReportPodStatusRequest(node=node, updates=updates)
-                try:
-                    self._report(req)
-                except RaftorchError as err:
-                    log.warning("hollow_report_failed", node=node, error=str(err))
-                    for u in updates:
-                        self._reported.pop(u.uid, None)
+            # Each node's report on its own, concurrently, as separate agents would send them.
+            for done in [pool.submit(self._report_node, node, updates) for node, updates in by_node.items()]:
+                done.result()
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 import grpc.aio
 import structlog
+from google.protobuf.message import Message
 
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2, resources_pb2
 from raftorch.auth import identity_of
@@ -26,12 +27,13 @@ from raftorch.master.forward import LeaderForwarder
 from raftorch.master.handlers import time_left, unary, wait_write
 from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.node_restriction import authorize_heartbeat_forwarding, authorize_node, check_pod_address
-from raftorch.master.registry import Registry
+from raftorch.master.registry import Registry, StatusPatch
 from raftorch.master.resources_service import watch_objects
 from raftorch.master.usage import UsageStore
 from raftorch.master.validation import MAX_ID, check_node_usage, check_reported_event
-from raftorch.objects import kind_of
+from raftorch.objects import POD, kind_of
 from raftorch.objects.events import Ref, event_name
+from raftorch.store.loop_wake import settled
 
 log = structlog.get_logger("raftorch.master")
 
@@ -131,38 +133,32 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         if not request.node:
             raise Invalid("node: required")
         _authorize_node(context, request.node, "report pod status")
-        pods = kind_of("Pod")
-        gone: list[str] = []
-        reported: list[objects_pb2.Pod] = []
         node = self._node(request.node)
         for update in request.updates:
             check_pod_address(node, update.status, f"{update.namespace}/{update.name}")
-            try:
-                pod = self._registry.get(pods, update.namespace, update.name)
-            except NotFound:
-                gone.append(update.uid)
-                continue
-            assert isinstance(pod, objects_pb2.Pod)
-            if pod.metadata.uid != update.uid:
-                gone.append(update.uid)
-                continue
-            if pod.spec.node_name != request.node:
-                raise PermissionDenied(f"pod {update.namespace}/{update.name} is not bound to node {request.node}")
-            pod.status.CopyFrom(update.status)
-            reported.append(pod)
-        # One transaction for the whole report; a pod that changed meanwhile is retried alone.
-        statuses = {(p.metadata.namespace, p.metadata.name): p.status for p in reported}
-        batch = [asyncio.wrap_future(f) for f in self._registry.update_many(reported, status_only=True)]
+
+        def bound_here(pod: Message) -> None:
+            # Node restriction: a node reports about the pods bound to it, and nothing else.
+            if pod.spec.node_name != request.node:  # type: ignore[attr-defined]
+                meta = pod.metadata  # type: ignore[attr-defined]
+                raise PermissionDenied(f"pod {meta.namespace}/{meta.name} is not bound to node {request.node}")
+
+        # The narrow path: each pod read once, its status alone replaced and checked, the whole
+        # report in one transaction; a pod that changed meanwhile is retried alone.
+        patches = [StatusPatch(u.namespace or "default", u.name, u.uid, u.status) for u in request.updates]
+        outcomes = self._registry.patch_statuses(POD, patches, bound_here)
+        gone = [u.uid for u, f in zip(request.updates, outcomes, strict=True) if f is None]
+        written = [(u, f) for u, f in zip(request.updates, outcomes, strict=True) if f is not None]
         waits = []
-        if batch:
+        if written:
+            batch = [settled(f) for _, f in written]
             done, _ = await asyncio.wait(batch, timeout=time_left(context, self._write_timeout))
-            for pod, waited in zip(reported, batch, strict=True):
+            for (update, _), waited in zip(written, batch, strict=True):
                 if waited not in done:
                     raise UnknownOutcome("a pod status was not confirmed in time (no quorum?); it may still be applied")
                 error = waited.exception()
                 if isinstance(error, Conflict):
-                    waits.append(self._set_status(pod, statuses[(pod.metadata.namespace, pod.metadata.name)],
-                                                  context))
+                    waits.append(self._set_status(request.node, update, context))
                 elif error is not None and not isinstance(error, NotFound):
                     raise error
         results = await asyncio.gather(*waits, return_exceptions=True)
@@ -179,21 +175,24 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         assert isinstance(node, objects_pb2.Node)
         return node
 
-    async def _set_status(self, pod: objects_pb2.Pod, status: objects_pb2.PodStatus,
+    async def _set_status(self, node: str, update: agents_pb2.PodStatusUpdate,
                           context: grpc.aio.ServicerContext) -> None:
+        """One pod's status again, after its batch found it changed: re-read each time."""
         for _attempt in range(STATUS_RETRIES):
-            pod.status.CopyFrom(status)
+            pod = self._registry.get(POD, update.namespace or "default", update.name)
+            assert isinstance(pod, objects_pb2.Pod)
+            if pod.metadata.uid != update.uid:
+                return
+            if pod.spec.node_name != node:
+                raise PermissionDenied(f"pod {update.namespace}/{update.name} is not bound to node {node}")
+            pod.status.CopyFrom(update.status)
             try:
                 await wait_write(self._registry.update(pod, status_only=True),
                                  time_left(context, self._write_timeout))
                 return
             except Conflict:
-                fresh = self._registry.get(kind_of("Pod"), pod.metadata.namespace, pod.metadata.name)
-                assert isinstance(fresh, objects_pb2.Pod)
-                if fresh.metadata.uid != pod.metadata.uid:
-                    return
-                pod = fresh
-        raise Conflict(f"pod {pod.metadata.namespace}/{pod.metadata.name} kept changing; status not saved")
+                continue
+        raise Conflict(f"pod {update.namespace}/{update.name} kept changing; status not saved")
 
     @unary
     async def ReportEvents(self, request: agents_pb2.ReportEventsRequest,

@@ -143,6 +143,12 @@ class ObjectCache:
                 listener(change)
         return kind.name, namespace, name
 
+    def assume(self, kind: Kind, msg: Message) -> None:
+        """Put `msg` in the view before the store confirms it (the scheduler's bindings); the
+        watch's version replaces it when it comes. Only on the thread that drains."""
+        meta = msg.metadata  # type: ignore[attr-defined]
+        self._put(kind, meta.namespace, meta.name, store_key(kind, meta.namespace, meta.name), msg)
+
     def get(self, kind: Kind | str, namespace: str, name: str) -> Message | None:
         k = kind_of(kind) if isinstance(kind, str) else kind
         try:

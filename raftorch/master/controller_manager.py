@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -68,6 +68,9 @@ WATCHED = tuple(k for k in KINDS if k.name != "Event")
 MIRROR_PREFIX = "controller-manager-"
 CREATE_BATCH = 100  # the servicer's bound
 CREATES_IN_FLIGHT = 4
+# Status updates are checked whole by the master (a full update each), all in one call: fewer
+# per call keep each call's hold on the master's event loop short.
+STATUS_BATCH = 25
 
 
 def _error(exc: BaseException) -> BaseException:
@@ -84,18 +87,69 @@ class _Deleted(Future[Message]):
         self.key = key
 
 
+class _Batcher:
+    """Writes queued as they come and sent together: while `in_flight` calls are out, new
+    writes wait, and go in the next call (up to `size`, one kind and one fence term per call)."""
+
+    def __init__(self, send: Callable[[list[Message], int], grpc.Future], in_flight: int, size: int) -> None:
+        self._send = send
+        self._max_in_flight = in_flight
+        self._size = size
+        self._lock = threading.Lock()
+        self._queued: deque[tuple[Message, int, Future[Message]]] = deque()
+        self._in_flight = 0
+
+    def add(self, msg: Message, fence_term: int) -> Future[Message]:
+        out: Future[Message] = Future()
+        with self._lock:
+            self._queued.append((msg, fence_term, out))
+        self._pump()
+        return out
+
+    def _pump(self) -> None:
+        with self._lock:
+            if self._in_flight >= self._max_in_flight or not self._queued:
+                return
+            first, fence, _ = self._queued[0]
+            kind = kind_of_message(first)
+            batch: list[tuple[Message, int, Future[Message]]] = []
+            while self._queued and len(batch) < self._size:
+                msg, term, _ = self._queued[0]
+                if term != fence or kind_of_message(msg) != kind:
+                    break
+                batch.append(self._queued.popleft())
+            self._in_flight += 1
+        outs = [out for _, _, out in batch]
+        try:
+            call = self._send([m for m, _, _ in batch], fence)
+        except BaseException as exc:
+            self._sent(outs, None, exc)
+            return
+        call.add_done_callback(lambda c: self._sent(outs, c, None))
+
+    def _sent(self, outs: list[Future[Message]], call: grpc.Future | None, error: BaseException | None) -> None:
+        try:
+            RemoteWriter._resolve(outs, call, error)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            self._pump()
+
+
 class RemoteWriter:
     """The Writer of the ControllerManager over the Resources API.
 
-    Creates are batched as they come: while CREATES_IN_FLIGHT CreateMany calls are out, new
-    creates queue, and go together in the next call (up to CREATE_BATCH). A replica set's
-    hundred pods cost the master a few calls instead of a hundred."""
+    Creates and status updates are batched as they come (`_Batcher`): a replica set's hundred
+    pods, or the status of every replica set and deployment after a pass, cost the master a
+    few calls (and Raft entries) instead of one each."""
 
     def __init__(self, stub: resources_pb2_grpc.ResourcesStub) -> None:
         self._stub = stub
-        self._lock = threading.Lock()
-        self._creates: deque[tuple[Message, int, Future[Message]]] = deque()
-        self._in_flight = 0
+        self._creates = _Batcher(lambda msgs, fence: stub.CreateMany.future(resources_pb2.CreateManyRequest(
+            objects=[wrap(m) for m in msgs], fence_term=fence), timeout=WRITE_TIMEOUT), CREATES_IN_FLIGHT, CREATE_BATCH)
+        self._statuses = _Batcher(lambda msgs, fence: stub.UpdateMany.future(resources_pb2.UpdateManyRequest(
+            objects=[wrap(m) for m in msgs], status_only=True, fence_term=fence), timeout=WRITE_TIMEOUT),
+            CREATES_IN_FLIGHT, STATUS_BATCH)
 
     @staticmethod
     def _finish(call: grpc.Future, out: Future[Message], result: Any) -> None:
@@ -116,40 +170,7 @@ class RemoteWriter:
         if request_id:
             return self._object(self._stub.Create, resources_pb2.CreateRequest(
                 object=wrap(msg), request_id=request_id, fence_term=fence_term))
-        out: Future[Message] = Future()
-        with self._lock:
-            self._creates.append((msg, fence_term, out))
-        self._send_creates()
-        return out
-
-    def _send_creates(self) -> None:
-        with self._lock:
-            if self._in_flight >= CREATES_IN_FLIGHT or not self._creates:
-                return
-            first, fence, _ = self._creates[0]
-            kind = kind_of_message(first)
-            batch: list[tuple[Message, int, Future[Message]]] = []
-            while self._creates and len(batch) < CREATE_BATCH:
-                msg, term, _ = self._creates[0]
-                if term != fence or kind_of_message(msg) != kind:
-                    break
-                batch.append(self._creates.popleft())
-            self._in_flight += 1
-        try:
-            call = self._stub.CreateMany.future(resources_pb2.CreateManyRequest(
-                objects=[wrap(m) for m, _, _ in batch], fence_term=fence), timeout=WRITE_TIMEOUT)
-        except BaseException as exc:
-            self._sent([out for _, _, out in batch], None, exc)
-            return
-        call.add_done_callback(lambda c: self._sent([out for _, _, out in batch], c, None))
-
-    def _sent(self, outs: list[Future[Message]], call: grpc.Future | None, error: BaseException | None) -> None:
-        try:
-            self._resolve(outs, call, error)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-            self._send_creates()
+        return self._creates.add(msg, fence_term)
 
     def get(self, kind: Kind, namespace: str, name: str) -> Message:
         request = resources_pb2.GetRequest(kind=kind.name, namespace=namespace if kind.namespaced else "", name=name)
@@ -168,6 +189,8 @@ class RemoteWriter:
 
     def update(self, msg: Message, status_only: bool = False, request_id: str = "",
                fence_term: int = 0) -> Future[Message]:
+        if status_only and not request_id:
+            return self._statuses.add(msg, fence_term)
         method = self._stub.UpdateStatus if status_only else self._stub.Update
         return self._object(method, resources_pb2.UpdateRequest(object=wrap(msg), request_id=request_id,
                                                                  fence_term=fence_term))

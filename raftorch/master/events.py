@@ -22,7 +22,7 @@ import structlog
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
-from raftorch.errors import NotFound, RaftorchError
+from raftorch.errors import AlreadyExists, NotFound, RaftorchError
 from raftorch.master.metrics import MasterMetrics
 from raftorch.objects import EVENT, Kind, parse_time
 from raftorch.objects.events import EventCorrelator, Ref, merge_repeat
@@ -156,20 +156,36 @@ class EventWriter:
         self._tokens -= len(batch)
         if self._pending:
             self._wake.set()
-        futures: list[Future[Message]] = []
-        for event in batch.values():
-            try:
-                futures.append(upsert_event(self.registry, event, self.fence_term))
-            except RaftorchError as err:
-                self._failed.inc()
-                log.debug("event_not_written", event=event.metadata.name, error=str(err))
-        if futures:
-            wait_all(futures, timeout=WRITE_WAIT)
+        # A first occurrence is created without reading first (a read is a round trip, and in the
+        # controller-manager process a linearizable one); the creates go out together. One that
+        # exists after all, and every repeat, is read and folded into the stored event.
+        first = [e for e in batch.values() if e.count <= 1]
+        repeats = [e for e in batch.values() if e.count > 1]
+        created = self._write(first, lambda e: self.registry.create(e, fence_term=self.fence_term))
+        repeats += [e for e, f in zip(first, created, strict=True)
+                    if f is not None and f.done() and isinstance(f.exception(), AlreadyExists)]
+        created = [f for f in created if not (f is not None and f.done() and isinstance(f.exception(), AlreadyExists))]
+        futures = created + self._write(repeats, lambda e: upsert_event(self.registry, e, self.fence_term))
         for f in futures:
-            if f.done() and f.exception() is None:
+            if f is not None and f.done() and f.exception() is None:
                 self._written.inc()
             else:
                 self._failed.inc()
+
+    def _write(self, events: list[objects_pb2.Event], write: Callable[[objects_pb2.Event], Future[Message]]
+               ) -> list[Future[Message] | None]:
+        """Start every write, then wait for them together; None where one could not start."""
+        futures: list[Future[Message] | None] = []
+        for event in events:
+            try:
+                futures.append(write(event))
+            except RaftorchError as err:
+                futures.append(None)
+                log.debug("event_not_written", event=event.metadata.name, error=str(err))
+        started = [f for f in futures if f is not None]
+        if started:
+            wait_all(started, timeout=WRITE_WAIT)
+        return futures
 
     def sweep(self) -> None:
         """Delete events older than the TTL."""

@@ -12,7 +12,9 @@ indexes (a pod's change queues its replica set, that one's deployment and the se
 selector picks it), and plans only the keys queued, reading fresh state for each. A key whose
 write fails is queued again after a back-off of its own; every key is queued again every
 RESYNC_ALL seconds, so the loops stay level-triggered. The scheduler runs over the pending
-pods only, with node usage kept by the cache's index.
+pods only, with node usage kept by the cache's index; it does not wait for its bindings (it
+assumes them in the cache until the watch confirms them, as Kubernetes' scheduler does), and it
+also runs while the other steps wait for their writes.
 
 Nothing stops the control plane silently: a step that raises is logged with its traceback and
 retried after a back-off of its own while the other steps go on, and a loop that raises outside
@@ -26,6 +28,7 @@ import functools
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
@@ -41,13 +44,11 @@ from raftorch.master.admission import (
     DEFAULT_LEVEL,
     LEVEL_LABEL,
     PRIVILEGED,
-    host_processes_allowed,
     level_of,
     pod_spec_violations,
 )
 from raftorch.master.backoff import Backoff
 from raftorch.master.cache import REGISTRY_PREFIX, BadObject, ObjectCache
-from raftorch.master.constraints import HOSTNAME_KEY
 from raftorch.master.controllers import endpoints_equal, plan_deployment, plan_endpoints, plan_gc, plan_replicaset
 from raftorch.master.events import DEFAULT_TTL as DEFAULT_EVENT_TTL
 from raftorch.master.events import EventRecorder, EventWriter
@@ -55,10 +56,9 @@ from raftorch.master.heartbeats import HeartbeatTracker
 from raftorch.master.indexes import pod_request
 from raftorch.master.metrics import MasterMetrics
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
-from raftorch.master.placement import claim_names, claim_placement, nodes_of_claims, snapshot_from_index
 from raftorch.master.queues import KindKey, NameKey, Queues
 from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
-from raftorch.master.scheduler import Unschedulable, schedule
+from raftorch.master.scheduler_step import SchedulerStep
 from raftorch.master.workload_steps import WorkloadSteps
 from raftorch.master.workqueue import WorkQueue
 from raftorch.objects import (
@@ -78,12 +78,11 @@ log = structlog.get_logger("raftorch.controllers")
 
 RESYNC = 5.0
 RESYNC_ALL = 30.0
-BINDING_BATCH = 50
-SCHEDULE_BATCH = 1000
 # The longest pause after a pass (as long as the CPU time the pass took): the control loop takes at
 # most about half of the process's time, leaving the rest to Raft and the API.
 PASS_PAUSE_CAP = 0.5
 WRITE_WAIT = 10.0
+WAIT_STEP = 0.1
 # Write failures worth trying again after a back-off; others (bad input) are terminal.
 RETRIED = (Conflict, Unavailable, UnknownOutcome)
 
@@ -169,7 +168,7 @@ class ReplicaLink:
         self.replica.hub.wait_dispatched(self.replica.machine.revision, 5.0)
 
 
-class ControllerManager(WorkloadSteps):
+class ControllerManager(WorkloadSteps, SchedulerStep):
     def __init__(self, registry: Writer, heartbeats: HeartbeatTracker | None, term: int,
                  settings: ManagerSettings | None = None,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic, *,
@@ -203,6 +202,12 @@ class ControllerManager(WorkloadSteps):
         # Undecodable stored versions (key, revision) whose event is written or on its way.
         self._reported_bad: set[tuple[str, int]] = set()
         self.queues = Queues(mono)
+        # Bindings written and not yet confirmed (the scheduler's "assumed" pods): pod uid ->
+        # (store key, the pod as it was, the bound copy put in the cache). Outcomes arrive on
+        # other threads, through `_bind_outcomes`, and are handled on the loop's thread.
+        self._assumed: dict[str, tuple[str, objects_pb2.Pod, objects_pb2.Pod]] = {}
+        self._bind_outcomes: deque[tuple[str, bool]] = deque()
+        self._in_meanwhile = False
 
     def start(self) -> None:
         self._thread.start()
@@ -239,6 +244,7 @@ class ControllerManager(WorkloadSteps):
         """Run passes until leadership ends or the cache fell behind (then it is rebuilt)."""
         cache = self.link.open_cache()
         self.queues = queues = Queues(self.mono)
+        self._assumed.clear()  # a fresh cache holds none of them (late outcomes are ignored)
         cache.listen(functools.partial(queues.route, cache))
         queues.add_all(cache)
         try:
@@ -335,7 +341,9 @@ class ControllerManager(WorkloadSteps):
         pending = set(futures)
         # In short steps: a deposed leader stops waiting as soon as it knows.
         while pending and self._leading() and self.mono() < deadline:
-            _, pending = wait_all(pending, timeout=0.2)
+            _, pending = wait_all(pending, timeout=WAIT_STEP)
+            if pending:
+                self._meanwhile(cache)
         for f in futures:
             if f.done() and f.exception() is not None:
                 log.debug("controller_write_failed", error=str(f.exception()))
@@ -343,6 +351,20 @@ class ControllerManager(WorkloadSteps):
         self.link.settle(cache, futures)
 
     # -- node lifecycle ---------------------------------------------------------------------
+
+    def _meanwhile(self, cache: ObjectCache) -> None:
+        """While a step waits for its writes, the scheduler binds the pods that arrived: it
+        waits for nothing itself, and pods created by the replica sets by the thousand would
+        otherwise wait for the whole batch (seconds) before the first is bound."""
+        if self._in_meanwhile or "scheduler" not in self.steps:
+            return
+        self._in_meanwhile = True
+        try:
+            cache.drain()
+            if self.queues.schedule:
+                self._pass("scheduler", self._schedule, cache)
+        finally:
+            self._in_meanwhile = False
 
     def _node_lifecycle(self, cache: ObjectCache) -> list[Future[Message]]:
         nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
@@ -426,107 +448,6 @@ class ControllerManager(WorkloadSteps):
                 state=objects_pb2.ContainerState(state="running", started_at=updated.status.start_time))
             futures.append(self.registry.update(updated, status_only=True, fence_term=self.term))
         return futures
-
-    # -- scheduler -------------------------------------------------------------------------------
-
-    def _schedule(self, cache: ObjectCache) -> list[Future[Message]]:
-        if not self.queues.schedule:
-            return []
-        self.queues.schedule = False
-        pending = [p for k in cache.index.pending if isinstance(p := cache.at("Pod", k), objects_pb2.Pod)]
-        if not pending:
-            return []
-        nodes = [n for n in cache.items("Node") if isinstance(n, objects_pb2.Node)]
-        snapshot = snapshot_from_index(nodes, cache.index)
-        pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
-        if len(pending) > SCHEDULE_BATCH:
-            # Oldest first, a bounded number per pass: one pass over thousands of new pods held
-            # the GIL for seconds; the rest go in the next pass, after the loop's pause.
-            pending = pending[:SCHEDULE_BATCH]
-            self.queues.schedule = True
-        by_uid = {p.metadata.uid: p for p in pending}
-        levels = _levels(cache)
-        futures: list[Future[Message]] = []
-        claims, claim_nodes = self._claims(cache, pending, futures)
-        requests = []
-        waiting: list[Unschedulable] = []
-        claimed: set[tuple[str, str]] = set()  # unbound claims a pod of this pass takes
-        for p in pending:
-            req = pod_request(p, host_processes_allowed(levels.get(p.metadata.namespace, DEFAULT_LEVEL)))
-            if claims:
-                pinned, problem, unbound = claim_placement(p, claims, claim_nodes)
-                if problem:
-                    waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid, problem))
-                    continue
-                if unbound & claimed:
-                    self.queues.schedule = True
-                    continue  # its claim's node is decided by an earlier pod: next pass
-                claimed |= unbound
-                if pinned:
-                    req = replace(req, node_selector={**req.node_selector, HOSTNAME_KEY: pinned})
-            elif claim_names(p):
-                waiting.append(Unschedulable(p.metadata.namespace, p.metadata.name, p.metadata.uid,
-                                             f'persistentvolumeclaim "{claim_names(p)[0]}" not found'))
-                continue
-            requests.append(req)
-        plan = schedule(snapshot, requests, self.wall())
-        plan = replace(plan, unschedulable=(*plan.unschedulable, *waiting))
-        bound: list[Message] = []
-        for binding in plan.bindings:
-            pod = objects_pb2.Pod()
-            pod.CopyFrom(by_uid[binding.uid])
-            pod.spec.node_name = binding.node
-            self._unschedulable_reasons.pop(binding.uid, None)
-            bound.append(pod)
-            self.events.emit("default-scheduler", Ref.of(pod), "Scheduled",
-                             f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {binding.node}")
-            for name in claim_names(pod):  # a claim binds where its first pod goes
-                claim = claims.get((pod.metadata.namespace, name))
-                if claim is not None and (pod.metadata.namespace, name) not in claim_nodes:
-                    claim_nodes[(pod.metadata.namespace, name)] = binding.node
-                    futures.append(self._bind_claim(claim, binding.node))
-        # Bindings are committed in batches, one transaction each (the leader re-checks each
-        # pod's revision as it commits; a pod changed meanwhile is bound on its own or planned again).
-        for start in range(0, len(bound), BINDING_BATCH):
-            futures += self.registry.update_many(bound[start:start + BINDING_BATCH], fence_term=self.term)
-        self.bound += len(plan.bindings)
-        attempts = self.metrics.scheduler_attempts
-        attempts.labels("scheduled").inc(len(plan.bindings))
-        attempts.labels("unschedulable").inc(len(plan.unschedulable))
-        for item in plan.unschedulable:
-            if self._unschedulable_reasons.get(item.uid) != item.reason:
-                self._unschedulable_reasons[item.uid] = item.reason
-                self.events.emit("default-scheduler", Ref.of(by_uid[item.uid]), "FailedScheduling", item.reason,
-                                 WARNING)
-        return futures
-
-    def _claims(self, cache: ObjectCache, pending: list[objects_pb2.Pod], futures: list[Future[Message]]
-                ) -> tuple[dict[tuple[str, str], objects_pb2.PersistentVolumeClaim], dict[tuple[str, str], str]]:
-        """The claims by (namespace, name), and the node of each that has one. Only when a pending pod
-        uses a claim not bound yet are the running pods read: one of them may have been scheduled
-        with it before the claim's binding was written (then that binding is written now)."""
-        claims = {(c.metadata.namespace, c.metadata.name): c for c in cache.items("PersistentVolumeClaim")
-                  if isinstance(c, objects_pb2.PersistentVolumeClaim)}
-        if not claims:
-            return claims, {}
-        nodes = {key: c.status.node_name for key, c in claims.items() if c.status.node_name}
-        wanted = {(p.metadata.namespace, n) for p in pending for n in claim_names(p)}
-        if any(key in claims and key not in nodes for key in wanted):
-            found = nodes_of_claims(claims.values(), (p for p in cache.items("Pod") if isinstance(p, objects_pb2.Pod)))
-            for key, node in found.items():
-                if key not in nodes:
-                    futures.append(self._bind_claim(claims[key], node))
-            nodes = found
-        return claims, nodes
-
-    def _bind_claim(self, claim: objects_pb2.PersistentVolumeClaim, node: str) -> Future[Message]:
-        bound = objects_pb2.PersistentVolumeClaim()
-        bound.CopyFrom(claim)
-        bound.status.phase = "Bound"
-        bound.status.node_name = node
-        if "storage" in claim.spec.resources.requests:
-            bound.status.capacity["storage"] = claim.spec.resources.requests["storage"]
-        return self.registry.update(bound, status_only=True, fence_term=self.term)
 
     def _config_events(self, cache: ObjectCache) -> list[Future[Message]]:
         """A Warning event when a pod's containers wait for configuration (a missing ConfigMap,
@@ -773,12 +694,6 @@ class ControllerManager(WorkloadSteps):
         candidates = [(kind_name, obj.metadata)]  # type: ignore[attr-defined]
         return [self.registry.delete(kind_of(k), ns, n, fence_term=self.term)
                 for k, ns, n in plan_gc(candidates, cache.index.live_uids)]
-
-
-def _levels(cache: ObjectCache) -> dict[str, str]:
-    """Each namespace's pod-security level."""
-    return {ns.metadata.name: level_of(ns.metadata.labels) for ns in cache.items("Namespace")
-            if isinstance(ns, objects_pb2.Namespace)}
 
 
 def _level(cache: ObjectCache, namespace: str) -> str:

@@ -32,21 +32,20 @@ class LifecyclePlan:
     evict: tuple[str, ...]
 
 
-def ready_status(node: objects_pb2.Node) -> tuple[str, float | None]:
-    """("True"/"False"/"Unknown", wall time of the last transition or None)."""
-    from raftorch.objects import parse_time
-
+def ready_status(node: objects_pb2.Node) -> tuple[str, str]:
+    """("True"/"False"/"Unknown", the last transition's time as written, or "")."""
     for cond in node.status.conditions:
         if cond.type == READY:
-            when = parse_time(cond.last_transition_time) if cond.last_transition_time else None
-            return cond.status, when
-    return "Unknown", None
+            return cond.status, cond.last_transition_time
+    return "Unknown", ""
 
 
 def plan_lifecycle(nodes: Sequence[objects_pb2.Node], last_seen: Mapping[str, float], since: float,
                    now_mono: float, now_wall: float, settings: LifecycleSettings) -> LifecyclePlan:
     """`last_seen` holds monotonic heartbeat times of this leader's term, which began at
     `since`: a node not heard from yet this term is judged from `since` (its grace period)."""
+    from raftorch.objects import parse_time
+
     changes: list[ReadinessChange] = []
     evict: list[str] = []
     for node in nodes:
@@ -60,6 +59,7 @@ def plan_lifecycle(nodes: Sequence[objects_pb2.Node], last_seen: Mapping[str, fl
             changes.append(ReadinessChange(
                 name, False, "NodeStatusUnknown",
                 f"no heartbeat from the agent for {now_mono - seen:.0f}s"))
-        elif not fresh and transition is not None and now_wall - transition >= settings.eviction_timeout:
+        elif not fresh and transition and now_wall - parse_time(transition) >= settings.eviction_timeout:
+            # Parsed only here: every node is looked at twice a second, and few are NotReady.
             evict.append(name)
     return LifecyclePlan(tuple(changes), tuple(evict))

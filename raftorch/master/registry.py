@@ -59,6 +59,25 @@ class NetworkSettings:
     node_cidr_prefix: int = 24
 
 
+@dataclass(frozen=True, slots=True)
+class StatusPatch:
+    """A new status for the object namespace/name, if it is still the one with `uid`."""
+
+    namespace: str
+    name: str
+    uid: str
+    status: Message
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    msg: Message
+    future: Future[Message]
+    compare: list[kv_pb2.Compare]
+    success: list[kv_pb2.RequestOp]
+    finish: Callable[[kv_pb2.TxnResponse], Message]
+
+
 def _cmp(key: str, target: kv_pb2.Compare.Target.ValueType, result: kv_pb2.Compare.Result.ValueType,
          **value: Any) -> kv_pb2.Compare:
     return kv_pb2.Compare(key=key, target=target, result=result, **value)
@@ -374,9 +393,7 @@ class Registry:
         each. If any object changed meanwhile, each is tried again on its own, so every future
         ends as its own `update` would. Services (which allocate) are updated one by one."""
         out: list[Future[Message]] = []
-        batch: list[tuple[Message, Future[Message], Callable[[kv_pb2.TxnResponse], Message]]] = []
-        compare: list[kv_pb2.Compare] = []
-        success: list[kv_pb2.RequestOp] = []
+        batch: list[_Prepared] = []
         for msg in msgs:
             if kind_of_message(msg).name == "Service":
                 out.append(self.update(msg, status_only, fence_term=fence_term))
@@ -388,11 +405,87 @@ class Registry:
             except RaftorchError as err:
                 future.set_exception(_untraced(err))
                 continue
-            compare += cmp
-            success += ops
-            batch.append((msg, future, finish))
+            batch.append(_Prepared(msg, future, cmp, ops, finish))
+        self._commit_batch(batch, status_only, fence_term)
+        return out
+
+    def bind_pods(self, pods: Sequence[objects_pb2.Pod], fence_term: int = 0) -> list[Future[Message]]:
+        """The scheduler's bindings in one transaction. A pod that is exactly its stored version
+        with spec.nodeName now set (and was unbound) takes the narrow path: the node must exist,
+        nothing else changed, so nothing else is decoded, defaulted or validated again. Any
+        other pod is a plain update (update_many's checks). A binding to a node that does not
+        exist is refused (NotFound)."""
+        kind = kind_of("Pod")
+        out: list[Future[Message]] = []
+        batch: list[_Prepared] = []
+        keys = [store_key(kind, p.metadata.namespace or "default", p.metadata.name) for p in pods]
+        with self.replica.reading() as machine:
+            found = [machine.index.current(key) for key in keys]
+            nodes = {p.spec.node_name: machine.index.current(store_key(kind_of("Node"), "", p.spec.node_name))
+                     for p in pods if p.spec.node_name}
+        for pod, key, kv in zip(pods, keys, found, strict=True):
+            future: Future[Message] = Future()
+            out.append(future)
+            try:
+                bound = _as_binding(kind, kv, pod)
+                if bound is not None:
+                    if nodes.get(pod.spec.node_name) is None:
+                        raise NotFound(f"pod {pod.metadata.name!r}: node {pod.spec.node_name!r} not found; "
+                                       "a pod is bound to an existing node only")
+                    cmp, ops, _, finish = _plain_write(kind, key, bound.metadata.resource_version, bound)
+                else:
+                    cmp, ops, _, finish = self._prepare_update(pod, False)
+            except RaftorchError as err:
+                future.set_exception(_untraced(err))
+                continue
+            batch.append(_Prepared(pod, future, cmp, ops, finish))
+        self._commit_batch(batch, False, fence_term)
+        return out
+
+    def patch_statuses(self, kind: Kind, patches: Sequence[StatusPatch],
+                       allow: Callable[[Message], None] | None = None,
+                       fence_term: int = 0) -> list[Future[Message] | None]:
+        """Set the status of several objects in one transaction, changing nothing else: the
+        narrow path of agents' status reports. Each object is read and decoded once; only the
+        status given is checked (unknown fields), since nothing else of the stored object
+        changes. `allow(current)` may refuse an object (node restriction), failing the call.
+        Per patch: None when the object is gone or is another one now (its uid differs),
+        else the write's future (retried one by one if any object changed meanwhile)."""
+        out: list[Future[Message] | None] = []
+        batch: list[_Prepared] = []
+        keys = [store_key(kind, p.namespace, p.name) for p in patches]
+        with self.replica.reading() as machine:
+            found = [machine.index.current(key) for key in keys]
+        for patch, key, kv in zip(patches, keys, found, strict=True):
+            if kv is None:
+                out.append(None)
+                continue
+            future: Future[Message] = Future()
+            try:
+                current = decode(kind, kv)
+                if current.metadata.uid != patch.uid:  # type: ignore[attr-defined]
+                    out.append(None)
+                    continue
+                if allow is not None:
+                    allow(current)
+                check_unknown_fields(patch.status)
+                current.status.CopyFrom(patch.status)  # type: ignore[attr-defined]
+                cmp, ops, _, finish = _plain_write(kind, key, kv.mod_revision, current)
+            except Conflict as err:
+                future.set_exception(_untraced(err))
+                out.append(future)
+                continue
+            out.append(future)
+            batch.append(_Prepared(current, future, cmp, ops, finish))
+        self._commit_batch(batch, True, fence_term)
+        return out
+
+    def _commit_batch(self, batch: list[_Prepared], status_only: bool, fence_term: int) -> None:
+        """One transaction for prepared writes; if any compare fails, each is tried on its own."""
         if not batch:
-            return out
+            return
+        compare = [c for item in batch for c in item.compare]
+        success = [op for item in batch for op in item.success]
         txn = kv_pb2.TxnRequest(compare=compare, success=success)
         command = store_pb2.Command(request_id=uuid.uuid4().hex, txn=txn, fence_term=fence_term)
 
@@ -405,8 +498,8 @@ class Registry:
             single.add_done_callback(functools.partial(_copy_outcome, future))
 
         def retry_all() -> None:
-            for msg, future, _ in batch:
-                one_by_one(msg, future)
+            for item in batch:
+                one_by_one(item.msg, item.future)
 
         def done(f: Future[store_pb2.CommandResult]) -> None:
             try:
@@ -414,21 +507,20 @@ class Registry:
                 if result.WhichOneof("result") == "error":
                     raise error_for_code(result.error.code, result.error.message)
             except BaseException as exc:
-                for _, future, _ in batch:
-                    future.set_exception(_untraced(exc))
+                for item in batch:
+                    item.future.set_exception(_untraced(exc))
                 return
             if not result.txn.succeeded:
                 # Re-read and resubmit off this thread: done callbacks run on Raft's thread.
                 threading.Thread(target=retry_all, name="registry-batch-retry", daemon=True).start()
                 return
-            for _, future, finish in batch:
+            for item in batch:
                 try:
-                    future.set_result(finish(result.txn))
+                    item.future.set_result(item.finish(result.txn))
                 except BaseException as exc:
-                    future.set_exception(_untraced(exc))
+                    item.future.set_exception(_untraced(exc))
 
         self.replica.submit(command).add_done_callback(done)
-        return out
 
     def _prepare_update(self, msg: Message, status_only: bool) -> tuple[
             list[kv_pb2.Compare], list[kv_pb2.RequestOp], list[kv_pb2.RequestOp],
@@ -469,6 +561,8 @@ class Registry:
             validate(new)
         new.metadata.resource_version = cur_meta.resource_version  # type: ignore[attr-defined]
         key = store_key(kind, cur_meta.namespace, cur_meta.name)
+        if kind.name != "Service" or status_only:
+            return _plain_write(kind, key, cur_meta.resource_version, new)
         compare = [unchanged(key, cur_meta.resource_version)]
         success = [put_op(key, b"")]
         failure = [get_op(key)]
@@ -632,6 +726,39 @@ def _encode_bounded(kind: Kind, msg: Message) -> bytes:
     data = encode(msg)
     check_object_size(kind.name, len(data))
     return data
+
+
+def _as_binding(kind: Kind, kv: Any, pod: objects_pb2.Pod) -> objects_pb2.Pod | None:
+    """The stored pod with `pod`'s node set, if `pod` is exactly that (a binding and nothing
+    else: same revision, unbound before); None otherwise. Comparing the encodings checks every
+    field at once, unknown ones included, without a walk in Python."""
+    if kv is None or not pod.spec.node_name or pod.metadata.resource_version != kv.mod_revision:
+        return None
+    stored, _ = decode_checked(kind, kv)
+    if not isinstance(stored, objects_pb2.Pod) or stored.spec.node_name:
+        return None
+    stored.spec.node_name = pod.spec.node_name
+    if stored.SerializeToString(deterministic=True) != pod.SerializeToString(deterministic=True):
+        return None
+    return stored
+
+
+def _plain_write(kind: Kind, key: str, revision: int, new: Message) -> tuple[
+        list[kv_pb2.Compare], list[kv_pb2.RequestOp], list[kv_pb2.RequestOp],
+        Callable[[kv_pb2.TxnResponse], Message]]:
+    """Replace the object at `key` with `new` if it is still at `revision` (no allocations)."""
+    name = new.metadata.name  # type: ignore[attr-defined]
+
+    def finish(resp: kv_pb2.TxnResponse) -> Message:
+        if not resp.succeeded:
+            found = resp.responses[0].response_range if resp.responses else None
+            if found is not None and not found.kvs:
+                raise NotFound(f"{kind.name.lower()} {name!r} not found")
+            raise Conflict(f"{kind.name.lower()} {name!r} was changed concurrently: re-read and retry")
+        new.metadata.resource_version = resp.header.revision  # type: ignore[attr-defined]
+        return new
+
+    return [unchanged(key, revision)], [put_op(key, _encode_bounded(kind, new))], [get_op(key)], finish
 
 
 def _namespaced_kinds() -> list[Kind]:

@@ -32,9 +32,9 @@ class _Inbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._items: list[tuple[asyncio.Future[Any], Future[Any], asyncio.TimerHandle]] = []
+        self._items: list[tuple[asyncio.Future[Any], Future[Any], asyncio.TimerHandle | None]] = []
 
-    def post(self, waiter: asyncio.Future[Any], timer: asyncio.TimerHandle, source: Future[Any]) -> None:
+    def post(self, waiter: asyncio.Future[Any], timer: asyncio.TimerHandle | None, source: Future[Any]) -> None:
         """Any thread, `source` done: the first post since the last drain wakes the loop."""
         with self._lock:
             self._items.append((waiter, source, timer))
@@ -47,7 +47,8 @@ class _Inbox:
         with self._lock:
             items, self._items = self._items, []
         for waiter, source, timer in items:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             if waiter.done():
                 continue
             if source.cancelled():
@@ -80,6 +81,16 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 def wait_result(source: Future[T], timeout: float) -> asyncio.Future[T]:
     """An asyncio future (of the running loop) with `source`'s outcome, or TimeoutError after
     `timeout` seconds. Cancelling or abandoning it leaves `source` alone."""
+    return _waiter(source, timeout)
+
+
+def settled(source: Future[T]) -> asyncio.Future[T]:
+    """`wait_result` with no time limit of its own: for many futures awaited together under
+    one deadline (a batch of writes gathered by one call)."""
+    return _waiter(source, None)
+
+
+def _waiter(source: Future[T], timeout: float | None) -> asyncio.Future[T]:
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[T] = loop.create_future()
     if source.done():
@@ -91,7 +102,7 @@ def wait_result(source: Future[T], timeout: float) -> asyncio.Future[T]:
         else:
             waiter.set_result(source.result())
         return waiter
-    timer = loop.call_later(timeout, _expire, waiter)
+    timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
     inbox = _inbox(loop)
     source.add_done_callback(lambda f: inbox.post(waiter, timer, f))
     return waiter
