@@ -13,9 +13,9 @@ from google.protobuf.message import Message
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.errors import Conflict, Invalid, NotFound, PermissionDenied
-from raftorch.master.handlers import LoopWaker
 from raftorch.master.registry import Registry, StatusPatch
 from raftorch.objects import POD
+from raftorch.store.loop_wake import settled
 from raftorch.store.memory import MemoryReplica
 
 
@@ -102,13 +102,12 @@ def test_a_status_with_fields_this_version_does_not_know_is_refused(registry: Re
     assert stored(registry, "a").status.phase == ""
 
 
-def test_the_loop_waker_resolves_futures_from_another_thread() -> None:
+def test_settled_resolves_futures_from_another_thread() -> None:
     async def main() -> list[object]:
-        waker = LoopWaker(asyncio.get_running_loop())
         sources: list[Future[object]] = [Future() for _ in range(50)]
         failed: Future[object] = Future()
-        targets = [waker.wrap(f) for f in sources]
-        failing = waker.wrap(failed)
+        targets = [settled(f) for f in sources]
+        failing = settled(failed)
 
         def settle() -> None:
             for i, f in enumerate(sources):
@@ -121,7 +120,7 @@ def test_the_loop_waker_resolves_futures_from_another_thread() -> None:
             await failing
         done: Future[object] = Future()
         done.set_result("early")
-        results.append(await waker.wrap(done))
+        results.append(await settled(done))
         return results
 
     assert asyncio.run(main()) == [*range(50), "early"]
