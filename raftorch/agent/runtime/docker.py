@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -46,6 +46,7 @@ from raftorch.agent.runtime.base import (
     ContainerSpec,
     ExecTimeout,
     ImagePullError,
+    PodStart,
     RuntimeFailure,
     RuntimeUnavailable,
     exit_reason,
@@ -53,7 +54,7 @@ from raftorch.agent.runtime.base import (
 from raftorch.agent.runtime.docker_events import DockerEvents
 from raftorch.agent.usage import Reading, cgroup_reading
 from raftorch.dockerlib import explain, translated
-from raftorch.errors import Invalid
+from raftorch.errors import Invalid, RaftorchError
 from raftorch.objects import CREATE_CONTAINER_CONFIG_ERROR, parse_time
 
 __all__ = ["DockerRuntime"]
@@ -194,10 +195,13 @@ class DockerRuntime(ContainerRuntime):
         self._lock = threading.Lock()
         self._feed: DockerEvents | None = None
         self._starting: set[str] = set()  # ids between create and the inspect after start
+        # A pod start's second hand: the sandbox starts here while its containers are created.
+        self._side = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker-side")
 
     def close(self) -> None:
         if self._feed is not None:
             self._feed.close()
+        self._side.shutdown(wait=False, cancel_futures=True)
         self.client.close()
 
     def watch_changes(self, node: str, changed: Callable[[], None]) -> DockerEvents:
@@ -373,8 +377,42 @@ class DockerRuntime(ContainerRuntime):
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create, start, inspect once (the address and start time); the result is cached for the next list."""
+        return self._start_created(self._create_container(spec), spec.runtime_name)
+
+    def start_pod(self, sandbox: ContainerSpec, containers: Sequence[ContainerSpec]) -> PodStart:
+        """The sandbox's start overlaps the creation of its containers (Docker creates a container that
+        joins another's network before that one runs); they start once it runs."""
+        sandbox_id = self._create_container(sandbox)
+        starting = self._side.submit(self._start_created, sandbox_id, sandbox.runtime_name)
+        created: list[str | RuntimeFailure] = []
+        for spec in containers:
+            try:
+                created.append(self._create_container(replace(spec, sandbox=sandbox_id)))
+            except RuntimeFailure as err:
+                created.append(err)
+            except RaftorchError as err:  # the daemon went away: the sandbox's start will tell
+                created.append(RuntimeFailure(f"creating container {spec.runtime_name}: {err}"))
+        try:
+            info = starting.result()
+        except BaseException:
+            for container_id in created:
+                if isinstance(container_id, str):
+                    self._discard(container_id)
+            raise
+        results = list(self._side.map(
+            lambda item: item[1] if isinstance(item[1], RuntimeFailure) else self._start_or_failure(item[1], item[0]),
+            zip([c.runtime_name for c in containers], created, strict=True)))
+        return PodStart(info, tuple(results))
+
+    def _start_or_failure(self, container_id: str, name: str) -> ContainerInfo | RuntimeFailure:
+        try:
+            return self._start_created(container_id, name)
+        except RuntimeFailure as err:
+            return err
+
+    def _create_container(self, spec: ContainerSpec) -> str:
+        """Create; the id is held back from lists until `_start_created` or `_discard` lets it go."""
         name = spec.runtime_name
-        api = self.client.api
         with _translated(f"container {name}"):
             if spec.run_as_non_root:
                 self._check_non_root(spec)
@@ -382,20 +420,31 @@ class DockerRuntime(ContainerRuntime):
                 created = self._create(spec)
             except docker.errors.APIError as exc:
                 raise RuntimeFailure(f"creating container {name}: {explain(exc)}", CREATE_CONTAINER_ERROR) from exc
-            container_id = str(created["Id"])
-            with self._lock:
-                self._starting.add(container_id)
+        container_id = str(created["Id"])
+        with self._lock:
+            self._starting.add(container_id)
+        return container_id
+
+    def _start_created(self, container_id: str, name: str) -> ContainerInfo:
+        api = self.client.api
+        with _translated(f"container {name}"):
             try:
                 api.start(container_id)
                 return self._inspect(container_id)
             except docker.errors.APIError as exc:
-                self._forget(container_id)
-                with contextlib.suppress(docker.errors.DockerException, OSError):
-                    api.remove_container(container_id, force=True, v=True)
+                self._discard(container_id)
                 raise RuntimeFailure(f"starting container {name}: {explain(exc)}") from exc
             finally:
                 with self._lock:
                     self._starting.discard(container_id)
+
+    def _discard(self, container_id: str) -> None:
+        """Remove a container made for a start that failed."""
+        self._forget(container_id)
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            self.client.api.remove_container(container_id, force=True, v=True)
+        with self._lock:
+            self._starting.discard(container_id)
 
     def _create(self, spec: ContainerSpec) -> Mapping[str, Any]:
         api = self.client.api
