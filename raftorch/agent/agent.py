@@ -160,6 +160,7 @@ class Agent:
             self._renewer.start()
         self.register()
         self._start_network()
+        self._start_sandbox_pool()
         self.events.start()
         if isinstance(self._inner_runtime, WatchesChanges):
             self._changes = self._inner_runtime.watch_changes(self.config.name, self._wake.set)
@@ -198,6 +199,9 @@ class Agent:
             t.join(timeout=5)
         if self._changes is not None:
             self._changes.close()
+        stop_pool = getattr(self._inner_runtime, "stop_sandbox_pool", None)
+        if stop_pool is not None:
+            stop_pool()  # its containers stay for the next agent
         self._stopper.shutdown(wait=False, cancel_futures=True)
         self._starter.shutdown(wait=False, cancel_futures=True)
         if self._server is not None:
@@ -249,6 +253,9 @@ class Agent:
                 except Conflict:
                     # Left from an earlier cluster with another CIDR: its pods are gone too.
                     log.warning("pod_network_replaced", network=wanted, pod_cidr=self.pod_cidr)
+                    remove_pool = getattr(self._inner_runtime, "remove_sandbox_pool", None)
+                    if remove_pool is not None:
+                        remove_pool(cfg.name)
                     for container in self.runtime.list_containers(cfg.name):
                         self.runtime.stop(container.id, 0)
                         self.runtime.remove(container.id)
@@ -266,6 +273,16 @@ class Agent:
             self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, "userspace", cfg.cluster_cidr,
                                        on_sync=self.metrics.network_sync_seconds.observe)
             self.network.start()
+
+    def _start_sandbox_pool(self) -> None:
+        """Started sandboxes kept ahead on the pod network (`sandbox_pool`; 0 removes any left)."""
+        start_pool = getattr(self._inner_runtime, "start_sandbox_pool", None)
+        if start_pool is None or not self.rconfig.sandbox_image or not self.rconfig.network:
+            return
+        try:
+            start_pool(self.config.name, self.rconfig.network, self.rconfig.sandbox_image, self.config.sandbox_pool)
+        except RaftorchError as err:
+            log.warning("sandbox_pool_failed", error=str(err))
 
     def _ensure_mirror_pod(self) -> None:
         """The agent shows up in `get pods -A` as a running system component."""

@@ -360,8 +360,10 @@ def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerIn
     joined = current.id if current is not None else None
     kept = []
     for info in infos:
-        # A stopping pod's exited containers stay (their logs) after its sandbox went.
-        if info.sandbox and info.sandbox != joined and not stopping:
+        # A stopping pod's exited containers stay (their logs) after its sandbox went. One being
+        # started (with a sandbox being started) is the start's to finish or clean up.
+        starting = info.state == CREATED and (pod.metadata.uid, info.container) in plan.starting
+        if info.sandbox and info.sandbox != joined and not stopping and not starting:
             plan.stop(info, pod.spec.termination_grace_period_seconds or plan.config.default_grace, True,
                       "pod sandbox changed")
         else:

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from agent_sim import CONFIG, Node, make_pod, removes, starts, stops
 
+from raftorch.agent.reconciler import plan_pod_actions
 from raftorch.agent.runtime.base import SANDBOX_CONTAINER
 from raftorch.api.v1 import objects_pb2
 
@@ -167,3 +168,16 @@ def test_a_sandbox_replacing_one_whose_containers_still_run_carries_none() -> No
     plan = node.plan(1)
     [start] = starts(plan)
     assert (start.spec.container, start.then) == (SANDBOX_CONTAINER, ())  # they join once the old ones stopped
+
+
+def test_a_container_created_in_a_sandbox_still_starting_is_left_to_its_start() -> None:
+    pod = make_pod(containers=("a",))
+    node = Node([pod], SANDBOXED)
+    [start] = starts(node.plan())
+    # Under way: the container is created in the new sandbox, which is not listed yet.
+    app = node.runtime.create_and_start(replace(start.then[0], sandbox="sandbox-being-started"))
+    node.runtime.add_container(replace(app, state="created"))
+    in_flight = frozenset({(pod.metadata.uid, SANDBOX_CONTAINER), (pod.metadata.uid, "a")})
+    plan = plan_pod_actions([pod], node.runtime.list_containers(CONFIG.node), node.state, node.now, SANDBOXED,
+                            starting=in_flight)
+    assert plan.actions == ()
