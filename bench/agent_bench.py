@@ -39,6 +39,9 @@ started through the Docker SDK with no raftorch at the fastest of --floor-concur
 kills of a task's container with restart delay 0. The side-by-side table gives raftorch / Swarm
 and raftorch / floor from medians of this run; the targets are those ratios (issue 16).
 
+`--sandbox-pool N` starts the agents with `--sandbox-pool N` (default 0, the agent's default): each
+measurement then begins once every node's pool holds N started sandboxes, as on a node at rest.
+
 `--profile DIR` runs `py-spy record --format raw --nonblocking` on every agent during the first
 run of the largest deployment (create -> all Running) and during the whole kill phase (one file
 per agent and phase, for flamegraph.pl or speedscope).

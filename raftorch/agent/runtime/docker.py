@@ -202,7 +202,7 @@ class DockerRuntime(ContainerRuntime):
         self._starting: set[str] = set()  # ids between create and the inspect after start
         self._creating: set[str] = set()  # names of containers being created (no id yet)
         # A pod start's second hand: the sandbox starts here while its containers are created.
-        self._side = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker-side")
+        self._side = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker-side")
         self._pool: SandboxPool | None = None
 
     def close(self) -> None:
@@ -247,7 +247,7 @@ class DockerRuntime(ContainerRuntime):
                 if container_id in self._starting or name.lstrip("/") in self._creating:
                     continue
                 if is_unclaimed(summary.get("Labels") or {}, name):
-                    if state != RUNNING and self._pool is not None:
+                    if state == EXITED and self._pool is not None:
                         self._pool.forget(container_id)
                     continue  # a pool container is no pod's until claimed
                 if state == CREATED:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -123,15 +124,13 @@ class SandboxPool:
             return list(self._ready)
 
     def wait_full(self, timeout: float) -> bool:
-        """For tests and benchmarks: wait until the pool holds `size` containers."""
-        stop = threading.Event()
-        deadline = timeout
-        while deadline > 0:
-            if len(self.ready()) >= self.size:
-                return True
-            stop.wait(0.05)
-            deadline -= 0.05
-        return False
+        """For tests: wait until the pool holds `size` containers."""
+        deadline = time.monotonic() + timeout
+        while len(self.ready()) < self.size:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def _list(self) -> list[Mapping[str, Any]]:
         filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={self.node}", f"{LABEL_ROLE}={ROLE_POOL}"]}
@@ -156,17 +155,14 @@ class SandboxPool:
             self._client.api.remove_container(container_id, force=True, v=True)
 
     def forget(self, container_id: str) -> None:
-        """A pool container that died or went: out of the pool (and removed)."""
+        """A pool container that exited: out of the pool, and removed."""
         with self._lock:
-            if container_id not in self._ready:
-                return
-            self._ready.remove(container_id)
+            if container_id in self._ready:
+                self._ready.remove(container_id)
         self._remove(container_id)
         self._wake.set()
 
     def _run(self) -> None:
-        import time
-
         while not self._stop.is_set():
             self._wake.wait(_CHECK_SECONDS)
             self._wake.clear()
@@ -191,10 +187,11 @@ class SandboxPool:
 
     def _add(self) -> None:
         api = self._client.api
-        name = f"{POOL_PREFIX}{self.node}_{secrets.token_hex(4)}"
+        token = secrets.token_hex(4)
+        name = f"{POOL_PREFIX}{self.node}_{token}"
         labels = {LABEL_MANAGED: "true", LABEL_NODE: self.node, LABEL_ROLE: ROLE_POOL}
         created = api.create_container(
-            self.image, name=name, labels=labels, detach=True, hostname=name[len(POOL_PREFIX):][:63],
+            self.image, name=name, labels=labels, detach=True, hostname=f"{self.node[:54]}-{token}",
             host_config=api.create_host_config(network_mode=self.network),
             networking_config=api.create_networking_config({self.network: api.create_endpoint_config()}))
         container_id = str(created["Id"])
