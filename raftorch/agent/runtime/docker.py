@@ -396,9 +396,14 @@ class DockerRuntime(ContainerRuntime):
         if size <= 0:
             self.remove_sandbox_pool(node)
             return None
-        self._pool = SandboxPool(self.client, node, network, image, size, lambda: bool(self._starting))
+        self._pool = SandboxPool(self.client, node, network, image, size, self._busy)
         self._pool.start()
         return self._pool
+
+    def _busy(self) -> bool:
+        """Containers being created or started: the pool waits (pods first)."""
+        with self._lock:
+            return bool(self._starting or self._creating)
 
     def stop_sandbox_pool(self) -> None:
         """Stop refilling; the pool's containers stay for the next agent."""
