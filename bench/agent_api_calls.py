@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         cidr = free_cluster_cidr(client)
         masters = LocalMasters(root / "masters", extra_args=["--cluster-cidr", cidr])
         os.environ["RAFTORCH_AGENT_DOCKER_URL"] = f"unix://{proxy.path}"  # the agent's environment
-        agents = LocalAgents(root / "agents", masters.endpoints, [node])
+        agents = LocalAgents(root / "agents", masters.endpoints, [node], ca_dir=masters.pki_dir)
         try:
             masters.start()
             masters.wait_ready(60.0)

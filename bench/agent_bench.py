@@ -39,6 +39,9 @@ started through the Docker SDK with no raftorch at the fastest of --floor-concur
 kills of a task's container with restart delay 0. The side-by-side table gives raftorch / Swarm
 and raftorch / floor from medians of this run; the targets are those ratios (issue 16).
 
+`--sandbox-pool N` starts the agents with `--sandbox-pool N` (default 0, the agent's default): each
+measurement then begins once every node's pool holds N started sandboxes, as on a node at rest.
+
 `--profile DIR` runs `py-spy record --format raw --nonblocking` on every agent during the first
 run of the largest deployment (create -> all Running) and during the whole kill phase (one file
 per agent and phase, for flamegraph.pl or speedscope).
@@ -77,6 +80,7 @@ from agent_observe import (
     docker_version,
     free_cluster_cidr,
     node_containers,
+    pool_ready,
     remove_leftovers,
     restarted,
 )
@@ -116,6 +120,7 @@ class Settings:
     kills: int = 10
     floor_concurrency: tuple[int, ...] = (2, 4, 8)
     swarm: bool = True
+    sandbox_pool: int = 0  # the agents' --sandbox-pool
 
 
 # -- small helpers -----------------------------------------------------------------------------------
@@ -228,7 +233,14 @@ class Bench:
         return {n: memory_mb(pid) for n, pid in self.agent_pids().items()}
 
     def containers(self) -> int:
-        return len(node_containers(self.docker, self.nodes))
+        return len(node_containers(self.docker, self.nodes, pods_only=True))
+
+    def wait_pool(self) -> None:
+        """With --sandbox-pool: a node at rest, its pool full (made while no pod starts), before a measurement."""
+        wanted = self.settings.sandbox_pool * len(self.nodes)
+        if wanted and not wait_until(lambda: pool_ready(self.docker, self.nodes) >= wanted, self.settings.timeout_s,
+                                     every=0.1):
+            raise TimeoutError(f"sandbox pools not full after {self.settings.timeout_s:.0f}s")
 
     def elections(self) -> int:
         return sum(leaderships(self.masters).values())
@@ -301,6 +313,7 @@ def deploy_once(b: Bench, replicas: int, run: int, profile: bool) -> DeployRun:
     watch = PodWatch(b.masters.endpoints, name)
     try:
         watch.wait_synced(10.0)
+        b.wait_pool()
         done = watch.expect(all_running(replicas))
         if profile:
             b.profiler.start(b.agent_pids(), f"deploy{replicas}")
@@ -585,7 +598,7 @@ def print_report(r: Report) -> None:
     load = ", ".join(f"{x:.1f}" for x in r.load_average)
     print()
     print(f"agent bench: 3 masters + {s.agents} agent(s) (docker runtime, --network-mode none) on this host, "
-          f"{s.runs} runs each; image {IMAGE}, grace {GRACE_SECONDS} s")
+          f"{s.runs} runs each; image {IMAGE}, grace {GRACE_SECONDS} s; sandbox pool {s.sandbox_pool} per node")
     print(f"machine: {os.cpu_count()} cores ({cores} usable), {platform.python_implementation()} "
           f"{platform.python_version()}, Docker {r.docker}; load average at the end {load}")
     print(f"nodes {', '.join(r.nodes)}; cluster CIDR {r.cluster_cidr}; leader elections after the first: "
@@ -677,7 +690,8 @@ def run(settings: Settings) -> Report:
         cidr = free_cluster_cidr(client)
         masters = LocalMasters(root / "masters", extra_args=["--cluster-cidr", cidr])
         agents = LocalAgents(root / "agents", masters.endpoints, names, runtime="docker", network_mode="none",
-                             ca_dir=masters.pki_dir)
+                             ca_dir=masters.pki_dir,
+                             extra_args=["--sandbox-pool", str(settings.sandbox_pool)] if settings.sandbox_pool else [])
         events = DockerEvents(client, names)
         profiler = Profiler(settings.profile_dir)
         try:
@@ -713,6 +727,8 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--kills", type=int, default=10, help="containers killed, 5 pods round-robin (default 10)")
     p.add_argument("--floor-concurrency", type=int, nargs="+", default=[2, 4, 8],
                    help="thread counts tried for the raw Docker floor; the fastest counts (default 2 4 8)")
+    p.add_argument("--sandbox-pool", type=int, default=0, metavar="N",
+                   help="the agents keep N sandboxes started ahead (default 0: off, the agent's default)")
     p.add_argument("--no-swarm", action="store_true", help="do not measure Docker Swarm")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for any one wait (default 120)")
     p.add_argument("--profile", type=Path, metavar="DIR",
@@ -725,7 +741,8 @@ def parse_args(argv: list[str] | None) -> Options:
         p.error("--runs, --agents, --replicas, --kills and --floor-concurrency must be positive")
     settings = Settings(runs=runs, agents=args.agents, replicas=tuple(args.replicas), timeout_s=args.timeout,
                         profile_dir=args.profile, logs_dir=args.logs, kills=args.kills,
-                        floor_concurrency=tuple(args.floor_concurrency), swarm=not args.no_swarm)
+                        floor_concurrency=tuple(args.floor_concurrency), swarm=not args.no_swarm,
+                        sandbox_pool=args.sandbox_pool)
     return Options(settings, bool(args.json))
 
 

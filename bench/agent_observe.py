@@ -17,6 +17,7 @@ import docker
 import docker.errors
 
 from raftorch.agent.runtime.base import LABEL_ATTEMPT, LABEL_MANAGED, LABEL_NODE, LABEL_POD_UID
+from raftorch.agent.runtime.docker_pool import is_unclaimed
 from raftorch.api.v1 import objects_pb2
 from raftorch.client import Client
 from raftorch.errors import RaftorchError
@@ -33,13 +34,21 @@ def docker_version(client: Any) -> str:
     return f"{v.get('Version', '?')} (API {v.get('ApiVersion', '?')})"
 
 
-def node_containers(client: Any, nodes: Sequence[str]) -> list[str]:
+def node_containers(client: Any, nodes: Sequence[str], pods_only: bool = False) -> list[str]:
     """The ids of every container, running or not, labelled for one of `nodes` (one list call per node:
-    the high-level `containers.list` inspects each one and fails on a container removed meanwhile)."""
+    the high-level `containers.list` inspects each one and fails on a container removed meanwhile).
+    `pods_only`: not the agents' unclaimed pool sandboxes."""
     found: list[str] = []
     for node in nodes:
-        found.extend(str(c["Id"]) for c in client.api.containers(all=True, filters={"label": f"{LABEL_NODE}={node}"}))
+        found.extend(str(c["Id"]) for c in client.api.containers(all=True, filters={"label": f"{LABEL_NODE}={node}"})
+                     if not (pods_only and is_unclaimed(c.get("Labels") or {}, str((c.get("Names") or [""])[0]))))
     return found
+
+
+def pool_ready(client: Any, nodes: Sequence[str]) -> int:
+    """Running unclaimed pool sandboxes on `nodes`."""
+    return sum(1 for node in nodes for c in client.api.containers(filters={"label": f"{LABEL_NODE}={node}"})
+               if is_unclaimed(c.get("Labels") or {}, str((c.get("Names") or [""])[0])))
 
 
 def remove_leftovers(client: Any, nodes: Sequence[str]) -> int:

@@ -41,7 +41,15 @@ from raftorch.agent.reconciler import (
     record_probe,
     record_start_failure,
 )
-from raftorch.agent.runtime.base import ChangeWatch, ContainerRuntime, RuntimeFailure, WatchesChanges
+from raftorch.agent.runtime.base import (
+    ChangeWatch,
+    ContainerRuntime,
+    ContainerSpec,
+    RuntimeFailure,
+    StartsPods,
+    WatchesChanges,
+    start_in_order,
+)
 from raftorch.agent.usage import Reading, build_usage, node_cpu_ns, node_memory
 from raftorch.agent.volumes import PodVolumes, needs_inputs
 from raftorch.api.v1 import agents_pb2, objects_pb2
@@ -152,6 +160,7 @@ class Agent:
             self._renewer.start()
         self.register()
         self._start_network()
+        self._start_sandbox_pool()
         self.events.start()
         if isinstance(self._inner_runtime, WatchesChanges):
             self._changes = self._inner_runtime.watch_changes(self.config.name, self._wake.set)
@@ -190,6 +199,9 @@ class Agent:
             t.join(timeout=5)
         if self._changes is not None:
             self._changes.close()
+        stop_pool = getattr(self._inner_runtime, "stop_sandbox_pool", None)
+        if stop_pool is not None:
+            stop_pool()  # its containers stay for the next agent
         self._stopper.shutdown(wait=False, cancel_futures=True)
         self._starter.shutdown(wait=False, cancel_futures=True)
         if self._server is not None:
@@ -241,6 +253,9 @@ class Agent:
                 except Conflict:
                     # Left from an earlier cluster with another CIDR: its pods are gone too.
                     log.warning("pod_network_replaced", network=wanted, pod_cidr=self.pod_cidr)
+                    remove_pool = getattr(self._inner_runtime, "remove_sandbox_pool", None)
+                    if remove_pool is not None:
+                        remove_pool(cfg.name)
                     for container in self.runtime.list_containers(cfg.name):
                         self.runtime.stop(container.id, 0)
                         self.runtime.remove(container.id)
@@ -258,6 +273,16 @@ class Agent:
             self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, "userspace", cfg.cluster_cidr,
                                        on_sync=self.metrics.network_sync_seconds.observe)
             self.network.start()
+
+    def _start_sandbox_pool(self) -> None:
+        """Started sandboxes kept ahead on the pod network (`sandbox_pool`; 0 removes any left)."""
+        start_pool = getattr(self._inner_runtime, "start_sandbox_pool", None)
+        if start_pool is None or not self.rconfig.sandbox_image or not self.rconfig.network:
+            return
+        try:
+            start_pool(self.config.name, self.rconfig.network, self.rconfig.sandbox_image, self.config.sandbox_pool)
+        except RaftorchError as err:
+            log.warning("sandbox_pool_failed", error=str(err))
 
     def _ensure_mirror_pod(self) -> None:
         """The agent shows up in `get pods -A` as a running system component."""
@@ -411,8 +436,8 @@ class Agent:
                     self._stop_async(action.container_id, None, True)
             elif isinstance(action, StartContainer):
                 with self._start_lock:
-                    self._starting.add((action.spec.pod_uid, action.spec.container))
-                self._starter.submit(self._start, action)
+                    self._starting.update((s.pod_uid, s.container) for s in (action.spec, *action.then))
+                self._starter.submit(self._start_pod if action.then else self._start, action)
         for check in due_probes(desired, self.state, now):
             ok = run_probe(check.probe, check.pod_ip, check.container_id, self.runtime, check.named_ports)
             if not ok:
@@ -482,36 +507,84 @@ class Agent:
     def _start(self, action: StartContainer) -> None:
         spec = action.spec
         failure: tuple[StartContainer, str, str, float] | None = None
-        pod: objects_pb2.Pod | None = None
+        pod = self._pod(spec.pod_uid)
         try:
-            with self._pods_lock:
-                pod = self._pods.get(spec.pod_uid)
             self._pull(pod, spec.image, spec.pull_policy)
             self.runtime.create_and_start(spec)
-            if spec.attempt > 0:
-                self.metrics.restarts.inc()
-            if pod is not None:
-                self.events.emit(pod, "Created", f"Created container {spec.container}")
-                self.events.emit(pod, "Started", f"Started container {spec.container}")
-            log.info("container_started", pod=f"{spec.pod_namespace}/{spec.pod_name}", container=spec.container,
-                     attempt=spec.attempt)
+            self._started(pod, spec)
         except RuntimeFailure as err:
-            log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
-                        container=spec.container, reason=err.reason, error=err.message)
-            if pod is not None:
-                self.events.emit(pod, "Failed", f"Error: {err.message}", "Warning")
-            failure = (action, err.reason, err.message, time.time())
+            failure = self._start_failed(pod, action, err)
         except RaftorchError as err:
             log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
                         container=spec.container, error=str(err))
         finally:
-            key = (spec.pod_uid, spec.container)
-            with self._start_lock:
-                if failure is not None:
-                    self._start_failures.append(failure)
-                self._started_at[key] = time.time()
+            self._start_done([spec], [failure] if failure is not None else [])
+
+    def _start_pod(self, action: StartContainer) -> None:
+        """A new sandbox and the containers that join it, in one go (`StartContainer.then`)."""
+        spec = action.spec
+        failures: list[tuple[StartContainer, str, str, float]] = []
+        pod = self._pod(spec.pod_uid)
+        try:
+            ready: list[ContainerSpec] = []
+            for joining in action.then:  # an image missing is the container's failure, not the sandbox's
+                try:
+                    self._pull(pod, joining.image, joining.pull_policy)
+                    ready.append(joining)
+                except RuntimeFailure as err:
+                    failures.append(self._start_failed(pod, StartContainer(joining), err))
+            self._pull(pod, spec.image, spec.pull_policy)
+            if isinstance(self._inner_runtime, StartsPods):
+                started = self.runtime.start_pod(spec, ready)
+            else:
+                started = start_in_order(self.runtime, spec, ready)
+            self._started(pod, spec)
+            for joining, result in zip(ready, started.containers, strict=True):
+                if isinstance(result, RuntimeFailure):
+                    joined = replace(joining, sandbox=started.sandbox.id)
+                    failures.append(self._start_failed(pod, StartContainer(joined), result))
+                else:
+                    self._started(pod, joining)
+        except RuntimeFailure as err:
+            failures.append(self._start_failed(pod, action, err))
+        except RaftorchError as err:
+            log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
+                        container=spec.container, error=str(err))
+        finally:
+            self._start_done([spec, *action.then], failures)
+
+    def _pod(self, uid: str) -> objects_pb2.Pod | None:
+        with self._pods_lock:
+            return self._pods.get(uid)
+
+    def _started(self, pod: objects_pb2.Pod | None, spec: ContainerSpec) -> None:
+        if spec.attempt > 0:
+            self.metrics.restarts.inc()
+        if pod is not None:
+            self.events.emit(pod, "Created", f"Created container {spec.container}")
+            self.events.emit(pod, "Started", f"Started container {spec.container}")
+        log.info("container_started", pod=f"{spec.pod_namespace}/{spec.pod_name}", container=spec.container,
+                 attempt=spec.attempt)
+
+    def _start_failed(self, pod: objects_pb2.Pod | None, action: StartContainer, err: RuntimeFailure
+                      ) -> tuple[StartContainer, str, str, float]:
+        spec = action.spec
+        log.warning("container_start_failed", pod=f"{spec.pod_namespace}/{spec.pod_name}",
+                    container=spec.container, reason=err.reason, error=err.message)
+        if pod is not None:
+            self.events.emit(pod, "Failed", f"Error: {err.message}", "Warning")
+        return action, err.reason, err.message, time.time()
+
+    def _start_done(self, specs: list[ContainerSpec], failures: list[tuple[StartContainer, str, str, float]]) -> None:
+        """Hand the starts back to the planner: finished (or failed), and wake it."""
+        finished = time.time()
+        with self._start_lock:
+            self._start_failures.extend(failures)
+            for spec in specs:
+                key = (spec.pod_uid, spec.container)
+                self._started_at[key] = finished
                 self._starting.discard(key)
-            self._wake.set()
+        self._wake.set()
 
     def _pull(self, pod: objects_pb2.Pod | None, image: str, policy: str) -> None:
         """ensure_image, with Kubernetes' Pulling / Pulled events."""

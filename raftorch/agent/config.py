@@ -9,6 +9,7 @@ from raftorch.errors import Invalid
 
 RUNTIMES = ("docker", "process", "fake")
 NETWORK_MODES = ("iptables", "userspace", "none")
+MAX_SANDBOX_POOL = 110  # a node's pod capacity
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class AgentConfig:
     docker_url: str = ""
     # The image of each pod's sandbox container (the docker runtime's; built by scripts/build_images.sh).
     sandbox_image: str = "raftorch/pause:latest"
+    # Sandboxes kept started ahead for new pods (docker runtime; raftorch/agent/runtime/docker_pool.py).
+    # Off by default: a pod in a pooled sandbox does not get its own name as hostname.
+    sandbox_pool: int = 0
     log_level: str = "info"
     # The node's certificate, its key and the cluster CA; default: pki in data-dir.
     pki_dir: Path | None = None
@@ -66,3 +70,5 @@ class AgentConfig:
             raise Invalid("usage-period: must be positive")
         if self.heartbeat_period <= 0:
             raise Invalid("heartbeat-period: must be positive")
+        if not 0 <= self.sandbox_pool <= MAX_SANDBOX_POOL:
+            raise Invalid(f"sandbox-pool: expected 0 to {MAX_SANDBOX_POOL}, got {self.sandbox_pool}")

@@ -56,6 +56,9 @@ def make_runtime(config: AgentConfig) -> ContainerRuntime:
               help="How services reach pods on this node.")
 @click.option("--heartbeat-period", type=float, help="Seconds between heartbeats (default 1).")
 @click.option("--backoff-base", type=float, help="First restart delay of a crashing container, seconds.")
+@click.option("--sandbox-pool", type=int,
+              help="Pod sandboxes kept started ahead, for faster pod starts (docker; default 0). Pods in a "
+                   "pooled sandbox get the pool container's hostname, not their own name.")
 @click.option("--cluster-cidr", help="The masters' cluster CIDR (default 10.244.0.0/16).")
 @click.option("--pki-dir", type=click.Path(path_type=Path),
               help="Where the node certificate, its key and the CA are kept (default DATA_DIR/pki).")
@@ -145,6 +148,12 @@ def _uninstall(config: AgentConfig, runtime: ContainerRuntime) -> None:
     except RaftorchError as err:
         problems.append(f"routes: {err}")
     client = getattr(runtime, "client", None)
+    remove_pool = getattr(runtime, "remove_sandbox_pool", None)
+    if remove_pool is not None:
+        try:
+            remove_pool(config.name)
+        except RaftorchError as err:
+            problems.append(f"sandbox pool: {err}")
     if client is not None:
         try:
             remove_docker_network(client, f"raftorch-{config.name}")

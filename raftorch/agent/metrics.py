@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from raftorch.agent.runtime.base import ContainerInfo, ContainerRuntime, ContainerSpec
+from raftorch.agent.runtime.base import ContainerInfo, ContainerRuntime, ContainerSpec, PodStart
 from raftorch.agent.usage import Reading
 from raftorch.api.v1 import objects_pb2
 from raftorch.rpc import is_loopback
@@ -128,7 +128,8 @@ class MeasuredRuntime:
         self._runtime = runtime
         self.name = runtime.name
         self._calls = {name: (metrics.runtime_seconds.labels(name), metrics.runtime_errors.labels(name))
-                       for name in ("list_containers", "ensure_image", "create_and_start", "stop", "remove", "exec")}
+                       for name in ("list_containers", "ensure_image", "create_and_start", "start_pod", "stop",
+                                    "remove", "exec")}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._runtime, name)
@@ -153,6 +154,11 @@ class MeasuredRuntime:
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         result: ContainerInfo = self._timed("create_and_start", self._runtime.create_and_start, spec)
+        return result
+
+    def start_pod(self, sandbox: ContainerSpec, containers: Sequence[ContainerSpec]) -> PodStart:
+        """The runtime's `StartsPods.start_pod` (only call it when the runtime has one)."""
+        result: PodStart = self._timed("start_pod", self._runtime.start_pod, sandbox, containers)  # type: ignore[attr-defined]
         return result
 
     def stop(self, container_id: str, grace_seconds: float) -> None:

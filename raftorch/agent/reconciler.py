@@ -22,10 +22,12 @@ back with `record_start_failure` and probe results with `record_probe`, and plan
   is retried with the same back-off, at least `backoff_base`.
 * The restart count is the attempt label of the newest container: it survives agent restarts.
 * With `sandbox_image` set, each pod (but host-network ones) first gets a sandbox container
-  that holds its network namespace; its containers start once it runs, join it, and share its
-  IP (the pod IP). Containers that joined another sandbox than the running one (it died and
-  was replaced) are stopped, removed and started again in the new one. A pod's sandbox goes
-  last, once none of its containers runs.
+  that holds its network namespace; its containers join it and share its IP (the pod IP). A
+  new sandbox of a pod none of whose containers runs carries the containers that start now
+  (`StartContainer.then`): the executor creates them as soon as the sandbox exists, while it
+  starts, instead of waiting for a plan that sees it run. Containers that joined another
+  sandbox than the running one (it died and was replaced) are stopped, removed and started
+  again in the new one. A pod's sandbox goes last, once none of its containers runs.
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ class AgentPodState:
 @dataclass(frozen=True, slots=True)
 class StartContainer:
     spec: ContainerSpec
+    # Only on a sandbox's start: the pod's containers to start in it once it exists (their
+    # `sandbox` is left empty; the executor sets it to the new sandbox's id).
+    then: tuple[ContainerSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +182,8 @@ class _Plan:
         self.removes: list[RemoveContainer] = []
         self.starts: list[StartContainer] = []
         self.wake: list[float] = []
+        # By pod uid: the containers to start in the sandbox this plan starts (see `StartContainer.then`).
+        self.joining: dict[str, list[ContainerSpec]] = {}
 
     def stop(self, info: ContainerInfo, grace: float, remove: bool, reason: str) -> None:
         if info.running:
@@ -223,7 +230,9 @@ def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[Conta
             plan.stop(info, config.default_grace if grace is None else grace, True, "pod is gone")
         if old is not None:
             pods[uid] = old  # its grace is needed until its containers are gone
-    actions: tuple[Action, ...] = (*plan.stops, *plan.removes, *plan.starts)
+    starts = [replace(s, then=tuple(plan.joining.get(s.spec.pod_uid, ()))) if s.spec.container == SANDBOX_CONTAINER
+              else s for s in plan.starts]
+    actions: tuple[Action, ...] = (*plan.stops, *plan.removes, *starts)
     return ReconcilePlan(actions, statuses, AgentPodState(pods), min(plan.wake, default=None))
 
 
@@ -351,8 +360,10 @@ def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerIn
     joined = current.id if current is not None else None
     kept = []
     for info in infos:
-        # A stopping pod's exited containers stay (their logs) after its sandbox went.
-        if info.sandbox and info.sandbox != joined and not stopping:
+        # A stopping pod's exited containers stay (their logs) after its sandbox went. One being
+        # started (with a sandbox being started) is the start's to finish or clean up.
+        starting = info.state == CREATED and (pod.metadata.uid, info.container) in plan.starting
+        if info.sandbox and info.sandbox != joined and not stopping and not starting:
             plan.stop(info, pod.spec.termination_grace_period_seconds or plan.config.default_grace, True,
                       "pod sandbox changed")
         else:
@@ -367,6 +378,8 @@ def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerIn
         spec = sandbox_spec(pod, plan.config.node, rec.last_attempt + 1, plan.config.sandbox_image,
                             network=plan.config.network)
         plan.starts.append(StartContainer(spec))
+        if not any(i.running for i in infos):  # else they start once the old ones are gone and it runs
+            plan.joining[pod.metadata.uid] = []
     elif current is None:
         plan.wake_at(rec.backoff_until)
     return current, rec, kept
@@ -445,7 +458,8 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CRASH_LOOP_BACK_OFF,
                                               message=message))
         return rec, status, kind, ""
-    if sandbox_rec is not None and sandbox is None:
+    joining = plan.joining.get(pod.metadata.uid) if sandbox_rec is not None and sandbox is None else None
+    if sandbox_rec is not None and sandbox is None and joining is None:
         status.state.CopyFrom(container_state("waiting", reason=sandbox_rec.waiting_reason or CONTAINER_CREATING,
                                               message=sandbox_rec.waiting_message))
         return rec, status, kind, ""
@@ -463,7 +477,10 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         except Invalid as err:
             status.state.CopyFrom(container_state("waiting", reason=CREATE_CONTAINER_CONFIG_ERROR, message=str(err)))
             return rec, status, kind, ""
-        plan.starts.append(StartContainer(spec))
+        if joining is not None:
+            joining.append(spec)
+        else:
+            plan.starts.append(StartContainer(spec))
     status.state.CopyFrom(container_state("waiting", reason=rec.waiting_reason or CONTAINER_CREATING,
                                           message=rec.waiting_message))
     return rec, status, kind, ""

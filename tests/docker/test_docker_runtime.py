@@ -276,3 +276,35 @@ def test_an_image_removed_after_it_was_seen_is_an_image_error(runtime: DockerRun
         runtime.create_and_start(spec)
     assert missing.value.reason == "ErrImageNeverPull"
     assert runtime.list_containers(node) == []
+
+
+def test_start_pod_joins_containers_to_a_new_sandbox_and_reports_each_failure(
+        runtime: DockerRuntime, docker_client: Any, node: str, image: str) -> None:
+    sandbox = ContainerSpec("uid-pair", "default", "pair", node, "POD", image, command=("sh", "-c"),
+                            args=("trap 'exit 0' TERM; sleep 1000 & wait",),
+                            extra_labels=((TEST_LABEL, node), ("raftorch.io/role", "sandbox")))
+    ok = ContainerSpec("uid-pair", "default", "pair", node, "a", image, command=("sh", "-c"),
+                       args=("exec httpd -f -p 127.0.0.1:8080 -h /www",), extra_labels=((TEST_LABEL, node),))
+    broken = ContainerSpec("uid-pair", "default", "pair", node, "b", image, command=("/no/such/binary",),
+                           extra_labels=((TEST_LABEL, node),))
+    started = runtime.start_pod(sandbox, [ok, broken])
+    assert started.sandbox.running and started.sandbox.ip
+    a, b = started.containers
+    assert isinstance(a, ContainerInfo) and a.running and a.sandbox == started.sandbox.id
+    assert isinstance(b, RuntimeFailure) and "no/such/binary" in b.message
+    assert docker_client.api.inspect_container(a.id)["HostConfig"]["NetworkMode"] == f"container:{started.sandbox.id}"
+    # The pod's one address: a's server answers on localhost of the sandbox's namespace.
+    code, out = docker_client.containers.get(started.sandbox.id).exec_run(
+        ["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"])
+    assert code == 0 and b"raftorch busybox" in out
+    assert {c.container for c in runtime.list_containers(node)} == {"POD", "a"}  # nothing left of b
+
+
+def test_start_pod_whose_sandbox_fails_leaves_nothing(runtime: DockerRuntime, node: str, image: str) -> None:
+    sandbox = ContainerSpec("uid-bad", "default", "bad", node, "POD", image, command=("/no/such/binary",),
+                            extra_labels=((TEST_LABEL, node),))
+    app = make_spec(node, image, "sleep 1000", pod="bad")
+    with pytest.raises(RuntimeFailure) as failed:
+        runtime.start_pod(sandbox, [app])
+    assert "no/such/binary" in failed.value.message
+    assert runtime.list_containers(node) == []

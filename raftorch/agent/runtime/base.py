@@ -17,7 +17,7 @@ Kubernetes-style reason a container shows while it waits (ErrImagePull, RunConta
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from raftorch.api.v1 import objects_pb2
@@ -49,13 +49,16 @@ __all__ = [
     "ExecTimeout",
     "ImagePullError",
     "Mount",
+    "PodStart",
     "PortMapping",
     "RuntimeFailure",
     "RuntimeUnavailable",
+    "StartsPods",
     "WatchesChanges",
     "container_spec",
     "labels_for",
     "sandbox_spec",
+    "start_in_order",
 ]
 
 LABEL_MANAGED = "raftorch.io/managed"
@@ -327,6 +330,37 @@ class WatchesChanges(Protocol):
         """From now on call `changed` (from a thread of the runtime's) soon after one of `node`'s containers
         exits or goes, and whenever the runtime may have missed that; until the watch is closed."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class PodStart:
+    """A sandbox started with the containers that joined it: each container's info, or why it failed."""
+
+    sandbox: ContainerInfo
+    containers: tuple[ContainerInfo | RuntimeFailure, ...]
+
+
+@runtime_checkable
+class StartsPods(Protocol):
+    """A runtime that starts a sandbox and its first containers together, overlapping what it can."""
+
+    def start_pod(self, sandbox: ContainerSpec, containers: Sequence[ContainerSpec]) -> PodStart:
+        """Start `sandbox`, then `containers` in it (their `sandbox` set to its id), as `create_and_start`
+        would, one after the other. `RuntimeFailure` when the sandbox fails (nothing is left behind);
+        a container that fails is left out, its failure in its place."""
+        ...
+
+
+def start_in_order(runtime: ContainerRuntime, sandbox: ContainerSpec, containers: Sequence[ContainerSpec]) -> PodStart:
+    """`StartsPods.start_pod` for any runtime: the sandbox, then each container, one at a time."""
+    info = runtime.create_and_start(sandbox)
+    results: list[ContainerInfo | RuntimeFailure] = []
+    for spec in containers:
+        try:
+            results.append(runtime.create_and_start(replace(spec, sandbox=info.id)))
+        except RuntimeFailure as err:
+            results.append(err)
+    return PodStart(info, tuple(results))
 
 
 def container_spec(pod: objects_pb2.Pod, container: objects_pb2.Container, node: str, attempt: int, *,

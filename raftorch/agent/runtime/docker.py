@@ -20,13 +20,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import docker
 import docker.errors
 import docker.utils
+import structlog
 
 from raftorch.agent.runtime.base import (
     CREATE_CONTAINER_ERROR,
@@ -36,6 +37,7 @@ from raftorch.agent.runtime.base import (
     LABEL_MANAGED,
     LABEL_NODE,
     LABEL_POD_UID,
+    LABEL_ROLE,
     PULL_ALWAYS,
     PULL_NEVER,
     PULL_POLICIES,
@@ -46,17 +48,21 @@ from raftorch.agent.runtime.base import (
     ContainerSpec,
     ExecTimeout,
     ImagePullError,
+    PodStart,
     RuntimeFailure,
     RuntimeUnavailable,
     exit_reason,
 )
 from raftorch.agent.runtime.docker_events import DockerEvents
+from raftorch.agent.runtime.docker_pool import ROLE_POOL, SandboxPool, claimed_labels, claimed_name, is_unclaimed
 from raftorch.agent.usage import Reading, cgroup_reading
 from raftorch.dockerlib import explain, translated
-from raftorch.errors import Invalid
+from raftorch.errors import Invalid, RaftorchError
 from raftorch.objects import CREATE_CONTAINER_CONFIG_ERROR, parse_time
 
 __all__ = ["DockerRuntime"]
+
+log = structlog.get_logger("raftorch.agent.docker")
 
 _DOCKER_ZERO_TIME = "0001-01-01T00:00:00Z"
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -93,7 +99,7 @@ def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
         (n["IPAddress"] for n in (network.get("Networks") or {}).values() if n and n.get("IPAddress")), "")
     exit_code = int(state.get("ExitCode") or 0)
     return ContainerInfo(
-        id=str(attrs["Id"]), state=kind, labels=dict(config.get("Labels") or {}),
+        id=str(attrs["Id"]), state=kind, labels=claimed_labels(config.get("Labels") or {}, str(attrs.get("Name", ""))),
         name=str(attrs.get("Name", "")).lstrip("/"), image=str(config.get("Image", "")),
         exit_code=exit_code if kind == EXITED else 0, started_at=_time(state.get("StartedAt")),
         finished_at=_time(state.get("FinishedAt")) if kind == EXITED else None, ip=str(ip),
@@ -103,9 +109,9 @@ def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
 
 def _created_info(summary: Mapping[str, Any]) -> ContainerInfo:
     """A container made but never started, from the list's summary."""
-    names = summary.get("Names") or [""]
-    return ContainerInfo(id=str(summary["Id"]), state=CREATED, labels=dict(summary.get("Labels") or {}),
-                         name=str(names[0]).lstrip("/"), image=str(summary.get("Image", "")))
+    name = str((summary.get("Names") or [""])[0])
+    return ContainerInfo(id=str(summary["Id"]), state=CREATED, labels=claimed_labels(summary.get("Labels") or {}, name),
+                         name=name.lstrip("/"), image=str(summary.get("Image", "")))
 
 
 def _create_args(spec: ContainerSpec, api: Any) -> dict[str, Any]:
@@ -194,10 +200,16 @@ class DockerRuntime(ContainerRuntime):
         self._lock = threading.Lock()
         self._feed: DockerEvents | None = None
         self._starting: set[str] = set()  # ids between create and the inspect after start
+        self._creating: set[str] = set()  # names of containers being created (no id yet)
+        # A pod start's second hand: the sandbox starts here while its containers are created.
+        self._side = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker-side")
+        self._pool: SandboxPool | None = None
 
     def close(self) -> None:
+        self.stop_sandbox_pool()
         if self._feed is not None:
             self._feed.close()
+        self._side.shutdown(wait=False, cancel_futures=True)
         self.client.close()
 
     def watch_changes(self, node: str, changed: Callable[[], None]) -> DockerEvents:
@@ -231,8 +243,13 @@ class DockerRuntime(ContainerRuntime):
             for summary in listed:
                 container_id = str(summary["Id"])
                 state = _kind(str(summary.get("State", "")))
-                if container_id in self._starting:
+                name = str((summary.get("Names") or [""])[0])
+                if container_id in self._starting or name.lstrip("/") in self._creating:
                     continue
+                if is_unclaimed(summary.get("Labels") or {}, name):
+                    if state == EXITED and self._pool is not None:
+                        self._pool.forget(container_id)
+                    continue  # a pool container is no pod's until claimed
                 if state == CREATED:
                     infos.append(_created_info(summary))
                     continue
@@ -371,31 +388,153 @@ class DockerRuntime(ContainerRuntime):
             except docker.errors.APIError:
                 pass  # still in use by a container that is going: the next pass removes it
 
-    def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
-        """Create, start, inspect once (the address and start time); the result is cached for the next list."""
-        name = spec.runtime_name
-        api = self.client.api
-        with _translated(f"container {name}"):
-            if spec.run_as_non_root:
-                self._check_non_root(spec)
+    # -- the sandbox pool (docker_pool.py) ----------------------------------------------------
+
+    def start_sandbox_pool(self, node: str, network: str, image: str, size: int) -> SandboxPool | None:
+        """Keep `size` started sandboxes on `network` for `node`'s new pods; 0: none (and remove those left)."""
+        self.stop_sandbox_pool()
+        if size <= 0:
+            self.remove_sandbox_pool(node)
+            return None
+        self._pool = SandboxPool(self.client, node, network, image, size, self._busy)
+        self._pool.start()
+        return self._pool
+
+    def _busy(self) -> bool:
+        """Containers being created or started: the pool waits (pods first)."""
+        with self._lock:
+            return bool(self._starting or self._creating)
+
+    def stop_sandbox_pool(self) -> None:
+        """Stop refilling; the pool's containers stay for the next agent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def remove_sandbox_pool(self, node: str) -> int:
+        """Remove `node`'s unclaimed pool containers (the node goes, or its pool is off); how many."""
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}", f"{LABEL_ROLE}={ROLE_POOL}"]}
+        removed = 0
+        with _translated("sandbox pool"):
+            for summary in self.client.api.containers(all=True, filters=filters):
+                if is_unclaimed(summary.get("Labels") or {}, str((summary.get("Names") or [""])[0])):
+                    with contextlib.suppress(docker.errors.NotFound):
+                        self.client.api.remove_container(summary["Id"], force=True, v=True)
+                        removed += 1
+        return removed
+
+    def _claim(self, spec: ContainerSpec) -> ContainerInfo | None:
+        """A started pool sandbox renamed for `spec`'s pod, or None (no pool, none fits, none left)."""
+        pool = self._pool
+        if pool is None or not pool.fits(spec):
+            return None
+        while (container_id := pool.take()) is not None:
+            with self._lock:
+                self._starting.add(container_id)
             try:
-                created = self._create(spec)
-            except docker.errors.APIError as exc:
-                raise RuntimeFailure(f"creating container {name}: {explain(exc)}", CREATE_CONTAINER_ERROR) from exc
+                self.client.api.rename(container_id, claimed_name(spec))
+                info = self._inspect(container_id)
+            except (docker.errors.DockerException, OSError) as exc:
+                log.warning("sandbox_pool_claim_failed", container=container_id, error=explain(exc))
+                self._discard(container_id)
+                continue
+            finally:
+                with self._lock:
+                    self._starting.discard(container_id)
+            if info.running and info.pod_uid == spec.pod_uid:
+                return info
+            self._discard(container_id)
+        return None
+
+    # -- containers ----------------------------------------------------------------------------
+
+    def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create, start, inspect once (the address and start time); the result is cached for the next list.
+        A sandbox is a claimed pool container when the pool has one that fits."""
+        claimed = self._claim(spec)
+        if claimed is not None:
+            return claimed
+        return self._start_created(self._create_container(spec), spec.runtime_name)
+
+    def start_pod(self, sandbox: ContainerSpec, containers: Sequence[ContainerSpec]) -> PodStart:
+        """The sandbox's start overlaps the creation of its containers (Docker creates a container that
+        joins another's network before that one runs); they start once it runs. A claimed pool sandbox
+        runs already."""
+        claimed = self._claim(sandbox)
+        if claimed is not None:
+            sandbox_id = claimed.id
+            starting: Future[ContainerInfo] = Future()
+            starting.set_result(claimed)
+        else:
+            sandbox_id = self._create_container(sandbox)
+            starting = self._side.submit(self._start_created, sandbox_id, sandbox.runtime_name)
+        created: list[str | RuntimeFailure] = []
+        for spec in containers:
+            try:
+                created.append(self._create_container(replace(spec, sandbox=sandbox_id)))
+            except RuntimeFailure as err:
+                created.append(err)
+            except RaftorchError as err:  # the daemon went away: the sandbox's start will tell
+                created.append(RuntimeFailure(f"creating container {spec.runtime_name}: {err}"))
+        try:
+            info = starting.result()
+        except BaseException:
+            for container_id in created:
+                if isinstance(container_id, str):
+                    self._discard(container_id)
+            raise
+        results = list(self._side.map(
+            lambda item: item[1] if isinstance(item[1], RuntimeFailure) else self._start_or_failure(item[1], item[0]),
+            zip([c.runtime_name for c in containers], created, strict=True)))
+        return PodStart(info, tuple(results))
+
+    def _start_or_failure(self, container_id: str, name: str) -> ContainerInfo | RuntimeFailure:
+        try:
+            return self._start_created(container_id, name)
+        except RuntimeFailure as err:
+            return err
+
+    def _create_container(self, spec: ContainerSpec) -> str:
+        """Create; the id is held back from lists until `_start_created` or `_discard` lets it go."""
+        name = spec.runtime_name
+        with self._lock:
+            self._creating.add(name)  # a list between the create and the next line must not see it
+        try:
+            with _translated(f"container {name}"):
+                if spec.run_as_non_root:
+                    self._check_non_root(spec)
+                try:
+                    created = self._create(spec)
+                except docker.errors.APIError as exc:
+                    raise RuntimeFailure(f"creating container {name}: {explain(exc)}", CREATE_CONTAINER_ERROR) from exc
             container_id = str(created["Id"])
             with self._lock:
                 self._starting.add(container_id)
+            return container_id
+        finally:
+            with self._lock:
+                self._creating.discard(name)
+
+    def _start_created(self, container_id: str, name: str) -> ContainerInfo:
+        api = self.client.api
+        with _translated(f"container {name}"):
             try:
                 api.start(container_id)
                 return self._inspect(container_id)
             except docker.errors.APIError as exc:
-                self._forget(container_id)
-                with contextlib.suppress(docker.errors.DockerException, OSError):
-                    api.remove_container(container_id, force=True, v=True)
+                self._discard(container_id)
                 raise RuntimeFailure(f"starting container {name}: {explain(exc)}") from exc
             finally:
                 with self._lock:
                     self._starting.discard(container_id)
+
+    def _discard(self, container_id: str) -> None:
+        """Remove a container made for a start that failed."""
+        self._forget(container_id)
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            self.client.api.remove_container(container_id, force=True, v=True)
+        with self._lock:
+            self._starting.discard(container_id)
 
     def _create(self, spec: ContainerSpec) -> Mapping[str, Any]:
         api = self.client.api

@@ -22,7 +22,7 @@ from raftorch.agent.reconciler import (
     record_probe,
     record_start_failure,
 )
-from raftorch.agent.runtime.base import ContainerInfo, RuntimeFailure
+from raftorch.agent.runtime.base import ContainerInfo, RuntimeFailure, start_in_order
 from raftorch.agent.runtime.fake import FakeRuntime
 from raftorch.agent.volumes import PodInputs
 from raftorch.api.v1 import objects_pb2
@@ -83,13 +83,26 @@ class Node:
             elif isinstance(action, RemoveContainer):
                 self.runtime.remove(action.container_id)
             elif isinstance(action, StartContainer):
+                ready = []
+                for spec in action.then:  # as the agent: a joining container's image is its own failure
+                    try:
+                        self.runtime.ensure_image(spec.image, spec.pull_policy)
+                        ready.append(spec)
+                    except RuntimeFailure as err:
+                        self._failed(StartContainer(spec), err)
                 try:
                     self.runtime.ensure_image(action.spec.image, action.spec.pull_policy)
-                    self.runtime.create_and_start(action.spec)
+                    started = start_in_order(self.runtime, action.spec, ready)
                 except RuntimeFailure as err:
-                    self.state = record_start_failure(self.state, action, err.reason, err.message, self.now,
-                                                      self.config)
+                    self._failed(action, err)
+                    continue
+                for spec, result in zip(ready, started.containers, strict=True):
+                    if isinstance(result, RuntimeFailure):
+                        self._failed(StartContainer(spec), result)
         return plan
+
+    def _failed(self, action: StartContainer, err: RuntimeFailure) -> None:
+        self.state = record_start_failure(self.state, action, err.reason, err.message, self.now, self.config)
 
     def probe_all(self, ok: bool, dt: float = 0.0) -> int:
         """Run every due probe with result `ok`; how many ran."""

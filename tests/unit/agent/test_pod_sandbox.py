@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from agent_sim import CONFIG, Node, make_pod, removes, starts, stops
 
+from raftorch.agent.reconciler import plan_pod_actions
 from raftorch.agent.runtime.base import SANDBOX_CONTAINER
 from raftorch.api.v1 import objects_pb2
 
@@ -26,11 +27,13 @@ def test_sandbox_starts_first_and_containers_join_it_sharing_its_ip() -> None:
     node = Node([pod], SANDBOXED)
     [start] = starts(node.step())
     assert (start.spec.container, start.spec.image, start.spec.sandbox) == (SANDBOX_CONTAINER, "pause:1", None)
+    # The containers go with the sandbox's start, to join it as soon as it exists.
+    assert [(s.container, s.sandbox) for s in start.then] == [("a", None), ("b", None)]
     assert {c.state.reason for c in node.status(pod).container_statuses} == {"ContainerCreating"}
     [sandbox] = node.containers(pod, SANDBOX_CONTAINER)
-    app_starts = starts(node.step(1))
-    assert {(s.spec.container, s.spec.sandbox) for s in app_starts} == {("a", sandbox.id), ("b", sandbox.id)}
-    node.step(1)
+    assert {(c.container, c.sandbox) for n in ("a", "b") for c in node.containers(pod, n)} == {
+        ("a", sandbox.id), ("b", sandbox.id)}
+    assert starts(node.step(1)) == []
     status = node.status(pod)
     assert status.phase == "Running"
     assert status.pod_ip == sandbox.ip
@@ -131,3 +134,50 @@ def test_completed_pod_keeps_its_exited_containers_after_its_sandbox_goes() -> N
         node.step(1)
     assert node.containers(pod, SANDBOX_CONTAINER) == []
     assert [c.id for c in node.containers(pod, "a")] == [a.id]  # its logs stay readable
+
+
+def test_a_container_that_cannot_start_in_a_new_sandbox_waits_with_its_reason_and_retries_there() -> None:
+    pod = make_pod(containers=("a", "b"))
+    pod.spec.containers[1].image = "broken:1"
+    node = Node([pod], SANDBOXED)
+    node.runtime.fail_image("broken:1", "manifest unknown")
+    node.step()
+    [sandbox] = node.containers(pod, SANDBOX_CONTAINER)
+    assert [c.sandbox for c in node.containers(pod, "a")] == [sandbox.id]
+    node.step(1)
+    b = next(c for c in node.status(pod).container_statuses if c.name == "b")
+    assert (b.state.reason, "manifest unknown" in b.state.message) == ("ErrImagePull", True)
+    node.runtime.heal_image("broken:1")
+    [retry] = starts(node.step(CONFIG.backoff_base))
+    assert (retry.spec.container, retry.spec.sandbox, retry.then) == ("b", sandbox.id, ())
+
+
+def test_a_new_sandbox_carries_only_the_first_init_container() -> None:
+    pod = make_pod(containers=("app",))
+    pod.spec.init_containers.add(name="init-1", image="img:1")
+    pod.spec.init_containers.add(name="init-2", image="img:1")
+    node = Node([pod], SANDBOXED)
+    [start] = starts(node.step())
+    assert [s.container for s in start.then] == ["init-1"]
+
+
+def test_a_sandbox_replacing_one_whose_containers_still_run_carries_none() -> None:
+    node, pod = running_pod()
+    [old] = node.containers(pod, SANDBOX_CONTAINER)
+    node.runtime.exit(old.id, 137)
+    plan = node.plan(1)
+    [start] = starts(plan)
+    assert (start.spec.container, start.then) == (SANDBOX_CONTAINER, ())  # they join once the old ones stopped
+
+
+def test_a_container_created_in_a_sandbox_still_starting_is_left_to_its_start() -> None:
+    pod = make_pod(containers=("a",))
+    node = Node([pod], SANDBOXED)
+    [start] = starts(node.plan())
+    # Under way: the container is created in the new sandbox, which is not listed yet.
+    app = node.runtime.create_and_start(replace(start.then[0], sandbox="sandbox-being-started"))
+    node.runtime.add_container(replace(app, state="created"))
+    in_flight = frozenset({(pod.metadata.uid, SANDBOX_CONTAINER), (pod.metadata.uid, "a")})
+    plan = plan_pod_actions([pod], node.runtime.list_containers(CONFIG.node), node.state, node.now, SANDBOXED,
+                            starting=in_flight)
+    assert plan.actions == ()
