@@ -91,6 +91,11 @@ def two_nodes(masters: LocalMasters) -> Iterator[tuple[NodeCaller, NodeCaller, o
                 metadata=objects_pb2.ObjectMeta(name="theirs", namespace="default"),
                 spec=objects_pb2.PodSpec(node_name="node-2", containers=[objects_pb2.Container(name="c", image="i")])))
         assert isinstance(created, objects_pb2.Pod)
+        # The nodes talk to the first master, which checks their reports against its own copy of
+        # the store: a linearizable read there returns once that copy has the pod.
+        first = next(name for name, m in masters.masters.items() if m.client_addr == endpoint)
+        with masters.client([first]) as c:
+            c.objects.get("pods", "theirs", "default")
         yield one, two, created
     finally:
         one.close()
