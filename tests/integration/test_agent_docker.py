@@ -7,7 +7,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,8 @@ from raftorch.errors import RaftorchError
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
 from raftorch.master.admission import LEVEL_LABEL, PRIVILEGED
-from tests.integration._docker import docker_for_nodes
+from tests.integration._docker import docker_cluster, docker_for_nodes
+from tests.integration._wait import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -34,37 +35,10 @@ def docker_client() -> Iterator[object]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: object
             ) -> Iterator[tuple[LocalMasters, LocalAgents]]:
-    root = tmp_path_factory.mktemp("docker-cluster")
-    masters = LocalMasters(root / "masters")
-    masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, NODES, extra_args=["--backoff-base", "1"],
-                         ca_dir=masters.pki_dir)
-    try:
-        masters.wait_ready()
-        agents.start()
-        with masters.client() as c:
-            # Pods spread only over nodes that are Ready when they are scheduled.
-            eventually(lambda: nodes_ready(c) >= set(NODES), what="both nodes Ready")
-        yield masters, agents
-    finally:
-        agents.stop()
-        masters.kill()
-        for a in agents.agents.values():
-            if a.log_path.exists():
-                print(f"--- {a.name} log tail ---", *a.log_path.read_text().splitlines()[-20:], sep="\n")
+    with docker_cluster(tmp_path_factory.mktemp("docker-cluster"), NODES, ["--backoff-base", "1"], 20) as pair:
+        yield pair
 
 
-def nodes_ready(c: Client) -> set[str]:
-    nodes, _ = c.objects.list("nodes")
-    return {n.metadata.name for n in nodes if isinstance(n, objects_pb2.Node)
-            and any(cd.type == "Ready" and cd.status == "True" for cd in n.status.conditions)}
-
-
-def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def deployment(name: str, replicas: int, command: list[str], image: str = IMAGE,

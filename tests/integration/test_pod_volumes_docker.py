@@ -16,7 +16,7 @@ from raftorch.cli.printers import pod_summary
 from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
-from tests.integration._docker import docker_for_nodes
+from tests.integration._docker import docker_cluster, docker_for_nodes
 from tests.integration._wait import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
@@ -35,25 +35,11 @@ def docker_client() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iterator[tuple[LocalMasters, LocalAgents]]:
     root = tmp_path_factory.mktemp("volumes-cluster")
-    masters = LocalMasters(root / "masters")
-    masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, [NODE, OTHER], extra_args=["--backoff-base", "1"],
-                         ca_dir=masters.pki_dir)
     try:
-        masters.wait_ready()
-        agents.start()
-        with masters.client() as c:
-            eventually(lambda: sum(n.metadata.name in (NODE, OTHER) and any(  # type: ignore[attr-defined]
-                cd.type == "Ready" and cd.status == "True" for cd in n.status.conditions)  # type: ignore[attr-defined]
-                for n in c.objects.list("nodes")[0]) == 2, what="nodes Ready")
-        yield masters, agents
+        with docker_cluster(root, [NODE, OTHER], ["--backoff-base", "1"]) as pair:
+            yield pair
     finally:
-        agents.stop()
-        masters.kill()
         unmount_under(root)
-        for a in agents.agents.values():
-            if a.log_path.exists():
-                print(f"--- {a.name} log tail ---", *a.log_path.read_text().splitlines()[-30:], sep="\n")
 
 
 def unmount_under(root: Path) -> None:

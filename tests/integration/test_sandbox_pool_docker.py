@@ -3,8 +3,7 @@ through a container kill and an agent restart, and the pool's containers are nev
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,8 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
-from tests.integration._docker import docker_for_nodes
+from tests.integration._docker import docker_cluster, docker_for_nodes
+from tests.integration._wait import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
 
@@ -29,28 +29,10 @@ def docker_client() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iterator[tuple[LocalMasters, LocalAgents]]:
-    root = tmp_path_factory.mktemp("pool-cluster")
-    masters = LocalMasters(root / "masters")
-    masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, [NODE],
-                         extra_args=["--backoff-base", "1", "--sandbox-pool", str(SIZE)], ca_dir=masters.pki_dir)
-    try:
-        masters.wait_ready()
-        agents.start()
-        yield masters, agents
-    finally:
-        agents.stop()
-        masters.kill()
-        for a in agents.agents.values():
-            if a.log_path.exists():
-                print(f"--- {a.name} log tail ---", *a.log_path.read_text().splitlines()[-20:], sep="\n")
+    with docker_cluster(tmp_path_factory.mktemp("pool-cluster"), [NODE],
+                        ["--backoff-base", "1", "--sandbox-pool", str(SIZE)], 20) as pair:
+        yield pair
 
-
-def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def pool(docker_client: Any) -> set[str]:

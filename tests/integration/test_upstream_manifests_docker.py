@@ -20,9 +20,8 @@ from raftorch.api.v1 import objects_pb2
 from raftorch.cli.main import cli
 from raftorch.client import Client
 from raftorch.client.portforward import PortForwarder, resolver
-from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
-from tests.integration._docker import docker_for_nodes
+from tests.integration._docker import docker_cluster, docker_for_nodes
 from tests.integration._wait import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
@@ -53,24 +52,8 @@ def has_image(client: Any, image: str) -> bool:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iterator[LocalMasters]:
-    root = tmp_path_factory.mktemp("upstream-cluster")
-    masters = LocalMasters(root / "masters")
-    masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, [NODE], ca_dir=masters.pki_dir)
-    try:
-        masters.wait_ready()
-        agents.start()
-        with masters.client() as c:
-            eventually(lambda: any(n.metadata.name == NODE and any(  # type: ignore[attr-defined]
-                cd.type == "Ready" and cd.status == "True" for cd in n.status.conditions)  # type: ignore[attr-defined]
-                for n in c.objects.list("nodes")[0]), what="node Ready")
+    with docker_cluster(tmp_path_factory.mktemp("upstream-cluster"), [NODE]) as (masters, _):
         yield masters
-    finally:
-        agents.stop()
-        masters.kill()
-        for a in agents.agents.values():
-            if a.log_path.exists():
-                print(f"--- {a.name} log tail ---", *a.log_path.read_text().splitlines()[-30:], sep="\n")
 
 
 

@@ -17,7 +17,7 @@ from raftorch.cli.main import cli
 from raftorch.client import Client
 from raftorch.local.agents import LocalAgents
 from raftorch.local.masters import LocalMasters
-from tests.integration._docker import docker_for_nodes
+from tests.integration._docker import docker_cluster, docker_for_nodes
 from tests.integration._wait import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.processes]
@@ -66,25 +66,9 @@ def docker_client() -> Iterator[object]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: object
             ) -> Iterator[tuple[LocalMasters, LocalAgents]]:
-    root = tmp_path_factory.mktemp("kinds-docker")
-    masters = LocalMasters(root / "masters")
-    masters.start()
-    agents = LocalAgents(root / "agents", masters.endpoints, NODES, ca_dir=masters.pki_dir)
-    try:
-        masters.wait_ready()
-        agents.start()
-        with masters.client() as c:
-            eventually(lambda: _ready_nodes(c) >= set(NODES), what="both nodes Ready")
-        yield masters, agents
-    finally:
-        agents.stop()
-        masters.kill()
+    with docker_cluster(tmp_path_factory.mktemp("kinds-docker"), NODES) as pair:
+        yield pair
 
-
-def _ready_nodes(c: Client) -> set[str]:
-    nodes, _ = c.objects.list("nodes")
-    return {n.metadata.name for n in nodes if isinstance(n, objects_pb2.Node)
-            and any(cd.type == "Ready" and cd.status == "True" for cd in n.status.conditions)}
 
 
 
