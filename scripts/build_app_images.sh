@@ -26,7 +26,9 @@ need_packages() {
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends redis-tools libpcre2-8-0 busybox-static >/dev/null
     fi
+    # Package lists may be missing or stale on a machine set up earlier: refresh once and retry.
     (cd "$work" && apt-get download -qq nginx nginx-common >/dev/null 2>&1) \
+        || { apt-get update -qq && (cd "$work" && apt-get download -qq nginx nginx-common >/dev/null 2>&1); } \
         || { echo "build_app_images: cannot download Debian's nginx packages" >&2; exit 1; }
     for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/nginx-pkg"; done
 }
