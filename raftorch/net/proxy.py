@@ -164,7 +164,10 @@ class NodePortProxy:
         self._rng.shuffle(endpoints)
         for ep in endpoints:
             try:
-                return await asyncio.wait_for(asyncio.open_connection(ep.ip, ep.port), self._connect_timeout)
+                # asyncio.timeout, not wait_for: on 3.11 a connection made as wait_for's timeout
+                # fired was dropped without being closed.
+                async with asyncio.timeout(self._connect_timeout):
+                    return await asyncio.open_connection(ep.ip, ep.port)
             except (OSError, TimeoutError) as e:
                 log.debug("endpoint_connect_failed", endpoint=f"{ep.ip}:{ep.port}", error=str(e))
         return None

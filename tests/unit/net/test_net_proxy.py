@@ -40,12 +40,25 @@ def _echo(name: str) -> Handler:
 
 @asynccontextmanager
 async def _backends(*handlers: Handler) -> AsyncIterator[list[int]]:
-    servers = [await asyncio.start_server(h, "127.0.0.1", 0) for h in handlers]
+    # Every connection a backend accepted is closed when the test ends, finished or not: a
+    # writer left to the garbage collector after its loop closed warns in a later test.
+    writers: list[asyncio.StreamWriter] = []
+
+    def tracked(handler: Handler) -> Handler:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            await handler(reader, writer)
+        return handle
+
+    servers = [await asyncio.start_server(tracked(h), "127.0.0.1", 0) for h in handlers]
     try:
         yield [s.sockets[0].getsockname()[1] for s in servers]
     finally:
         for s in servers:
             s.close()
+        for writer in writers:
+            writer.transport.abort()
+        for s in servers:
             await s.wait_closed()
 
 
