@@ -73,6 +73,9 @@ def test_an_exposed_master_wants_https_and_a_token_for_metrics(exposed: tuple[Lo
     with masters.client() as c:
         viewer = c.auth.create_token(name="prometheus", role="view").token
         limited = c.auth.create_token(name="team", role="edit", namespace="team-a").token
+    # The exposed master checks tokens against its own copy of the store: wait until it has the
+    # newer one (the viewer's was written before it).
+    eventually(lambda: _get(base + "/metrics", ctx, limited)[0] != 401, what="the exposed master knows the tokens")
     code, body = _get(base + "/metrics", ctx, limited)
     assert code == 403 and "limited to namespace team-a" in body
     code, body = _get(base + "/metrics", ctx, viewer)
