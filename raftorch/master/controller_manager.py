@@ -476,13 +476,38 @@ def _is_ready(pod: objects_pb2.Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM when the master that started this process dies, however it dies."""
+# How often the child checks that its master is still its parent (the death signal below is
+# per thread on Linux and is set only once this process runs: the check covers both gaps).
+PARENT_CHECK = 0.5
+# After a stop is asked for, the process ends within this long even if a thread is stuck in a
+# call to its (gone) master: its writes are fenced by term, it holds nothing to flush.
+EXIT_GRACE = 5.0
+
+
+def _exit_within(seconds: float) -> None:
+    timer = threading.Timer(seconds, os._exit, (0,))
+    timer.daemon = True
+    timer.start()
+
+
+def _die_with_parent(parent: int) -> None:
+    """End when the master that started this process dies, however it dies (SIGKILL included):
+    it is this process's only way to the cluster, and an orphan would hold memory for ever."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:
-        sys.exit(0)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK)
+        log.warning("controller_manager_master_gone", parent=parent)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -492,15 +517,24 @@ def _die_with_parent() -> None:
 @click.option("--event-ttl", type=click.FloatRange(min=1.0), default=DEFAULT_EVENT_TTL, show_default=True,
               help="Seconds an event is kept.")
 @click.option("--events/--no-events", default=True, help="Record events (the master's record-events).")
-def main(address: str, master: str, log_level: str, event_ttl: float, events: bool) -> None:
+@click.option("--parent-pid", type=int, default=None,
+              help="The master's process id: this process ends when it does (default: the parent).")
+def main(address: str, master: str, log_level: str, event_ttl: float, events: bool,
+         parent_pid: int | None) -> None:
     """The scheduler and the controllers of one master, active while it leads."""
     logs.configure(service=True, level=log_level)
-    _die_with_parent()
+    _die_with_parent(parent_pid if parent_pid is not None else os.getppid())
     runner = ControllerManagerMain(address, master, ManagerSettings(pass_pause=False, event_ttl=event_ttl,
                                                                     record_events=events))
+
+    def on_signal(*_: object) -> None:
+        runner.stop.set()
+        _exit_within(EXIT_GRACE)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: runner.stop.set())
+        signal.signal(sig, on_signal)
     runner.run()
+    _exit_within(EXIT_GRACE)  # threads still waiting on a gone master must not keep it alive
 
 
 if __name__ == "__main__":

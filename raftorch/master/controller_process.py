@@ -109,7 +109,7 @@ class ControllerManagerProcess:
         while True:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "raftorch.master.controller_manager", "--socket", self.address,
-                "--master", self.master, *self.args, stdin=asyncio.subprocess.DEVNULL)
+                "--master", self.master, "--parent-pid", str(os.getpid()), *self.args, stdin=asyncio.subprocess.DEVNULL)
             self.process = proc
             self.starts += 1
             log.info("controller_manager_started", pid=proc.pid, starts=self.starts)

@@ -14,6 +14,7 @@ import pytest
 
 from raftorch.api.v1 import objects_pb2, resources_pb2, resources_pb2_grpc
 from raftorch.errors import Conflict, PermissionDenied
+from raftorch.local.masters import LocalMasters
 from raftorch.master.controller_manager import RemoteWriter
 from raftorch.objects import wrap
 from tests.integration._inprocess import InProcessCluster, eventually
@@ -52,7 +53,9 @@ def test_deployments_converge_through_the_controller_manager_process(cluster: In
     eventually(lambda: mirror_ready(cluster, leader), what="the controller manager's mirror pod Ready")
 
 
-def test_a_killed_controller_manager_is_restarted_and_a_deployment_converges(cluster: InProcessCluster) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_controller_manager_is_restarted_and_a_deployment_converges(
+        cluster: InProcessCluster, sig: signal.Signals) -> None:
     leader = cluster.leader()
     process = cluster.masters[leader].controller_process
     assert process is not None
@@ -60,7 +63,7 @@ def test_a_killed_controller_manager_is_restarted_and_a_deployment_converges(clu
     killed = process.pid
     assert killed is not None
     starts = process.starts
-    os.kill(killed, signal.SIGKILL)
+    os.kill(killed, sig)
     with cluster.client() as c:
         c.objects.create(web("meanwhile", 3))
     eventually(lambda: process.starts > starts and process.pid not in (None, killed),
@@ -123,3 +126,45 @@ def test_a_lost_nodes_pods_are_replaced_elsewhere(cluster: InProcessCluster) -> 
     eventually(lambda: len(running(cluster, "spread")) == 4
                and all(p.spec.node_name == "node-b" for p in running(cluster, "spread")),
                what="the 4 pods Running on node-b alone")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"  # exited, waiting for init to reap it
+
+
+def test_the_controller_manager_ends_with_a_master_killed_by_sigkill(tmp_path: Path) -> None:
+    """A master that dies without a word leaves no controller-manager process behind."""
+    masters = LocalMasters(tmp_path, count=1)
+    try:
+        masters.start()
+        master = masters.masters["m1"].proc
+        assert master is not None
+        children: list[int] = []
+
+        def child_started() -> bool:
+            children[:] = _children(master.pid)
+            return len(children) == 1
+
+        eventually(child_started, timeout=60, what="the master's controller-manager process")
+        masters.kill("m1")
+        eventually(lambda: _gone(children[0]), timeout=60, what="the controller manager to end with its master")
+    finally:
+        masters.stop()
