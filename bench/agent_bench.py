@@ -41,6 +41,7 @@ and raftorch / floor from medians of this run; the targets are those ratios (iss
 
 `--sandbox-pool N` starts the agents with `--sandbox-pool N` (default 0, the agent's default): each
 measurement then begins once every node's pool holds N started sandboxes, as on a node at rest.
+`--start-concurrency N` passes the agents' option of that name (pod starts under way at once).
 
 `--profile DIR` runs `py-spy record --format raw --nonblocking` on every agent during the first
 run of the largest deployment (create -> all Running) and during the whole kill phase (one file
@@ -121,6 +122,7 @@ class Settings:
     floor_concurrency: tuple[int, ...] = (2, 4, 8)
     swarm: bool = True
     sandbox_pool: int = 0  # the agents' --sandbox-pool
+    start_concurrency: int = 0  # the agents' --start-concurrency; 0: their default
 
 
 # -- small helpers -----------------------------------------------------------------------------------
@@ -598,7 +600,8 @@ def print_report(r: Report) -> None:
     load = ", ".join(f"{x:.1f}" for x in r.load_average)
     print()
     print(f"agent bench: 3 masters + {s.agents} agent(s) (docker runtime, --network-mode none) on this host, "
-          f"{s.runs} runs each; image {IMAGE}, grace {GRACE_SECONDS} s; sandbox pool {s.sandbox_pool} per node")
+          f"{s.runs} runs each; image {IMAGE}, grace {GRACE_SECONDS} s; sandbox pool {s.sandbox_pool} per node"
+          + (f"; start concurrency {s.start_concurrency}" if s.start_concurrency else ""))
     print(f"machine: {os.cpu_count()} cores ({cores} usable), {platform.python_implementation()} "
           f"{platform.python_version()}, Docker {r.docker}; load average at the end {load}")
     print(f"nodes {', '.join(r.nodes)}; cluster CIDR {r.cluster_cidr}; leader elections after the first: "
@@ -676,6 +679,13 @@ def start_cluster(root: Path, settings: Settings, cidr: str, masters: LocalMaste
           f"cluster CIDR {cidr}", flush=True)
 
 
+def agent_args(settings: Settings) -> list[str]:
+    args = ["--sandbox-pool", str(settings.sandbox_pool)] if settings.sandbox_pool else []
+    if settings.start_concurrency:
+        args += ["--start-concurrency", str(settings.start_concurrency)]
+    return args
+
+
 def run(settings: Settings) -> Report:
     client = docker.from_env()
     suffix = secrets.token_hex(2)
@@ -691,7 +701,7 @@ def run(settings: Settings) -> Report:
         masters = LocalMasters(root / "masters", extra_args=["--cluster-cidr", cidr])
         agents = LocalAgents(root / "agents", masters.endpoints, names, runtime="docker", network_mode="none",
                              ca_dir=masters.pki_dir,
-                             extra_args=["--sandbox-pool", str(settings.sandbox_pool)] if settings.sandbox_pool else [])
+                             extra_args=agent_args(settings))
         events = DockerEvents(client, names)
         profiler = Profiler(settings.profile_dir)
         try:
@@ -729,6 +739,8 @@ def parse_args(argv: list[str] | None) -> Options:
                    help="thread counts tried for the raw Docker floor; the fastest counts (default 2 4 8)")
     p.add_argument("--sandbox-pool", type=int, default=0, metavar="N",
                    help="the agents keep N sandboxes started ahead (default 0: off, the agent's default)")
+    p.add_argument("--start-concurrency", type=int, default=0, metavar="N",
+                   help="the agents' --start-concurrency (default: the agent's default)")
     p.add_argument("--no-swarm", action="store_true", help="do not measure Docker Swarm")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for any one wait (default 120)")
     p.add_argument("--profile", type=Path, metavar="DIR",
@@ -737,12 +749,14 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = p.parse_args(argv)
     runs = args.runs or (2 if args.quick else 5)
+    if args.start_concurrency < 0:
+        p.error("--start-concurrency must not be negative")
     if runs < 1 or args.agents < 1 or min(args.replicas) < 1 or args.kills < 1 or min(args.floor_concurrency) < 1:
         p.error("--runs, --agents, --replicas, --kills and --floor-concurrency must be positive")
     settings = Settings(runs=runs, agents=args.agents, replicas=tuple(args.replicas), timeout_s=args.timeout,
                         profile_dir=args.profile, logs_dir=args.logs, kills=args.kills,
                         floor_concurrency=tuple(args.floor_concurrency), swarm=not args.no_swarm,
-                        sandbox_pool=args.sandbox_pool)
+                        sandbox_pool=args.sandbox_pool, start_concurrency=args.start_concurrency)
     return Options(settings, bool(args.json))
 
 

@@ -68,8 +68,6 @@ RECONCILE_PERIOD = 0.5
 VOLUME_CLEANUP_PERIOD = 5.0
 # With the runtime's change events, a pass is also due after each exit; this is a resync only.
 RECONCILE_PERIOD_WITH_EVENTS = 2.0
-# Parallel container starts: what this kind of daemon takes before it slows down (bench/agent_bench.py).
-START_CONCURRENCY = 8
 VERSION = "0.1.0"
 
 
@@ -123,7 +121,7 @@ class Agent:
         self._start_lock = threading.Lock()
         self._starting: set[tuple[str, str]] = set()
         self._started_at: dict[tuple[str, str], float] = {}  # when each start finished
-        self._starter = ThreadPoolExecutor(max_workers=START_CONCURRENCY, thread_name_prefix="agent-start")
+        self._starter = ThreadPoolExecutor(max_workers=config.start_concurrency, thread_name_prefix="agent-start")
         self._start_failures: list[tuple[StartContainer, str, str, float]] = []
         self._changes: ChangeWatch | None = None
         self._period = RECONCILE_PERIOD

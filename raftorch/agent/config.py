@@ -10,6 +10,7 @@ from raftorch.errors import Invalid
 RUNTIMES = ("docker", "process", "fake")
 NETWORK_MODES = ("iptables", "userspace", "none")
 MAX_SANDBOX_POOL = 110  # a node's pod capacity
+MAX_START_CONCURRENCY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,9 @@ class AgentConfig:
     # Sandboxes kept started ahead for new pods (docker runtime; raftorch/agent/runtime/docker_pool.py).
     # Off by default: a pod in a pooled sandbox does not get its own name as hostname.
     sandbox_pool: int = 0
+    # Pod starts under way at once. More than the daemon takes slows every start down and the first
+    # pod with them (bench/README.md, agent_bench.py).
+    start_concurrency: int = 4
     log_level: str = "info"
     # The node's certificate, its key and the cluster CA; default: pki in data-dir.
     pki_dir: Path | None = None
@@ -72,3 +76,5 @@ class AgentConfig:
             raise Invalid("heartbeat-period: must be positive")
         if not 0 <= self.sandbox_pool <= MAX_SANDBOX_POOL:
             raise Invalid(f"sandbox-pool: expected 0 to {MAX_SANDBOX_POOL}, got {self.sandbox_pool}")
+        if not 1 <= self.start_concurrency <= MAX_START_CONCURRENCY:
+            raise Invalid(f"start-concurrency: expected 1 to {MAX_START_CONCURRENCY}, got {self.start_concurrency}")

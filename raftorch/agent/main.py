@@ -59,6 +59,7 @@ def make_runtime(config: AgentConfig) -> ContainerRuntime:
 @click.option("--sandbox-pool", type=int,
               help="Pod sandboxes kept started ahead, for faster pod starts (docker; default 0). Pods in a "
                    "pooled sandbox get the pool container's hostname, not their own name.")
+@click.option("--start-concurrency", type=int, help="Pod starts under way at once (default 4).")
 @click.option("--cluster-cidr", help="The masters' cluster CIDR (default 10.244.0.0/16).")
 @click.option("--pki-dir", type=click.Path(path_type=Path),
               help="Where the node certificate, its key and the CA are kept (default DATA_DIR/pki).")

@@ -14,7 +14,10 @@ takes them back), and go with `--uninstall`, or when the pool is made smaller.
 
 The price: Docker gives a container that joins another's network the other's hostname, fixed
 when that one was created. In a claimed sandbox, the pod's containers see the pool container's
-hostname, not the pod's name. That is why the pool is off by default.
+hostname, not the pod's name. Docker offers no way around it: such a container gets a UTS
+namespace of its own, named from the sandbox's configuration when it starts, and may not have a
+hostname of its own; renaming the sandbox's namespace afterwards changes nothing for it
+(bench/README.md, agent_bench.py). That is why the pool is off by default.
 """
 
 from __future__ import annotations
