@@ -16,7 +16,6 @@ import ipaddress
 import random
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -29,6 +28,7 @@ from google.protobuf.message import Message
 from raftorch.api.v1 import kv_pb2, objects_pb2, store_pb2
 from raftorch.errors import AlreadyExists, Conflict, Invalid, NotFound, RaftorchError, error_for_code
 from raftorch.master.encryption import SecretBox
+from raftorch.master.ids import new_request_id, new_uid
 from raftorch.objects import (
     Kind,
     apply_defaults,
@@ -281,18 +281,69 @@ class Registry:
              failure: Sequence[kv_pb2.RequestOp], request_id: str, fence_term: int,
              finish: Callable[[kv_pb2.TxnResponse], Message]) -> Future[Message]:
         txn = kv_pb2.TxnRequest(compare=compare, success=success, failure=failure)
-        command = store_pb2.Command(request_id=request_id or uuid.uuid4().hex, txn=txn, fence_term=fence_term)
+        command = store_pb2.Command(request_id=request_id or new_request_id(), txn=txn, fence_term=fence_term)
         return _chain(self.replica.submit(command), finish)
 
     def create(self, msg: Message, request_id: str = "", fence_term: int = 0) -> Future[Message]:
+        compare, success, failure, finish = self._prepare_create(msg, checked=False)
+        return self._txn(compare, success, failure, request_id, fence_term, finish)
+
+    def create_many(self, msgs: Sequence[Message], fence_term: int = 0,
+                    checked: Callable[[Message], bool] | None = None) -> list[Future[Message]]:
+        """Several creates committed as one transaction (one command for all): what a replica
+        set's pods cost instead of a command each. If any create's compare fails (a name taken,
+        a namespace gone), each is tried again on its own, so every future ends as its own
+        `create` would. Objects that allocate (services, nodes) and a second object of the same
+        key are created one by one. `checked(msg)` tells an object that needs no checks beyond
+        its metadata's (template_pods.py: a replica set's pod, checked there); anything else is
+        checked in full."""
+        out: list[Future[Message]] = []
+        batch: list[_Prepared] = []
+        alone: list[tuple[Message, Future[Message]]] = []
+        keys: set[str] = set()
+        for msg in msgs:
+            future: Future[Message] = Future()
+            out.append(future)
+            kind = kind_of_message(msg)
+            meta = msg.metadata  # type: ignore[attr-defined]
+            key = store_key(kind, (meta.namespace or "default") if kind.namespaced else meta.namespace, meta.name)
+            if kind.name in ("Service", "Node") or key in keys:
+                alone.append((msg, future))  # after the batch: a repeated name finds the first
+                continue
+            keys.add(key)
+            try:
+                compare, success, _, finish = self._prepare_create(msg, checked=checked is not None and checked(msg))
+            except RaftorchError as err:
+                future.set_exception(_untraced(err))
+                continue
+            batch.append(_Prepared(msg, future, compare, success, finish))
+        self._commit_batch(batch, False, fence_term, retry=self._create_again)
+        for msg, future in alone:
+            try:
+                self.create(msg, fence_term=fence_term).add_done_callback(functools.partial(_copy_outcome, future))
+            except RaftorchError as err:
+                future.set_exception(_untraced(err))
+        return out
+
+    def _create_again(self, msg: Message, fence_term: int) -> Future[Message]:
+        # Prepared (and so checked) once already: only the store part again.
+        compare, success, failure, finish = self._prepare_create(msg, checked=True)
+        return self._txn(compare, success, failure, "", fence_term, finish)
+
+    def _prepare_create(self, msg: Message, checked: bool) -> tuple[
+            list[kv_pb2.Compare], list[kv_pb2.RequestOp], list[kv_pb2.RequestOp],
+            Callable[[kv_pb2.TxnResponse], Message]]:
+        """The transaction of a create. `checked`: the object needs no unknown-field walk,
+        defaults or validation here (its caller did them, or knows them done)."""
         kind = kind_of_message(msg)
-        check_unknown_fields(msg)
-        apply_defaults(msg)
         meta = msg.metadata  # type: ignore[attr-defined]
-        if not kind.namespaced and meta.namespace:
-            raise Invalid(f"metadata.namespace: {kind.name} objects are not namespaced")
-        validate(msg)
-        meta.uid = uuid.uuid4().hex
+        if not checked:
+            check_unknown_fields(msg)
+            apply_defaults(msg)
+            if not kind.namespaced and meta.namespace:
+                raise Invalid(f"metadata.namespace: {kind.name} objects are not namespaced")
+            validate(msg)
+        meta.uid = new_uid()
         meta.creation_timestamp = format_time(self.clock())
         meta.generation = 1
         meta.resource_version = 0
@@ -330,7 +381,7 @@ class Registry:
                     raise AlreadyExists(f"{field_path}: already allocated to another object; choose another")
             raise Conflict("the store changed during the create; retry")
 
-        return self._txn(compare, success, failure, request_id, fence_term, finish)
+        return compare, success, failure, finish
 
     def _allocate(self, kind: Kind, msg: Message, held: set[str] | None = None) -> list[tuple[str, str]]:
         """Fill in ClusterIP and NodePorts of a new service; returns (allocation key, field)."""
@@ -480,18 +531,21 @@ class Registry:
         self._commit_batch(batch, True, fence_term)
         return out
 
-    def _commit_batch(self, batch: list[_Prepared], status_only: bool, fence_term: int) -> None:
-        """One transaction for prepared writes; if any compare fails, each is tried on its own."""
+    def _commit_batch(self, batch: list[_Prepared], status_only: bool, fence_term: int,
+                      retry: Callable[[Message, int], Future[Message]] | None = None) -> None:
+        """One transaction for prepared writes; if any compare fails, each is tried on its own
+        (`retry(msg, fence_term)`, by default an update)."""
         if not batch:
             return
         compare = [c for item in batch for c in item.compare]
         success = [op for item in batch for op in item.success]
         txn = kv_pb2.TxnRequest(compare=compare, success=success)
-        command = store_pb2.Command(request_id=uuid.uuid4().hex, txn=txn, fence_term=fence_term)
+        command = store_pb2.Command(request_id=new_request_id(), txn=txn, fence_term=fence_term)
 
         def one_by_one(msg: Message, future: Future[Message]) -> None:
             try:
-                single = self.update(msg, status_only, fence_term=fence_term)
+                single = (retry(msg, fence_term) if retry is not None
+                          else self.update(msg, status_only, fence_term=fence_term))
             except BaseException as exc:
                 future.set_exception(_untraced(exc))
                 return
