@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import math
 import random
 import threading
 import time
@@ -256,6 +257,14 @@ class Registry:
         self.replica = replica
         self.network = network or NetworkSettings()
         self.clock = clock
+        self._stamped = (-1, "")  # (second, its text): times are stored to the whole second
+
+    def _now_text(self) -> str:
+        second = math.floor(self.clock())
+        stamped = self._stamped
+        if stamped[0] != second:
+            stamped = self._stamped = (second, format_time(second))
+        return stamped[1]
 
     # -- reads (from the local replica; callers decide about read barriers) ----------
 
@@ -344,7 +353,7 @@ class Registry:
                 raise Invalid(f"metadata.namespace: {kind.name} objects are not namespaced")
             validate(msg)
         meta.uid = new_uid()
-        meta.creation_timestamp = format_time(self.clock())
+        meta.creation_timestamp = self._now_text()
         meta.generation = 1
         meta.resource_version = 0
         meta.ClearField("deletion_timestamp")
