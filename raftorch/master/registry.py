@@ -299,45 +299,22 @@ class Registry:
 
     def create_many(self, msgs: Sequence[Message], fence_term: int = 0,
                     checked: Callable[[Message], bool] | None = None) -> list[Future[Message]]:
-        """Several creates committed as one transaction (one command for all): what a replica
-        set's pods cost instead of a command each. If any create's compare fails (a name taken,
-        a namespace gone), each is tried again on its own, so every future ends as its own
-        `create` would. Objects that allocate (services, nodes) and a second object of the same
-        key are created one by one. `checked(msg)` tells an object that needs no checks beyond
-        its metadata's (template_pods.py: a replica set's pod, checked there); anything else is
-        checked in full."""
+        """Several creates, each its own command (in order), each future ending as its own
+        `create` would. `checked(msg)` tells an object that needs no checks beyond its
+        metadata's (template_pods.py: a replica set's pod, checked there); anything else is
+        checked in full. One transaction for all was tried: at full size it went with more
+        elections and slower creates (bench/README.md, 2026-12-03 evening)."""
         out: list[Future[Message]] = []
-        batch: list[_Prepared] = []
-        alone: list[tuple[Message, Future[Message]]] = []
-        keys: set[str] = set()
         for msg in msgs:
-            future: Future[Message] = Future()
-            out.append(future)
-            kind = kind_of_message(msg)
-            meta = msg.metadata  # type: ignore[attr-defined]
-            key = store_key(kind, (meta.namespace or "default") if kind.namespaced else meta.namespace, meta.name)
-            if kind.name in ("Service", "Node") or key in keys:
-                alone.append((msg, future))  # after the batch: a repeated name finds the first
-                continue
-            keys.add(key)
             try:
-                compare, success, _, finish = self._prepare_create(msg, checked=checked is not None and checked(msg))
+                compare, success, failure, finish = self._prepare_create(
+                    msg, checked=checked is not None and checked(msg))
+                out.append(self._txn(compare, success, failure, "", fence_term, finish))
             except RaftorchError as err:
-                future.set_exception(_untraced(err))
-                continue
-            batch.append(_Prepared(msg, future, compare, success, finish))
-        self._commit_batch(batch, False, fence_term, retry=self._create_again)
-        for msg, future in alone:
-            try:
-                self.create(msg, fence_term=fence_term).add_done_callback(functools.partial(_copy_outcome, future))
-            except RaftorchError as err:
-                future.set_exception(_untraced(err))
+                failed: Future[Message] = Future()
+                failed.set_exception(_untraced(err))
+                out.append(failed)
         return out
-
-    def _create_again(self, msg: Message, fence_term: int) -> Future[Message]:
-        # Prepared (and so checked) once already: only the store part again.
-        compare, success, failure, finish = self._prepare_create(msg, checked=True)
-        return self._txn(compare, success, failure, "", fence_term, finish)
 
     def _prepare_create(self, msg: Message, checked: bool) -> tuple[
             list[kv_pb2.Compare], list[kv_pb2.RequestOp], list[kv_pb2.RequestOp],
@@ -540,10 +517,8 @@ class Registry:
         self._commit_batch(batch, True, fence_term)
         return out
 
-    def _commit_batch(self, batch: list[_Prepared], status_only: bool, fence_term: int,
-                      retry: Callable[[Message, int], Future[Message]] | None = None) -> None:
-        """One transaction for prepared writes; if any compare fails, each is tried on its own
-        (`retry(msg, fence_term)`, by default an update)."""
+    def _commit_batch(self, batch: list[_Prepared], status_only: bool, fence_term: int) -> None:
+        """One transaction for prepared writes; if any compare fails, each is tried on its own."""
         if not batch:
             return
         compare = [c for item in batch for c in item.compare]
@@ -553,8 +528,7 @@ class Registry:
 
         def one_by_one(msg: Message, future: Future[Message]) -> None:
             try:
-                single = (retry(msg, fence_term) if retry is not None
-                          else self.update(msg, status_only, fence_term=fence_term))
+                single = self.update(msg, status_only, fence_term=fence_term)
             except BaseException as exc:
                 future.set_exception(_untraced(exc))
                 return

@@ -239,7 +239,7 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
         manager's only (a call per pod cost the master more than the create itself)."""
         fence, msgs = self._many(request.objects, request.fence_term, context, "CreateMany")
         # A replica set's pods that are its template need their metadata checked alone
-        # (template_pods.py); all are committed as one transaction.
+        # (template_pods.py).
         templates = TemplatePods(self._current)
         futures = self._registry.create_many(msgs, fence_term=fence, checked=templates.checked)
         return await self._outcomes(futures, context)
