@@ -274,8 +274,9 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         response: agents_pb2.GetUsageResponse = await stub.GetUsage(request, timeout=time_left(context, 5.0))
         return response
 
-    async def WatchNodePods(self, request: agents_pb2.WatchNodePodsRequest, context: grpc.aio.ServicerContext
-                            ) -> AsyncIterator[resources_pb2.ObjectEvent]:
+    # Live events are yielded as bytes: encoded once for every watch (watch_share.py).
+    async def WatchNodePods(self, request: agents_pb2.WatchNodePodsRequest, context: grpc.aio.ServicerContext  # type: ignore[override]
+                            ) -> AsyncIterator[resources_pb2.ObjectEvent | bytes]:
         node = request.node
         # Errors raised here reach the agent with their own code (see edge.py).
         if not node:

@@ -374,9 +374,9 @@ class LocalLink:
     def open_cache(self) -> ObjectCache:
         return RemoteCache(self.resources)
 
-    def settle(self, cache: ObjectCache, futures: list[Future[Message]]) -> None:
+    def settle(self, cache: ObjectCache, futures: list[Future[Message]], timeout: float) -> bool:
         assert isinstance(cache, RemoteCache)
-        cache.settle(futures)
+        return cache.settle(futures, timeout)
 
 
 def mirror_pod(master: str, now: str, ready: bool) -> objects_pb2.Pod:

@@ -90,8 +90,9 @@ def parse(cls: type[Message], raw: bytes) -> Message:
     return msg
 
 
-def _serialize(msg: Message) -> bytes:
-    return msg.SerializeToString()
+def _serialize(msg: Message | bytes) -> bytes:
+    # A watch sends the bytes of an event encoded once for all its watchers (watch_share.py).
+    return msg if isinstance(msg, bytes) else msg.SerializeToString()
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: RaftorchError) -> NoReturn:

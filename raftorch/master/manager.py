@@ -83,6 +83,7 @@ RESYNC_ALL = 30.0
 PASS_PAUSE_CAP = 0.5
 WRITE_WAIT = 10.0
 WAIT_STEP = 0.1
+SETTLE_WAIT = 5.0
 # Write failures worth trying again after a back-off; others (bad input) are terminal.
 RETRIED = (Conflict, Unavailable, UnknownOutcome)
 
@@ -146,8 +147,8 @@ class Link(Protocol):
 
     def open_cache(self) -> ObjectCache: ...
 
-    def settle(self, cache: ObjectCache, futures: list[Future[Message]]) -> None:
-        """Return once the cache has seen the writes of `futures` (or after a short while)."""
+    def settle(self, cache: ObjectCache, futures: list[Future[Message]], timeout: float) -> bool:
+        """Wait up to `timeout` for the cache to see the writes of `futures`; True once it has."""
 
 
 class ReplicaLink:
@@ -157,6 +158,8 @@ class ReplicaLink:
     def __init__(self, replica: RaftReplica, prefixes: tuple[str, ...] = (REGISTRY_PREFIX,)) -> None:
         self.replica = replica
         self.prefixes = prefixes
+        self._settling: list[Future[Message]] | None = None
+        self._target = 0
 
     def leading(self, term: int) -> bool:
         return self.replica.is_leader and self.replica.term == term
@@ -164,8 +167,12 @@ class ReplicaLink:
     def open_cache(self) -> ObjectCache:
         return ObjectCache(self.replica, self.prefixes)
 
-    def settle(self, cache: ObjectCache, futures: list[Future[Message]]) -> None:
-        self.replica.hub.wait_dispatched(self.replica.machine.revision, 5.0)
+    def settle(self, cache: ObjectCache, futures: list[Future[Message]], timeout: float) -> bool:
+        # The revision when the wait for these futures began: asked again in short waits, a
+        # revision taken each time could move on forever under a steady stream of writes.
+        if futures is not self._settling:
+            self._settling, self._target = futures, self.replica.machine.revision
+        return self.replica.hub.wait_dispatched(self._target, timeout)
 
 
 class ControllerManager(WorkloadSteps, SchedulerStep):
@@ -347,8 +354,13 @@ class ControllerManager(WorkloadSteps, SchedulerStep):
         for f in futures:
             if f.done() and f.exception() is not None:
                 log.debug("controller_write_failed", error=str(f.exception()))
-        # The next pass must see these writes in the cache, or it would make them again.
-        self.link.settle(cache, futures)
+        # The next pass must see these writes in the cache, or it would make them again. The
+        # scheduler binds meanwhile: this wait lasted seconds while 10,000 pods were created,
+        # with no pod bound in the time.
+        deadline = self.mono() + SETTLE_WAIT
+        while (not self.link.settle(cache, futures, WAIT_STEP) and self._leading()
+               and self.mono() < deadline):
+            self._meanwhile(cache)
 
     # -- node lifecycle ---------------------------------------------------------------------
 

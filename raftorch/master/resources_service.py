@@ -35,7 +35,9 @@ from raftorch.master.node_restriction import (
     authorize_node_write,
 )
 from raftorch.master.registry import Registry, try_decode
+from raftorch.master.template_pods import TemplatePods
 from raftorch.master.validation import MAX_ID, shown
+from raftorch.master.watch_share import shared_events
 from raftorch.objects import (
     NAMESPACE,
     NODE,
@@ -63,7 +65,6 @@ WATCH_BOOKMARK_INTERVAL = 10.0
 DELETE_RETRIES = 5
 CREATE_RETRIES = 5
 WRITE_MANY_MAX = 100
-YIELD_EVERY = 10
 
 
 def make_filter(kind: Kind, label_selector: str, field_selector: str) -> Filter:
@@ -237,19 +238,15 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
         """The replica set controller's pods, one transaction each, in one call: the controller
         manager's only (a call per pod cost the master more than the create itself)."""
         fence, msgs = self._many(request.objects, request.fence_term, context, "CreateMany")
-        futures = []
-        for i, msg in enumerate(msgs):
-            if i and i % YIELD_EVERY == 0:
-                # Let the loop serve other calls between creates: a hundred in one go held it
-                # for tens of milliseconds, the tail of every small request behind them.
-                await asyncio.sleep(0)
-            try:
-                futures.append(self._registry.create(msg, fence_term=fence))
-            except RaftorchError as err:  # this object's alone: the others are still created
-                failed: Future[Message] = Future()
-                failed.set_exception(err)
-                futures.append(failed)
+        # A replica set's pods that are its template need their metadata checked alone
+        # (template_pods.py).
+        templates = TemplatePods(self._current)
+        futures = self._registry.create_many(msgs, fence_term=fence, checked=templates.checked)
         return await self._outcomes(futures, context)
+
+    def _current(self, key: str) -> Any:
+        with self._replica.reading() as machine:
+            return machine.index.current(key)
 
     def _many(self, objects: Sequence[objects_pb2.Object], fence_term: int, context: grpc.aio.ServicerContext,
               method: str) -> tuple[int, list[Message]]:
@@ -335,8 +332,9 @@ class ResourcesService(resources_pb2_grpc.ResourcesServicer):
                     refs.extend(keep)
                     await wait_write(self._registry.update(item), time_left(context, self._write_timeout))
 
-    async def Watch(self, request: resources_pb2.WatchObjectsRequest, context: grpc.aio.ServicerContext
-                    ) -> AsyncIterator[resources_pb2.ObjectEvent]:
+    # Live events are yielded as bytes: encoded once for every watch (watch_share.py).
+    async def Watch(self, request: resources_pb2.WatchObjectsRequest, context: grpc.aio.ServicerContext  # type: ignore[override]
+                    ) -> AsyncIterator[resources_pb2.ObjectEvent | bytes]:
         # Errors raised here reach the client with their own code (see edge.py).
         kind = kind_of(request.kind)
         authorize_node_read(identity_of(context), kind)
@@ -418,10 +416,12 @@ def to_object_event(kind: Kind, ev: kv_pb2.KeyEvent, accept: Filter) -> resource
 
 
 async def watch_objects(replica: RaftReplica, kind: Kind, namespace: str, accept: Filter, resource_version: int,
-                        context: grpc.aio.ServicerContext) -> AsyncIterator[resources_pb2.ObjectEvent]:
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[resources_pb2.ObjectEvent | bytes]:
     """Shared by the Resources and Agents services: current objects (when resource_version is
-    0) or history after resource_version, a BOOKMARK, then live changes."""
+    0) or history after resource_version, a BOOKMARK, then live changes. Live changes come
+    encoded already, shared with every other watch of the change (watch_share.py)."""
     prefix = store_prefix(kind, namespace or None)
+    shared = shared_events(replica)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[list[kv_pb2.KeyEvent], int]] = asyncio.Queue()
 
@@ -471,9 +471,9 @@ async def watch_objects(replica: RaftReplica, kind: Kind, namespace: str, accept
             for ev in events:
                 if ev.kv.mod_revision <= resource_version:
                     continue
-                converted = to_object_event(kind, ev, accept)
-                if converted is not None:
-                    yield converted
+                encoded = shared.event(kind, ev, accept)
+                if encoded is not None:
+                    yield encoded  # sent as it is (edge.py's serializer)
             if watcher.overflowed and queue.empty():
                 break
     finally:

@@ -88,6 +88,7 @@ from raftorch.objects.validation import (
     check_unknown_fields,
     pod_references,
     validate,
+    validate_metadata,
 )
 from raftorch.objects.workloads import (
     JOB_NAME_LABEL,
@@ -165,5 +166,6 @@ __all__ = [
     "store_prefix",
     "unwrap",
     "validate",
+    "validate_metadata",
     "wrap",
 ]

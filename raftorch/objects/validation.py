@@ -41,6 +41,7 @@ __all__ = [
     "check_unknown_fields",
     "pod_references",
     "validate",
+    "validate_metadata",
 ]
 
 # An object is one value in the store, and the store's values are at most 1 MiB (README "Limits").
@@ -97,6 +98,14 @@ def validate(obj: objects_pb2.Object | Message) -> None:
         validate_cron_job(problems, msg)
     elif isinstance(msg, objects_pb2.DaemonSet):
         validate_daemon_set(problems, msg)
+    problems.raise_if_any()
+
+
+def validate_metadata(kind: Kind, m: objects_pb2.ObjectMeta) -> None:
+    """Raise Invalid naming every problem of an object's metadata alone (what `validate` checks
+    of it): for writes whose rest was validated already (a replica set's pods, from its template)."""
+    problems = Problems()
+    _metadata(problems, kind, m)
     problems.raise_if_any()
 
 

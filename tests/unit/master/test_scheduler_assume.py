@@ -110,3 +110,34 @@ def test_a_pod_whose_binding_failed_is_scheduled_again() -> None:
     assert schedule(manager, writer, cache) == ["only"]
     writer.write_held()
     assert node_of(registry, "only") == "n1"
+
+
+class LaggingLink(ReplicaLink):
+    """A link whose cache shows a step's writes only at the third look."""
+
+    def __init__(self, replica: MemoryReplica) -> None:
+        super().__init__(replica)  # type: ignore[arg-type]
+        self.looks = 0
+
+    def leading(self, term: int) -> bool:
+        return True
+
+    def settle(self, cache: ObjectCache, futures: list[Future[Message]], timeout: float) -> bool:
+        self.looks += 1
+        return self.looks >= 3
+
+
+def test_the_scheduler_binds_while_a_step_waits_for_the_cache() -> None:
+    """A step's writes take a while to show in the cache (the watch lags under load): pods that
+    arrived meanwhile are bound during that wait, not after it."""
+    registry, writer, manager, cache = setup()
+    link = LaggingLink(registry.replica)  # type: ignore[arg-type]
+    manager.link = link
+    add_pod(registry, "waiting")
+    cache.drain()
+    manager.queues.schedule = True
+    written: Future[Message] = Future()
+    written.set_result(objects_pb2.Pod())
+    manager._wait([written], cache)
+    assert link.looks == 3
+    assert [m.metadata.name for msgs, _ in writer.held for m in msgs] == ["waiting"]  # type: ignore[attr-defined]

@@ -26,7 +26,8 @@ EXPECTED = {
     "matches", "object_matches_fields", "parse_field_selector", "parse_label_selector", "pod_matches_fields",
     "selector_from_match_labels",
     # validation
-    "MAX_OBJECT_BYTES", "check_object_size", "check_unknown_fields", "validate", "pod_references",
+    "MAX_OBJECT_BYTES", "check_object_size", "check_unknown_fields", "validate", "validate_metadata",
+    "pod_references",
     # defaults
     "DEFAULT_NAMESPACE", "apply_defaults", "default_pod_spec",
     # meta, except `meta` itself: see test_the_meta_module_is_not_hidden
