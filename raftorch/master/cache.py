@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2
 from raftorch.master.indexes import CacheIndex
-from raftorch.master.registry import decode_checked, report_undecodable
+from raftorch.master.stored import decode_checked, report_undecodable
 from raftorch.objects import KINDS, Kind, kind_of, parse_store_key, store_key
 from raftorch.store.replica import RaftReplica
 from raftorch.store.watch import Watcher

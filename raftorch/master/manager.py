@@ -57,8 +57,9 @@ from raftorch.master.indexes import pod_request
 from raftorch.master.metrics import MasterMetrics
 from raftorch.master.node_lifecycle import LifecycleSettings, plan_lifecycle
 from raftorch.master.queues import KindKey, NameKey, Queues
-from raftorch.master.registry import SYSTEM_NAMESPACE, Registry, undecodable_event_name
+from raftorch.master.registry import SYSTEM_NAMESPACE, Registry
 from raftorch.master.scheduler_step import SchedulerStep
+from raftorch.master.stored import undecodable_event_name
 from raftorch.master.workload_steps import WorkloadSteps
 from raftorch.master.workqueue import WorkQueue
 from raftorch.objects import (

@@ -34,7 +34,8 @@ from raftorch.master.node_restriction import (
     authorize_node_read,
     authorize_node_write,
 )
-from raftorch.master.registry import Registry, try_decode
+from raftorch.master.registry import Registry
+from raftorch.master.stored import try_decode
 from raftorch.master.template_pods import TemplatePods
 from raftorch.master.validation import MAX_ID, shown
 from raftorch.master.watch_share import shared_events

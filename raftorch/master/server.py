@@ -34,8 +34,9 @@ from raftorch.master.manager import MASTER_PREFIXES, MASTER_STEPS, ControllerMan
 from raftorch.master.metrics import MasterMetrics, count_refused
 from raftorch.master.node_lifecycle import LifecycleSettings
 from raftorch.master.pods_service import PodsService
-from raftorch.master.registry import NetworkSettings, Registry, open_secrets, use_secret_box
+from raftorch.master.registry import NetworkSettings, Registry
 from raftorch.master.resources_service import ResourcesService
+from raftorch.master.stored import open_secrets, use_secret_box
 from raftorch.master.usage import UsageStore
 from raftorch.objects import SECRET, store_prefix
 from raftorch.store.leases import LeaseKeeper

@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from raftorch.api.v1 import kv_pb2, resources_pb2
-from raftorch.master.registry import try_decode
+from raftorch.master.stored import try_decode
 from raftorch.objects import Kind, wrap
 
 Filter = Callable[[Message], bool]
