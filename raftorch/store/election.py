@@ -98,6 +98,16 @@ def asker_position(message: dict[str, Any]) -> LogPosition:
     return LogPosition(int(message["last_log_index"]), int(message["last_log_term"]))
 
 
+def election_timeout_range(leader_connected: bool, short: tuple[float, float],
+                           connected: tuple[float, float]) -> tuple[float, float]:
+    """The range an election timeout is drawn from. While the follower's connection to its
+    leader is up, the long range: on a loaded host a live leader's thread can be held for
+    hundreds of milliseconds, and that must not depose it. A crashed leader's connections
+    close at once, and from then on the short range applies, so failover stays fast. A leader
+    that hangs with its connections open is replaced after the long timeout."""
+    return connected if leader_connected else short
+
+
 def ms(seconds: float | None) -> float | None:
     """A duration for a log field: milliseconds, one decimal."""
     return None if seconds is None else round(seconds * 1000, 1)

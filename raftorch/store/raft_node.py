@@ -10,6 +10,8 @@ for the settings and why), and the poller whose wait ends at a deadline.
 
 from __future__ import annotations
 
+import math
+import random
 from collections import deque
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,7 @@ from raftorch.store.election import (
     LogPosition,
     PreVoteRound,
     asker_position,
+    election_timeout_range,
     ms,
     pre_vote_refusal,
     pre_vote_request,
@@ -100,14 +103,18 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     # pysyncobj's own attributes that are read here.
     _poller: Any
     _SyncObj__newAppendEntriesTime: float
-    _SyncObj__raftElectionDeadline: float
     _SyncObj__raftState: int
 
     def __init__(self, replica: RaftReplica, self_addr: str, others: list[str], conf: SyncObjConf,
-                 journal: DurableJournal, pre_vote: bool = True) -> None:
+                 journal: DurableJournal, pre_vote: bool = True,
+                 connected_timeout: tuple[float, float] = (1.0, 2.0)) -> None:
         self._replica = replica
         self._journal = journal
         self._pre_vote_enabled = pre_vote
+        self._connected_timeout = connected_timeout
+        # The election deadline (see the property below) and whether pysyncobj may act on it.
+        self._deadline = 0.0
+        self._may_elect = False
         self._pre_vote: PreVoteRound | None = None
         self._pre_vote_won = False
         self._asked_term = 0
@@ -276,6 +283,12 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
         self._replica.reads.on_disconnect(node)
         SyncObj._SyncObj__onNodeDisconnected(self, node)
+        if node == self._SyncObj__raftLeader and not self._isLeader():
+            # A crashed leader's peers see its connections close at once: from now on the
+            # short election timeout applies.
+            self._deadline = min(self._deadline, raft_clock() + self._SyncObj__generateRaftTimeout())
+            log.info("raft_leader_disconnected", leader=str(getattr(node, "address", node)),
+                     term=self.raftCurrentTerm, since_leader_ms=ms(self._since_leader(raft_clock())))
 
     def _SyncObj__sendAppendEntries(self) -> None:
         self._replica.reads.on_round()
@@ -295,15 +308,46 @@ class RaftNode(SyncObj):  # type: ignore[misc]
 
     # -- elections (store/election.py) -------------------------------------------------
 
+    # pysyncobj's election deadline. pysyncobj sets it (a leader's message, a vote granted, an
+    # election started) and reads it in one place only: to start an election when it has
+    # passed. It reads +inf there unless `_onTick` decided that an election starts now, so
+    # pysyncobj never starts one on its own (a deadline passing between this node's check and
+    # pysyncobj's would otherwise skip the pre-vote).
+    @property
+    def _SyncObj__raftElectionDeadline(self) -> float:
+        return self._deadline if self._may_elect else math.inf
+
+    @_SyncObj__raftElectionDeadline.setter
+    def _SyncObj__raftElectionDeadline(self, deadline: float) -> None:
+        self._deadline = deadline
+
+    def _SyncObj__generateRaftTimeout(self) -> float:
+        """A random election timeout: the long range while this follower's connection to its
+        leader is up, the configured short one otherwise (store/election.py)."""
+        conf = self._SyncObj__conf
+        low, high = election_timeout_range(self._leader_connected(), (conf.raftMinTimeout, conf.raftMaxTimeout),
+                                           self._connected_timeout)
+        return low + (high - low) * random.random()
+
+    def _leader_connected(self) -> bool:
+        """This replica follows a leader whose peer connection is up (pysyncobj's fields may
+        not exist yet: pysyncobj asks for a timeout while it starts)."""
+        leader = getattr(self, "_SyncObj__raftLeader", None)
+        return (leader is not None and leader != getattr(self, "_SyncObj__selfNode", None)
+                and leader in getattr(self, "_SyncObj__connectedNodes", ()))
+
     def _onTick(self, timeToWait: float = 0.0) -> None:
         """pysyncobj checks the election timer first thing in a tick, before reading its
         sockets: a thread held past the deadline started an election with the leader's
         heartbeats unread. Here the waiting input is read first, and then peers are asked
         (pre-vote) before pysyncobj may start the election."""
-        if (self._SyncObj__raftState != _LEADER and self._SyncObj__raftElectionDeadline < raft_clock()
+        if (self._SyncObj__raftState != _LEADER and self._deadline < raft_clock()
                 and self._SyncObj__selfNode is not None and self._SyncObj__connectedToAnyone()):
-            self._election_due()
-        SyncObj._onTick(self, timeToWait)
+            self._may_elect = self._election_due()
+        try:
+            SyncObj._onTick(self, timeToWait)
+        finally:
+            self._may_elect = False
 
     def _own_log(self) -> LogPosition:
         return LogPosition(int(self._SyncObj__getCurrentLogIndex()), int(self._SyncObj__getCurrentLogTerm()))
@@ -311,36 +355,38 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     def _since_leader(self, now: float) -> float | None:
         return now - self._leader_contact if self._leader_contact else None
 
-    def _election_due(self) -> None:
-        """The election timer ran out (the Raft thread, before pysyncobj's tick)."""
-        if self._pre_vote_won:  # a majority said yes: pysyncobj starts the election in this tick
+    def _election_due(self) -> bool:
+        """The election timer ran out (the Raft thread, before pysyncobj's tick): True if
+        pysyncobj is to start an election in this tick."""
+        if self._pre_vote_won:  # a majority said yes
             self._pre_vote_won = False
             self.elections.started += 1
             log.info("raft_election_start", term=self.raftCurrentTerm + 1, pre_vote=True)
-            return
+            return True
         now = raft_clock()
         transport = self._SyncObj__transport
         poller = self._poller
         facts: dict[str, Any] = {
             "term": self.raftCurrentTerm,
             "since_leader_ms": ms(self._since_leader(now)),
-            "late_ms": ms(now - self._SyncObj__raftElectionDeadline),
+            "late_ms": ms(now - self._deadline),
+            "leader_connected": self._leader_connected(),
             "max_work_ms": ms(getattr(poller, "max_work", None)),
             "unread_bytes": transport.unread_bytes(),
         }
         if isinstance(poller, DeadlinePoller):
             for _ in range(PENDING_READS):
                 poller.read_now()
-                if self._SyncObj__raftElectionDeadline >= raft_clock() or not transport.unread_bytes():
+                if self._deadline >= raft_clock() or not transport.unread_bytes():
                     break
-        if self._SyncObj__raftElectionDeadline >= raft_clock():
+        if self._deadline >= raft_clock():
             self.elections.averted += 1
             log.info("raft_election_averted", reason="a leader's message was waiting unread", **facts)
-            return
+            return False
         if not self._pre_vote_enabled or not self.otherNodes:
             self.elections.started += 1
             log.info("raft_election_start", pre_vote=False, **facts)
-            return
+            return True
         term = self.raftCurrentTerm + 1
         self._pre_vote = PreVoteRound(term, voters=len(self.otherNodes) + 1)
         self._asked_term = term
@@ -349,8 +395,9 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         for node in self.otherNodes:
             transport.send(node, request)
         # No election from pysyncobj until a majority says yes; none: ask again after a timeout.
-        self._SyncObj__raftElectionDeadline = raft_clock() + self._SyncObj__generateRaftTimeout()
+        self._deadline = raft_clock() + self._SyncObj__generateRaftTimeout()
         log.info("raft_pre_vote_start", asked_term=term, **facts)
+        return False
 
     def _answer_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
         asked = int(message["term"])
@@ -359,10 +406,11 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             asked_term=asked, asker_log=asker_position(message), own_term=self.raftCurrentTerm,
             own_log=self._own_log(), is_leader=self._isLeader(),
             voted_this_term=self._SyncObj__votedForNodeId is not None,
-            since_leader=self._since_leader(now), election_min=self.conf.raftMinTimeout)
+            since_leader=self._since_leader(now) if self._leader_connected() else None,
+            election_min=self._connected_timeout[0])
         log.info("raft_pre_vote_answer", asker=str(getattr(node, "address", node)), asked_term=asked,
                  term=self.raftCurrentTerm, granted=refusal is None, reason=refusal,
-                 since_leader_ms=ms(self._since_leader(now)))
+                 since_leader_ms=ms(self._since_leader(now)), leader_connected=self._leader_connected())
         self._SyncObj__transport.send(node, pre_vote_response(asked, refusal is None))
 
     def _count_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
@@ -377,7 +425,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         if current.grant(node):
             self._pre_vote = None
             self._pre_vote_won = True
-            self._SyncObj__raftElectionDeadline = 0.0  # the next tick starts the election
+            self._deadline = 0.0  # the next tick starts the election
 
     def _on_leader_contact(self) -> None:
         self._leader_contact = raft_clock()

@@ -85,6 +85,10 @@ class RaftSettings:
     fsync: bool = True
     # Ask peers before starting an election (store/election.py).
     pre_vote: bool = True
+    # The election timeout while a follower's connection to its leader is up (etcd's 1-2 s);
+    # election_min/max apply once it is down (store/election.py).
+    election_min_connected: float = 1.0
+    election_max_connected: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +203,9 @@ class RaftReplica:
         _journals[str(journal_path)] = self.journal
         try:
             self._node = RaftNode(self, peer_addr, sorted(self.peers.values()), conf, self.journal,
-                                   pre_vote=settings.pre_vote)
+                                   pre_vote=settings.pre_vote,
+                                   connected_timeout=(settings.election_min_connected,
+                                                      settings.election_max_connected))
         except BaseException:
             _journals.pop(str(journal_path), None)
             self.journal.close()

@@ -61,9 +61,8 @@ def test_a_follower_whose_timer_runs_out_cannot_depose_a_healthy_leader(
     node = follower._node
     asked = follower.elections.pre_votes
     while follower.elections.pre_votes == asked:
-        node._SyncObj__raftElectionDeadline = 0.0
-        wait_until(lambda: follower.elections.pre_votes > asked or node._SyncObj__raftElectionDeadline > 0,
-                   "the timer to be seen")
+        node._deadline = 0.0
+        wait_until(lambda: follower.elections.pre_votes > asked or node._deadline > 0, "the timer to be seen")
     wait_until(lambda: follower.elections.refusals >= 2, "both peers to refuse the pre-vote")
     assert follower.elections.started == 0
     assert leader.is_leader and leader.term == term

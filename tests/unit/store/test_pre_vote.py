@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raftorch.store.election import LogPosition, PreVoteRound, pre_vote_refusal
+from raftorch.store.election import LogPosition, PreVoteRound, election_timeout_range, pre_vote_refusal
 
 MIN = 0.15
 SAME = LogPosition(10, 4)
@@ -56,3 +56,10 @@ def test_a_round_is_won_by_a_majority_counting_the_asker() -> None:
     assert not five.grant("b")  # the same voter twice counts once
     assert five.grant("c")
     assert PreVoteRound(term=1, voters=1).won
+
+
+def test_the_long_timeout_applies_only_while_the_leader_is_connected() -> None:
+    short, connected = (0.15, 0.4), (1.0, 2.0)
+    assert election_timeout_range(True, short, connected) == connected
+    # A crashed leader's connection closes: failover goes by the short timeout.
+    assert election_timeout_range(False, short, connected) == short
