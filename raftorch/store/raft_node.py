@@ -321,6 +321,16 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     def _SyncObj__raftElectionDeadline(self, deadline: float) -> None:
         self._deadline = deadline
 
+    def _SyncObj__setState(self, state: int) -> None:
+        """pysyncobj keeps the election deadline a leader had as a follower: a leader that
+        stepped down (a higher term seen, or no majority heard) found it long past and started
+        an election at once, turning one election into two or three terms. A replica that
+        stops leading starts a fresh timeout, as Raft's followers do."""
+        was_leader = self._SyncObj__raftState == _LEADER
+        SyncObj._SyncObj__setState(self, state)
+        if was_leader and state != _LEADER:
+            self._deadline = raft_clock() + self._SyncObj__generateRaftTimeout()
+
     def _SyncObj__generateRaftTimeout(self) -> float:
         """A random election timeout: the long range while this follower's connection to its
         leader is up, the configured short one otherwise (store/election.py)."""

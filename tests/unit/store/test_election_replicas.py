@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pysyncobj.monotonic import monotonic as raft_clock
 
 from raftorch.local.masters import free_ports
 from raftorch.store.replica import RaftReplica, RaftSettings
@@ -78,3 +79,16 @@ def test_a_lost_leader_is_replaced_by_one_of_the_others(replicas: dict[str, Raft
     rest = {n: r for n, r in replicas.items() if r is not leader}
     wait_until(lambda: settled(rest) and next(iter(rest.values())).term > term, "a new leader")
     assert sum(r.elections.started for r in rest.values()) >= 1
+
+
+def test_a_replica_that_stops_leading_starts_a_fresh_election_timeout(tmp_path: Path) -> None:
+    # pysyncobj kept the deadline from before the replica led: long past, it started an
+    # election the moment the replica stepped down.
+    (addr,) = (f"127.0.0.1:{p}" for p in free_ports(1))
+    replica = RaftReplica("r1", addr, {}, tmp_path / "r1", "s" * 32, RaftSettings(fsync=False))
+    replica.stop()  # no tick thread: the node is driven by hand below
+    node = replica._node
+    node._deadline = 0.0
+    node._SyncObj__setState(2)  # leader
+    node._SyncObj__setState(0)  # follower again
+    assert node._deadline > raft_clock()
