@@ -63,7 +63,7 @@ class ElectionCounts:
     """What this replica's election timer led to, since start."""
 
     started: int = 0  # elections this replica started (its term raised)
-    averted: int = 0  # timer ran out with a leader's message waiting unread
+    averted: int = 0  # timer ran out (or a leader's quorum check failed) with the answer waiting unread
     pre_votes: int = 0  # pre-vote rounds this replica asked for
     refusals: int = 0  # noes it was told
 

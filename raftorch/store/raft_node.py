@@ -351,13 +351,32 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         sockets: a thread held past the deadline started an election with the leader's
         heartbeats unread. Here the waiting input is read first, and then peers are asked
         (pre-vote) before pysyncobj may start the election."""
-        if (self._SyncObj__raftState != _LEADER and self._deadline < raft_clock()
-                and self._SyncObj__selfNode is not None and self._SyncObj__connectedToAnyone()):
+        if self._SyncObj__raftState == _LEADER:
+            self._before_quorum_check()
+        elif (self._deadline < raft_clock() and self._SyncObj__selfNode is not None
+                and self._SyncObj__connectedToAnyone()):
             self._may_elect = self._election_due()
         try:
             SyncObj._onTick(self, timeToWait)
         finally:
             self._may_elect = False
+
+    def _before_quorum_check(self) -> None:
+        """pysyncobj's leader steps down, first thing in a tick, when it has no answer from a
+        majority within leaderFallbackTimeout: after its thread was held that long, the
+        answers were waiting unread. Read them first."""
+        last = self._SyncObj__lastResponseTime
+        since = raft_clock() - self.conf.leaderFallbackTimeout
+        others = self.otherNodes
+        if (sum(1 for n in others if last.get(n, 0.0) > since) + 1) * 2 > len(others) + 1:
+            return
+        poller = self._poller
+        if isinstance(poller, DeadlinePoller):
+            poller.read_now()
+        if (sum(1 for n in others if last.get(n, 0.0) > since) + 1) * 2 > len(others) + 1:
+            self.elections.averted += 1
+            log.info("raft_step_down_averted", reason="followers' answers were waiting unread",
+                     term=self.raftCurrentTerm, max_work_ms=ms(getattr(poller, "max_work", None)))
 
     def _own_log(self) -> LogPosition:
         return LogPosition(int(self._SyncObj__getCurrentLogIndex()), int(self._SyncObj__getCurrentLogTerm()))
