@@ -1,17 +1,23 @@
-"""Elections: Pre-Vote with leader stickiness, and what a replica saw when it started one.
+"""Elections: Pre-Vote with leader stickiness, and the election timeout by leader connection.
 
 pysyncobj starts an election as soon as a follower's timer runs out: the follower raises its
 term and asks for votes, and the leader steps down on seeing the higher term. On a loaded host
-a follower whose thread was held (its heartbeats sitting unread, or late because the leader's
-thread was held) deposed a healthy leader that way, and every write stalled for the election.
+the leader's Raft thread is at times held for hundreds of milliseconds (waiting for a core and
+for the GIL, with nothing to send and little of its own work: bench/README.md), its followers
+hear nothing for longer than 0.15-0.4 s, and a healthy leader lost its term; every write
+stalled for the election.
 
-Here (Raft thesis 9.6 and 4.2.3; etcd's PreVote and CheckQuorum) a follower whose timer runs out
-first reads the input waiting for it, then asks its peers whether they would vote for it at the
-next term, without raising its own. A peer says yes only if the asker's log is at least as
-up to date as its own and it has not itself heard from a leader within the minimum election
-timeout. Only with a majority of yeses does the real election start. A lone starved follower
-is then refused by the peers that still hear the leader; when the leader is really gone, every
-follower's timer has run past the minimum and the round costs one message each way.
+Three things here, as Raft implementations do:
+- the election timeout is long (etcd's 1-2 s) while a follower's connection to its leader is up,
+  and the configured short one once it is down: a crashed leader's connections close at once,
+  so failover stays fast, while a live but held leader keeps its term;
+- Pre-Vote (Raft thesis 9.6; etcd's PreVote): a replica whose timer runs out asks its peers
+  whether they would vote for it at the next term, without raising its own. A peer says yes
+  only if the asker's log is at least as up to date as its own and, while its own leader's
+  connection is up, it has not heard that leader within the minimum election timeout (leader
+  stickiness, thesis 4.2.3). Only a majority of yeses starts the real election, so a lone
+  starved follower cannot depose a leader the others still hear;
+- (in raft_node.py) input waiting in the sockets is read before either decision.
 
 The decisions are pure functions; `raft_node.RaftNode` wires them into pysyncobj's tick.
 """

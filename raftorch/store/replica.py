@@ -1,7 +1,8 @@
 """The store replica: the state machine kept in step with the other masters by pysyncobj.
 
 What pysyncobj is told and why (measured on this kind of machine, see DESIGN.md):
-- no append batching, 0.15-0.4 s election timeouts, 0.04 s append period: commits in ~ms;
+- no append batching, 0.15-0.4 s election timeouts (1-2 s while a follower's connection to its
+  leader is up, with pre-vote: store/election.py), 0.04 s append period: commits in ~ms;
 - a ping between every pair of peers, since pysyncobj drops links idle for 3.5 s and an
   election then waits for a reconnect;
 - the peer port bound to exactly the configured address, encrypted and authenticated with the
