@@ -229,6 +229,9 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             self._on_leader_contact()
         elif kind == "request_vote":
             self._log_vote_request(node, message)
+        elif kind == "ping":
+            self._on_ping(node, message)
+            return
         if kind == "next_node_idx" and self._isLeader():
             self._replica.reads.on_answer(node)
             match = self._SyncObj__raftMatchIndex
@@ -330,6 +333,10 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         SyncObj._SyncObj__setState(self, state)
         if was_leader and state != _LEADER:
             self._deadline = raft_clock() + self._SyncObj__generateRaftTimeout()
+            now = raft_clock()
+            log.info("raft_leader_stepped_down", term=self.raftCurrentTerm,
+                     since_answers_ms={str(getattr(n, "address", n)): ms(now - t)
+                                       for n, t in self._SyncObj__lastResponseTime.items()})
 
     def _SyncObj__generateRaftTimeout(self) -> float:
         """A random election timeout: the long range while this follower's connection to its
@@ -377,6 +384,16 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             self.elections.averted += 1
             log.info("raft_step_down_averted", reason="followers' answers were waiting unread",
                      term=self.raftCurrentTerm, max_work_ms=ms(getattr(poller, "max_work", None)))
+
+    def _on_ping(self, node: Any, message: dict[str, Any]) -> None:
+        """A follower's ping in the leader's term counts toward the leader's quorum check.
+        pysyncobj counts only acknowledgements, and a follower holds those until its journal
+        is synced: a follower alive in this term but with a slow disk made the leader step
+        down after leaderFallbackTimeout (etcd's CheckQuorum also counts heartbeat answers,
+        which never wait for the disk)."""
+        last = self._SyncObj__lastResponseTime
+        if self._isLeader() and message.get("term") == self.raftCurrentTerm and node in last:
+            last[node] = max(last[node], raft_clock())
 
     def _own_log(self) -> LogPosition:
         return LogPosition(int(self._SyncObj__getCurrentLogIndex()), int(self._SyncObj__getCurrentLogTerm()))
@@ -479,4 +496,5 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         transport = self._SyncObj__transport
         for node in self.otherNodes:
             if self.isNodeConnected(node):
-                transport.send(node, {"type": "ping"})
+                # The term lets the leader count a follower's ping as an answer (see below).
+                transport.send(node, {"type": "ping", "term": self.raftCurrentTerm})

@@ -63,6 +63,8 @@ MAX_ENTRY_COMMANDS = 500
 PING_INTERVAL = 0.5
 # An entry whose outcome pysyncobj never reports frees its slot after this long.
 INFLIGHT_TIMEOUT = 10.0
+# A journal sync this slow is logged: followers hold their acknowledgements until it ends.
+SLOW_SYNC_LOG = 0.25
 
 _RETRYABLE = {
     FAIL_REASON.QUEUE_FULL: "the leader's queue is full",
@@ -219,9 +221,12 @@ class RaftReplica:
         def timed(fd: int) -> None:
             started = time.perf_counter()
             sync(fd)
+            took = time.perf_counter() - started
+            if took > SLOW_SYNC_LOG:
+                log.info("journal_sync_slow", ms=round(took * 1000, 1))
             hook = self.on_fsync_latency
             if hook is not None:
-                hook(time.perf_counter() - started)
+                hook(took)
         return timed
 
     # -- state access ---------------------------------------------------------------

@@ -3,6 +3,7 @@ timer runs out while the leader is healthy does not depose it; a lost leader is 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from pysyncobj.monotonic import monotonic as raft_clock
 
+from raftorch.api.v1 import kv_pb2, store_pb2
 from raftorch.local.masters import free_ports
 from raftorch.store.replica import RaftReplica, RaftSettings
 
@@ -92,3 +94,45 @@ def test_a_replica_that_stops_leading_starts_a_fresh_election_timeout(tmp_path: 
     node._SyncObj__setState(2)  # leader
     node._SyncObj__setState(0)  # follower again
     assert node._deadline > raft_clock()
+
+
+class SlowDisk:
+    """A journal sync that takes `delay` seconds once armed (a follower's slow disk)."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.slow_syncs = 0
+
+    def __call__(self, fd: int) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+            self.slow_syncs += 1
+        os.fdatasync(fd)
+
+
+def test_a_leader_whose_followers_sync_slowly_keeps_its_term(tmp_path: Path) -> None:
+    # Followers hold their acknowledgements until their journal is synced; their pings in the
+    # leader's term still tell the leader they are there, so it does not step down.
+    addrs = {f"r{i + 1}": f"127.0.0.1:{p}" for i, p in enumerate(free_ports(3))}
+    disks = {name: SlowDisk() for name in addrs}
+    nodes: dict[str, RaftReplica] = {}
+    try:
+        for name, addr in addrs.items():
+            peers = {n: a for n, a in addrs.items() if n != name}
+            nodes[name] = RaftReplica(name, addr, peers, tmp_path / name, "s" * 32, RaftSettings(),
+                                      sync=disks[name])
+        wait_until(lambda: settled(nodes), "a settled leader")
+        leader = leader_of(nodes)
+        assert leader is not None
+        term = leader.term
+        followers = [n for n, r in nodes.items() if r is not leader]
+        for name in followers:
+            disks[name].delay = 1.6  # longer than the leader's 1 s quorum check
+        put = kv_pb2.PutRequest(key="slow", value=b"disk")
+        leader.submit(store_pb2.Command(request_id="slow-1", put=put)).result(WAIT)
+        wait_until(lambda: all(disks[n].slow_syncs > 0 for n in followers), "the slow syncs to end")
+        assert leader.is_leader and leader.term == term
+        assert all(r.term == term for r in nodes.values())
+    finally:
+        for r in nodes.values():
+            r.stop()
