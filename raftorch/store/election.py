@@ -70,6 +70,7 @@ class ElectionCounts:
 
     started: int = 0  # elections this replica started (its term raised)
     averted: int = 0  # timer ran out (or a leader's quorum check failed) with the answer waiting unread
+    waited: int = 0  # timer ran out while the silent leader's host still answered
     pre_votes: int = 0  # pre-vote rounds this replica asked for
     refusals: int = 0  # noes it was told
 
@@ -104,14 +105,15 @@ def asker_position(message: dict[str, Any]) -> LogPosition:
     return LogPosition(int(message["last_log_index"]), int(message["last_log_term"]))
 
 
-def election_timeout_range(leader_connected: bool, short: tuple[float, float],
-                           connected: tuple[float, float]) -> tuple[float, float]:
-    """The range an election timeout is drawn from. While the follower's connection to its
-    leader is up, the long range: on a loaded host a live leader's thread can be held for
-    hundreds of milliseconds, and that must not depose it. A crashed leader's connections
-    close at once, and from then on the short range applies, so failover stays fast. A leader
-    that hangs with its connections open is replaced after the long timeout."""
-    return connected if leader_connected else short
+def leader_host_answers(probe_age: float | None, unacked_bytes: int, grace: float) -> bool:
+    """Whether a silent leader's host still acknowledges this follower's messages.
+
+    A leader whose thread is held (a loaded host: waiting for a core, for the GIL) still has
+    its kernel acknowledge what arrives on its TCP connections; a leader cut off from the
+    followers (a partition, a dead host) does not. `probe_age`: how long ago this follower sent
+    its probe in the current silence (None: none sent yet); `unacked_bytes`: what it sent the
+    leader that is not acknowledged yet."""
+    return probe_age is None or probe_age < grace or unacked_bytes == 0
 
 
 def ms(seconds: float | None) -> float | None:

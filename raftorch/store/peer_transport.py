@@ -315,6 +315,15 @@ class PeerTransport(TCPTransport):  # type: ignore[misc]
         return buffered, kernel
 
 
+    def unacked_to(self, node: Any) -> int:
+        """Bytes sent to `node` and not yet acknowledged by its host (buffered here, or in the
+        kernel's send queue, which holds a TCP segment until the peer acknowledges it)."""
+        conn = self._connections.get(node)
+        if conn is None:
+            return 0
+        return len(getattr(conn, "_TcpConnection__writeBuffer", b"")) + _socket_queue(conn, termios.TIOCOUTQ)
+
+
 def _socket_queue(conn: Any, request: int) -> int:
     sock = getattr(conn, "_TcpConnection__socket", None)
     if sock is None:

@@ -29,7 +29,7 @@ from raftorch.store.election import (
     LogPosition,
     PreVoteRound,
     asker_position,
-    election_timeout_range,
+    leader_host_answers,
     ms,
     pre_vote_refusal,
     pre_vote_request,
@@ -53,6 +53,12 @@ COMMIT_NOTICE_DELAY = 0.005
 LATE_HEARTBEAT_LOG = 0.1
 # Reads of waiting input before an election, at most (each one pass of the poller).
 PENDING_READS = 4
+# A follower whose leader is silent this long sends it a probe; a probe not acknowledged by the
+# leader's host (TCP) within PROBE_GRACE means the leader is cut off, not merely held.
+PROBE_AFTER = 0.08
+PROBE_GRACE = 0.05
+# While a silent leader's host still answers, the election check is repeated this often.
+PATIENCE_STEP = 0.05
 
 
 class DeadlinePoller:
@@ -115,6 +121,10 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         # The election deadline (see the property below) and whether pysyncobj may act on it.
         self._deadline = 0.0
         self._may_elect = False
+        # How long a silent leader whose host still answers is waited for (drawn from the long
+        # range at each contact), and when this follower probed it (0: not in this silence).
+        self._patience = connected_timeout[0]
+        self._probe_at = 0.0
         self._pre_vote: PreVoteRound | None = None
         self._pre_vote_won = False
         self._asked_term = 0
@@ -338,20 +348,26 @@ class RaftNode(SyncObj):  # type: ignore[misc]
                      since_answers_ms={str(getattr(n, "address", n)): ms(now - t)
                                        for n, t in self._SyncObj__lastResponseTime.items()})
 
-    def _SyncObj__generateRaftTimeout(self) -> float:
-        """A random election timeout: the long range while this follower's connection to its
-        leader is up, the configured short one otherwise (store/election.py)."""
-        conf = self._SyncObj__conf
-        low, high = election_timeout_range(self._leader_connected(), (conf.raftMinTimeout, conf.raftMaxTimeout),
-                                           self._connected_timeout)
-        return low + (high - low) * random.random()
-
     def _leader_connected(self) -> bool:
-        """This replica follows a leader whose peer connection is up (pysyncobj's fields may
-        not exist yet: pysyncobj asks for a timeout while it starts)."""
-        leader = getattr(self, "_SyncObj__raftLeader", None)
-        return (leader is not None and leader != getattr(self, "_SyncObj__selfNode", None)
-                and leader in getattr(self, "_SyncObj__connectedNodes", ()))
+        """This replica follows a leader whose peer connection is up."""
+        leader = self._SyncObj__raftLeader
+        return leader is not None and leader != self._SyncObj__selfNode and leader in self._SyncObj__connectedNodes
+
+    def _leader_alive(self, now: float) -> bool:
+        """The leader's connection is up and its host acknowledges what this replica sends
+        (store/election.py: a held leader's kernel still does; a cut-off one's does not)."""
+        if not self._leader_connected():
+            return False
+        unacked = self._SyncObj__transport.unacked_to(self._SyncObj__raftLeader)
+        return leader_host_answers(now - self._probe_at if self._probe_at else None, unacked, PROBE_GRACE)
+
+    def _probe_leader(self, now: float) -> None:
+        """Once per silence of the leader, send it a ping: something its host must acknowledge."""
+        if self._probe_at or not self._leader_contact or now - self._leader_contact < PROBE_AFTER:
+            return
+        if self._leader_connected():
+            self._probe_at = now
+            self._SyncObj__transport.send(self._SyncObj__raftLeader, {"type": "ping", "term": self.raftCurrentTerm})
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         """pysyncobj checks the election timer first thing in a tick, before reading its
@@ -360,9 +376,11 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         (pre-vote) before pysyncobj may start the election."""
         if self._SyncObj__raftState == _LEADER:
             self._before_quorum_check()
-        elif (self._deadline < raft_clock() and self._SyncObj__selfNode is not None
-                and self._SyncObj__connectedToAnyone()):
-            self._may_elect = self._election_due()
+        elif self._SyncObj__selfNode is not None:
+            now = raft_clock()
+            self._probe_leader(now)
+            if self._deadline < now and self._SyncObj__connectedToAnyone():
+                self._may_elect = self._election_due()
         try:
             SyncObj._onTick(self, timeToWait)
         finally:
@@ -417,6 +435,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             "since_leader_ms": ms(self._since_leader(now)),
             "late_ms": ms(now - self._deadline),
             "leader_connected": self._leader_connected(),
+            "leader_alive": self._leader_alive(now),
             "max_work_ms": ms(getattr(poller, "max_work", None)),
             "unread_bytes": transport.unread_bytes(),
         }
@@ -428,6 +447,13 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         if self._deadline >= raft_clock():
             self.elections.averted += 1
             log.info("raft_election_averted", reason="a leader's message was waiting unread", **facts)
+            return False
+        since = self._since_leader(now)
+        if since is not None and since < self._patience and self._leader_alive(raft_clock()):
+            # A silent leader whose host answers: its thread is held, it is not lost. Wait for
+            # it up to the long timeout, checking again shortly.
+            self._deadline = raft_clock() + PATIENCE_STEP
+            self.elections.waited += 1
             return False
         if not self._pre_vote_enabled or not self.otherNodes:
             self.elections.started += 1
@@ -448,15 +474,17 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     def _answer_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
         asked = int(message["term"])
         now = raft_clock()
+        alive = self._leader_alive(now)
         refusal = pre_vote_refusal(
             asked_term=asked, asker_log=asker_position(message), own_term=self.raftCurrentTerm,
             own_log=self._own_log(), is_leader=self._isLeader(),
             voted_this_term=self._SyncObj__votedForNodeId is not None,
             since_leader=self._since_leader(now) if self._leader_connected() else None,
-            election_min=self._connected_timeout[0])
+            election_min=self._connected_timeout[0] if alive else self.conf.raftMinTimeout)
         log.info("raft_pre_vote_answer", asker=str(getattr(node, "address", node)), asked_term=asked,
                  term=self.raftCurrentTerm, granted=refusal is None, reason=refusal,
-                 since_leader_ms=ms(self._since_leader(now)), leader_connected=self._leader_connected())
+                 since_leader_ms=ms(self._since_leader(now)), leader_connected=self._leader_connected(),
+                 leader_alive=alive)
         self._SyncObj__transport.send(node, pre_vote_response(asked, refusal is None))
 
     def _count_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
@@ -475,6 +503,9 @@ class RaftNode(SyncObj):  # type: ignore[misc]
 
     def _on_leader_contact(self) -> None:
         self._leader_contact = raft_clock()
+        self._probe_at = 0.0
+        low, high = self._connected_timeout
+        self._patience = low + (high - low) * random.random()
         self._pre_vote = None
         self._pre_vote_won = False
         if isinstance(self._poller, DeadlinePoller):

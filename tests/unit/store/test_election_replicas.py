@@ -3,10 +3,12 @@ timer runs out while the leader is healthy does not depose it; a lost leader is 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pysyncobj.monotonic import monotonic as raft_clock
@@ -51,23 +53,45 @@ def settled(nodes: dict[str, RaftReplica]) -> bool:
         r.term == leader.term and r.leader_peer_addr == leader.peer_addr for r in nodes.values())
 
 
-def test_a_follower_whose_timer_runs_out_cannot_depose_a_healthy_leader(
+def expire_timer_until(node: Any, done: Callable[[], bool]) -> None:
+    """Run a follower's election timer out (as if its thread had been held past it) until
+    `done`; a leader's message found waiting resets the timer, and it is run out again."""
+    deadline = time.monotonic() + WAIT
+    while not done():
+        assert time.monotonic() < deadline, "timed out running the election timer out"
+        node._deadline = 0.0
+        wait_until(lambda: done() or node._deadline > 0, "the timer to be seen")
+
+
+def test_a_follower_whose_timer_runs_out_waits_for_a_leader_whose_host_answers(
         replicas: dict[str, RaftReplica]) -> None:
     wait_until(lambda: settled(replicas), "a settled leader")
     leader = leader_of(replicas)
     assert leader is not None
     term = leader.term
     follower = next(r for r in replicas.values() if r is not leader)
-    # As if its thread had been held past the timeout: run its timer out until it has asked
-    # for a pre-vote and heard both peers refuse (a heartbeat found waiting unread instead
-    # averts the election, and the timer is run out again).
+    before = dataclasses.replace(follower.elections)  # the first election counts too
+    expire_timer_until(follower._node, lambda: follower.elections.waited > before.waited)
+    assert follower.elections.pre_votes == before.pre_votes
+    assert follower.elections.started == before.started
+    assert leader.is_leader and all(r.term == term for r in replicas.values())
+
+
+def test_a_follower_that_lost_sight_of_a_healthy_leader_cannot_depose_it(
+        replicas: dict[str, RaftReplica]) -> None:
+    wait_until(lambda: settled(replicas), "a settled leader")
+    leader = leader_of(replicas)
+    assert leader is not None
+    term = leader.term
+    follower = next(r for r in replicas.values() if r is not leader)
+    # As if its link to the leader had failed: it asks for a pre-vote, and both peers, which
+    # still hear the leader, refuse.
     node = follower._node
-    asked = follower.elections.pre_votes
-    while follower.elections.pre_votes == asked:
-        node._deadline = 0.0
-        wait_until(lambda: follower.elections.pre_votes > asked or node._deadline > 0, "the timer to be seen")
-    wait_until(lambda: follower.elections.refusals >= 2, "both peers to refuse the pre-vote")
-    assert follower.elections.started == 0
+    node._leader_alive = lambda now: False
+    before = dataclasses.replace(follower.elections)
+    expire_timer_until(node, lambda: follower.elections.pre_votes > before.pre_votes)
+    wait_until(lambda: follower.elections.refusals >= before.refusals + 2, "both peers to refuse the pre-vote")
+    assert follower.elections.started == before.started
     assert leader.is_leader and leader.term == term
     assert all(r.term == term for r in replicas.values())
 

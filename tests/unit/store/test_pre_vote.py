@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raftorch.store.election import LogPosition, PreVoteRound, election_timeout_range, pre_vote_refusal
+from raftorch.store.election import LogPosition, PreVoteRound, leader_host_answers, pre_vote_refusal
 
 MIN = 0.15
 SAME = LogPosition(10, 4)
@@ -58,8 +58,9 @@ def test_a_round_is_won_by_a_majority_counting_the_asker() -> None:
     assert PreVoteRound(term=1, voters=1).won
 
 
-def test_the_long_timeout_applies_only_while_the_leader_is_connected() -> None:
-    short, connected = (0.15, 0.4), (1.0, 2.0)
-    assert election_timeout_range(True, short, connected) == connected
-    # A crashed leader's connection closes: failover goes by the short timeout.
-    assert election_timeout_range(False, short, connected) == short
+def test_a_silent_leader_counts_as_alive_while_its_host_acknowledges_the_probe() -> None:
+    assert leader_host_answers(None, 0, 0.05)  # no probe sent yet
+    assert leader_host_answers(None, 120, 0.05)
+    assert leader_host_answers(0.01, 120, 0.05)  # too early to tell
+    assert leader_host_answers(0.5, 0, 0.05)  # acknowledged: a held thread, not a lost leader
+    assert not leader_host_answers(0.06, 120, 0.05)  # cut off: nothing acknowledged
