@@ -1,4 +1,4 @@
-"""Elections: Pre-Vote with leader stickiness, and the election timeout by leader connection.
+"""Elections: Pre-Vote with leader stickiness, and patience with a held leader.
 
 pysyncobj starts an election as soon as a follower's timer runs out: the follower raises its
 term and asks for votes, and the leader steps down on seeing the higher term. On a loaded host
@@ -7,16 +7,18 @@ for the GIL, with nothing to send and little of its own work: bench/README.md), 
 hear nothing for longer than 0.15-0.4 s, and a healthy leader lost its term; every write
 stalled for the election.
 
-Three things here, as Raft implementations do:
-- the election timeout is long (etcd's 1-2 s) while a follower's connection to its leader is up,
-  and the configured short one once it is down: a crashed leader's connections close at once,
-  so failover stays fast, while a live but held leader keeps its term;
+Three things here (the last two as Raft implementations do them):
+- a follower whose timer (0.15-0.4 s) runs out while its leader is silent but the leader's host
+  still acknowledges what the follower sends it (TCP, done by the kernel even while the
+  process waits for a core) waits longer, up to 1-2 s (etcd's election timeout): a held leader
+  keeps its term. A crashed leader's connections close at once, and a cut-off one's host
+  acknowledges nothing: then the short timeout stands and failover stays fast;
 - Pre-Vote (Raft thesis 9.6; etcd's PreVote): a replica whose timer runs out asks its peers
   whether they would vote for it at the next term, without raising its own. A peer says yes
-  only if the asker's log is at least as up to date as its own and, while its own leader's
-  connection is up, it has not heard that leader within the minimum election timeout (leader
-  stickiness, thesis 4.2.3). Only a majority of yeses starts the real election, so a lone
-  starved follower cannot depose a leader the others still hear;
+  only if the asker's log is at least as up to date as its own and it has not heard its own
+  leader within the minimum election timeout (leader stickiness, thesis 4.2.3; the long one
+  while that leader's host answers). Only a majority of yeses starts the real election, so a
+  lone follower cannot depose a leader the others still hear;
 - (in raft_node.py) input waiting in the sockets is read before either decision.
 
 The decisions are pure functions; `raft_node.RaftNode` wires them into pysyncobj's tick.

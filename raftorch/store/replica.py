@@ -1,8 +1,8 @@
 """The store replica: the state machine kept in step with the other masters by pysyncobj.
 
 What pysyncobj is told and why (measured on this kind of machine, see DESIGN.md):
-- no append batching, 0.15-0.4 s election timeouts (1-2 s while a follower's connection to its
-  leader is up, with pre-vote: store/election.py), 0.04 s append period: commits in ~ms;
+- no append batching, 0.15-0.4 s election timeouts (up to 1-2 s while a silent leader's host
+  still answers, and pre-vote: store/election.py), 0.04 s append period: commits in ~ms;
 - a ping between every pair of peers, since pysyncobj drops links idle for 3.5 s and an
   election then waits for a reconnect;
 - the peer port bound to exactly the configured address, encrypted and authenticated with the
@@ -88,8 +88,8 @@ class RaftSettings:
     fsync: bool = True
     # Ask peers before starting an election (store/election.py).
     pre_vote: bool = True
-    # The election timeout while a follower's connection to its leader is up (etcd's 1-2 s);
-    # election_min/max apply once it is down (store/election.py).
+    # How long a follower waits for a silent leader whose host still answers (etcd's 1-2 s);
+    # election_min/max apply otherwise (store/election.py).
     election_min_connected: float = 1.0
     election_max_connected: float = 2.0
 
