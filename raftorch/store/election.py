@@ -7,7 +7,7 @@ for the GIL, with nothing to send and little of its own work: bench/README.md), 
 hear nothing for longer than 0.15-0.4 s, and a healthy leader lost its term; every write
 stalled for the election.
 
-Three things here (the last two as Raft implementations do them):
+Three things here:
 - a follower whose timer (0.15-0.4 s) runs out while its leader is silent but the leader's host
   still acknowledges what the follower sends it (TCP, done by the kernel even while the
   process waits for a core) waits longer, up to 1-2 s (etcd's election timeout): a held leader
