@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import struct
+import termios
 import time
 from typing import Any
 
@@ -55,6 +57,7 @@ MAX_HANDSHAKE_FRAME_BYTES = 64 * 1024
 # only notices idle connections when they have traffic, so a silent stranger stayed forever.
 HANDSHAKE_TIMEOUT = 5.0
 _LENGTH = struct.Struct("i")  # pysyncobj's frame header: a native signed 32-bit length
+_INT = struct.Struct("i")
 REPORT_INTERVAL = 5.0
 LISTEN_BACKLOG = 512
 
@@ -289,3 +292,43 @@ class PeerTransport(TCPTransport):  # type: ignore[misc]
         super().send(node, message)
         if isinstance(message, dict) and message.get("type") == "append_entries":
             self._reads.on_sent(node)
+
+    def _peer_connections(self) -> list[Any]:
+        return [*self._connections.values(), *self._unknownConnections]
+
+    def unread_bytes(self) -> int:
+        """Peer input received and not yet parsed: in the kernel's socket buffers and in the
+        connections' read buffers (for the election log: what a starved replica left unread)."""
+        total = 0
+        for conn in self._peer_connections():
+            total += len(getattr(conn, "_TcpConnection__readBuffer", b""))
+            total += _socket_queue(conn, termios.FIONREAD)
+        return total
+
+    def queued_bytes(self) -> tuple[int, int]:
+        """Peer output not yet sent: (in the connections' write buffers, in the kernel's send
+        queues). The first grows when a peer reads slower than this replica writes."""
+        buffered = kernel = 0
+        for conn in self._peer_connections():
+            buffered += len(getattr(conn, "_TcpConnection__writeBuffer", b""))
+            kernel += _socket_queue(conn, termios.TIOCOUTQ)
+        return buffered, kernel
+
+
+    def unacked_to(self, node: Any) -> int:
+        """Bytes sent to `node` and not yet acknowledged by its host (buffered here, or in the
+        kernel's send queue, which holds a TCP segment until the peer acknowledges it)."""
+        conn = self._connections.get(node)
+        if conn is None:
+            return 0
+        return len(getattr(conn, "_TcpConnection__writeBuffer", b"")) + _socket_queue(conn, termios.TIOCOUTQ)
+
+
+def _socket_queue(conn: Any, request: int) -> int:
+    sock = getattr(conn, "_TcpConnection__socket", None)
+    if sock is None:
+        return 0
+    try:
+        return int(_INT.unpack(fcntl.ioctl(sock.fileno(), request, b"\0" * _INT.size))[0])
+    except (OSError, ValueError):  # closed meanwhile
+        return 0

@@ -1,7 +1,8 @@
 """The store replica: the state machine kept in step with the other masters by pysyncobj.
 
 What pysyncobj is told and why (measured on this kind of machine, see DESIGN.md):
-- no append batching, 0.15-0.4 s election timeouts, 0.04 s append period: commits in ~ms;
+- no append batching, 0.15-0.4 s election timeouts (up to 1-2 s while a silent leader's host
+  still answers, and pre-vote: store/election.py), 0.04 s append period: commits in ~ms;
 - a ping between every pair of peers, since pysyncobj drops links idle for 3.5 s and an
   election then waits for a reconnect;
 - the peer port bound to exactly the configured address, encrypted and authenticated with the
@@ -26,23 +27,24 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pysyncobj.syncobj
 import structlog
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import FAIL_REASON, SyncObjConf
 from pysyncobj.config import SERIALIZER_STATE
-from pysyncobj.monotonic import monotonic as raft_clock  # pysyncobj's clock: CLOCK_MONOTONIC_RAW
 from pysyncobj.node import TCPNode
 
 from raftorch.api.v1 import store_pb2
 from raftorch.errors import NotLeader, Unavailable, UnknownOutcome
+from raftorch.store.election import ElectionCounts
 from raftorch.store.journal import DurableJournal, sync_directory
 from raftorch.store.machine import BATCH_FORMAT, StateMachine
-from raftorch.store.peer_transport import APPEND_BATCH_BYTES, PeerTransport
+from raftorch.store.peer_transport import APPEND_BATCH_BYTES
+from raftorch.store.raft_node import RaftNode
 from raftorch.store.read_index import ReadIndexTracker, fail, resolve
 from raftorch.store.snapshot import dump_state, load_state
 from raftorch.store.watch import WatchHub
@@ -59,11 +61,10 @@ MAX_INFLIGHT_ENTRIES = 1
 MAX_ENTRY_BYTES = 256 * 1024
 MAX_ENTRY_COMMANDS = 500
 PING_INTERVAL = 0.5
-# How long the leader may hold back telling followers of a new commit index, for the next
-# proposal to carry it (see _RaftNode._SyncObj__applyLogEntries).
-COMMIT_NOTICE_DELAY = 0.005
 # An entry whose outcome pysyncobj never reports frees its slot after this long.
 INFLIGHT_TIMEOUT = 10.0
+# A journal sync this slow is logged: followers hold their acknowledgements until it ends.
+SLOW_SYNC_LOG = 0.25
 
 _RETRYABLE = {
     FAIL_REASON.QUEUE_FULL: "the leader's queue is full",
@@ -85,6 +86,12 @@ class RaftSettings:
     log_compaction_seconds: float = 300.0
     # Sync the journal before a write counts as stored (off: the `unsafe-no-fsync` setting).
     fsync: bool = True
+    # Ask peers before starting an election (store/election.py).
+    pre_vote: bool = True
+    # How long a follower waits for a silent leader whose host still answers (etcd's 1-2 s);
+    # election_min/max apply otherwise (store/election.py).
+    election_min_connected: float = 1.0
+    election_max_connected: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,209 +121,6 @@ def _create_journal(path: str | None) -> Any:
 
 
 pysyncobj.syncobj.createJournal = _create_journal
-
-
-class _DeadlinePoller:
-    """pysyncobj's poller, whose wait at the end of a tick also ends at a deadline set during
-    the tick (pysyncobj waits up to its fixed tick period otherwise)."""
-
-    def __init__(self, poller: Any) -> None:
-        self._poller = poller
-        self._deadline = 0.0
-
-    def wake_by(self, deadline: float) -> None:
-        if not self._deadline or deadline < self._deadline:
-            self._deadline = deadline
-
-    def poll(self, timeout: float) -> None:
-        if self._deadline:
-            timeout = max(0.0, min(timeout, self._deadline - raft_clock()))
-            self._deadline = 0.0
-        self._poller.poll(timeout)
-
-    def subscribe(self, descr: Any, callback: Any, eventMask: int) -> None:
-        self._poller.subscribe(descr, callback, eventMask)
-
-    def unsubscribe(self, descr: Any) -> None:
-        self._poller.unsubscribe(descr)
-
-
-class _RaftNode(SyncObj):  # type: ignore[misc]
-    """pysyncobj's SyncObj with the overrides raftorch needs, each explained where it is.
-
-    Durability: an entry counts toward a commit only once it is synced on the replicas that
-    count (`_SyncObj__applyLogEntries` on the leader, `_SyncObj__sendNextNodeIdx` on followers)."""
-
-    # pysyncobj's own attributes that are read here.
-    _poller: Any
-    _SyncObj__newAppendEntriesTime: float
-
-    def __init__(self, replica: RaftReplica, self_addr: str, others: list[str], conf: SyncObjConf,
-                 journal: DurableJournal) -> None:
-        self._replica = replica
-        self._journal = journal
-        # Acknowledgements of append-entries waiting for their entries' sync:
-        # (node, reset, next index, success, journal generation when held).
-        self._held_acks: deque[tuple[Any, bool, int, bool, int]] = deque()
-        self._durable_commit = 0
-        super().__init__(self_addr, others, conf, transportClass=PeerTransport)
-        # Only the tick's own wait goes through this; pysyncobj's connections keep the poller
-        # they were given.
-        self._poller = _DeadlinePoller(self._poller)
-
-    def wake(self) -> None:
-        """Make the Raft thread run a tick now (any thread)."""
-        # The pipe may be full (a tick is due anyway) or not created yet.
-        with suppress(OSError, AttributeError):
-            self._SyncObj__pipeNotifier.notify()
-
-    def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,
-                                  success: bool = False) -> None:
-        """A follower acknowledges entries only once they are on its disk: the leader counts
-        the acknowledgement toward a majority. Later answers wait behind a held one, in order."""
-        if nextNodeIdx is None:
-            nextNodeIdx = int(self._journal[-1][1]) + 1
-        journal = self._journal
-        if self._held_acks or (success and journal.synced_index < nextNodeIdx - 1):
-            self._held_acks.append((node, reset, nextNodeIdx, success, journal.generation))
-            return
-        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nextNodeIdx, success)
-
-    def release_acks(self) -> None:
-        """Send the held acknowledgements whose entries are now synced (the Raft thread)."""
-        synced, generation = self._journal.synced_index, self._journal.generation
-        held = self._held_acks
-        while held:
-            node, reset, nxt, success, held_in = held[0]
-            if held_in != generation:
-                held.popleft()  # entries were removed since: the leader will ask again
-                continue
-            if success and synced < nxt - 1:
-                return
-            held.popleft()
-            SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nxt, success)
-
-    def _SyncObj__applyLogEntries(self) -> bool:
-        """pysyncobj counts the leader's own copy of every entry toward the majority at once;
-        here it counts only once synced. Runs right after pysyncobj's commit computation and
-        before anything is applied or the commit index is sent to followers."""
-        commit: int = getattr(self, "_SyncObj__raftCommitIndex")  # noqa: B009 - pysyncobj's private field
-        if not self._isLeader() or not self._journal.durable:
-            self._durable_commit = commit
-        elif commit > self._durable_commit:
-            match = self._SyncObj__raftMatchIndex
-            copies = sorted([self._journal.synced_index, *(match.get(n, 0) for n in self.otherNodes)],
-                            reverse=True)
-            on_majority = min(commit, copies[len(copies) // 2])
-            if on_majority > self._durable_commit and self._entry_term(on_majority) == self.raftCurrentTerm:
-                self._durable_commit = on_majority
-            if commit > self._durable_commit:
-                self._SyncObj__raftCommitIndex = self._durable_commit
-                self._journal.setRaftCommitIndex(self._durable_commit)
-        applied = bool(SyncObj._SyncObj__applyLogEntries(self))
-        if not applied or not self._isLeader():
-            return applied
-        # pysyncobj sends append-entries right after applying, only to tell followers the new
-        # commit index: a round of messages and acknowledgements per entry. When a proposal is
-        # queued (the next group, submitted by the callbacks just run), the same tick sends its
-        # entry with that commit index. Otherwise the notice waits up to COMMIT_NOTICE_DELAY
-        # for the next proposal to carry it (a lone client's next put comes within it), then
-        # goes out as a heartbeat: followers learn of a commit at most that much later.
-        if not self._commands_queued():
-            due = raft_clock() + COMMIT_NOTICE_DELAY
-            if self._SyncObj__newAppendEntriesTime > due:
-                self._SyncObj__newAppendEntriesTime = due
-            poller = self._poller
-            if isinstance(poller, _DeadlinePoller):  # installed right after pysyncobj's start
-                poller.wake_by(due)
-        return False
-
-    def _commands_queued(self) -> bool:
-        queue = getattr(self, "_SyncObj__commandsQueue")  # noqa: B009 - pysyncobj's private field
-        return bool(getattr(queue, "_FastQueue__queue", None))
-
-    def _entry_term(self, index: int) -> int:
-        journal = self._journal
-        pos = index - int(journal[0][1])
-        return int(journal[pos][2]) if 0 <= pos < len(journal) else -1
-
-    @replicated  # type: ignore[untyped-decorator]
-    def apply_entry(self, data: bytes) -> list[store_pb2.CommandResult]:
-        return self._replica._apply(data)
-
-    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
-        """pysyncobj moves a follower's next index back when an older acknowledgement arrives
-        after newer entries were sent (pipelining), then resends entries the follower has.
-        Handle acknowledgements here so the next index only moves back on a real reset."""
-        if isinstance(message, dict) and message.get("type") == "next_node_idx" and self._isLeader():
-            self._replica.reads.on_answer(node)
-            match = self._SyncObj__raftMatchIndex
-            nxt = self._SyncObj__raftNextIndex
-            if node in match:
-                acked = message["next_node_idx"]
-                if message["reset"]:
-                    nxt[node] = acked
-                if message["success"] and match[node] < acked - 1:
-                    match[node] = acked - 1
-                    nxt[node] = max(nxt[node], acked)
-                self._SyncObj__lastResponseTime[node] = raft_clock()
-                return
-        SyncObj._SyncObj__onMessageReceived(self, node, message)
-
-    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
-        """Load the snapshot, keeping the journal entries after it.
-
-        pysyncobj clears the journal unless its first two entries are the snapshot's last two.
-        A snapshot written by the forked child is renamed into place before the journal is
-        truncated; a crash in between left a journal that starts earlier, and pysyncobj threw
-        away every entry after the snapshot, acknowledged writes included. Here the journal is
-        kept from the snapshot's entries on whenever it holds them (same index and term: by
-        Raft's log matching, everything before them is what the snapshot contains)."""
-        try:
-            _, last, previous, _cluster = self._SyncObj__serializer.deserialize()
-            journal = self._SyncObj__raftLog
-            keep = False
-            pos = 0
-            if not clearJournal and len(journal) >= 2:
-                pos = previous[1] - journal[0][1]
-                keep = (pos >= 0 and pos + 1 < len(journal)
-                        and tuple(journal[pos][1:]) == tuple(previous[1:])
-                        and tuple(journal[pos + 1][1:]) == tuple(last[1:]))
-            if keep:
-                if pos > 0:
-                    journal.deleteEntriesTo(pos)
-            else:
-                journal.clear()
-                journal.add(*previous)
-                journal.add(*last)
-            self._SyncObj__raftLastApplied = last[1]
-            current = journal[len(journal) - 1][1]
-            commit: int = getattr(self, "_SyncObj__raftCommitIndex")  # noqa: B009 - pysyncobj's private field
-            if commit > current:
-                self._SyncObj__raftCommitIndex = current
-                journal.setRaftCommitIndex(current)
-            self._SyncObj__onSetCodeVersion(0)
-        except Exception:
-            log.exception("snapshot_load_failed")
-
-    def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
-        self._replica.reads.on_disconnect(node)
-        SyncObj._SyncObj__onNodeDisconnected(self, node)
-
-    def _SyncObj__sendAppendEntries(self) -> None:
-        self._replica.reads.on_round()
-        SyncObj._SyncObj__sendAppendEntries(self)
-
-    def request_heartbeat(self) -> None:
-        """Make the Raft thread send append-entries to every follower now (any thread)."""
-        self._SyncObj__newAppendEntriesTime = 0
-        self._SyncObj__pipeNotifier.notify()
-
-    def send_pings(self) -> None:
-        transport = self._SyncObj__transport
-        for node in self.otherNodes:
-            if self.isNodeConnected(node):
-                transport.send(node, {"type": "ping"})
 
 
 def _entry(e: store_pb2.LogEntry) -> tuple[bytes, int, int]:
@@ -401,7 +205,10 @@ class RaftReplica:
         )
         _journals[str(journal_path)] = self.journal
         try:
-            self._node = _RaftNode(self, peer_addr, sorted(self.peers.values()), conf, self.journal)
+            self._node = RaftNode(self, peer_addr, sorted(self.peers.values()), conf, self.journal,
+                                   pre_vote=settings.pre_vote,
+                                   connected_timeout=(settings.election_min_connected,
+                                                      settings.election_max_connected))
         except BaseException:
             _journals.pop(str(journal_path), None)
             self.journal.close()
@@ -414,9 +221,12 @@ class RaftReplica:
         def timed(fd: int) -> None:
             started = time.perf_counter()
             sync(fd)
+            took = time.perf_counter() - started
+            if took > SLOW_SYNC_LOG:
+                log.info("journal_sync_slow", ms=round(took * 1000, 1))
             hook = self.on_fsync_latency
             if hook is not None:
-                hook(time.perf_counter() - started)
+                hook(took)
         return timed
 
     # -- state access ---------------------------------------------------------------
@@ -438,6 +248,11 @@ class RaftReplica:
     def leader_peer_addr(self) -> str:
         leader = self._node._getLeader()
         return str(leader.address) if leader is not None else ""
+
+    @property
+    def elections(self) -> ElectionCounts:
+        """What this replica's election timer led to (counts since start)."""
+        return self._node.elections
 
     def connected_peers(self) -> set[str]:
         """Peer addresses of the masters this one has a Raft connection to right now."""

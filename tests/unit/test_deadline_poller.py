@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pysyncobj.monotonic import monotonic as raft_clock
 
-from raftorch.store.replica import _DeadlinePoller
+from raftorch.store.raft_node import DeadlinePoller
 
 
 class _Recorder:
@@ -24,7 +24,7 @@ class _Recorder:
 
 def test_a_deadline_shortens_the_next_wait_only() -> None:
     inner = _Recorder()
-    poller = _DeadlinePoller(inner)
+    poller = DeadlinePoller(inner)
     poller.wake_by(raft_clock() + 0.005)
     poller.wake_by(raft_clock() + 10.0)  # a later deadline does not push the earlier one back
     poller.poll(0.05)
@@ -35,7 +35,7 @@ def test_a_deadline_shortens_the_next_wait_only() -> None:
 
 def test_a_passed_deadline_does_not_wait_at_all() -> None:
     inner = _Recorder()
-    poller = _DeadlinePoller(inner)
+    poller = DeadlinePoller(inner)
     poller.wake_by(raft_clock() - 1.0)
     poller.poll(0.05)
     assert inner.timeouts == [0.0]
@@ -43,7 +43,7 @@ def test_a_passed_deadline_does_not_wait_at_all() -> None:
 
 def test_subscriptions_go_to_the_wrapped_poller() -> None:
     inner = _Recorder()
-    poller = _DeadlinePoller(inner)
+    poller = DeadlinePoller(inner)
     poller.subscribe(7, print, 1)
     poller.unsubscribe(7)
     assert inner.subscribed == []
