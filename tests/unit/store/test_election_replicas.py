@@ -53,6 +53,14 @@ def settled(nodes: dict[str, RaftReplica]) -> bool:
         r.term == leader.term and r.leader_peer_addr == leader.peer_addr for r in nodes.values())
 
 
+def settled_leader(replicas: dict[str, RaftReplica]) -> tuple[RaftReplica, int, RaftReplica]:
+    """The leader once all agree on it, its term, and one of its followers."""
+    wait_until(lambda: settled(replicas), "a settled leader")
+    leader = leader_of(replicas)
+    assert leader is not None
+    return leader, leader.term, next(r for r in replicas.values() if r is not leader)
+
+
 def expire_timer_until(node: Any, done: Callable[[], bool]) -> None:
     """Run a follower's election timer out (as if its thread had been held past it) until
     `done`; a leader's message found waiting resets the timer, and it is run out again."""
@@ -65,11 +73,7 @@ def expire_timer_until(node: Any, done: Callable[[], bool]) -> None:
 
 def test_a_follower_whose_timer_runs_out_waits_for_a_leader_whose_host_answers(
         replicas: dict[str, RaftReplica]) -> None:
-    wait_until(lambda: settled(replicas), "a settled leader")
-    leader = leader_of(replicas)
-    assert leader is not None
-    term = leader.term
-    follower = next(r for r in replicas.values() if r is not leader)
+    leader, term, follower = settled_leader(replicas)
     before = dataclasses.replace(follower.elections)  # the first election counts too
     expire_timer_until(follower._node, lambda: follower.elections.waited > before.waited)
     assert follower.elections.pre_votes == before.pre_votes
@@ -79,11 +83,7 @@ def test_a_follower_whose_timer_runs_out_waits_for_a_leader_whose_host_answers(
 
 def test_a_follower_that_lost_sight_of_a_healthy_leader_cannot_depose_it(
         replicas: dict[str, RaftReplica]) -> None:
-    wait_until(lambda: settled(replicas), "a settled leader")
-    leader = leader_of(replicas)
-    assert leader is not None
-    term = leader.term
-    follower = next(r for r in replicas.values() if r is not leader)
+    leader, term, follower = settled_leader(replicas)
     # As if its link to the leader had failed: it asks for a pre-vote, and both peers, which
     # still hear the leader, refuse.
     node = follower._node
