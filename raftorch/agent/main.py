@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from raftorch.agent.certs import NodeCert
 from raftorch.agent.config import AgentConfig
 from raftorch.agent.runtime.base import ContainerRuntime
 from raftorch.errors import Invalid, RaftorchError, Unauthenticated, Unavailable
+from raftorch.stopping import stop_on_signals
 
 EXAMPLE = """
 Example:
@@ -96,8 +96,7 @@ def main(config_file: Path | None, uninstall: bool, **flags: Any) -> None:
         click.echo(f"raftorch-agent: {err}", err=True)
         sys.exit(1)
     agent = Agent(config, runtime, cert)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: agent._stop.set())
+    stop_on_signals(agent._stop)
     try:
         agent.start()
     except (RaftorchError, OSError) as err:

@@ -55,6 +55,7 @@ from raftorch.objects import (
     unwrap,
     wrap,
 )
+from raftorch.stopping import stop_on_signals
 
 log = structlog.get_logger("raftorch.controller_manager")
 
@@ -527,12 +528,7 @@ def main(address: str, master: str, log_level: str, event_ttl: float, events: bo
     runner = ControllerManagerMain(address, master, ManagerSettings(pass_pause=False, event_ttl=event_ttl,
                                                                     record_events=events))
 
-    def on_signal(*_: object) -> None:
-        runner.stop.set()
-        _exit_within(EXIT_GRACE)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    stop_on_signals(runner.stop, then=lambda: _exit_within(EXIT_GRACE))
     runner.run()
     _exit_within(EXIT_GRACE)  # threads still waiting on a gone master must not keep it alive
 
