@@ -98,7 +98,11 @@ def _job(c: Client, name: str) -> objects_pb2.Job:
 
 
 def _finished(c: Client, name: str) -> objects_pb2.Condition | None:
-    for cond in _job(c, name).status.conditions:
+    return _finished_of(_job(c, name))
+
+
+def _finished_of(job: objects_pb2.Job) -> objects_pb2.Condition | None:
+    for cond in job.status.conditions:
         if cond.type in ("Complete", "Failed") and cond.status == "True":
             return cond
     return None
@@ -205,19 +209,21 @@ def test_active_deadline_kills_pods_and_fails_the_job(cluster: LocalMasters, fle
 
 def test_finished_job_and_its_pods_go_after_ttl(cluster: LocalMasters, fleet: HollowFleet) -> None:
     with cluster.client() as c:
+        # The job can finish and go within its 1 s TTL between two polls: follow its watch.
+        _, revision = c.objects.list("jobs", "default")
+        watch = c.objects.watch("jobs", "default", resource_version=revision)
         short = job("short", run_seconds=0.2)
         short.spec.ttl_seconds_after_finished = 1
         c.objects.create(short)
-        eventually(lambda: _finished(c, "short") is not None, what="job finished")
-
-        def gone() -> bool:
-            try:
-                _job(c, "short")
-            except NotFound:
-                return True
-            return False
-
-        eventually(gone, what="the job deleted after its TTL")
+        seen: list[tuple[str, bool]] = []
+        for event in watch:
+            if isinstance(event.object, objects_pb2.Job) and event.object.metadata.name == "short":
+                seen.append((event.type, _finished_of(event.object) is not None))
+                if event.type == "DELETED":
+                    break
+        watch.close()
+        # Finished first, then deleted after its TTL.
+        assert ("MODIFIED", True) in seen[:-1], seen
         eventually(lambda: _pods(c, "job-name=short") == [], what="its pods collected")
 
 
@@ -371,7 +377,7 @@ def test_cronjob_runs_on_each_scheduled_time(cluster: LocalMasters, fleet: Hollo
         instants = _instants(_cron_jobs(c, "tick"), "tick")
         assert all(t % 2 == 0 for t in instants)
         assert instants == list(range(instants[0], instants[0] + 2 * len(instants), 2))  # none missed, none twice
-        eventually(lambda: any(_finished(c, j.metadata.name) for j in _cron_jobs(c, "tick")),
+        eventually(lambda: any(_finished_of(j) for j in _cron_jobs(c, "tick")),
                    what="a run completed")
         first = _cron_jobs(c, "tick")[0].metadata.name
         eventually(lambda: ("Normal", "SuccessfulCreate", f"Created job {first}") in _events(c, "CronJob", "tick"),
