@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import cast
 
 from benchlib import cpu_seconds, percentile, recv
-from etcd_baseline import ETCD, EtcdClient, EtcdCluster
+from etcd_baseline import ETCD, EtcdClient, EtcdCluster, EtcdTls
 
 from raftorch.client import Client
 from raftorch.errors import RaftorchError
@@ -201,7 +201,8 @@ def sleep_until(when: float) -> None:
 
 
 def load_process(endpoints: list[str], creds: Credentials | None, op: str, threads: int, seed: int,
-                 conn: multiprocessing.connection.Connection, backend: str = "raftorch") -> None:
+                 conn: multiprocessing.connection.Connection, backend: str = "raftorch",
+                 etcd_tls: EtcdTls | None = None) -> None:
     """One client process: `threads` threads, each with its own Client (an EtcdClient of the
     first endpoint for the etcd baseline).
 
@@ -210,7 +211,7 @@ def load_process(endpoints: list[str], creds: Credentials | None, op: str, threa
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent tears down on Ctrl-C
     keys = bench_keys()
     clients: list[Client | EtcdClient] = [
-        EtcdClient(endpoints[0]) if backend == "etcd" else Client(endpoints, credentials=creds)
+        EtcdClient(endpoints[0], etcd_tls) if backend == "etcd" else Client(endpoints, credentials=creds)
         for _ in range(threads)]
     try:
         ops = [make_op(c, op, keys, random.Random(seed * 1000 + i)) for i, c in enumerate(clients)]
@@ -250,21 +251,15 @@ def split(total: int, parts: int) -> list[int]:
 # -- measurement -------------------------------------------------------------------------
 
 
-
-
 def master_cpu(masters: LocalMasters) -> dict[str, float]:
     return {name: cpu_seconds(m.proc.pid) for name, m in masters.masters.items()
             if m.proc is not None and m.alive}
-
-
 
 
 def leader_and_term(masters: LocalMasters) -> tuple[str, int]:
     leader = masters.wait_ready()
     with masters.client(timeout=2.0, retry_for=2.0) as client:
         return leader, client.member_status(masters.masters[leader].client_addr).term
-
-
 
 
 @dataclass(slots=True)
@@ -281,7 +276,7 @@ class Load:
 
 def run_load(endpoints: list[str], backend: str, op: str, threads: int, processes: int, duration: float,
              warmup: float, server_cpu: Callable[[], dict[str, float]], creds: Credentials | None = None,
-             window: Callable[[bool], None] | None = None) -> Load:
+             window: Callable[[bool], None] | None = None, etcd_tls: EtcdTls | None = None) -> Load:
     """Client processes drive `op` against `endpoints` for `duration` after `warmup`; `window` is
     told when the measured window opens (True) and closes (False)."""
     ctx = multiprocessing.get_context("spawn")
@@ -289,7 +284,7 @@ def run_load(endpoints: list[str], backend: str, op: str, threads: int, processe
     try:
         for i, n in enumerate(split(threads, processes)):
             parent_end, child_end = ctx.Pipe()
-            proc = ctx.Process(target=load_process, args=(endpoints, creds, op, n, i + 1, child_end, backend),
+            proc = ctx.Process(target=load_process, args=(endpoints, creds, op, n, i + 1, child_end, backend, etcd_tls),
                                daemon=True)
             proc.start()
             child_end.close()
@@ -392,7 +387,7 @@ def run_etcd_row(etcd: EtcdCluster, target: Target, processes: int, duration: fl
                  ) -> RowResult:
     leader = etcd.leader_endpoint()
     load = run_load([leader], "etcd", target.op, target.threads, processes, duration, warmup,
-                    lambda: {n: cpu_seconds(pid) for n, pid in etcd.pids().items()})
+                    lambda: {n: cpu_seconds(pid) for n, pid in etcd.pids().items()}, etcd_tls=etcd.tls)
     name = next((n for n, e in zip(etcd.names, etcd.endpoints, strict=True) if e == leader), leader)
     after = etcd.leader_endpoint()
     return row_result(target, load, duration, name, name if after == leader else after, (0, 0))
@@ -577,13 +572,14 @@ def etcd_rows(args: argparse.Namespace, targets: list[Target]) -> list[RowResult
     """The rows of `targets` against a fresh 3-member etcd cluster (keys preloaded for gets)."""
     rows: list[RowResult] = []
     with tempfile.TemporaryDirectory(prefix="raftorch-kv-bench-etcd-") as tmp:
-        etcd = EtcdCluster(Path(tmp))
+        etcd = EtcdCluster(Path(tmp), tls=args.etcd_tls)
         try:
             etcd.start()
             leader = etcd.wait_ready()
-            print(f"etcd: members {', '.join(etcd.endpoints)}; leader {leader}", flush=True)
+            print(f"etcd ({'TLS, client certificates' if etcd.tls else 'plaintext'}): members "
+                  f"{', '.join(etcd.endpoints)}; leader {leader}", flush=True)
             if any(t.op == "get" for t in targets):
-                preload_etcd(leader)
+                preload_etcd(leader, etcd.tls)
             for target in targets:
                 procs = args.processes or default_processes(target.threads)
                 rows.append(run_etcd_row(etcd, target, procs, args.duration, args.warmup))
@@ -593,9 +589,9 @@ def etcd_rows(args: argparse.Namespace, targets: list[Target]) -> list[RowResult
     return rows
 
 
-def preload_etcd(endpoint: str) -> None:
+def preload_etcd(endpoint: str, tls: EtcdTls | None) -> None:
     value = random.Random(0).randbytes(VALUE_BYTES)
-    client = EtcdClient(endpoint)
+    client = EtcdClient(endpoint, tls)
     try:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda k: client.put(k, value), bench_keys()))
@@ -699,6 +695,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="only puts at 1/8/64 threads: journal synced, then --unsafe-no-fsync, then etcd "
                         "(3 members started here when an etcd binary is installed), side by side")
     p.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline (same rows on etcd)")
+    p.add_argument("--etcd-tls", action="store_true",
+                   help="etcd with TLS on client and peer ports and client certificates required, as "
+                        "raftorch's masters run (default: etcd's defaults, plaintext, as in the anchors)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy record the leader during each row's measured window into DIR "
                         "(raw, idle threads included; fold with bench/kv_profile.py)")
