@@ -3,8 +3,12 @@
 Like Kubernetes' kubemark, each hollow node registers, heartbeats and "runs" the pods bound
 to it: a pod becomes Running and Ready with a made-up address at once, nothing is started.
 One heartbeat stream and one pod watch serve the whole fleet, so a thousand nodes cost a
-few threads, not thousands. Pod status reports stay per node (node restriction checks each
-one), sent concurrently as separate agents would send them.
+few threads, not thousands. Pod status reports are batched the same way: one call carries
+the statuses of many nodes' pods, each update naming its node (node restriction checks every
+node and every pod's binding), and the master applies each call in one transaction. Real
+agents report their own node's pods, one call per report; the master does the same work per
+pod for both (a read, a status check, a write and a watch event), the fleet only saves the
+per-call cost of many agents.
 
 Run-to-completion pods (jobs) can finish too: a pod annotated `hollow.raftorch.io/exit-code: N`
 "exits" with N after `hollow.raftorch.io/run-seconds` (default 1): Succeeded for 0, Failed
@@ -20,7 +24,6 @@ import itertools
 import queue
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,9 +41,10 @@ log = structlog.get_logger("raftorch.hollow")
 
 # Nodes per heartbeat message (one message per period carries a whole chunk of the fleet).
 HEARTBEAT_CHUNK = 500
-# Nodes whose status reports are in flight at once: real nodes report in parallel, each on its
-# own; one call after another per node would measure the fleet, not the masters.
-REPORTS_IN_FLIGHT = 32
+# Pod statuses per report call (any nodes of the fleet), and calls in flight at once: a call
+# waits for its transaction to commit, so the next batch goes out meanwhile.
+REPORT_BATCH = 250
+REPORTS_IN_FLIGHT = 4
 EXIT_CODE_ANNOTATION = "hollow.raftorch.io/exit-code"
 RUN_SECONDS_ANNOTATION = "hollow.raftorch.io/run-seconds"
 
@@ -62,6 +66,8 @@ class HollowFleet:
         self._next_ip: dict[str, Iterator[ipaddress.IPv4Address]] = {}
         self._reported: dict[str, str] = {}
         self._statuses: queue.Queue[tuple[str, agents_pb2.PodStatusUpdate]] = queue.Queue()
+        self._in_flight: dict[str, int] = {}  # pod uid -> report calls in flight that carry it
+        self._in_flight_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._watch: ObjectWatch | None = None
         # (monotonic due time, node, pod, restarts so far) of pods that will exit.
@@ -210,35 +216,50 @@ class HollowFleet:
     def _report(self, req: agents_pb2.ReportPodStatusRequest) -> None:
         self._conn.call(lambda s, t: s.agents.ReportPodStatus(req, timeout=t))
 
-    def _report_node(self, node: str, updates: list[agents_pb2.PodStatusUpdate]) -> None:
-        req = agents_pb2.ReportPodStatusRequest(node=node, updates=updates)
+    def _report_batch(self, updates: list[agents_pb2.PodStatusUpdate], slots: threading.Semaphore) -> None:
+        # One call for the pods of many nodes: each update names its node.
+        req = agents_pb2.ReportPodStatusRequest(node=updates[0].node, updates=updates)
         try:
             self._report(req)
         except RaftorchError as err:
-            log.warning("hollow_report_failed", node=node, error=str(err))
+            log.warning("hollow_report_failed", pods=len(updates), error=str(err))
             for u in updates:
                 self._reported.pop(u.uid, None)
+        finally:
+            with self._in_flight_lock:
+                for u in updates:
+                    self._in_flight[u.uid] -= 1
+                    if not self._in_flight[u.uid]:
+                        del self._in_flight[u.uid]
+            slots.release()
 
     def _report_loop(self) -> None:
+        slots = threading.Semaphore(REPORTS_IN_FLIGHT)
         with ThreadPoolExecutor(REPORTS_IN_FLIGHT, thread_name_prefix="hollow-report") as pool:
-            self._report_batches(pool)
-
-    def _report_batches(self, pool: ThreadPoolExecutor) -> None:
-        while not self._stop.is_set():
-            self._due_exits()
-            try:
-                first = self._statuses.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            batch = [first]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < 500:
-                    batch.append(self._statuses.get_nowait())
-            by_node: dict[str, list[agents_pb2.PodStatusUpdate]] = defaultdict(list)
-            for node, update in batch:
-                by_node[node].append(update)
-            # Each node's report on its own, concurrently, as separate agents would send them.
-            for done in [pool.submit(self._report_node, node, updates) for node, updates in by_node.items()]:
-                done.result()
-
-
+            while not self._stop.is_set():
+                self._due_exits()
+                try:
+                    node, first = self._statuses.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                first.node = node
+                batch = [first]
+                with contextlib.suppress(queue.Empty):
+                    while len(batch) < REPORT_BATCH:
+                        node, update = self._statuses.get_nowait()
+                        update.node = node
+                        batch.append(update)
+                with self._in_flight_lock:
+                    clash = any(u.uid in self._in_flight for u in batch)
+                if clash:
+                    # A pod's newer status (a job that ended) must not overtake its older one:
+                    # let every call in flight finish first.
+                    for _ in range(REPORTS_IN_FLIGHT):
+                        slots.acquire()
+                    for _ in range(REPORTS_IN_FLIGHT):
+                        slots.release()
+                slots.acquire()
+                with self._in_flight_lock:
+                    for u in batch:
+                        self._in_flight[u.uid] = self._in_flight.get(u.uid, 0) + 1
+                pool.submit(self._report_batch, batch, slots)

@@ -82,7 +82,7 @@ def test_a_refused_pod_fails_the_whole_report(registry: Registry) -> None:
     mine = make_pod(registry, "mine", node="n1")
     theirs = make_pod(registry, "theirs", node="n2")
 
-    def bound_to_n1(pod: Message) -> None:
+    def bound_to_n1(_i: int, pod: Message) -> None:
         if pod.spec.node_name != "n1":  # type: ignore[attr-defined]
             raise PermissionDenied("not bound to n1")
 
