@@ -2,13 +2,14 @@
 
 Like Kubernetes' kubemark, each hollow node registers, heartbeats and "runs" the pods bound
 to it: a pod becomes Running and Ready with a made-up address at once, nothing is started.
-One heartbeat stream and one pod watch serve the whole fleet, so a thousand nodes cost a
-few threads, not thousands. Pod status reports are batched the same way: one call carries
-the statuses of many nodes' pods, each update naming its node (node restriction checks every
-node and every pod's binding), and the master applies each call in one transaction. Real
-agents report their own node's pods, one call per report; the master does the same work per
-pod for both (a read, a status check, a write and a watch event), the fleet only saves the
-per-call cost of many agents.
+One heartbeat stream and one pod watch (per 500 nodes) serve the whole fleet, so a thousand
+nodes cost a few threads, not thousands; the watch carries the pods bound to the fleet's
+nodes only, as an agent's carries its own node's. Pod status reports are batched the same
+way: one call carries the statuses of many nodes' pods, each update naming its node (node
+restriction checks every node and every pod's binding), and the master applies each call in
+one transaction. Real agents report their own node's pods, a call per report; the master
+does the same work per pod for both (a read, a status check, a write, a watch event): the
+fleet saves only the per-call cost of a thousand agents.
 
 Run-to-completion pods (jobs) can finish too: a pod annotated `hollow.raftorch.io/exit-code: N`
 "exits" with N after `hollow.raftorch.io/run-seconds` (default 1): Succeeded for 0, Failed
@@ -24,7 +25,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -39,8 +40,10 @@ from raftorch.rpc import Credentials
 
 log = structlog.get_logger("raftorch.hollow")
 
-# Nodes per heartbeat message (one message per period carries a whole chunk of the fleet).
+# Nodes per heartbeat message (one message per period carries a whole chunk of the fleet), and
+# per pod watch (one stream for the pods bound to a chunk of the fleet's nodes).
 HEARTBEAT_CHUNK = 500
+WATCH_CHUNK = 500
 # Pod statuses per report call (any nodes of the fleet), and calls in flight at once: a call
 # waits for its transaction to commit, so the next batch goes out meanwhile.
 REPORT_BATCH = 250
@@ -69,7 +72,7 @@ class HollowFleet:
         self._in_flight: dict[str, int] = {}  # pod uid -> report calls in flight that carry it
         self._in_flight_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._watch: ObjectWatch | None = None
+        self._watches: list[ObjectWatch] = []
         # (monotonic due time, node, pod, restarts so far) of pods that will exit.
         self._exits: list[tuple[float, str, objects_pb2.Pod, int]] = []
         self._exits_lock = threading.Lock()
@@ -80,15 +83,19 @@ class HollowFleet:
     def start(self) -> None:
         for name in self.names:
             self.register(name)
-        for target in (self._heartbeat_loop, self._watch_loop, self._report_loop):
-            t = threading.Thread(target=target, name=f"hollow-{target.__name__}", daemon=True)
+        alive = list(self.names)
+        chunks = [alive[i:i + WATCH_CHUNK] for i in range(0, len(alive), WATCH_CHUNK)]
+        loops: list[tuple[Callable[..., None], tuple[object, ...]]] = [
+            (self._heartbeat_loop, ()), (self._report_loop, ()), *((self._watch_loop, (c,)) for c in chunks)]
+        for target, args in loops:
+            t = threading.Thread(target=target, args=args, name=f"hollow-{target.__name__}", daemon=True)
             t.start()
             self._threads.append(t)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._watch is not None:
-            self._watch.close()
+        for watch in list(self._watches):
+            watch.close()
         for t in self._threads:
             t.join(timeout=5)
         self.client.close()
@@ -139,11 +146,13 @@ class HollowFleet:
 
     # -- pods -------------------------------------------------------------------------------
 
-    def _watch_loop(self) -> None:
-        mine = set(self.names)
-        self._watch = self.client.objects.watch("Pod")
+    def _watch_loop(self, names: list[str]) -> None:
+        # The pods of these nodes only, in one stream (as each agent watches its own node's).
+        mine = set(names)
+        watch = ObjectWatch(self._conn, agents_pb2.WatchNodePodsRequest(node=names[0], nodes=names[1:]), "agents")
+        self._watches.append(watch)
         try:
-            for event in self._watch:
+            for event in watch:
                 pod = event.object
                 assert isinstance(pod, objects_pb2.Pod)
                 node = pod.spec.node_name

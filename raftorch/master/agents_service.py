@@ -293,15 +293,20 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         # Errors raised here reach the agent with their own code (see edge.py).
         if not node:
             raise Invalid("node: required")
+        if not all(request.nodes):
+            raise Invalid("nodes: every item must name a node")
         if not 0 <= request.resource_version <= MAX_ID:
             raise Invalid(f"resource_version: must be between 0 and 2^62, got {request.resource_version}")
+        # One watch may be for many nodes (the hollow fleet); node restriction applies to each.
+        nodes = frozenset([node, *request.nodes])
         try:
-            _authorize_node(context, node, "watch the pods")
+            for name in sorted(nodes):
+                _authorize_node(context, name, "watch the pods")
         except RaftorchError as err:
             await context.abort(err.grpc_code, err.message)
 
         def bound_here(msg: object) -> bool:
-            return isinstance(msg, objects_pb2.Pod) and msg.spec.node_name == node
+            return isinstance(msg, objects_pb2.Pod) and msg.spec.node_name in nodes
 
         async for event in watch_objects(self._replica, kind_of("Pod"), "", bound_here, request.resource_version,
                                          context):

@@ -261,8 +261,21 @@ def test_a_report_for_many_nodes_is_checked_for_every_node_and_applied_whole(
     assert code == DENIED and details == 'node "node-1" may not report pod status as node "node-2": a node acts ' \
                                          "only as itself"
     assert phases() == ("", "")
+    # Nor watch node-2's pods by naming node-2 beside itself.
+    code, details = code_of(lambda: next(iter(one.agents.WatchNodePods(
+        agents_pb2.WatchNodePodsRequest(node="node-1", nodes=["node-2"]), timeout=10))))
+    assert code == DENIED and 'may not watch the pods as node "node-2"' in details
     admin = NodeCaller(masters.endpoints[0], masters.credentials)
     try:
+        # One watch for both nodes' pods (the hollow fleet's): both pods, then the bookmark.
+        stream = admin.agents.WatchNodePods(agents_pb2.WatchNodePodsRequest(node="node-1", nodes=["node-2"]),
+                                            timeout=10)
+        try:
+            first = [next(iter(stream)) for _ in range(3)]
+        finally:
+            stream.cancel()
+        assert [(e.type, e.object.pod.metadata.name) for e in first] == [
+            ("ADDED", "mine"), ("ADDED", "theirs"), ("BOOKMARK", "")]
         # An update whose pod is bound to another node than it names: the whole report is refused.
         wrong = agents_pb2.ReportPodStatusRequest(node="node-1", updates=[_update(mine, "node-1"),
                                                                           _update(theirs, "node-1")])
