@@ -34,8 +34,8 @@ pod CIDR; the master retries with another one, and the fleets here would retry a
 too (after a short random pause); the number of such collisions is shown.
 The cluster CIDR is widened to fit a /24 per node.
 
-`--profile DIR` runs `py-spy record --idle --format raw` on every master for the pods phase (one
-file per master, for flamegraph.pl or speedscope); `--logs DIR` keeps the masters' logs.
+`--profile DIR` runs `py-spy record --idle --format raw` on every master and fleet for the pods phase (one
+file per process, for flamegraph.pl or speedscope); `--logs DIR` keeps the masters' logs.
 """
 
 from __future__ import annotations
@@ -178,6 +178,9 @@ class Cluster:
             total += cast(int, recv(fleet.conn, CHILD_TIMEOUT, "stats")[1])
         return total
 
+    def fleet_pids(self) -> dict[str, int]:
+        return {f"fleet{i}": f.proc.pid for i, f in enumerate(self.fleets) if f.proc.pid is not None}
+
     def fleet_cpu(self) -> float:
         return sum(cpu_seconds(f.proc.pid) for f in self.fleets if f.proc.pid is not None)
 
@@ -243,7 +246,8 @@ def create_deployments(endpoints: list[str], settings: Settings) -> list[float]:
 
 
 class Profiler:
-    """py-spy record (raw, idle threads included) of every master, from start() until stop()."""
+    """py-spy record (raw, idle threads included) of every master (with its controller manager)
+    and every hollow fleet, from start() until stop()."""
 
     def __init__(self, out_dir: Path | None) -> None:
         self.out_dir = out_dir
@@ -342,6 +346,8 @@ class PodsPhase:
     pods_per_s: float = float("nan")
     bind_p50_ms: float = float("nan")
     bind_p99_ms: float = float("nan")
+    run_p50_ms: float = float("nan")
+    run_p99_ms: float = float("nan")
     all_bound_s: float = float("nan")
     all_running_s: float = float("nan")
     master_cpu_pct: dict[str, float] = field(default_factory=dict)
@@ -397,6 +403,9 @@ def summarize_pods(tracker: PodTracker, result: PodsPhase, started: float) -> No
         result.pods_per_s = len(bound) / span if span > 0 else float("nan")
         lat = sorted(t.bound - t.seen for t in times if t.bound is not None)
         result.bind_p50_ms, result.bind_p99_ms = 1000 * percentile(lat, 50), 1000 * percentile(lat, 99)
+        ran = sorted(t.running - t.bound for t in times if t.bound is not None and t.running is not None)
+        if ran:
+            result.run_p50_ms, result.run_p99_ms = 1000 * percentile(ran, 50), 1000 * percentile(ran, 99)
         if len(bound) >= result.pods:
             result.all_bound_s = bound[-1] - started
     if result.finished:
@@ -428,7 +437,7 @@ def run_pods(cluster: Cluster, settings: Settings, profiler: Profiler) -> PodsPh
         recv(probe.conn, CHILD_TIMEOUT, "probe ready message")
         cluster.refresh()
         term0, leaderships0 = cluster.term, leaderships(cluster.masters)
-        profiler.start(cluster.pids(), "pods")
+        profiler.start({**cluster.pids(), **cluster.fleet_pids()}, "pods")
         cpu0, fleet0, started = cluster.master_cpu(), cluster.fleet_cpu(), time.monotonic()
         create_lat = create_deployments(cluster.masters.endpoints, settings)
         result.create_calls_s = time.monotonic() - started
@@ -513,6 +522,7 @@ def table_rows(r: Report) -> Iterator[tuple[str, str, str, str]]:
     yield ("pods bound per second", f"{p.pods_per_s:,.0f}/s ({p.bound:,}/{p.pods:,} bound)",
            f">= {TARGET_PODS_PER_S:,.0f}/s", verdict(p.pods_per_s >= TARGET_PODS_PER_S and p.bound >= p.pods))
     yield ("pod first event -> bound, p50 / p99", f"{p.bind_p50_ms:,.0f} / {p.bind_p99_ms:,.0f} ms", "", "")
+    yield ("pod bound -> Running, p50 / p99", f"{p.run_p50_ms:,.0f} / {p.run_p99_ms:,.0f} ms", "", "")
     yield ("deployments created -> all pods bound", f"{p.all_bound_s:,.1f} s", "", "")
     yield ("deployments created -> all pods Running", f"{p.all_running_s:,.1f} s ({p.running:,} Running)", "", "")
     yield (f"create call (Event, {r.settings.probe_rate:g}/s) p50 / p99",
@@ -675,7 +685,7 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--idle", type=float, default=10.0, help="seconds of each idle window (default 10)")
     p.add_argument("--timeout", type=float, help="seconds for every pod to run (default 600, 180 with --quick)")
     p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="py-spy record every master during the pods phase into DIR (raw, idle threads included)")
+                   help="py-spy record every master and fleet during the pods phase into DIR (raw, idle threads)")
     p.add_argument("--logs", type=Path, metavar="DIR", help="copy the masters' logs into DIR at the end")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = p.parse_args(argv)

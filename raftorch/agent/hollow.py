@@ -2,9 +2,14 @@
 
 Like Kubernetes' kubemark, each hollow node registers, heartbeats and "runs" the pods bound
 to it: a pod becomes Running and Ready with a made-up address at once, nothing is started.
-One heartbeat stream and one pod watch serve the whole fleet, so a thousand nodes cost a
-few threads, not thousands. Pod status reports stay per node (node restriction checks each
-one), sent concurrently as separate agents would send them.
+One heartbeat stream and one pod watch (per 500 nodes) serve the whole fleet, so a thousand
+nodes cost a few threads, not thousands; the watch carries the pods bound to the fleet's
+nodes only, as an agent's carries its own node's. Pod status reports are batched the same
+way: one call carries the statuses of many nodes' pods, each update naming its node (node
+restriction checks every node and every pod's binding), and the master applies each call in
+one transaction. Real agents report their own node's pods, a call per report; the master
+does the same work per pod for both (a read, a status check, a write, a watch event): the
+fleet saves only the per-call cost of a thousand agents.
 
 Run-to-completion pods (jobs) can finish too: a pod annotated `hollow.raftorch.io/exit-code: N`
 "exits" with N after `hollow.raftorch.io/run-seconds` (default 1): Succeeded for 0, Failed
@@ -20,8 +25,7 @@ import itertools
 import queue
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -36,11 +40,14 @@ from raftorch.rpc import Credentials
 
 log = structlog.get_logger("raftorch.hollow")
 
-# Nodes per heartbeat message (one message per period carries a whole chunk of the fleet).
+# Nodes per heartbeat message (one message per period carries a whole chunk of the fleet), and
+# per pod watch (one stream for the pods bound to a chunk of the fleet's nodes).
 HEARTBEAT_CHUNK = 500
-# Nodes whose status reports are in flight at once: real nodes report in parallel, each on its
-# own; one call after another per node would measure the fleet, not the masters.
-REPORTS_IN_FLIGHT = 32
+WATCH_CHUNK = 500
+# Pod statuses per report call (any nodes of the fleet), and calls in flight at once: a call
+# waits for its transaction to commit, so the next batch goes out meanwhile.
+REPORT_BATCH = 250
+REPORTS_IN_FLIGHT = 4
 EXIT_CODE_ANNOTATION = "hollow.raftorch.io/exit-code"
 RUN_SECONDS_ANNOTATION = "hollow.raftorch.io/run-seconds"
 
@@ -62,8 +69,10 @@ class HollowFleet:
         self._next_ip: dict[str, Iterator[ipaddress.IPv4Address]] = {}
         self._reported: dict[str, str] = {}
         self._statuses: queue.Queue[tuple[str, agents_pb2.PodStatusUpdate]] = queue.Queue()
+        self._in_flight: dict[str, int] = {}  # pod uid -> report calls in flight that carry it
+        self._in_flight_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._watch: ObjectWatch | None = None
+        self._watches: list[ObjectWatch] = []
         # (monotonic due time, node, pod, restarts so far) of pods that will exit.
         self._exits: list[tuple[float, str, objects_pb2.Pod, int]] = []
         self._exits_lock = threading.Lock()
@@ -74,15 +83,19 @@ class HollowFleet:
     def start(self) -> None:
         for name in self.names:
             self.register(name)
-        for target in (self._heartbeat_loop, self._watch_loop, self._report_loop):
-            t = threading.Thread(target=target, name=f"hollow-{target.__name__}", daemon=True)
+        alive = list(self.names)
+        chunks = [alive[i:i + WATCH_CHUNK] for i in range(0, len(alive), WATCH_CHUNK)]
+        loops: list[tuple[Callable[..., None], tuple[object, ...]]] = [
+            (self._heartbeat_loop, ()), (self._report_loop, ()), *((self._watch_loop, (c,)) for c in chunks)]
+        for target, args in loops:
+            t = threading.Thread(target=target, args=args, name=f"hollow-{target.__name__}", daemon=True)
             t.start()
             self._threads.append(t)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._watch is not None:
-            self._watch.close()
+        for watch in list(self._watches):
+            watch.close()
         for t in self._threads:
             t.join(timeout=5)
         self.client.close()
@@ -133,11 +146,13 @@ class HollowFleet:
 
     # -- pods -------------------------------------------------------------------------------
 
-    def _watch_loop(self) -> None:
-        mine = set(self.names)
-        self._watch = self.client.objects.watch("Pod")
+    def _watch_loop(self, names: list[str]) -> None:
+        # The pods of these nodes only, in one stream (as each agent watches its own node's).
+        mine = set(names)
+        watch = ObjectWatch(self._conn, agents_pb2.WatchNodePodsRequest(node=names[0], nodes=names[1:]), "agents")
+        self._watches.append(watch)
         try:
-            for event in self._watch:
+            for event in watch:
                 pod = event.object
                 assert isinstance(pod, objects_pb2.Pod)
                 node = pod.spec.node_name
@@ -210,35 +225,50 @@ class HollowFleet:
     def _report(self, req: agents_pb2.ReportPodStatusRequest) -> None:
         self._conn.call(lambda s, t: s.agents.ReportPodStatus(req, timeout=t))
 
-    def _report_node(self, node: str, updates: list[agents_pb2.PodStatusUpdate]) -> None:
-        req = agents_pb2.ReportPodStatusRequest(node=node, updates=updates)
+    def _report_batch(self, updates: list[agents_pb2.PodStatusUpdate], slots: threading.Semaphore) -> None:
+        # One call for the pods of many nodes: each update names its node.
+        req = agents_pb2.ReportPodStatusRequest(node=updates[0].node, updates=updates)
         try:
             self._report(req)
         except RaftorchError as err:
-            log.warning("hollow_report_failed", node=node, error=str(err))
+            log.warning("hollow_report_failed", pods=len(updates), error=str(err))
             for u in updates:
                 self._reported.pop(u.uid, None)
+        finally:
+            with self._in_flight_lock:
+                for u in updates:
+                    self._in_flight[u.uid] -= 1
+                    if not self._in_flight[u.uid]:
+                        del self._in_flight[u.uid]
+            slots.release()
 
     def _report_loop(self) -> None:
+        slots = threading.Semaphore(REPORTS_IN_FLIGHT)
         with ThreadPoolExecutor(REPORTS_IN_FLIGHT, thread_name_prefix="hollow-report") as pool:
-            self._report_batches(pool)
-
-    def _report_batches(self, pool: ThreadPoolExecutor) -> None:
-        while not self._stop.is_set():
-            self._due_exits()
-            try:
-                first = self._statuses.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            batch = [first]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < 500:
-                    batch.append(self._statuses.get_nowait())
-            by_node: dict[str, list[agents_pb2.PodStatusUpdate]] = defaultdict(list)
-            for node, update in batch:
-                by_node[node].append(update)
-            # Each node's report on its own, concurrently, as separate agents would send them.
-            for done in [pool.submit(self._report_node, node, updates) for node, updates in by_node.items()]:
-                done.result()
-
-
+            while not self._stop.is_set():
+                self._due_exits()
+                try:
+                    node, first = self._statuses.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                first.node = node
+                batch = [first]
+                with contextlib.suppress(queue.Empty):
+                    while len(batch) < REPORT_BATCH:
+                        node, update = self._statuses.get_nowait()
+                        update.node = node
+                        batch.append(update)
+                with self._in_flight_lock:
+                    clash = any(u.uid in self._in_flight for u in batch)
+                if clash:
+                    # A pod's newer status (a job that ended) must not overtake its older one:
+                    # let every call in flight finish first.
+                    for _ in range(REPORTS_IN_FLIGHT):
+                        slots.acquire()
+                    for _ in range(REPORTS_IN_FLIGHT):
+                        slots.release()
+                slots.acquire()
+                with self._in_flight_lock:
+                    for u in batch:
+                        self._in_flight[u.uid] = self._in_flight.get(u.uid, 0) + 1
+                pool.submit(self._report_batch, batch, slots)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 import grpc
@@ -132,19 +133,30 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
                               context: grpc.aio.ServicerContext) -> agents_pb2.ReportPodStatusResponse:
         if not request.node:
             raise Invalid("node: required")
-        _authorize_node(context, request.node, "report pod status")
-        node = self._node(request.node)
-        for update in request.updates:
-            check_pod_address(node, update.status, f"{update.namespace}/{update.name}")
+        # One report may speak for the pods of many nodes (the hollow fleet: each update names
+        # its node); node restriction applies to every node named, before anything is read.
+        owners = [u.node or request.node for u in request.updates]
+        for name in sorted({request.node, *owners}):
+            _authorize_node(context, name, "report pod status")
+        nodes: dict[str, objects_pb2.Node | None] = {}
 
-        def bound_here(pod: Message) -> None:
+        def node_of(name: str) -> objects_pb2.Node | None:
+            if name not in nodes:
+                nodes[name] = self._node(name)
+            return nodes[name]
+
+        for update, owner in zip(request.updates, owners, strict=True):
+            check_pod_address(functools.partial(node_of, owner), update.status, f"{update.namespace}/{update.name}")
+
+        def bound_here(i: int, pod: Message) -> None:
             # Node restriction: a node reports about the pods bound to it, and nothing else.
-            if pod.spec.node_name != request.node:  # type: ignore[attr-defined]
+            if pod.spec.node_name != owners[i]:  # type: ignore[attr-defined]
                 meta = pod.metadata  # type: ignore[attr-defined]
-                raise PermissionDenied(f"pod {meta.namespace}/{meta.name} is not bound to node {request.node}")
+                raise PermissionDenied(f"pod {meta.namespace}/{meta.name} is not bound to node {owners[i]}")
 
         # The narrow path: each pod read once, its status alone replaced and checked, the whole
-        # report in one transaction; a pod that changed meanwhile is retried alone.
+        # report in one transaction (refused whole if any pod is not its node's); a pod that
+        # changed meanwhile is retried alone.
         patches = [StatusPatch(u.namespace or "default", u.name, u.uid, u.status) for u in request.updates]
         outcomes = self._registry.patch_statuses(POD, patches, bound_here)
         gone = [u.uid for u, f in zip(request.updates, outcomes, strict=True) if f is None]
@@ -158,7 +170,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
                     raise UnknownOutcome("a pod status was not confirmed in time (no quorum?); it may still be applied")
                 error = waited.exception()
                 if isinstance(error, Conflict):
-                    waits.append(self._set_status(request.node, update, context))
+                    waits.append(self._set_status(update.node or request.node, update, context))
                 elif error is not None and not isinstance(error, NotFound):
                     raise error
         results = await asyncio.gather(*waits, return_exceptions=True)
@@ -281,15 +293,20 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         # Errors raised here reach the agent with their own code (see edge.py).
         if not node:
             raise Invalid("node: required")
+        if not all(request.nodes):
+            raise Invalid("nodes: every item must name a node")
         if not 0 <= request.resource_version <= MAX_ID:
             raise Invalid(f"resource_version: must be between 0 and 2^62, got {request.resource_version}")
+        # One watch may be for many nodes (the hollow fleet); node restriction applies to each.
+        nodes = frozenset([node, *request.nodes])
         try:
-            _authorize_node(context, node, "watch the pods")
+            for name in sorted(nodes):
+                _authorize_node(context, name, "watch the pods")
         except RaftorchError as err:
             await context.abort(err.grpc_code, err.message)
 
         def bound_here(msg: object) -> bool:
-            return isinstance(msg, objects_pb2.Pod) and msg.spec.node_name == node
+            return isinstance(msg, objects_pb2.Pod) and msg.spec.node_name in nodes
 
         async for event in watch_objects(self._replica, kind_of("Pod"), "", bound_here, request.resource_version,
                                          context):

@@ -22,7 +22,7 @@ Masters act for agents (forwarded heartbeats) and a cluster-wide admin may act a
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from google.protobuf.message import Message
 
@@ -108,17 +108,23 @@ def authorize_node_config_read(caller: Identity, kind: Kind, namespace: str, nam
                            "no pod bound to that node uses it")
 
 
-def check_pod_address(node: objects_pb2.Node | None, status: objects_pb2.PodStatus, pod: str) -> None:
+def check_pod_address(node: objects_pb2.Node | Callable[[], objects_pb2.Node | None] | None,
+                      status: objects_pb2.PodStatus, pod: str) -> None:
     """A pod IP a node reports ends up in endpoints, and so in every node's service rules: one
     that means "this host" there (127.0.0.2, 169.254.169.254) would turn them on their own
-    hosts' local services."""
+    hosts' local services. `node` may be a function that reads it: called only for such an
+    address (a read of the store per report otherwise, for nothing)."""
     if not status.pod_ip:
         return
     try:
         ip = ipaddress.ip_address(status.pod_ip)
     except ValueError:
         raise Invalid(f"pod {pod}: status.podIP: {status.pod_ip!r} is not an IP address") from None
+    if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast):
+        return
+    if callable(node):
+        node = node()
     own = {a.address for a in node.status.addresses} if node is not None else set()
-    if (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast) and status.pod_ip not in own:
+    if status.pod_ip not in own:
         raise PermissionDenied(f"pod {pod}: status.podIP: {ip} is a host-local address and not the node's own; "
                                "other nodes would send service traffic to themselves")

@@ -350,12 +350,13 @@ class Registry:
         return out
 
     def patch_statuses(self, kind: Kind, patches: Sequence[StatusPatch],
-                       allow: Callable[[Message], None] | None = None,
+                       allow: Callable[[int, Message], None] | None = None,
                        fence_term: int = 0) -> list[Future[Message] | None]:
         """Set the status of several objects in one transaction, changing nothing else: the
         narrow path of agents' status reports. Each object is read and decoded once; only the
         status given is checked (unknown fields), since nothing else of the stored object
-        changes. `allow(current)` may refuse an object (node restriction), failing the call.
+        changes. `allow(i, current)` may refuse patch i's object (node restriction): it fails
+        the call, and nothing of it is written.
         Per patch: None when the object is gone or is another one now (its uid differs),
         else the write's future (retried one by one if any object changed meanwhile)."""
         out: list[Future[Message] | None] = []
@@ -363,7 +364,7 @@ class Registry:
         keys = [store_key(kind, p.namespace, p.name) for p in patches]
         with self.replica.reading() as machine:
             found = [machine.index.current(key) for key in keys]
-        for patch, key, kv in zip(patches, keys, found, strict=True):
+        for i, (patch, key, kv) in enumerate(zip(patches, keys, found, strict=True)):
             if kv is None:
                 out.append(None)
                 continue
@@ -374,7 +375,7 @@ class Registry:
                     out.append(None)
                     continue
                 if allow is not None:
-                    allow(current)
+                    allow(i, current)
                 check_unknown_fields(patch.status)
                 current.status.CopyFrom(patch.status)  # type: ignore[attr-defined]
                 cmp, ops, _, finish = _plain_write(kind, key, kv.mod_revision, current)

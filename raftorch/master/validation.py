@@ -64,6 +64,7 @@ _BYTES_BY_FULL_NAME: dict[str, int] = {
     # Node names, like `node` fields.
     "raftorch.v1.HeartbeatRequest.nodes": MAX_NAME_BYTES,
     "raftorch.v1.HeartbeatBatch.nodes": MAX_NAME_BYTES,
+    "raftorch.v1.WatchNodePodsRequest.nodes": MAX_NAME_BYTES,
     # Kubernetes' bounds: a reason is a short CamelCase word, a message a sentence or two.
     "raftorch.v1.Event.reason": MAX_EVENT_REASON_BYTES,
     "raftorch.v1.Event.message": MAX_EVENT_MESSAGE_BYTES,

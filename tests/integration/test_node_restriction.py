@@ -231,6 +231,69 @@ def test_an_admin_may_heartbeat_many_nodes_in_one_beat(
         admin.close()
 
 
+def _update(pod: objects_pb2.Pod, node: str, phase: str = "Running") -> agents_pb2.PodStatusUpdate:
+    return agents_pb2.PodStatusUpdate(namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid,
+                                      node=node, status=objects_pb2.PodStatus(phase=phase))
+
+
+def test_a_report_for_many_nodes_is_checked_for_every_node_and_applied_whole(
+        masters: LocalMasters, two_nodes: tuple[NodeCaller, NodeCaller, objects_pb2.Pod]) -> None:
+    """What a hollow fleet sends: one report whose updates name their nodes, one transaction."""
+    one, _, theirs = two_nodes
+    with masters.client() as c:
+        mine = c.objects.create(objects_pb2.Pod(
+            metadata=objects_pb2.ObjectMeta(name="mine", namespace="default"),
+            spec=objects_pb2.PodSpec(node_name="node-1", containers=[objects_pb2.Container(name="c", image="i")])))
+        assert isinstance(mine, objects_pb2.Pod)
+    first = next(name for name, m in masters.masters.items() if m.client_addr == masters.endpoints[0])
+    with masters.client([first]) as c:
+        c.objects.get("pods", "mine", "default")  # the first master has the pod (linearizable read)
+
+    def phases() -> tuple[str, str]:
+        with masters.client() as c:
+            return (c.objects.get("pods", "mine", "default").status.phase,  # type: ignore[attr-defined]
+                    c.objects.get("pods", "theirs", "default").status.phase)  # type: ignore[attr-defined]
+
+    # node-1 may not speak for node-2's pod by naming node-2 in an update: nothing is applied.
+    both = agents_pb2.ReportPodStatusRequest(node="node-1", updates=[_update(mine, "node-1"),
+                                                                     _update(theirs, "node-2", "Failed")])
+    code, details = code_of(lambda: one.agents.ReportPodStatus(both, timeout=10))
+    assert code == DENIED and details == 'node "node-1" may not report pod status as node "node-2": a node acts ' \
+                                         "only as itself"
+    assert phases() == ("", "")
+    # Nor watch node-2's pods by naming node-2 beside itself.
+    code, details = code_of(lambda: next(iter(one.agents.WatchNodePods(
+        agents_pb2.WatchNodePodsRequest(node="node-1", nodes=["node-2"]), timeout=10))))
+    assert code == DENIED and 'may not watch the pods as node "node-2"' in details
+    admin = NodeCaller(masters.endpoints[0], masters.credentials)
+    try:
+        # One watch for both nodes' pods (the hollow fleet's): both pods, then the bookmark.
+        stream = admin.agents.WatchNodePods(agents_pb2.WatchNodePodsRequest(node="node-1", nodes=["node-2"]),
+                                            timeout=10)
+        try:
+            first = [next(iter(stream)) for _ in range(3)]
+        finally:
+            stream.cancel()
+        assert [(e.type, e.object.pod.metadata.name) for e in first] == [
+            ("ADDED", "mine"), ("ADDED", "theirs"), ("BOOKMARK", "")]
+        # An update whose pod is bound to another node than it names: the whole report is refused.
+        wrong = agents_pb2.ReportPodStatusRequest(node="node-1", updates=[_update(mine, "node-1"),
+                                                                          _update(theirs, "node-1")])
+        code, details = code_of(lambda: admin.agents.ReportPodStatus(wrong, timeout=10))
+        assert code == DENIED and "pod default/theirs is not bound to node node-1" in details
+        assert phases() == ("", "")
+        # Each pod named with its own node: both applied, in one transaction (one revision).
+        right = agents_pb2.ReportPodStatusRequest(node="node-1", updates=[_update(mine, "node-1"),
+                                                                          _update(theirs, "node-2")])
+        assert list(admin.agents.ReportPodStatus(right, timeout=10).gone) == []
+    finally:
+        admin.close()
+    with masters.client() as c:
+        pods = [c.objects.get("pods", name, "default") for name in ("mine", "theirs")]
+    assert [p.status.phase for p in pods] == ["Running", "Running"]  # type: ignore[attr-defined]
+    assert pods[0].metadata.resource_version == pods[1].metadata.resource_version  # type: ignore[attr-defined]
+
+
 def _event_about(pod: objects_pb2.Pod, reason: str = "Started") -> objects_pb2.Event:
     return objects_pb2.Event(involved_object=objects_pb2.ObjectReference(
         kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid),

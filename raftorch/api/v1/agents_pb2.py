@@ -27,7 +27,7 @@ from raftorch.api.v1 import objects_pb2 as raftorch_dot_v1_dot_objects__pb2
 from raftorch.api.v1 import resources_pb2 as raftorch_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18raftorch/v1/agents.proto\x12\x0braftorch.v1\x1a\x19raftorch/v1/objects.proto\x1a\x1braftorch/v1/resources.proto\"6\n\x13RegisterNodeRequest\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.raftorch.v1.Node\"A\n\x10HeartbeatRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\r\n\x05nodes\x18\x03 \x03(\t\"5\n\x11HeartbeatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x1f\n\x0eHeartbeatBatch\x12\r\n\x05nodes\x18\x01 \x03(\t\"\x18\n\x16HeartbeatBatchResponse\"g\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12&\n\x06status\x18\x04 \x01(\x0b\x32\x16.raftorch.v1.PodStatus\"U\n\x16ReportPodStatusRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12-\n\x07updates\x18\x02 \x03(\x0b\x32\x1c.raftorch.v1.PodStatusUpdate\"\'\n\x17ReportPodStatusResponse\x12\x0c\n\x04gone\x18\x01 \x03(\t\"G\n\x13ReportEventsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.raftorch.v1.Event\"\'\n\x14ReportEventsResponse\x12\x0f\n\x07written\x18\x01 \x01(\x05\"L\n\x0e\x43ontainerUsage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63pu_millicores\x18\x02 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\"i\n\x08PodUsage\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12/\n\ncontainers\x18\x04 \x03(\x0b\x32\x1b.raftorch.v1.ContainerUsage\"\x97\x01\n\tNodeUsage\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x16\n\x0e\x63pu_millicores\x18\x02 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12#\n\x04pods\x18\x04 \x03(\x0b\x32\x15.raftorch.v1.PodUsage\x12\x11\n\ttimestamp\x18\x05 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x06 \x01(\x01\"\x15\n\x13ReportUsageResponse\"\x11\n\x0fGetUsageRequest\"9\n\x10GetUsageResponse\x12%\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.raftorch.v1.NodeUsage\">\n\x14WatchNodePodsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"d\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"[\n\x10PortForwardFrame\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x05 \x01(\x08\x32\x89\x05\n\x06\x41gents\x12\x43\n\x0cRegisterNode\x12 .raftorch.v1.RegisterNodeRequest\x1a\x11.raftorch.v1.Node\x12N\n\tHeartbeat\x12\x1d.raftorch.v1.HeartbeatRequest\x1a\x1e.raftorch.v1.HeartbeatResponse(\x01\x30\x01\x12U\n\x11\x46orwardHeartbeats\x12\x1b.raftorch.v1.HeartbeatBatch\x1a#.raftorch.v1.HeartbeatBatchResponse\x12\\\n\x0fReportPodStatus\x12#.raftorch.v1.ReportPodStatusRequest\x1a$.raftorch.v1.ReportPodStatusResponse\x12S\n\x0cReportEvents\x12 .raftorch.v1.ReportEventsRequest\x1a!.raftorch.v1.ReportEventsResponse\x12G\n\x0bReportUsage\x12\x16.raftorch.v1.NodeUsage\x1a .raftorch.v1.ReportUsageResponse\x12G\n\x08GetUsage\x12\x1c.raftorch.v1.GetUsageRequest\x1a\x1d.raftorch.v1.GetUsageResponse\x12N\n\rWatchNodePods\x12!.raftorch.v1.WatchNodePodsRequest\x1a\x18.raftorch.v1.ObjectEvent0\x01\x32\x92\x01\n\x04Pods\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x12O\n\x0bPortForward\x12\x1d.raftorch.v1.PortForwardFrame\x1a\x1d.raftorch.v1.PortForwardFrame(\x01\x30\x01\x32\x97\x01\n\tNodeAgent\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x12O\n\x0bPortForward\x12\x1d.raftorch.v1.PortForwardFrame\x1a\x1d.raftorch.v1.PortForwardFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18raftorch/v1/agents.proto\x12\x0braftorch.v1\x1a\x19raftorch/v1/objects.proto\x1a\x1braftorch/v1/resources.proto\"6\n\x13RegisterNodeRequest\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.raftorch.v1.Node\"A\n\x10HeartbeatRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\r\n\x05nodes\x18\x03 \x03(\t\"5\n\x11HeartbeatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06leader\x18\x02 \x01(\t\"\x1f\n\x0eHeartbeatBatch\x12\r\n\x05nodes\x18\x01 \x03(\t\"\x18\n\x16HeartbeatBatchResponse\"u\n\x0fPodStatusUpdate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12&\n\x06status\x18\x04 \x01(\x0b\x32\x16.raftorch.v1.PodStatus\x12\x0c\n\x04node\x18\x05 \x01(\t\"U\n\x16ReportPodStatusRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12-\n\x07updates\x18\x02 \x03(\x0b\x32\x1c.raftorch.v1.PodStatusUpdate\"\'\n\x17ReportPodStatusResponse\x12\x0c\n\x04gone\x18\x01 \x03(\t\"G\n\x13ReportEventsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.raftorch.v1.Event\"\'\n\x14ReportEventsResponse\x12\x0f\n\x07written\x18\x01 \x01(\x05\"L\n\x0e\x43ontainerUsage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63pu_millicores\x18\x02 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\"i\n\x08PodUsage\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12/\n\ncontainers\x18\x04 \x03(\x0b\x32\x1b.raftorch.v1.ContainerUsage\"\x97\x01\n\tNodeUsage\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x16\n\x0e\x63pu_millicores\x18\x02 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12#\n\x04pods\x18\x04 \x03(\x0b\x32\x15.raftorch.v1.PodUsage\x12\x11\n\ttimestamp\x18\x05 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x06 \x01(\x01\"\x15\n\x13ReportUsageResponse\"\x11\n\x0fGetUsageRequest\"9\n\x10GetUsageResponse\x12%\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.raftorch.v1.NodeUsage\"M\n\x14WatchNodePodsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\x12\r\n\x05nodes\x18\x03 \x03(\t\"d\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"[\n\x10PortForwardFrame\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x05 \x01(\x08\x32\x89\x05\n\x06\x41gents\x12\x43\n\x0cRegisterNode\x12 .raftorch.v1.RegisterNodeRequest\x1a\x11.raftorch.v1.Node\x12N\n\tHeartbeat\x12\x1d.raftorch.v1.HeartbeatRequest\x1a\x1e.raftorch.v1.HeartbeatResponse(\x01\x30\x01\x12U\n\x11\x46orwardHeartbeats\x12\x1b.raftorch.v1.HeartbeatBatch\x1a#.raftorch.v1.HeartbeatBatchResponse\x12\\\n\x0fReportPodStatus\x12#.raftorch.v1.ReportPodStatusRequest\x1a$.raftorch.v1.ReportPodStatusResponse\x12S\n\x0cReportEvents\x12 .raftorch.v1.ReportEventsRequest\x1a!.raftorch.v1.ReportEventsResponse\x12G\n\x0bReportUsage\x12\x16.raftorch.v1.NodeUsage\x1a .raftorch.v1.ReportUsageResponse\x12G\n\x08GetUsage\x12\x1c.raftorch.v1.GetUsageRequest\x1a\x1d.raftorch.v1.GetUsageResponse\x12N\n\rWatchNodePods\x12!.raftorch.v1.WatchNodePodsRequest\x1a\x18.raftorch.v1.ObjectEvent0\x01\x32\x92\x01\n\x04Pods\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x12O\n\x0bPortForward\x12\x1d.raftorch.v1.PortForwardFrame\x1a\x1d.raftorch.v1.PortForwardFrame(\x01\x30\x01\x32\x97\x01\n\tNodeAgent\x12\x39\n\x04Logs\x12\x18.raftorch.v1.LogsRequest\x1a\x15.raftorch.v1.LogChunk0\x01\x12O\n\x0bPortForward\x12\x1d.raftorch.v1.PortForwardFrame\x1a\x1d.raftorch.v1.PortForwardFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,39 +45,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATBATCHRESPONSE']._serialized_start=308
   _globals['_HEARTBEATBATCHRESPONSE']._serialized_end=332
   _globals['_PODSTATUSUPDATE']._serialized_start=334
-  _globals['_PODSTATUSUPDATE']._serialized_end=437
-  _globals['_REPORTPODSTATUSREQUEST']._serialized_start=439
-  _globals['_REPORTPODSTATUSREQUEST']._serialized_end=524
-  _globals['_REPORTPODSTATUSRESPONSE']._serialized_start=526
-  _globals['_REPORTPODSTATUSRESPONSE']._serialized_end=565
-  _globals['_REPORTEVENTSREQUEST']._serialized_start=567
-  _globals['_REPORTEVENTSREQUEST']._serialized_end=638
-  _globals['_REPORTEVENTSRESPONSE']._serialized_start=640
-  _globals['_REPORTEVENTSRESPONSE']._serialized_end=679
-  _globals['_CONTAINERUSAGE']._serialized_start=681
-  _globals['_CONTAINERUSAGE']._serialized_end=757
-  _globals['_PODUSAGE']._serialized_start=759
-  _globals['_PODUSAGE']._serialized_end=864
-  _globals['_NODEUSAGE']._serialized_start=867
-  _globals['_NODEUSAGE']._serialized_end=1018
-  _globals['_REPORTUSAGERESPONSE']._serialized_start=1020
-  _globals['_REPORTUSAGERESPONSE']._serialized_end=1041
-  _globals['_GETUSAGEREQUEST']._serialized_start=1043
-  _globals['_GETUSAGEREQUEST']._serialized_end=1060
-  _globals['_GETUSAGERESPONSE']._serialized_start=1062
-  _globals['_GETUSAGERESPONSE']._serialized_end=1119
-  _globals['_WATCHNODEPODSREQUEST']._serialized_start=1121
-  _globals['_WATCHNODEPODSREQUEST']._serialized_end=1183
-  _globals['_LOGSREQUEST']._serialized_start=1185
-  _globals['_LOGSREQUEST']._serialized_end=1285
-  _globals['_LOGCHUNK']._serialized_start=1287
-  _globals['_LOGCHUNK']._serialized_end=1311
-  _globals['_PORTFORWARDFRAME']._serialized_start=1313
-  _globals['_PORTFORWARDFRAME']._serialized_end=1404
-  _globals['_AGENTS']._serialized_start=1407
-  _globals['_AGENTS']._serialized_end=2056
-  _globals['_PODS']._serialized_start=2059
-  _globals['_PODS']._serialized_end=2205
-  _globals['_NODEAGENT']._serialized_start=2208
-  _globals['_NODEAGENT']._serialized_end=2359
+  _globals['_PODSTATUSUPDATE']._serialized_end=451
+  _globals['_REPORTPODSTATUSREQUEST']._serialized_start=453
+  _globals['_REPORTPODSTATUSREQUEST']._serialized_end=538
+  _globals['_REPORTPODSTATUSRESPONSE']._serialized_start=540
+  _globals['_REPORTPODSTATUSRESPONSE']._serialized_end=579
+  _globals['_REPORTEVENTSREQUEST']._serialized_start=581
+  _globals['_REPORTEVENTSREQUEST']._serialized_end=652
+  _globals['_REPORTEVENTSRESPONSE']._serialized_start=654
+  _globals['_REPORTEVENTSRESPONSE']._serialized_end=693
+  _globals['_CONTAINERUSAGE']._serialized_start=695
+  _globals['_CONTAINERUSAGE']._serialized_end=771
+  _globals['_PODUSAGE']._serialized_start=773
+  _globals['_PODUSAGE']._serialized_end=878
+  _globals['_NODEUSAGE']._serialized_start=881
+  _globals['_NODEUSAGE']._serialized_end=1032
+  _globals['_REPORTUSAGERESPONSE']._serialized_start=1034
+  _globals['_REPORTUSAGERESPONSE']._serialized_end=1055
+  _globals['_GETUSAGEREQUEST']._serialized_start=1057
+  _globals['_GETUSAGEREQUEST']._serialized_end=1074
+  _globals['_GETUSAGERESPONSE']._serialized_start=1076
+  _globals['_GETUSAGERESPONSE']._serialized_end=1133
+  _globals['_WATCHNODEPODSREQUEST']._serialized_start=1135
+  _globals['_WATCHNODEPODSREQUEST']._serialized_end=1212
+  _globals['_LOGSREQUEST']._serialized_start=1214
+  _globals['_LOGSREQUEST']._serialized_end=1314
+  _globals['_LOGCHUNK']._serialized_start=1316
+  _globals['_LOGCHUNK']._serialized_end=1340
+  _globals['_PORTFORWARDFRAME']._serialized_start=1342
+  _globals['_PORTFORWARDFRAME']._serialized_end=1433
+  _globals['_AGENTS']._serialized_start=1436
+  _globals['_AGENTS']._serialized_end=2085
+  _globals['_PODS']._serialized_start=2088
+  _globals['_PODS']._serialized_end=2234
+  _globals['_NODEAGENT']._serialized_start=2237
+  _globals['_NODEAGENT']._serialized_end=2388
 # @@protoc_insertion_point(module_scope)

@@ -140,9 +140,15 @@ class PodStatusUpdate(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     UID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     name: _builtins.str
     uid: _builtins.str
+    node: _builtins.str
+    """The node this pod is bound to, when one report speaks for the pods of many nodes (the
+    hollow fleet, as a heartbeat's `nodes`); empty means the request's `node`. Node
+    restriction applies to every node named, and each pod must be bound to its update's node.
+    """
     @_builtins.property
     def status(self) -> _objects_pb2.PodStatus: ...
     def __init__(
@@ -152,10 +158,11 @@ class PodStatusUpdate(_message.Message):
         name: _builtins.str = ...,
         uid: _builtins.str = ...,
         status: _objects_pb2.PodStatus | None = ...,
+        node: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace", "status", b"status", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace", "node", b"node", "status", b"status", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -163,6 +170,11 @@ Global___PodStatusUpdate: _TypeAlias = PodStatusUpdate  # noqa: Y015
 
 @_typing.final
 class ReportPodStatusRequest(_message.Message):
+    """A node's pod statuses, applied in one transaction. A report that names a node its caller
+    may not act as, or a pod not bound to its update's node, is refused whole
+    (PERMISSION_DENIED) and none of its updates is applied.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NODE_FIELD_NUMBER: _builtins.int
@@ -401,17 +413,25 @@ class WatchNodePodsRequest(_message.Message):
 
     NODE_FIELD_NUMBER: _builtins.int
     RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     resource_version: _builtins.int
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """More nodes this watch is for: a process that runs many nodes (the hollow fleet) watches
+        the pods of all of them in one stream. Node restriction applies to every node named.
+        """
+
     def __init__(
         self,
         *,
         node: _builtins.str = ...,
         resource_version: _builtins.int = ...,
+        nodes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "resource_version", b"resource_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "nodes", b"nodes", "resource_version", b"resource_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

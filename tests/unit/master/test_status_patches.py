@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import pytest
@@ -82,7 +83,7 @@ def test_a_refused_pod_fails_the_whole_report(registry: Registry) -> None:
     mine = make_pod(registry, "mine", node="n1")
     theirs = make_pod(registry, "theirs", node="n2")
 
-    def bound_to_n1(pod: Message) -> None:
+    def bound_to_n1(_i: int, pod: Message) -> None:
         if pod.spec.node_name != "n1":  # type: ignore[attr-defined]
             raise PermissionDenied("not bound to n1")
 
@@ -90,6 +91,28 @@ def test_a_refused_pod_fails_the_whole_report(registry: Registry) -> None:
         registry.patch_statuses(POD, [StatusPatch("default", "mine", mine.metadata.uid, running()),
                                       StatusPatch("default", "theirs", theirs.metadata.uid, running())], bound_to_n1)
     assert stored(registry, "mine").status.phase == "" and stored(registry, "theirs").status.phase == ""
+
+
+def test_each_patch_is_checked_against_its_own_owner(registry: Registry) -> None:
+    """A report for many nodes' pods (the hollow fleet's): `allow` gets each patch's index, so
+    each pod is checked against the node its update names; one transaction for all."""
+    a, b = make_pod(registry, "a", node="n1"), make_pod(registry, "b", node="n2")
+    patches = [StatusPatch("default", "a", a.metadata.uid, running()), StatusPatch("default", "b", b.metadata.uid,
+                                                                                    running())]
+
+    def owned_by(owners: list[str]) -> Callable[[int, Message], None]:
+        def allow(i: int, pod: Message) -> None:
+            if pod.spec.node_name != owners[i]:  # type: ignore[attr-defined]
+                raise PermissionDenied(f"not bound to {owners[i]}")
+        return allow
+
+    with pytest.raises(PermissionDenied, match="not bound to n1"):
+        registry.patch_statuses(POD, patches, owned_by(["n1", "n1"]))
+    assert stored(registry, "a").status.phase == "" and stored(registry, "b").status.phase == ""
+    before = registry.replica.machine.revision
+    outcomes = registry.patch_statuses(POD, patches, owned_by(["n1", "n2"]))
+    assert {f.result().metadata.resource_version for f in outcomes if f is not None} == {before + 1}  # type: ignore[attr-defined]
+    assert stored(registry, "a").status.phase == "Running" and stored(registry, "b").status.phase == "Running"
 
 
 def test_a_status_with_fields_this_version_does_not_know_is_refused(registry: Registry) -> None:
