@@ -85,6 +85,11 @@ PASS_PAUSE_CAP = 0.5
 WRITE_WAIT = 10.0
 WAIT_STEP = 0.1
 SETTLE_WAIT = 5.0
+# A step whose writes outlast both waits is not run again until they are done and in the cache,
+# or this long has passed: planned from a cache without them, it would make them again (a
+# replica set's pods twice over, seen with a leader slowed down by a profiler). Kubernetes'
+# controllers keep such "expectations" for five minutes too.
+OUTSTANDING_FOR = 300.0
 # Write failures worth trying again after a back-off; others (bad input) are terminal.
 RETRIED = (Conflict, Unavailable, UnknownOutcome)
 
@@ -216,6 +221,10 @@ class ControllerManager(WorkloadSteps, SchedulerStep):
         self._assumed: dict[str, tuple[str, objects_pb2.Pod, objects_pb2.Pod]] = {}
         self._bind_outcomes: deque[tuple[str, bool]] = deque()
         self._in_meanwhile = False
+        # Steps whose last writes were not yet done or seen: step -> (since, the writes, and once
+        # all are done, the list the cache is asked about: the same object each time, so that
+        # the in-process link measures from one revision).
+        self._outstanding: dict[str, tuple[float, list[Future[Message]], list[Future[Message]] | None]] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -322,7 +331,7 @@ class ControllerManager(WorkloadSteps, SchedulerStep):
     def _pass(self, name: str, step: Callable[[ObjectCache], list[Future[Message]]], cache: ObjectCache) -> bool:
         """Run one step; False when it did not run to the end (failed or backing off)."""
         backoff = self.step_backoff.setdefault(name, Backoff(self.mono))
-        if not backoff.ready():
+        if not backoff.ready() or self._held(name, cache):
             return False
         started = time.perf_counter()
         try:
@@ -335,14 +344,28 @@ class ControllerManager(WorkloadSteps, SchedulerStep):
             log.exception("controller_pass_crashed", controller=name, term=self.term, retry_in=delay,
                           crashes=backoff.failures)
             return False
-        self._wait(futures, cache)
+        self._wait(futures, cache, name)
         elapsed = time.perf_counter() - started
         self.metrics.reconcile_seconds.labels(name).observe(elapsed)
         if name == "scheduler" and futures:
             self.metrics.scheduler_seconds.observe(elapsed)
         return True
 
-    def _wait(self, futures: list[Future[Message]], cache: ObjectCache) -> None:
+    def _held(self, name: str, cache: ObjectCache) -> bool:
+        """Whether `name`'s last writes still keep it from running (see OUTSTANDING_FOR)."""
+        held = self._outstanding.get(name)
+        if held is None:
+            return False
+        since, futures, done = held
+        if done is None and all(f.done() for f in futures):
+            done = list(futures)
+            self._outstanding[name] = (since, futures, done)
+        if (done is not None and self.link.settle(cache, done, 0.0)) or self.mono() - since >= OUTSTANDING_FOR:
+            del self._outstanding[name]
+            return False
+        return True
+
+    def _wait(self, futures: list[Future[Message]], cache: ObjectCache, step: str | None = None) -> None:
         if not futures:
             return
         deadline = self.mono() + WRITE_WAIT
@@ -359,9 +382,14 @@ class ControllerManager(WorkloadSteps, SchedulerStep):
         # scheduler binds meanwhile: this wait lasted seconds while 10,000 pods were created,
         # with no pod bound in the time.
         deadline = self.mono() + SETTLE_WAIT
-        while (not self.link.settle(cache, futures, WAIT_STEP) and self._leading()
-               and self.mono() < deadline):
+        seen = False
+        while not (seen := self.link.settle(cache, futures, WAIT_STEP)) and self._leading() \
+                and self.mono() < deadline:
             self._meanwhile(cache)
+        if step is not None and (pending or not seen):
+            log.info("controller_writes_outstanding", controller=step, writes=len(futures),
+                     unfinished=len(pending))
+            self._outstanding[step] = (self.mono(), futures, None)
 
     # -- node lifecycle ---------------------------------------------------------------------
 
