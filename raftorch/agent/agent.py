@@ -259,7 +259,8 @@ class Agent:
                         self.runtime.remove(container.id)
                     remove_docker_network(client, wanted)
                     name = ensure_docker_network(client, wanted, self.pod_cidr)
-                self.rconfig = replace(self.rconfig, network=name)
+                # Pods of one container run without a sandbox, at addresses of this CIDR.
+                self.rconfig = replace(self.rconfig, network=name, pod_cidr=self.pod_cidr)
         self.network = NodeNetwork(self.client, cfg.name, cfg.node_ip, cfg.network_mode, cfg.cluster_cidr,
                                    on_sync=self.metrics.network_sync_seconds.observe)
         try:

@@ -28,6 +28,11 @@ back with `record_start_failure` and probe results with `record_probe`, and plan
   starts, instead of waiting for a plan that sees it run. Containers that joined another
   sandbox than the running one (it died and was replaced) are stopped, removed and started
   again in the new one. A pod's sandbox goes last, once none of its containers runs.
+* A pod of exactly one container (no init containers, not on the host's network) needs no
+  sandbox when the node's pod bridge and CIDR are known (`ReconcileConfig.pod_cidr`): its
+  container runs alone on the bridge at a fixed address the plan gives the pod (see
+  raftorch/agent/addresses.py) and keeps across its restarts. A pod adopted with a running
+  sandbox (started before this rule) keeps it while it runs.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from raftorch.agent.addresses import AddressRange
 from raftorch.agent.probes import LIVENESS, READINESS, ProbeSettings, ProbeTracker
 from raftorch.agent.runtime.base import (
     CREATED,
@@ -62,8 +68,8 @@ from raftorch.objects import CREATE_CONTAINER_CONFIG_ERROR, format_time
 
 __all__ = [
     "Action", "AgentPodState", "ContainerRecord", "PodRecord", "ProbeCheck", "ReconcileConfig",
-    "ReconcilePlan", "RemoveContainer", "StartContainer", "StopContainer", "due_probes", "plan_pod_actions",
-    "record_probe", "record_start_failure",
+    "ReconcilePlan", "RemoveContainer", "StartContainer", "StopContainer", "due_probes", "is_solo",
+    "plan_pod_actions", "record_probe", "record_start_failure",
 ]
 
 CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
@@ -71,6 +77,8 @@ CONTAINER_CREATING = "ContainerCreating"
 POD_INITIALIZING = "PodInitializing"
 # A pod waiting for a ConfigMap or Secret is looked at again this often (seconds).
 INPUTS_RETRY = 2.0
+# A pod of one container waits this long (seconds) for a free address when the node has none.
+ADDRESS_RETRY = 2.0
 _MAX_STEPS = 30  # far past any back-off cap; keeps 2**steps small
 
 
@@ -86,6 +94,9 @@ class ReconcileConfig:
     # The image of the container holding each pod's network namespace; None: no sandboxes, every
     # container has a network of its own (runtimes that cannot share one).
     sandbox_image: str | None = None
+    # The pod CIDR of the bridge `network`: with a sandbox image, pods of one container run without
+    # a sandbox, at fixed addresses from it. "": every pod but host-network ones gets a sandbox.
+    pod_cidr: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +120,8 @@ class PodRecord:
     grace_seconds: int
     pod_ip: str = ""
     start_time: str = ""
+    # The fixed address held for a pod without a sandbox, until the pod is gone or finished.
+    address: str = ""
     containers: Mapping[str, ContainerRecord] = field(default_factory=dict)
 
 
@@ -211,11 +224,14 @@ def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[Conta
         by_pod[info.pod_uid].append(info)
     pods: dict[str, PodRecord] = {}
     statuses: dict[str, objects_pb2.PodStatus] = {}
+    addresses = _addresses(desired, by_pod, state, config)
     for pod in desired:
         uid = pod.metadata.uid
         if uid in pods:
             continue
-        pods[uid], status = _plan_pod(plan, pod, by_pod.pop(uid, []), state.pods.get(uid))
+        infos = by_pod.pop(uid, [])
+        address = addresses.get(uid, "") if is_solo(pod, config, infos) else None
+        pods[uid], status = _plan_pod(plan, pod, infos, state.pods.get(uid), address)
         if status is not None:
             statuses[uid] = status
     for uid, infos in by_pod.items():
@@ -236,8 +252,62 @@ def plan_pod_actions(desired: Sequence[objects_pb2.Pod], running: Sequence[Conta
     return ReconcilePlan(actions, statuses, AgentPodState(pods), min(plan.wake, default=None))
 
 
+def is_solo(pod: objects_pb2.Pod, config: ReconcileConfig, infos: Sequence[ContainerInfo] = ()) -> bool:
+    """Whether the pod runs as its one container, without a sandbox: it has one container, none
+    before it, its own network namespace on the node's bridge, and no running sandbox (adopted)."""
+    return (bool(config.sandbox_image and config.network and config.pod_cidr) and len(pod.spec.containers) == 1
+            and not pod.spec.init_containers and not pod.spec.host_network
+            and not any(i.is_sandbox and i.running for i in infos))
+
+
+def _addresses(desired: Sequence[objects_pb2.Pod], by_pod: Mapping[str, list[ContainerInfo]], state: AgentPodState,
+               config: ReconcileConfig) -> dict[str, str]:
+    """By pod uid, the fixed address of each pod without a sandbox: the one it holds (remembered,
+    else on its containers' labels), else one of the node's range (its status address if free);
+    "" when none is free. Finished pods hold none."""
+    if not (config.sandbox_image and config.network and config.pod_cidr):
+        return {}
+    try:
+        pool = AddressRange(config.pod_cidr)
+    except ValueError:
+        return {}
+    in_use = {i.ip: i.pod_uid for infos in by_pod.values() for i in infos if i.running and i.ip}
+    owner: dict[str, str] = {}
+    result: dict[str, str] = {}
+    wanting: list[objects_pb2.Pod] = []
+
+    def free(address: str, uid: str) -> bool:
+        return bool(address) and owner.get(address, uid) == uid and in_use.get(address, uid) == uid
+
+    for pod in desired:
+        uid = pod.metadata.uid
+        infos = by_pod.get(uid, [])
+        if uid in result or pod.status.phase in ("Succeeded", "Failed") or not is_solo(pod, config, infos):
+            continue
+        old = state.pods.get(uid)
+        labelled = sorted((i for i in infos if i.address), key=lambda i: (i.attempt, i.started_at or 0.0), reverse=True)
+        held = next((a for a in (old.address if old is not None else "", *(i.address for i in labelled))
+                     if free(a, uid)), "")
+        result[uid] = held
+        if held:
+            owner[held] = uid
+        elif not pod.metadata.deletion_timestamp:
+            wanting.append(pod)
+    for pod in wanting:
+        uid = pod.metadata.uid
+        if pod.status.pod_ip in pool and free(pod.status.pod_ip, uid):
+            address: str | None = pod.status.pod_ip  # an agent restarted after its containers went
+        else:
+            address = pool.first_free([*owner, *in_use])
+        if address:
+            result[uid] = address
+            owner[address] = uid
+    return result
+
+
 def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
-              old: PodRecord | None) -> tuple[PodRecord, objects_pb2.PodStatus | None]:
+              old: PodRecord | None, address: str | None = None) -> tuple[PodRecord, objects_pb2.PodStatus | None]:
+    """`address`: the pod runs without a sandbox at this address ("": none free yet)."""
     grace = pod.spec.termination_grace_period_seconds or plan.config.default_grace
     record = old or PodRecord(pod.metadata.namespace, pod.metadata.name, grace,
                               start_time=pod.status.start_time or format_time(plan.now))
@@ -245,10 +315,13 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
     stopping = terminal or bool(pod.metadata.deletion_timestamp)
     sandboxes = [i for i in infos if i.is_sandbox]
     infos = [i for i in infos if not i.is_sandbox]
-    use_sandbox = bool(plan.config.sandbox_image) and not pod.spec.host_network
+    solo = address is not None
+    use_sandbox = bool(plan.config.sandbox_image) and not pod.spec.host_network and not solo
     sandbox: ContainerInfo | None = None
     sandbox_rec = record.containers.get(SANDBOX_CONTAINER, ContainerRecord())
-    if use_sandbox or sandboxes:
+    if solo:
+        infos, record = _leave_sandboxes(plan, pod, sandboxes, infos, record, grace, stopping)
+    elif use_sandbox or sandboxes:
         sandbox, sandbox_rec, infos = _plan_sandbox(plan, pod, sandboxes, infos, sandbox_rec, stopping and use_sandbox)
     by_name: dict[str, list[ContainerInfo]] = defaultdict(list)
     for info in infos:
@@ -267,7 +340,7 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
         rec, status, kind, ip = _plan_container(plan, pod, container, by_name.get(container.name, []),
                                                 record.containers.get(container.name, ContainerRecord()),
                                                 grace, stopping, sandbox if use_sandbox else None,
-                                                sandbox_rec if use_sandbox else None)
+                                                sandbox_rec if use_sandbox else None, address=address)
         records[container.name] = rec
         statuses.append(status)
         kinds.append(kind)
@@ -276,6 +349,8 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
     if use_sandbox:
         records[SANDBOX_CONTAINER] = sandbox_rec
         ips = [sandbox.ip] if sandbox is not None and sandbox.ip else []
+    elif address and any(i.state != CREATED for i in infos):
+        ips = [address]  # its containers' address, also between an exit and the next start
     if not initialized:
         for container in pod.spec.containers:
             records[container.name] = record.containers.get(container.name, ContainerRecord())
@@ -284,7 +359,8 @@ def _plan_pod(plan: _Plan, pod: objects_pb2.Pod, infos: list[ContainerInfo],
             kinds.append(PENDING)
     host_ip = plan.config.host_ip
     pod_ip = ips[0] if ips else (host_ip if pod.spec.host_network else "") or record.pod_ip or pod.status.pod_ip
-    record = replace(record, grace_seconds=grace, pod_ip=pod_ip, containers=records)
+    record = replace(record, grace_seconds=grace, pod_ip=pod_ip, containers=records,
+                     address="" if terminal else address or "")
     if terminal:
         return record, None
     result = pod_status(pod, statuses, kinds, pod_ip=pod_ip, host_ip=host_ip, start_time=record.start_time,
@@ -338,6 +414,27 @@ def _plan_init(plan: _Plan, pod: objects_pb2.Pod, by_name: Mapping[str, list[Con
     return statuses, apps_ran or not blocked, failed
 
 
+def _leave_sandboxes(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerInfo], infos: list[ContainerInfo],
+                     record: PodRecord, grace: int, stopping: bool) -> tuple[list[ContainerInfo], PodRecord]:
+    """A pod without a sandbox that had one (it died since an agent adopted it): the dead sandbox
+    goes, and its containers, which have no network, go to start again on their own. Their
+    attempts are remembered, so the new ones take the next."""
+    for info in sandboxes:
+        if not (info.state == CREATED and (pod.metadata.uid, SANDBOX_CONTAINER) in plan.starting):
+            plan.stop(info, 0, True, "pod runs without a sandbox")
+    kept: list[ContainerInfo] = []
+    containers = dict(record.containers)
+    for info in infos:
+        starting = info.state == CREATED and (pod.metadata.uid, info.container) in plan.starting
+        if info.sandbox and not stopping and not starting:
+            plan.stop(info, grace, True, "pod sandbox changed")
+            rec = containers.get(info.container, ContainerRecord())
+            containers[info.container] = replace(rec, last_attempt=max(rec.last_attempt, info.attempt))
+        else:
+            kept.append(info)
+    return kept, replace(record, containers=containers)
+
+
 def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerInfo], infos: list[ContainerInfo],
                   rec: ContainerRecord, stopping: bool
                   ) -> tuple[ContainerInfo | None, ContainerRecord, list[ContainerInfo]]:
@@ -388,11 +485,12 @@ def _plan_sandbox(plan: _Plan, pod: objects_pb2.Pod, sandboxes: list[ContainerIn
 def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Container,
                     infos: list[ContainerInfo], rec: ContainerRecord, grace: int,
                     stopping: bool, sandbox: ContainerInfo | None = None,
-                    sandbox_rec: ContainerRecord | None = None, restart_policy: str = ""
-                    ) -> tuple[ContainerRecord, objects_pb2.ContainerStatus, str, str]:
+                    sandbox_rec: ContainerRecord | None = None, restart_policy: str = "",
+                    address: str | None = None) -> tuple[ContainerRecord, objects_pb2.ContainerStatus, str, str]:
     """The container's new record, status, phase class (running, pending, stopped, succeeded) and IP.
 
-    With `sandbox_rec` the pod uses a sandbox: a start waits for `sandbox` to run, and joins it."""
+    With `sandbox_rec` the pod uses a sandbox: a start waits for `sandbox` to run, and joins it.
+    With `address` the pod has none: a start is at that address, and waits while it is ""."""
     now = plan.now
     in_flight = (pod.metadata.uid, container.name) in plan.starting
     live: list[ContainerInfo] = []
@@ -463,6 +561,11 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         status.state.CopyFrom(container_state("waiting", reason=sandbox_rec.waiting_reason or CONTAINER_CREATING,
                                               message=sandbox_rec.waiting_message))
         return rec, status, kind, ""
+    if address == "":
+        status.state.CopyFrom(container_state("waiting", reason=CONTAINER_CREATING,
+                                              message="no free pod address on this node"))
+        plan.wake_at(now + ADDRESS_RETRY)
+        return rec, status, kind, ""
     inputs = plan.inputs.get(pod.metadata.uid)
     if inputs is not None and inputs.problem:
         status.state.CopyFrom(container_state("waiting", reason=CREATE_CONTAINER_CONFIG_ERROR, message=inputs.problem))
@@ -472,6 +575,7 @@ def _plan_container(plan: _Plan, pod: objects_pb2.Pod, container: objects_pb2.Co
         try:
             spec = container_spec(pod, container, plan.config.node, rec.last_attempt + 1,
                                   network=plan.config.network, sandbox=sandbox.id if sandbox is not None else None,
+                                  ip_address=address or None,
                                   env=inputs.env.get(container.name) if inputs is not None else None,
                                   mounts=inputs.mounts.get(container.name, ()) if inputs is not None else ())
         except Invalid as err:

@@ -1,4 +1,5 @@
-"""A pod's containers share one network namespace on Docker: localhost and the pod IP."""
+"""A pod's containers share one network namespace on Docker: localhost and the pod IP. A pod of
+one container is that one container (no sandbox), with the pod's name and an address it keeps."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ IMAGE = "raftorch/busybox:latest"
 NODE = "sbx-a"
 SERVER = ["sh", "-c", "mkdir -p /www && echo from-a > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"]
 CLIENT = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+NAMED_SERVER = ["sh", "-c",
+                "mkdir -p /www && echo served by $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +44,13 @@ def two_container_pod(name: str) -> objects_pb2.Pod:
         spec=objects_pb2.PodSpec(node_name=NODE, termination_grace_period_seconds=2, containers=[
             objects_pb2.Container(name="a", image=IMAGE, command=SERVER),
             objects_pb2.Container(name="b", image=IMAGE, command=CLIENT)]))
+
+
+def one_container_pod(name: str, command: list[str]) -> objects_pb2.Pod:
+    return objects_pb2.Pod(
+        metadata=objects_pb2.ObjectMeta(name=name, namespace="default"),
+        spec=objects_pb2.PodSpec(node_name=NODE, termination_grace_period_seconds=2, containers=[
+            objects_pb2.Container(name="app", image=IMAGE, command=command)]))
 
 
 def get_pod(c: Client, name: str) -> objects_pb2.Pod:
@@ -138,3 +148,56 @@ def test_dead_sandbox_recreates_the_pods_containers_and_deletion_removes_all(
         gone = docker_client.api.containers
         eventually(lambda: not gone(all=True, filters={"label": f"raftorch.io/pod-uid={pod.metadata.uid}"}),
                    what="every container of the deleted pod removed, sandbox included")
+
+
+def test_a_one_container_pod_is_one_container_with_its_name_and_an_address_it_keeps(
+        cluster: tuple[LocalMasters, LocalAgents], docker_client: Any) -> None:
+    masters, agents = cluster
+    with masters.client() as c:
+        c.objects.create(one_container_pod("solo", NAMED_SERVER))
+        c.objects.create(one_container_pod("caller", CLIENT))
+        eventually(lambda: running(c, "solo") and running(c, "caller"), what="solo and caller Running")
+        pod = get_pod(c, "solo")
+        ids = containers(docker_client, pod)
+        assert set(ids) == {"app"}  # no sandbox
+        # On the pod bridge itself, not in another container's network namespace.
+        assert docker_client.api.inspect_container(ids["app"])["HostConfig"]["NetworkMode"] == f"raftorch-{NODE}"
+        assert run_in(docker_client, ids["app"], "hostname") == "solo"
+        ip = pod.status.pod_ip
+        assert ip_of(docker_client, ids["app"]) == ip
+        caller = containers(docker_client, get_pod(c, "caller"))["app"]
+
+        def served() -> bool:
+            return "served by solo" in run_in(docker_client, caller, "sh", "-c",
+                                              f"wget -q -O - http://{ip}:8080/ || true")
+
+        eventually(served, what="the caller reaches solo at its pod IP")
+
+        # Killed from outside: the replacement is a new container at the same address.
+        docker_client.api.kill(ids["app"])
+        eventually(lambda: containers(docker_client, get_pod(c, "solo")).get("app", ids["app"]) != ids["app"]
+                   and running(c, "solo"), what="solo's container replaced")
+        pod = get_pod(c, "solo")
+        after = containers(docker_client, pod)
+        assert set(after) == {"app"}
+        assert pod.status.container_statuses[0].restart_count == 1
+        assert pod.status.pod_ip == ip_of(docker_client, after["app"]) == ip
+        assert run_in(docker_client, after["app"], "hostname") == "solo"
+        eventually(served, what="the caller reaches the replacement at the same address")
+
+        # A restarted agent adopts it: once it has started a new pod, solo's container is the same.
+        agents.stop()
+        agents.start()
+        c.objects.create(one_container_pod("after-agent-restart", CLIENT))
+        eventually(lambda: running(c, "after-agent-restart"), what="a pod started by the restarted agent")
+        pod = get_pod(c, "solo")
+        assert containers(docker_client, pod) == after
+        assert (pod.status.pod_ip, pod.status.container_statuses[0].restart_count) == (ip, 1)
+        assert get_pod(c, "after-agent-restart").status.pod_ip not in ("", ip)
+        eventually(served, what="solo still served after the agent's restart")
+
+        for name in ("solo", "caller", "after-agent-restart"):
+            c.objects.delete("pod", name, "default")
+        gone = docker_client.api.containers
+        eventually(lambda: not gone(all=True, filters={"label": f"raftorch.io/pod-uid={pod.metadata.uid}"}),
+                   what="the deleted pod's container removed")

@@ -1,5 +1,6 @@
-"""An agent with a warm sandbox pool (`--sandbox-pool`): pods start in pooled sandboxes, keep their IP
-through a container kill and an agent restart, and the pool's containers are never pods."""
+"""An agent with a warm sandbox pool (`--sandbox-pool`): pods of several containers start in pooled
+sandboxes, keep their IP through a container kill and an agent restart, and the pool's containers are
+never pods. Pods of one container have no sandbox, and take none from the pool."""
 
 from __future__ import annotations
 
@@ -59,6 +60,14 @@ def get_pod(c: Client, name: str) -> objects_pb2.Pod:
     return pod
 
 
+def two_container_pod(name: str) -> objects_pb2.Pod:
+    return objects_pb2.Pod(
+        metadata=objects_pb2.ObjectMeta(name=name, namespace="default"),
+        spec=objects_pb2.PodSpec(node_name=NODE, termination_grace_period_seconds=1, containers=[
+            objects_pb2.Container(name="main", image=IMAGE),
+            objects_pb2.Container(name="side", image=IMAGE, command=["sh", "-c", "exec sleep 100000"])]))
+
+
 def running(c: Client, name: str) -> bool:
     pod = get_pod(c, name)
     return pod.status.phase == "Running" and bool(pod.status.pod_ip) and all(
@@ -71,10 +80,7 @@ def test_pods_start_in_pooled_sandboxes_and_keep_them_across_kills_and_agent_res
     eventually(lambda: len(pool(docker_client)) == SIZE, what="the pool full")
     pooled = pool(docker_client)
     with masters.client() as c:
-        c.objects.create(objects_pb2.Pod(
-            metadata=objects_pb2.ObjectMeta(name="warm", namespace="default"),
-            spec=objects_pb2.PodSpec(node_name=NODE, termination_grace_period_seconds=1, containers=[
-                objects_pb2.Container(name="main", image=IMAGE)])))
+        c.objects.create(two_container_pod("warm"))
         eventually(lambda: running(c, "warm"), what="warm Running")
         pod = get_pod(c, "warm")
         ids = of_pod(docker_client, pod.metadata.uid)
@@ -95,18 +101,25 @@ def test_pods_start_in_pooled_sandboxes_and_keep_them_across_kills_and_agent_res
         # A restarted agent finds the claimed sandbox as the pod's and restarts nothing.
         agents.stop()
         agents.start()
-        c.objects.create(objects_pb2.Pod(
-            metadata=objects_pb2.ObjectMeta(name="later", namespace="default"),
-            spec=objects_pb2.PodSpec(node_name=NODE, termination_grace_period_seconds=1, containers=[
-                objects_pb2.Container(name="main", image=IMAGE)])))
+        c.objects.create(two_container_pod("later"))
         eventually(lambda: running(c, "later"), what="a pod started by the restarted agent")
         assert of_pod(docker_client, pod.metadata.uid) == after
         warm = get_pod(c, "warm")
         assert warm.status.pod_ip == pod.status.pod_ip
-        assert [s.restart_count for s in warm.status.container_statuses] == [1]
+        assert {s.name: s.restart_count for s in warm.status.container_statuses} == {"main": 1, "side": 0}
 
         # Deleted: its sandbox goes with it, the pool stays.
         c.objects.delete("pod", "warm", "default")
         eventually(lambda: not docker_client.api.containers(all=True, filters={"id": ids["POD"]}),
                    what="the claimed sandbox removed with its pod")
         eventually(lambda: len(pool(docker_client)) == SIZE, what="the pool full")
+
+        # A pod of one container is that container: the pool keeps its sandboxes.
+        pooled = pool(docker_client)
+        c.objects.create(objects_pb2.Pod(
+            metadata=objects_pb2.ObjectMeta(name="solo", namespace="default"),
+            spec=objects_pb2.PodSpec(node_name=NODE, termination_grace_period_seconds=1, containers=[
+                objects_pb2.Container(name="main", image=IMAGE)])))
+        eventually(lambda: running(c, "solo"), what="solo Running")
+        assert set(of_pod(docker_client, get_pod(c, "solo").metadata.uid)) == {"main"}
+        assert pool(docker_client) == pooled

@@ -8,6 +8,9 @@ pod's grace period, so a restarted agent adopts what runs and stops what it shou
 A pod's network namespace may be held by a sandbox container (`sandbox_spec`, role label
 `sandbox`, container name `POD`, as Kubernetes' pause container): the pod's containers join it
 (`ContainerSpec.sandbox`, recorded in their `sandbox` label), share localhost and its one IP.
+A pod of one container needs no sandbox: its container has the network namespace to itself, at
+a fixed address the agent gives the pod (`ContainerSpec.ip_address`, recorded in its
+`pod-ip` label, so that the pod keeps it across restarts of its container and of the agent).
 
 Errors are `raftorch.errors` classes: `RuntimeFailure` (an `Internal`) carries the
 Kubernetes-style reason a container shows while it waits (ErrImagePull, RunContainerError, ...),
@@ -32,6 +35,7 @@ __all__ = [
     "LABEL_GRACE",
     "LABEL_MANAGED",
     "LABEL_NODE",
+    "LABEL_POD_IP",
     "LABEL_POD_NAME",
     "LABEL_POD_NAMESPACE",
     "LABEL_POD_UID",
@@ -70,6 +74,8 @@ LABEL_CONTAINER = "raftorch.io/container"
 LABEL_ATTEMPT = "raftorch.io/attempt"
 # Lets an agent that lost its memory stop a deleted pod's containers with the pod's own grace.
 LABEL_GRACE = "raftorch.io/grace-seconds"
+# The fixed address the agent gave the pod of a container that holds its own network namespace.
+LABEL_POD_IP = "raftorch.io/pod-ip"
 # "sandbox" on the container that holds a pod's network namespace.
 LABEL_ROLE = "raftorch.io/role"
 ROLE_SANDBOX = "sandbox"
@@ -189,6 +195,8 @@ def labels_for(spec: ContainerSpec) -> dict[str, str]:
     })
     if spec.sandbox:
         labels[LABEL_SANDBOX] = spec.sandbox
+    elif spec.ip_address:
+        labels[LABEL_POD_IP] = spec.ip_address
     return labels
 
 
@@ -264,6 +272,11 @@ class ContainerInfo:
     def sandbox(self) -> str:
         """The id of the sandbox this container joined; "" for none."""
         return self.labels.get(LABEL_SANDBOX, "")
+
+    @property
+    def address(self) -> str:
+        """The fixed pod address it was created with (a pod without a sandbox); "" for none."""
+        return self.labels.get(LABEL_POD_IP, "")
 
 
 def exit_reason(exit_code: int, oom_killed: bool = False) -> str:

@@ -68,6 +68,10 @@ _DOCKER_ZERO_TIME = "0001-01-01T00:00:00Z"
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 _MIN_API_VERSION = "1.24"  # the SDK's minimum; only to ask the daemon for its own
 _MIN_NANO_CPUS = 10_000_000  # Docker refuses less than 0.01 CPU
+# Docker's refusal of an address still held (its API gives no other sign of it), and how long
+# (seconds) a start at a fixed address waits for the container it replaces to let it go.
+_ADDRESS_IN_USE = "Address already in use"
+_ADDRESS_WAIT = 5.0
 
 
 def _translated(what: str) -> contextlib.AbstractContextManager[None]:
@@ -454,7 +458,8 @@ class DockerRuntime(ContainerRuntime):
         claimed = self._claim(spec)
         if claimed is not None:
             return claimed
-        return self._start_created(self._create_container(spec), spec.runtime_name)
+        return self._start_created(self._create_container(spec), spec.runtime_name,
+                                   fixed_address=bool(spec.ip_address))
 
     def start_pod(self, sandbox: ContainerSpec, containers: Sequence[ContainerSpec]) -> PodStart:
         """The sandbox's start overlaps the creation of its containers (Docker creates a container that
@@ -515,11 +520,10 @@ class DockerRuntime(ContainerRuntime):
             with self._lock:
                 self._creating.discard(name)
 
-    def _start_created(self, container_id: str, name: str) -> ContainerInfo:
-        api = self.client.api
+    def _start_created(self, container_id: str, name: str, *, fixed_address: bool = False) -> ContainerInfo:
         with _translated(f"container {name}"):
             try:
-                api.start(container_id)
+                self._start_at(container_id, fixed_address)
                 return self._inspect(container_id)
             except docker.errors.APIError as exc:
                 self._discard(container_id)
@@ -527,6 +531,22 @@ class DockerRuntime(ContainerRuntime):
             finally:
                 with self._lock:
                     self._starting.discard(container_id)
+
+    def _start_at(self, container_id: str, fixed_address: bool) -> None:
+        """Start; a container at a fixed address waits while the container it replaces still holds it.
+        Docker announces a container's exit (the agent then starts its replacement) before it has
+        released its address, so the first starts may be refused for a moment."""
+        deadline = time.monotonic() + _ADDRESS_WAIT
+        pause = 0.02
+        while True:
+            try:
+                self.client.api.start(container_id)
+                return
+            except docker.errors.APIError as exc:
+                if not (fixed_address and _ADDRESS_IN_USE in explain(exc) and time.monotonic() < deadline):
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     def _discard(self, container_id: str) -> None:
         """Remove a container made for a start that failed."""

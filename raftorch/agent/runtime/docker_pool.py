@@ -1,9 +1,11 @@
 """A warm pool of started pod sandboxes on one node (`raftorch-agent --sandbox-pool N`).
 
-A pod's start on Docker is two containers: the sandbox, which holds the network namespace (a
-veth pair on the pod bridge, an address), and the pod's container joining it. The sandbox's
-start is the dearer half (bench/agent_bench.py). With a pool, the agent starts sandboxes ahead
-while no pod is starting, and a new pod claims one: its containers start at once in it.
+A pod of several containers starts on Docker as one container more: the sandbox, which holds
+the network namespace (a veth pair on the pod bridge, an address), and the pod's containers
+joining it. The sandbox's start is the dearer half (bench/agent_bench.py). With a pool, the
+agent starts sandboxes ahead while no pod is starting, and a new pod claims one: its
+containers start at once in it. Pods of one container have no sandbox (they run as that one
+container, see raftorch/agent/addresses.py) and take none from the pool.
 
 Pool containers carry the labels managed, node and role `pool`, and no pod: the runtime's
 lists leave them out, so they are never taken for pods. Docker cannot change a container's

@@ -157,7 +157,8 @@ class FakeRuntime(ContainerRuntime):
             container_id = f"fake{number:06d}"
             info = ContainerInfo(
                 id=container_id, state=RUNNING, labels=spec.labels(), name=spec.runtime_name, image=spec.image,
-                started_at=self.clock(), ip=f"{self.ip_prefix}{number // 250 % 256}.{number % 250 + 1}")
+                started_at=self.clock(),
+                ip=spec.ip_address or f"{self.ip_prefix}{number // 250 % 256}.{number % 250 + 1}")
             self._containers[container_id] = info
             self.specs[container_id] = spec
             return info

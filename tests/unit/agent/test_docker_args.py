@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raftorch.agent.runtime.base import ContainerSpec
+from raftorch.agent.runtime.base import ContainerSpec, PortMapping
 from raftorch.agent.runtime.docker import _create_args
 
 
@@ -43,3 +43,20 @@ def test_security_context_maps_to_engine_options() -> None:
     assert args["privileged"] is True and args["user"] == "0"
     assert args["security_opt"] == ["no-new-privileges"]
     assert (args["cap_add"], args["cap_drop"]) == (["NET_ADMIN"], ["ALL"])
+
+
+def test_a_container_without_a_sandbox_holds_the_pods_network_name_address_and_ports() -> None:
+    args = engine_options(_create_args(spec(network="raftorch-node-1", ip_address="10.88.0.254",
+                                            ports=(PortMapping(8080, 30080),)), RecordingAPI))
+    assert (args["hostname"], args["network_mode"]) == ("web", "raftorch-node-1")
+    assert args["networking_config"] == {"raftorch-node-1": {"ipv4_address": "10.88.0.254"}}
+    assert args["port_bindings"] == {"8080/tcp": 30080}
+    assert args["labels"]["raftorch.io/pod-ip"] == "10.88.0.254"
+
+
+def test_a_container_joining_a_sandbox_has_none_of_those() -> None:
+    args = engine_options(_create_args(spec(network="raftorch-node-1", sandbox="sb1",
+                                            ports=(PortMapping(8080, 30080),)), RecordingAPI))
+    assert args["network_mode"] == "container:sb1"
+    assert not {"hostname", "networking_config", "port_bindings"} & set(args)
+    assert "raftorch.io/pod-ip" not in args["labels"]
