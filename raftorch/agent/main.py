@@ -92,6 +92,8 @@ def main(config_file: Path | None, uninstall: bool, **flags: Any) -> None:
 
     try:
         cert = node_certificate(config)
+        if cert is not None:
+            certs.check_signer(cert)
     except RaftorchError as err:
         click.echo(f"raftorch-agent: {err}", err=True)
         sys.exit(1)
