@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what raftorch needs on a fresh Debian machine (run as root): system packages (Docker
-# engine, busybox for offline images, iproute2, iptables, openssl: the agent signs with it), a virtualenv in .venv with raftorch
-# and its development tools, a running dockerd, and the local test images. Safe to run again.
+# engine, busybox for offline images, iproute2, iptables, openssl: the agent signs with it), a
+# virtualenv in .venv with raftorch and its development tools, a running dockerd, and the local
+# test images. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
