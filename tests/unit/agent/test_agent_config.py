@@ -56,3 +56,18 @@ def test_cli_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 0
     out = capsys.readouterr().out
     assert "--join-token" in out and "--sandbox-pool" in out and "raftorch-agent --name node-1" in out
+
+
+def test_the_agent_program_runs_itself_again_without_docstrings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from raftorch.agent import main as agent_main
+
+    calls: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(agent_main.os, "execv", lambda path, args: calls.append((path, list(args))))
+    monkeypatch.setattr(agent_main.sys, "argv", ["raftorch-agent", "--name", "n1"])
+    monkeypatch.delenv("RAFTORCH_AGENT_KEEP_DOCSTRINGS", raising=False)
+    agent_main._run_without_docstrings()
+    assert calls == [(agent_main.sys.executable,
+                      [agent_main.sys.executable, "-OO", "-m", "raftorch.agent", "--name", "n1"])]
+    monkeypatch.setenv("RAFTORCH_AGENT_KEEP_DOCSTRINGS", "1")
+    agent_main._run_without_docstrings()
+    assert len(calls) == 1
