@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
 from raftorch.errors import Invalid
 
 T = TypeVar("T")
@@ -110,6 +108,9 @@ def load(cls: type[T], config_file: Path | None, env_prefix: str, flags: Mapping
 
 
 def read_file(path: Path) -> dict[str, Any]:
+    # Imported here: services started with flags only (the agent) do without its ~1 MB.
+    import yaml
+
     try:
         text = path.read_text()
     except OSError as exc:

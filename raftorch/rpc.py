@@ -12,7 +12,8 @@ import ipaddress
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import grpc
 import grpc.aio
@@ -51,20 +52,23 @@ class Credentials:
     `cert_pem`/`key_pem` are a client certificate (users, agents, masters); `token` is a bearer
     token sent as `authorization: Bearer TOKEN` (users, or a join token while joining).
     `server_name` replaces the address's host as the name checked in the server's
-    certificate."""
+    certificate. `proof_signer` signs the proof of the client certificate's key (see
+    raftorch.auth.proof): in this process, or with the openssl command (the agent, which keeps
+    `cryptography` out of its process)."""
 
     ca_pem: bytes | None = None
     cert_pem: bytes | None = None
     key_pem: bytes | None = None
     token: str | None = None
     server_name: str | None = None
+    proof_signer: Literal["cryptography", "openssl"] = "cryptography"
 
     @property
     def insecure(self) -> bool:
         return self.ca_pem is None
 
     def with_token(self, token: str | None) -> Credentials:
-        return Credentials(self.ca_pem, self.cert_pem, self.key_pem, token, self.server_name)
+        return replace(self, token=token)
 
 
 INSECURE = Credentials()
@@ -81,7 +85,8 @@ def _channel_credentials(creds: Credentials) -> grpc.ChannelCredentials:
         from raftorch.auth.proof import CertProof
 
         return grpc.composite_channel_credentials(
-            chan, grpc.metadata_call_credentials(CertProof(creds.cert_pem, creds.key_pem), name="raftorch-cert"))
+            chan, grpc.metadata_call_credentials(CertProof(creds.cert_pem, creds.key_pem, signer=creds.proof_signer),
+                                                 name="raftorch-cert"))
     return chan
 
 
@@ -106,7 +111,8 @@ def channel(address: str, creds: Credentials | None = None, *, own_connection: b
         bearer = (("authorization", f"Bearer {creds.token}"),)
         return grpc.intercept_channel(chan, CallMetadata(lambda: bearer))
     if creds.cert_pem and creds.key_pem:
-        return grpc.intercept_channel(chan, CallMetadata(CertProof(creds.cert_pem, creds.key_pem).metadata))
+        proof = CertProof(creds.cert_pem, creds.key_pem, signer=creds.proof_signer)
+        return grpc.intercept_channel(chan, CallMetadata(proof.metadata))
     return chan
 
 

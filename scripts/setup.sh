@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Install what raftorch needs on a fresh Debian machine (run as root): system packages (Docker
-# engine, busybox for offline images, iproute2, iptables), a virtualenv in .venv with raftorch
-# and its development tools, a running dockerd, and the local test images. Safe to run again.
+# engine, busybox for offline images, iproute2, iptables, openssl: the agent signs with it), a
+# virtualenv in .venv with raftorch and its development tools, a running dockerd, and the local
+# test images. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     need=()
-    for pkg in python3-venv iproute2 iptables docker.io busybox-static vagrant strace chromium chromium-driver; do
+    for pkg in python3-venv iproute2 iptables docker.io busybox-static vagrant strace chromium chromium-driver openssl; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ ${#need[@]} -gt 0 ]; then

@@ -53,8 +53,7 @@ from raftorch.agent.runtime.base import (
 from raftorch.agent.usage import Reading, build_usage, node_cpu_ns, node_memory
 from raftorch.agent.volumes import PodVolumes, needs_inputs
 from raftorch.api.v1 import agents_pb2, objects_pb2
-from raftorch.auth.interceptor import MasterOnlyInterceptor
-from raftorch.auth.pki import CertVerifier
+from raftorch.auth.master_only import MasterOnlyInterceptor
 from raftorch.client import Client
 from raftorch.client.objects import ObjectWatch
 from raftorch.errors import AlreadyExists, Conflict, RaftorchError
@@ -641,7 +640,7 @@ class Agent:
 
     def _serve_endpoint(self) -> None:
         cert = self.cert
-        guard = [] if cert is None else [MasterOnlyInterceptor(CertVerifier(cert.ca_pem))]
+        guard = [] if cert is None else [MasterOnlyInterceptor()]
         self.endpoint_service = NodeAgentEndpoint(self._find_pod, self.runtime, self.config.name,
                                                   node_ip=self.config.node_ip)
         self._server, port = serve_endpoint(self.endpoint_service, f"{self.config.node_ip}:{self.config.agent_port}",

@@ -6,27 +6,37 @@ over TLS verified against that CA, send a CSR for ``system:node:NAME`` with the 
 The certificate, its key and the CA are kept in ``pki-dir``; at two thirds of its lifetime
 the agent asks for a new one with the current one, and switches its client and its endpoint
 to it without touching any pod.
+
+This process never loads `cryptography`: keys, CSRs and reading certificates run in a short-lived
+helper process (`raftorch.agent.enroll`), and the proofs of the node key that go with every call
+to the masters are signed with the openssl command (`rpc.Credentials.proof_signer`).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
-from cryptography import x509
 
 from raftorch import rpc
 from raftorch.api.v1 import auth_pb2, auth_pb2_grpc
-from raftorch.auth import pki
+from raftorch.auth.files import write_private, write_public
 from raftorch.auth.identity import NODE_PREFIX
-from raftorch.errors import Invalid, RaftorchError, Unavailable, from_grpc_code
+from raftorch.auth.proof import openssl_signer
+from raftorch.errors import Internal, Invalid, RaftorchError, Unavailable, from_grpc_code
 
 log = structlog.get_logger("raftorch.agent")
 
@@ -40,16 +50,59 @@ class NodeCert:
     key_pem: bytes
 
     def credentials(self) -> rpc.Credentials:
-        return rpc.Credentials(self.ca_pem, self.cert_pem, self.key_pem)
+        return rpc.Credentials(self.ca_pem, self.cert_pem, self.key_pem, proof_signer="openssl")
 
     def server_tls(self) -> rpc.ServerTLS:
         # Only masters call the agent endpoint: a client certificate is required.
         return rpc.ServerTLS(self.cert_pem + self.ca_pem, self.key_pem, self.ca_pem, require_client_cert=True)
 
+    def info(self) -> CertInfo:
+        return cert_info(self.cert_pem)
+
     def renew_at(self) -> dt.datetime:
-        # Certificates start BACKDATE before they are issued (clock skew): count from the issue.
-        issued, end = pki.not_before(self.cert_pem) + pki.BACKDATE, pki.not_after(self.cert_pem)
-        return issued + (end - issued) * RENEW_AT
+        info = self.info()
+        return info.issued + (info.not_after - info.issued) * RENEW_AT
+
+
+@dataclass(frozen=True, slots=True)
+class CertInfo:
+    common_name: str | None
+    subject: str
+    issued: dt.datetime
+    not_after: dt.datetime
+
+
+def _enroll(request: dict[str, Any]) -> dict[str, Any]:
+    """One request to the helper process (see raftorch.agent.enroll)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "raftorch.agent.enroll"], input=json.dumps(request).encode(),
+                              capture_output=True, timeout=120, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise Internal(f"certificate helper: {exc}") from None
+    why = done.stderr.decode(errors="replace").strip().splitlines()
+    if done.returncode == 2:
+        raise Invalid(why[-1] if why else "certificate helper: bad input")
+    if done.returncode != 0:
+        raise Internal(f"certificate helper failed ({done.returncode}): {why[-1] if why else 'no message'}")
+    try:
+        answer: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        raise Internal(f"certificate helper: not a JSON answer: {done.stdout[:200]!r}") from None
+    return answer
+
+
+@lru_cache(maxsize=8)
+def cert_info(cert_pem: bytes) -> CertInfo:
+    """The certificate's subject and lifetime (read by the helper process, once per certificate)."""
+    out = _enroll({"op": "inspect", "cert_pem": cert_pem.decode(errors="replace")})
+    return CertInfo(out["common_name"], out["subject"], dt.datetime.fromisoformat(out["issued"]),
+                    dt.datetime.fromisoformat(out["not_after"]))
+
+
+def check_signer(cert: NodeCert) -> None:
+    """Sign once with the node key as every call to the masters will: a host without a working
+    openssl command fails at start, with one clear message."""
+    openssl_signer(cert.key_pem)(b"raftorch agent start")
 
 
 def paths(pki_dir: Path) -> tuple[Path, Path, Path]:
@@ -62,23 +115,25 @@ def load(pki_dir: Path, node: str, now: dt.datetime | None = None) -> NodeCert |
     if not (ca.exists() and crt.exists() and key.exists()):
         return None
     cert = NodeCert(ca.read_bytes(), crt.read_bytes(), key.read_bytes())
-    parsed = x509.load_pem_x509_certificate(cert.cert_pem)
-    cn = parsed.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    try:
+        info = cert.info()
+    except Invalid as err:
+        raise Invalid(f"node certificate {crt}: {err}") from None
     now = now or dt.datetime.now(dt.UTC)
-    if not cn or cn[0].value != NODE_PREFIX + node:
-        log.warning("node_certificate_for_other_node", path=str(crt), subject=parsed.subject.rfc4514_string())
+    if info.common_name != NODE_PREFIX + node:
+        log.warning("node_certificate_for_other_node", path=str(crt), subject=info.subject)
         return None
-    if parsed.not_valid_after_utc <= now:
-        log.warning("node_certificate_expired", path=str(crt), not_after=str(parsed.not_valid_after_utc))
+    if info.not_after <= now:
+        log.warning("node_certificate_expired", path=str(crt), not_after=str(info.not_after))
         return None
     return cert
 
 
 def save(pki_dir: Path, cert: NodeCert) -> None:
     ca, crt, key = paths(pki_dir)
-    pki.write_public(ca, cert.ca_pem)
-    pki.write_private(key, cert.key_pem)
-    pki.write_public(crt, cert.cert_pem)
+    write_public(ca, cert.ca_pem)
+    write_private(key, cert.key_pem)
+    write_public(crt, cert.cert_pem)
 
 
 def fetch_ca(endpoint: str, pin: str, timeout: float = 5.0) -> bytes:
@@ -97,20 +152,11 @@ def fetch_ca(endpoint: str, pin: str, timeout: float = 5.0) -> bytes:
             chain = _unverified_chain(tls)
     except (OSError, ValueError) as exc:
         raise Unavailable(f"cannot reach master {endpoint} to fetch the cluster CA: {exc}") from None
-    seen = []
-    for der in chain:
-        cert = x509.load_der_x509_certificate(der)
-        digest = pki.spki_hash(cert)
-        seen.append(digest)
-        if digest == pin:
-            try:
-                if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-                    break
-            except x509.ExtensionNotFound:
-                break
-            return pki.cert_pem(cert)
+    out = _enroll({"op": "pick_ca", "chain": [base64.b64encode(der).decode() for der in chain], "pin": pin})
+    if out["ca_pem"]:
+        return str(out["ca_pem"]).encode()
     raise Invalid(f"CA pin mismatch: master {endpoint} presents a CA whose hash is not {pin} "
-                  f"(seen: {', '.join(seen) or 'none'}); check --ca-hash (`raftctl token create --join` "
+                  f"(seen: {', '.join(out['seen']) or 'none'}); check --ca-hash (`raftctl token create --join` "
                   "prints the right one)")
 
 
@@ -129,8 +175,9 @@ def _unverified_chain(tls: ssl.SSLSocket) -> list[bytes]:
 
 
 def _csr(node: str, node_ip: str) -> tuple[bytes, bytes]:
-    key = pki.new_key()
-    return pki.make_csr(key, NODE_PREFIX + node, [node_ip] if node_ip else []), pki.key_pem(key)
+    """A CSR for this node's name and a new key for it (made by the helper process)."""
+    out = _enroll({"op": "csr", "node": node, "node_ip": node_ip})
+    return str(out["csr_pem"]).encode(), str(out["key_pem"]).encode()
 
 
 def _call(endpoints: list[str], creds: rpc.Credentials, fn: Callable[[auth_pb2_grpc.AuthStub], object],
@@ -168,7 +215,7 @@ def join(endpoints: list[str], node: str, node_ip: str, token: str, ca_hash: str
     resp = _call(endpoints, rpc.Credentials(ca_pem, token=token),
                  lambda stub: stub.Join(req, timeout=timeout), timeout)
     assert isinstance(resp, auth_pb2.CertificateResponse)
-    log.info("node_joined", node=node, not_after=str(pki.not_after(resp.certificate)))
+    log.info("node_joined", node=node, not_after=str(cert_info(resp.certificate).not_after))
     return NodeCert(ca_pem, resp.certificate, key_pem)
 
 
@@ -212,11 +259,11 @@ class Renewer:
                 fresh = renew(self._endpoints, self.cert, self._node, self._node_ip)
             except RaftorchError as err:
                 log.warning("node_certificate_renewal_failed", error=str(err))
-                self._stop.wait(min(30.0, max(1.0, (pki.not_after(self.cert.cert_pem)
+                self._stop.wait(min(30.0, max(1.0, (self.cert.info().not_after
                                                      - dt.datetime.now(dt.UTC)).total_seconds() / 10)))
                 continue
             save(self._pki_dir, fresh)
             self.cert = fresh
             self.renewals += 1
-            log.info("node_certificate_renewed", not_after=str(pki.not_after(fresh.cert_pem)))
+            log.info("node_certificate_renewed", not_after=str(fresh.info().not_after))
             self._on_renew(fresh)

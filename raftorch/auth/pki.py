@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+# Re-exported: the file helpers live where modules without X.509 (the agent) can use them.
+from raftorch.auth.files import write_private as write_private
+from raftorch.auth.files import write_public as write_public
 from raftorch.auth.identity import MASTER_PREFIX, NODE_PREFIX, USER_ROLES, Identity
 from raftorch.errors import Invalid, Unauthenticated
 
@@ -240,23 +242,6 @@ def not_before(pem: bytes) -> dt.datetime:
 
 
 # -- files ---------------------------------------------------------------------------------
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a key (or anything secret) readable by its owner only, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
 
 def save_pair(pair: CertKey, cert_path: Path, key_path: Path) -> None:
     write_private(key_path, pair.key_pem)

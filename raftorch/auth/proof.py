@@ -13,20 +13,23 @@ lookup. The agents' endpoint, which only masters call, requires a TLS client cer
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import grpc
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from raftorch.auth.identity import Identity
-from raftorch.auth.pki import CertVerifier
-from raftorch.errors import Unauthenticated
+from raftorch.errors import Internal, Unauthenticated
+
+if TYPE_CHECKING:
+    from raftorch.auth.pki import CertVerifier
+
+# `cryptography` is imported only where it is used: the agent signs its proofs with the openssl
+# command and never loads it (its library and modules are ~10 MB of a long-lived process).
 
 CERT_HEADER = "x-raftorch-cert"
 PROOF_HEADER = "x-raftorch-proof"
@@ -34,21 +37,77 @@ CONTEXT = b"raftorch client certificate proof v1|"
 RENEW_AFTER = 60.0
 VALID_FOR = 300.0
 
+# A signature over a message: DER-encoded ECDSA with SHA-256, by the certificate's key.
+Sign = Callable[[bytes], bytes]
+SignerKind = Literal["cryptography", "openssl"]
+
 
 def _message(stamp: int) -> bytes:
     return CONTEXT + str(stamp).encode()
 
 
+def cryptography_signer(key_pem: bytes) -> Sign:
+    """Signs in this process (masters and raftctl have `cryptography` loaded anyway)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = serialization.load_pem_private_key(key_pem, None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("client key: expected an EC key")
+
+    def sign(message: bytes) -> bytes:
+        return key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+    return sign
+
+
+def openssl_signer(key_pem: bytes, openssl: str = "openssl") -> Sign:
+    """Signs with `openssl dgst -sha256 -sign` (once a minute per channel): the same DER ECDSA
+    signature, without `cryptography` in this process. The key goes to openssl through a pipe,
+    never through a file."""
+    if len(key_pem) > 16_384:  # keys are a few hundred bytes; the pipe must take it whole
+        raise ValueError("client key: too large")
+
+    def sign(message: bytes) -> bytes:
+        read, write = os.pipe()
+        try:
+            os.write(write, key_pem)
+            os.close(write)
+            write = -1
+            done = subprocess.run([openssl, "dgst", "-sha256", "-sign", f"/dev/fd/{read}"], input=message,
+                                  capture_output=True, pass_fds=(read,), timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise Internal(f"cannot sign the client certificate proof with {openssl}: {exc}") from None
+        finally:
+            os.close(read)
+            if write >= 0:
+                os.close(write)
+        if done.returncode != 0 or not done.stdout:
+            why = done.stderr.decode(errors="replace").strip().splitlines()
+            raise Internal(f"cannot sign the client certificate proof with {openssl}: "
+                           f"{why[0] if why else f'exit status {done.returncode}'}")
+        return done.stdout
+
+    return sign
+
+
+def first_cert_der(pem: bytes) -> bytes:
+    """The DER bytes of the first certificate in a PEM file (a PEM block is its base64)."""
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    start = pem.find(begin)
+    stop = pem.find(end, start)
+    if start < 0 or stop < 0:
+        raise ValueError("client certificate: not a PEM certificate")
+    return base64.b64decode(b"".join(pem[start + len(begin):stop].split()), validate=True)
+
+
 class CertProof(grpc.AuthMetadataPlugin):  # type: ignore[misc]
     """Call credentials: the certificate and a signature made at most a minute ago."""
 
-    def __init__(self, cert_pem: bytes, key_pem: bytes, clock: Callable[[], float] = time.time) -> None:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        self._cert = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
-        key = serialization.load_pem_private_key(key_pem, None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("client key: expected an EC key")
-        self._key = key
+    def __init__(self, cert_pem: bytes, key_pem: bytes, clock: Callable[[], float] = time.time, *,
+                 signer: SignerKind = "cryptography") -> None:
+        self._cert = base64.b64encode(first_cert_der(cert_pem)).decode()
+        self._sign = openssl_signer(key_pem) if signer == "openssl" else cryptography_signer(key_pem)
         self._clock = clock
         self._lock = threading.Lock()
         self._stamp = 0.0
@@ -59,7 +118,7 @@ class CertProof(grpc.AuthMetadataPlugin):  # type: ignore[misc]
         with self._lock:
             if now - self._stamp >= RENEW_AFTER:
                 stamp = int(now)
-                sig = self._key.sign(_message(stamp), ec.ECDSA(hashes.SHA256()))
+                sig = self._sign(_message(stamp))
                 self._proof = f"{stamp}.{base64.b64encode(sig).decode()}"
                 self._stamp = now
             return (CERT_HEADER, self._cert), (PROOF_HEADER, self._proof)
@@ -93,6 +152,11 @@ class ProofVerifier:
         return self._verifier.identity(pem)
 
     def _verify(self, cert_b64: str, proof: str, now: float) -> float:
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         try:
             der = base64.b64decode(cert_b64, validate=True)
             cert = x509.load_der_x509_certificate(der)

@@ -21,8 +21,8 @@ from raftorch.agent.endpoint import NodeAgentEndpoint, StreamLimits, serve
 from raftorch.agent.runtime.base import container_spec
 from raftorch.agent.runtime.fake import FakeRuntime
 from raftorch.api.v1 import agents_pb2, agents_pb2_grpc, objects_pb2
-from raftorch.auth.interceptor import MasterOnlyInterceptor
-from raftorch.auth.pki import CertVerifier, ensure_ca, issue_node
+from raftorch.auth.master_only import MasterOnlyInterceptor
+from raftorch.auth.pki import ensure_ca, issue_node
 from raftorch.master import pods_service
 from tests.integration._inprocess import InProcessMaster
 
@@ -94,7 +94,7 @@ class Node:
         self.runtime.write_log(info.id, b"hello\n")
         self.endpoint = NodeAgentEndpoint(self.find, self.runtime, "n1", self.limits)
         cert = self.cert
-        guard = [] if cert is None else [MasterOnlyInterceptor(CertVerifier(cert.ca_pem))]
+        guard = [] if cert is None else [MasterOnlyInterceptor()]
         self.server, port = serve(self.endpoint, "127.0.0.1:0", interceptors=guard,
                                   tls=cert.server_tls() if cert is not None else None)
         self.endpoint_address = f"127.0.0.1:{port}"
