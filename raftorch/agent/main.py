@@ -104,8 +104,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-period", type=float, help="Seconds between heartbeats (default 1).")
     p.add_argument("--backoff-base", type=float, help="First restart delay of a crashing container, seconds.")
     p.add_argument("--sandbox-pool", type=int,
-                   help="Pod sandboxes kept started ahead, for faster pod starts (docker; default 0). Pods in a "
-                        "pooled sandbox get the pool container's hostname, not their own name.")
+                   help="Pod sandboxes kept started ahead, for faster starts of pods of several containers "
+                        "(docker; default 0). Pods in a pooled sandbox get the pool container's hostname.")
     p.add_argument("--start-concurrency", type=int, help="Pod starts under way at once (default 4).")
     p.add_argument("--cluster-cidr", help="The masters' cluster CIDR (default 10.244.0.0/16).")
     p.add_argument("--pki-dir", type=Path,
