@@ -7,6 +7,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 
 from google.protobuf.message import Message
+from test_template_pods import replica_set  # the same directory's helper
 
 from raftorch.api.v1 import objects_pb2
 from raftorch.master.cache import ObjectCache
@@ -54,15 +55,7 @@ def setup() -> tuple[Registry, HeldCreates, ControllerManager, ObjectCache, Cloc
     replica = MemoryReplica()
     registry = Registry(replica)  # type: ignore[arg-type]
     registry.create(objects_pb2.Namespace(metadata=objects_pb2.ObjectMeta(name="default"))).result()
-    labels = {"app": "web"}
-    registry.create(objects_pb2.ReplicaSet(
-        metadata=objects_pb2.ObjectMeta(name="web-1", namespace="default"),
-        spec=objects_pb2.ReplicaSetSpec(
-            replicas=3, selector=objects_pb2.LabelSelector(match_labels=labels),
-            template=objects_pb2.PodTemplateSpec(
-                metadata=objects_pb2.ObjectMeta(labels=labels),
-                spec=objects_pb2.PodSpec(containers=[objects_pb2.Container(name="web", image="web:v1")]))))
-    ).result()
+    replica_set(registry)  # web-1, 3 replicas
     writer = HeldCreates(registry)
     clock = Clock()
     manager = ControllerManager(writer, None, 0, link=ReplicaLink(replica), mono=clock,  # type: ignore[arg-type]
