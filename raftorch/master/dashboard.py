@@ -74,6 +74,28 @@ def _login_page(message: str = "", status: int = 200) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
+
+def _on_own_thread(fn: Any, *args: Any) -> asyncio.Future[None]:
+    """Run a call that lasts as long as a page's stream (a watch, a log) on a thread of its
+    own. In the event loop's default executor (6 threads on 2 cores) one page's five watches
+    and a log stream took every thread, and the page's next reads waited for ever."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            fn(*args)
+        finally:
+            loop.call_soon_threadsafe(finish)
+
+    threading.Thread(target=run, name="dashboard-stream", daemon=True).start()
+    return done
+
+
 class Dashboard:
     def __init__(self, client_addr: str, ca_pem: bytes | None, secure: bool = False) -> None:
         """`ca_pem`: the cluster CA the master's gRPC certificate chains to; None for an
@@ -247,17 +269,21 @@ class Dashboard:
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
         watches = []
+        closed = threading.Event()
 
         def follow(kind: str) -> None:
             try:
                 watch = client.objects.watch(kind, "" if kind == "nodes" else namespace)
                 watches.append(watch)
+                if closed.is_set():  # the page went while this watch was being opened
+                    watch.close()
                 for _event in watch:
                     loop.call_soon_threadsafe(changed.set)
             except RaftorchError:
                 return
 
-        tasks = [asyncio.create_task(asyncio.to_thread(follow, kind)) for kind in KINDS]
+        for kind in KINDS:
+            _on_own_thread(follow, kind)
         try:
             await response.write(b"event: ready\ndata: {}\n\n")
             while True:
@@ -272,10 +298,9 @@ class Dashboard:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            for watch in watches:
+            closed.set()
+            for watch in list(watches):
                 watch.close()
-            for task in tasks:
-                task.cancel()
         return response
 
     @staticmethod
@@ -356,7 +381,7 @@ class Dashboard:
                 end = ("end", err.message)
             loop.call_soon_threadsafe(queue.put_nowait, end)
 
-        task = asyncio.create_task(asyncio.to_thread(pump))
+        task = _on_own_thread(pump)
         try:
             while True:
                 try:

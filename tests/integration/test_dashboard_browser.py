@@ -235,6 +235,27 @@ def test_no_data_without_a_token_and_a_view_token_only_reads(masters: LocalMaste
     cross.close()
 
 
+def test_open_change_streams_do_not_keep_the_page_from_reading(masters: LocalMasters) -> None:
+    """Each page holds five watches open (and a log stream); three pages' worth must not take
+    the threads the dashboard reads the cluster with."""
+    master = next(iter(masters.masters.values()))
+    base = f"http://{master.http_addr}"
+    with masters.client() as c:
+        auth = {"Authorization": f"Bearer {c.auth.create_token(name='pages', role='view').token}"}
+    streams = []
+    try:
+        for _ in range(3):
+            stream = urllib.request.urlopen(urllib.request.Request(base + "/api/changes", headers=auth), timeout=30)
+            streams.append(stream)
+            assert stream.readline().startswith(b"event: ready")
+        with urllib.request.urlopen(urllib.request.Request(base + "/api/overview", headers=auth),
+                                    timeout=30) as resp:
+            assert any(m["role"] == "leader" for m in json.loads(resp.read())["masters"])
+    finally:
+        for stream in streams:
+            stream.close()
+
+
 def test_raftctl_dashboard_forwards_a_local_port_and_prints_the_url(masters: LocalMasters, tmp_path: Path) -> None:
     import subprocess
     import sys
